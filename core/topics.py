@@ -1,0 +1,72 @@
+"""MQTT topic layout of the canonical wire contract (v1).
+
+``stocksense/v1/{site}/{kind}/{device}/{channel}`` with kind in weight|temp|rfid and channel
+in data|status. Status messages are retained (birth and Last Will).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal, cast, get_args
+
+ROOT = "stocksense/v1"
+DEADLETTER_TOPIC = f"{ROOT}/_deadletter"
+ALERTS_TOPIC = f"{ROOT}/_alerts"
+
+Kind = Literal["weight", "temp", "rfid"]
+Channel = Literal["data", "status"]
+KINDS: tuple[str, ...] = get_args(Kind)
+CHANNELS: tuple[str, ...] = get_args(Channel)
+
+SEGMENT_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+class TopicError(ValueError):
+    """A topic does not follow the v1 layout."""
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A parsed canonical topic."""
+
+    site: str
+    kind: Kind
+    device: str
+    channel: Channel
+
+    def __str__(self) -> str:
+        return f"{ROOT}/{self.site}/{self.kind}/{self.device}/{self.channel}"
+
+
+def build(site: str, kind: Kind, device: str, channel: Channel = "data") -> str:
+    """Return the topic for one device channel, checking every segment."""
+    for name, value in (("site", site), ("device", device)):
+        if not SEGMENT_RE.match(value):
+            raise TopicError(f"{name} {value!r} must match {SEGMENT_RE.pattern}")
+    return str(Topic(site=site, kind=kind, device=device, channel=channel))
+
+
+def parse(topic: str) -> Topic:
+    """Parse a canonical topic or raise :class:`TopicError` saying what is wrong."""
+    parts = topic.split("/")
+    if len(parts) != 6 or f"{parts[0]}/{parts[1]}" != ROOT:
+        raise TopicError(f"topic {topic!r} is not {ROOT}/<site>/<kind>/<device>/<channel>")
+    _, _, site, kind, device, channel = parts
+    if not SEGMENT_RE.match(site):
+        raise TopicError(f"site segment {site!r} must match {SEGMENT_RE.pattern}")
+    if not SEGMENT_RE.match(device):
+        raise TopicError(f"device segment {device!r} must match {SEGMENT_RE.pattern}")
+    if kind not in KINDS:
+        raise TopicError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+    if channel not in CHANNELS:
+        raise TopicError(f"channel {channel!r} is not one of {', '.join(CHANNELS)}")
+    return Topic(site=site, kind=cast("Kind", kind), device=device, channel=cast("Channel", channel))
+
+
+def subscription(share_group: str | None = None, sites: tuple[str, ...] = ()) -> list[str]:
+    """Topic filters for an ingest worker: all sites, or only ``sites``; shared if a group is set."""
+    filters = [f"{ROOT}/{site}/+/+/+" for site in sites] if sites else [f"{ROOT}/+/+/+/+"]
+    if share_group:
+        return [f"$share/{share_group}/{f}" for f in filters]
+    return filters

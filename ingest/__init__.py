@@ -1,0 +1,1 @@
+"""Ingest: MQTT consumer, payload adapters, validation, dead-letter, batching InfluxDB writer."""

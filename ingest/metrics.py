@@ -1,0 +1,43 @@
+"""Prometheus metrics of one ingest worker (own registry, so several workers can share a process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class IngestMetrics:
+    """Counters and gauges exported at ``/metrics``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.received = Counter("stocksense_ingest_messages_received", "MQTT messages received", registry=r)
+        self.readings = Counter("stocksense_ingest_readings", "Readings decoded from messages", registry=r)
+        self.written = Counter("stocksense_ingest_points_written", "Points written to InfluxDB", registry=r)
+        self.deadlettered = Counter(
+            "stocksense_ingest_deadlettered", "Messages sent to the dead-letter topic", ["reason"], registry=r
+        )
+        self.spooled = Counter("stocksense_ingest_points_spooled", "Points spooled to disk", registry=r)
+        self.seq_gaps = Counter("stocksense_ingest_seq_gaps", "Messages missing by per-device seq", registry=r)
+        self.rules_dropped = Counter(
+            "stocksense_ingest_rules_dropped", "Readings not handed to rules (queue full)", registry=r
+        )
+        self.queue_depth = Gauge("stocksense_ingest_buffer_lines", "Lines waiting for a write", registry=r)
+        self.spool_batches = Gauge("stocksense_ingest_spool_batches", "Batches waiting on disk", registry=r)
+        self.write_latency = Histogram(
+            "stocksense_ingest_write_seconds",
+            "InfluxDB write latency",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.lag = Histogram(
+            "stocksense_ingest_lag_seconds",
+            "Device timestamp to durable write",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
+
+    def value(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """Current value of a sample, 0 when it does not exist yet (tests and CLIs)."""
+        found = self.registry.get_sample_value(name, labels or {})
+        return 0.0 if found is None else found

@@ -1,0 +1,203 @@
+"""Batching InfluxDB writer: gzip batches, retry with backoff, spool to disk, replay in order.
+
+A batch is "durable" once InfluxDB answered 204 or it sits fsynced in the spool; only then are
+the waiters of its messages released (that is when QoS 1 messages get their PUBACK).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+from core.errors import InfluxWriteError
+from core.influx import InfluxClient
+from ingest.metrics import IngestMetrics
+from ingest.spool import Spool
+
+logger = logging.getLogger(__name__)
+
+
+class BatchWriter:
+    """Collects lines, writes them in batches and never drops a batch."""
+
+    def __init__(
+        self,
+        client: InfluxClient,
+        spool_dir: Path,
+        metrics: IngestMetrics,
+        *,
+        batch_lines: int = 5000,
+        flush_interval_s: float = 1.0,
+        max_buffer_lines: int | None = None,
+    ) -> None:
+        self._client = client
+        self._spool = Spool(spool_dir)
+        self._rejected_dir = spool_dir.parent / "rejected"
+        self._metrics = metrics
+        self._batch_lines = batch_lines
+        self._flush_interval_s = flush_interval_s
+        self._max_buffer = max_buffer_lines or batch_lines * 4
+        self._lines: list[str] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._oldest_ms: int | None = None
+        self._full = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._spool_ready = asyncio.Event()
+        if len(self._spool):
+            self._spool_ready.set()
+        self._closing = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def spool(self) -> Spool:
+        """The on-disk spool (for metrics and tests)."""
+        return self._spool
+
+    @property
+    def buffered(self) -> int:
+        """Lines not yet written or spooled."""
+        return len(self._lines)
+
+    def start(self) -> None:
+        """Start the flush and replay loops."""
+        self._tasks = [
+            asyncio.create_task(self._flush_loop(), name="influx-flush"),
+            asyncio.create_task(self._replay_loop(), name="influx-replay"),
+        ]
+
+    def add_nowait(self, lines: list[str], device_ts_ms: int | None = None) -> None:
+        """Queue lines without waiting (QoS 0). Over the buffer bound, lines go straight to disk."""
+        if len(self._lines) >= self._max_buffer:
+            self._spill()
+        self._lines.extend(lines)
+        if device_ts_ms is not None and self._oldest_ms is None:
+            self._oldest_ms = device_ts_ms
+        if len(self._lines) >= self._batch_lines:
+            self._full.set()
+
+    async def add(self, lines: list[str], device_ts_ms: int | None = None) -> None:
+        """Queue lines and return once they are durable (QoS 1)."""
+        while len(self._lines) >= self._max_buffer:
+            self._room.clear()
+            await self._room.wait()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self.add_nowait(lines, device_ts_ms)
+        await waiter
+
+    def _take(self) -> tuple[list[str], list[asyncio.Future[None]], int | None]:
+        lines, waiters, oldest = self._lines, self._waiters, self._oldest_ms
+        self._lines, self._waiters, self._oldest_ms = [], [], None
+        self._full.clear()
+        self._metrics.queue_depth.set(0)
+        return lines, waiters, oldest
+
+    def _spill(self) -> None:
+        """InfluxDB is slower than the input: move the buffer to disk to keep memory flat."""
+        lines, waiters, _ = self._take()
+        self._spool_append(lines)
+        _release(waiters)
+
+    def _spool_append(self, lines: list[str]) -> None:
+        self._spool.append(("\n".join(lines) + "\n").encode())
+        self._metrics.spooled.inc(len(lines))
+        self._metrics.spool_batches.set(len(self._spool))
+        self._spool_ready.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), timeout=self._flush_interval_s)
+            if self._lines:
+                await self._flush()
+            elif self._closing:
+                return
+
+    async def _flush(self) -> None:
+        lines, waiters, oldest_ms = self._take()
+        self._room.set()
+        try:
+            if len(self._spool):
+                # Keep order: while older batches wait on disk, newer ones queue behind them.
+                self._spool_append(lines)
+            else:
+                await self._write(lines)
+                if oldest_ms is not None:
+                    self._metrics.lag.observe(max(0.0, time.time() - oldest_ms / 1000))
+        except InfluxWriteError as exc:
+            if exc.retryable:
+                logger.warning("InfluxDB write failed, spooling %d lines: %s", len(lines), exc)
+                self._spool_append(lines)
+            else:
+                self._reject(lines, exc)
+        finally:
+            _release(waiters)
+
+    async def _write(self, lines: list[str]) -> None:
+        body = ("\n".join(lines) + "\n").encode()
+        started = time.perf_counter()
+        await self._client.write(body)
+        self._metrics.write_latency.observe(time.perf_counter() - started)
+        self._metrics.written.inc(len(lines))
+
+    def _reject(self, lines: list[str], exc: InfluxWriteError) -> None:
+        """InfluxDB refused the data itself: keep it on disk for inspection, never drop it."""
+        self._rejected_dir.mkdir(parents=True, exist_ok=True)
+        path = self._rejected_dir / f"{time.time_ns()}.lp"
+        path.write_text("\n".join(lines) + "\n")
+        logger.error("InfluxDB rejected %d lines (kept in %s): %s", len(lines), path, exc)
+
+    async def _replay_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            await self._spool_ready.wait()
+            oldest = self._spool.oldest()
+            if oldest is None:
+                self._spool_ready.clear()
+                self._metrics.spool_batches.set(0)
+                if self._closing:
+                    return
+                continue
+            body = oldest.read_bytes()
+            try:
+                started = time.perf_counter()
+                await self._client.write(body)
+            except InfluxWriteError as exc:
+                if not exc.retryable:
+                    self._reject(body.decode().splitlines(), exc)
+                    oldest.unlink()
+                    continue
+                if self._closing:
+                    return
+                logger.info("replay waiting for InfluxDB (%d batches spooled): %s", len(self._spool), exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            self._metrics.write_latency.observe(time.perf_counter() - started)
+            self._metrics.written.inc(body.count(b"\n"))
+            oldest.unlink()
+            backoff = 0.1
+            self._metrics.spool_batches.set(len(self._spool))
+
+    async def close(self) -> None:
+        """Flush what is buffered (to InfluxDB or the spool) and stop the loops."""
+        self._closing = True
+        self._full.set()
+        if self._lines:
+            await self._flush()
+        self._spool_ready.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _release(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)

@@ -1,0 +1,1 @@
+"""Rules engine: inventory state, reorder/expiry/ageing rules, anomaly detectors, alert lifecycle."""

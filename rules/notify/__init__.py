@@ -1,0 +1,1 @@
+"""Alert delivery: DingTalk and WeCom robots, plain webhooks and InfluxDB, through an outbox."""

@@ -1,0 +1,1 @@
+"""StockSense composition root: the ``stocksense`` command line and local service runner."""

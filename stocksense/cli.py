@@ -1,0 +1,117 @@
+"""The ``stocksense`` command line: the composition root of every service."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from pathlib import Path
+
+from core.settings import Settings
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore", "gmqtt"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from stocksense.demo import run_demo  # noqa: PLC0415 - keep CLI start-up light
+
+    _logging("WARNING" if not args.verbose else "INFO")
+    return asyncio.run(
+        run_demo(
+            Path(args.data_dir),
+            excursion_at_s=args.excursion_at,
+            excursion_s=args.excursion_for,
+            linger_s=args.linger,
+        )
+    )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from stocksense.pipeline import Pipeline  # noqa: PLC0415
+
+    settings = Settings()
+    _logging(settings.log_level)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(Pipeline(settings).run_forever())
+    del args
+    return 0
+
+
+def _cmd_services(args: argparse.Namespace) -> int:
+    from stocksense.devservices import local_stack  # noqa: PLC0415
+
+    _logging("INFO")
+    with local_stack(Path(args.data_dir) if args.data_dir else None) as stack:
+        print(f"STOCKSENSE_MQTT__PORT={stack.mqtt_port}")
+        print(f"STOCKSENSE_INFLUX__URL={stack.influx_url}")
+        print("# services running; Ctrl-C stops them", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(3600)
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from simulators.warehouse import Excursion, VirtualWarehouse, WarehouseConfig  # noqa: PLC0415
+
+    settings = Settings()
+    _logging(settings.log_level)
+    excursions = [Excursion(start_s=args.excursion_at, duration_s=args.excursion_for)] if (
+        args.excursion_for > 0
+    ) else []
+    config = WarehouseConfig(site=args.site, speed=args.speed, interval_s=args.interval, excursions=excursions)
+    warehouse = VirtualWarehouse(config, host=settings.mqtt.host, port=settings.mqtt.port).start()
+    with contextlib.suppress(KeyboardInterrupt):
+        time.sleep(args.duration if args.duration > 0 else 10**9)
+    warehouse.stop()
+    print(f"published {warehouse.published} messages")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests)."""
+    parser = argparse.ArgumentParser(prog="stocksense", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="live demo: services, pipeline, virtual warehouse, alert")
+    demo.add_argument("--data-dir", default="var", help="where run data and service logs go")
+    demo.add_argument("--excursion-at", type=float, default=8.0, help="seconds until the fault")
+    demo.add_argument("--excursion-for", type=float, default=25.0, help="fault duration, s")
+    demo.add_argument("--linger", type=float, default=3.0, help="seconds to keep running after")
+    demo.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
+    demo.set_defaults(func=_cmd_demo)
+
+    run = sub.add_parser("run", help="ingest + rules + notifier from STOCKSENSE_* settings")
+    run.set_defaults(func=_cmd_run)
+
+    services = sub.add_parser("services", help="start a local Mosquitto and InfluxDB")
+    services.add_argument("--data-dir", default=None)
+    services.set_defaults(func=_cmd_services)
+
+    simulate = sub.add_parser("simulate", help="publish a virtual warehouse to the broker")
+    simulate.add_argument("--site", default="wh1")
+    simulate.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    simulate.add_argument("--interval", type=float, default=1.0, help="simulated s between rounds")
+    simulate.add_argument("--duration", type=float, default=0, help="real seconds; 0 = forever")
+    simulate.add_argument("--excursion-at", type=float, default=30.0)
+    simulate.add_argument("--excursion-for", type=float, default=0.0)
+    simulate.set_defaults(func=_cmd_simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``stocksense`` command."""
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""Start real Mosquitto and InfluxDB 1.x on free loopback ports, with temp config and data dirs.
+
+Used by the demo, the test fixtures and the benchmarks. Each :class:`ManagedProcess` stops only
+the process it started. When a binary is missing and we run as root, the Debian package is
+installed with apt-get; otherwise the error says exactly what to install.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from core.errors import StockSenseError
+
+logger = logging.getLogger(__name__)
+
+DEBIAN_PACKAGES = {"mosquitto": "mosquitto", "influxd": "influxdb", "mosquitto_pub": "mosquitto-clients"}
+SBIN_DIRS = ("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin")
+
+
+class ServiceError(StockSenseError):
+    """A local service could not be installed, started or reached."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def find_binary(name: str, *, install: bool = True) -> str:
+    """Path of ``name``; installs its Debian package when missing and running as root."""
+    found = shutil.which(name) or next(
+        (str(Path(d) / name) for d in SBIN_DIRS if (Path(d) / name).exists()), None
+    )
+    if found:
+        return found
+    package = DEBIAN_PACKAGES.get(name, name)
+    if install and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        logger.info("installing Debian package %s for %s", package, name)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)  # noqa: S607
+        subprocess.run(  # noqa: S603
+            ["apt-get", "install", "-y", "-qq", package],  # noqa: S607
+            check=True,
+            env=env,
+        )
+        return find_binary(name, install=False)
+    raise ServiceError(
+        f"{name} not found: install the Debian package '{package}' "
+        f"(sudo apt-get install {package})"
+    )
+
+
+def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str) -> None:
+    """Poll ``predicate`` until it is true; raise :class:`ServiceError` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.25)
+    raise ServiceError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class ManagedProcess:
+    """A service process this module started, with its port and private directory."""
+
+    name: str
+    port: int
+    workdir: Path
+    argv: list[str]
+    ready: Callable[[ManagedProcess], bool]
+    process: subprocess.Popen[bytes] | None = None
+    extra_ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def log_path(self) -> Path:
+        """Where the service's stdout and stderr go."""
+        return self.workdir / f"{self.name}.log"
+
+    def start(self, *, timeout: float = 30.0) -> ManagedProcess:
+        """Start the process and wait until it answers."""
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(  # noqa: S603
+            self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True
+        )
+        log.close()
+        try:
+            wait_until(lambda: self._alive_and_ready(), timeout=timeout, what=f"{self.name}")
+        except ServiceError:
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+            self.stop()
+            raise ServiceError(f"{self.name} did not become ready; log tail:\n{tail}") from None
+        logger.info("%s ready on 127.0.0.1:%d (pid %d)", self.name, self.port, self.process.pid)
+        return self
+
+    def _alive_and_ready(self) -> bool:
+        if self.process is None or self.process.poll() is not None:
+            code = None if self.process is None else self.process.returncode
+            raise ServiceError(f"{self.name} exited with code {code}: see {self.log_path}")
+        return self.ready(self)
+
+    def stop(self, *, timeout: float = 15.0) -> None:
+        """Stop the process we started (SIGTERM, then SIGKILL); no-op when not running."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        """SIGKILL, for outage tests."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def restart(self, *, timeout: float = 30.0) -> ManagedProcess:
+        """Stop and start again on the same port and data directory."""
+        self.stop()
+        wait_until(lambda: not _port_open(self.port), timeout=timeout, what=f"{self.name} to exit")
+        return self.start(timeout=timeout)
+
+
+def mosquitto(workdir: Path, *, port: int | None = None) -> ManagedProcess:
+    """A Mosquitto broker on 127.0.0.1 with persistence in ``workdir`` (not started yet)."""
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(
+        "\n".join(
+            [
+                f"listener {port} 127.0.0.1",
+                "allow_anonymous true",
+                "persistence true",
+                f"persistence_location {workdir}/",
+                "autosave_interval 5",
+                # Ingest acknowledges QoS 1 only once readings are durable, so allow a deep
+                # window and queue instead of dropping while a consumer catches up.
+                "max_inflight_messages 0",
+                "max_queued_messages 2000000",
+                "max_queued_bytes 0",
+                "message_size_limit 0",
+                "log_dest stdout",
+                "log_type error",
+                "log_type warning",
+                "log_type notice",
+                "",
+            ]
+        )
+    )
+    return ManagedProcess(
+        name="mosquitto",
+        port=port,
+        workdir=workdir,
+        argv=[find_binary("mosquitto"), "-c", str(conf)],
+        ready=lambda p: _port_open(p.port),
+    )
+
+
+def influxdb(workdir: Path, *, port: int | None = None) -> ManagedProcess:
+    """An InfluxDB 1.x server on 127.0.0.1 with data, WAL and meta in ``workdir``."""
+    port = port or free_port()
+    rpc_port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / "influxdb.conf"
+    conf.write_text(
+        f"""reporting-disabled = true
+bind-address = "127.0.0.1:{rpc_port}"
+
+[meta]
+  dir = "{workdir}/meta"
+
+[data]
+  dir = "{workdir}/data"
+  wal-dir = "{workdir}/wal"
+  query-log-enabled = false
+  wal-fsync-delay = "0s"
+
+[monitor]
+  store-enabled = false
+
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{port}"
+  log-enabled = false
+  max-body-size = 0
+
+[logging]
+  level = "warn"
+
+[continuous_queries]
+  enabled = false
+"""
+    )
+
+    def ready(p: ManagedProcess) -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{p.port}/ping", timeout=0.5).status_code == 204
+        except httpx.HTTPError:
+            return False
+
+    return ManagedProcess(
+        name="influxdb",
+        port=port,
+        workdir=workdir,
+        argv=[find_binary("influxd"), "-config", str(conf)],
+        ready=ready,
+        extra_ports={"rpc": rpc_port},
+    )
+
+
+@dataclass
+class LocalStack:
+    """A running Mosquitto and InfluxDB pair."""
+
+    broker: ManagedProcess
+    influx: ManagedProcess
+    root: Path
+
+    @property
+    def mqtt_port(self) -> int:
+        """Broker port."""
+        return self.broker.port
+
+    @property
+    def influx_url(self) -> str:
+        """InfluxDB base URL."""
+        return f"http://127.0.0.1:{self.influx.port}"
+
+    def stop(self) -> None:
+        """Stop both services."""
+        self.broker.stop()
+        self.influx.stop()
+
+
+@contextlib.contextmanager
+def local_stack(root: Path | None = None, *, keep: bool = False) -> Iterator[LocalStack]:
+    """Start Mosquitto and InfluxDB under ``root`` (a temp dir by default); stop them after."""
+    tmp = None
+    if root is None:
+        tmp = tempfile.mkdtemp(prefix="stocksense-")
+        root = Path(tmp)
+    broker = mosquitto(root / "mosquitto")
+    influx = influxdb(root / "influxdb")
+    try:
+        broker.start()
+        influx.start()
+        yield LocalStack(broker=broker, influx=influx, root=root)
+    finally:
+        broker.stop()
+        influx.stop()
+        if tmp is not None and not keep:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,72 @@
+"""One process running ingest, rules and the notifier: ``stocksense run`` and the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from core import db
+from core.alerts import AlertStore
+from core.influx import InfluxClient
+from core.settings import Settings
+from ingest.service import IngestService
+from rules.engine import RulesEngine
+from rules.notify.base import Channel
+from rules.notify.service import Notifier, build_channels
+from rules.seed import Seed, load_seed
+
+logger = logging.getLogger(__name__)
+
+
+class Pipeline:
+    """Wires the services together through the in-process hand-off and the shared database."""
+
+    def __init__(self, settings: Settings, *, seed: Seed | None = None) -> None:
+        self.settings = settings
+        if seed is None:
+            seed = load_seed(settings.rules.seed_file) if settings.rules.seed_file else Seed()
+        self.conn = db.connect(settings.sqlite_path)
+        self._alert_influx = InfluxClient(settings.influx)
+        self.channels: list[Channel] = build_channels(settings, self._alert_influx)
+        self.store = AlertStore(self.conn, [c.name for c in self.channels])
+        self.rules = RulesEngine(seed, self.store)
+        self.notifier = Notifier(
+            self.store,
+            self.channels,
+            poll_interval_s=settings.notifier.poll_interval_s,
+            max_attempts=settings.notifier.max_attempts,
+        )
+        self.ingest = IngestService(settings, sink=self.rules.offer)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Start every part; returns once ingest is subscribed."""
+        self._tasks = [
+            asyncio.create_task(self.rules.run(), name="rules"),
+            asyncio.create_task(self.notifier.run(), name="notifier"),
+        ]
+        await self.ingest.start()
+
+    async def stop(self) -> None:
+        """Stop ingest first (flushes its buffer), then rules and the notifier."""
+        await self.ingest.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.rules.drain(), timeout=5)
+        await self.notifier.deliver_due()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.notifier.aclose()
+        await self._alert_influx.aclose()
+        self.conn.close()
+
+    async def run_forever(self) -> None:
+        """Start, then wait until cancelled (Ctrl-C), and stop cleanly."""
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
