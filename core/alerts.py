@@ -6,6 +6,7 @@ fires again while its alert is open cannot create a duplicate, even across proce
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import time
@@ -71,7 +72,7 @@ class OutboxItem(BaseModel):
 class AlertStore:
     """Alert lifecycle persistence and the outbox feeding the notifier."""
 
-    def __init__(self, conn: sqlite3.Connection, channels: list[str]) -> None:
+    def __init__(self, conn: sqlite3.Connection, channels: builtins.list[str]) -> None:
         self._conn = conn
         self.channels = channels
 
@@ -126,8 +127,20 @@ class AlertStore:
                 """INSERT INTO alerts (source, type, severity, state, site, zone, title, message,
                    value, threshold, details, raised_at, updated_at)
                    VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (source, type_, severity, site, zone, title, message, value, threshold,
-                 json.dumps(details, ensure_ascii=False), at_ms, stamp),
+                (
+                    source,
+                    type_,
+                    severity,
+                    site,
+                    zone,
+                    title,
+                    message,
+                    value,
+                    threshold,
+                    json.dumps(details, ensure_ascii=False),
+                    at_ms,
+                    stamp,
+                ),
             )
             alert_id = int(cur.lastrowid or 0)
             self._event(alert_id, "raised", at_ms)
@@ -136,7 +149,9 @@ class AlertStore:
         assert alert is not None
         return alert, True
 
-    def clear(self, source: str, type_: str, *, at_ms: int, note: str | None = None) -> Alert | None:
+    def clear(
+        self, source: str, type_: str, *, at_ms: int, note: str | None = None
+    ) -> Alert | None:
         """Clear the active alert for (source, type); returns it, or None if none was open."""
         existing = self.active(source, type_)
         if existing is None:
@@ -164,7 +179,7 @@ class AlertStore:
             self._event(alert_id, "acked", at, actor=by)
         return self.get(alert_id)
 
-    def events(self, alert_id: int) -> list[dict[str, Any]]:
+    def events(self, alert_id: int) -> builtins.list[dict[str, Any]]:
         """History of one alert, oldest first."""
         rows = self._conn.execute(
             "SELECT event, at, actor, note FROM alert_events WHERE alert_id = ? ORDER BY id",
@@ -174,7 +189,7 @@ class AlertStore:
 
     # -- outbox ---------------------------------------------------------------------------
 
-    def due(self, *, now: int, limit: int = 100) -> list[OutboxItem]:
+    def due(self, *, now: int, limit: int = 100) -> builtins.list[OutboxItem]:
         """Pending deliveries whose next attempt is due, oldest first."""
         rows = self._conn.execute(
             """SELECT id, channel, alert_id, event, attempts, status, last_error FROM outbox
@@ -201,11 +216,12 @@ class AlertStore:
     def mark_dead(self, item_id: int, *, error: str) -> None:
         """A permanent failure: stop trying, keep the reason."""
         self._conn.execute(
-            "UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = ? WHERE id = ?",
+            """UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = ?
+               WHERE id = ?""",
             (error, item_id),
         )
 
-    def outbox(self, *, status: str | None = None) -> list[OutboxItem]:
+    def outbox(self, *, status: str | None = None) -> builtins.list[OutboxItem]:
         """All outbox rows (optionally of one status), oldest first."""
         sql = "SELECT id, channel, alert_id, event, attempts, status, last_error FROM outbox"
         params: tuple[str, ...] = ()
@@ -218,13 +234,20 @@ class AlertStore:
     def _enqueue(self, alert_id: int, event: AlertEvent, stamp: int) -> None:
         for channel in self.channels:
             self._conn.execute(
-                """INSERT OR IGNORE INTO outbox (channel, alert_id, event, next_attempt_at, created_at)
+                """INSERT OR IGNORE INTO outbox
+                   (channel, alert_id, event, next_attempt_at, created_at)
                    VALUES (?, ?, ?, ?, ?)""",
                 (channel, alert_id, event, stamp, stamp),
             )
 
     def _event(
-        self, alert_id: int, event: str, at: int, *, actor: str | None = None, note: str | None = None
+        self,
+        alert_id: int,
+        event: str,
+        at: int,
+        *,
+        actor: str | None = None,
+        note: str | None = None,
     ) -> None:
         self._conn.execute(
             "INSERT INTO alert_events (alert_id, event, at, actor, note) VALUES (?, ?, ?, ?, ?)",

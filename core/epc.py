@@ -84,7 +84,9 @@ def decode_sgtin96(epc_hex: str) -> Sgtin:
     )
 
 
-def encode_sgtin96(gtin14: str, serial: int, *, company_digits: int = 7, filter_value: int = 1) -> str:
+def encode_sgtin96(
+    gtin14: str, serial: int, *, company_digits: int = 7, filter_value: int = 1
+) -> str:
     """Encode a GTIN-14 and serial as SGTIN-96 hex (upper case)."""
     if len(gtin14) != 14 or not gtin14.isdigit():
         raise EpcError(f"GTIN {gtin14!r} must be 14 digits")

@@ -66,7 +66,9 @@ def line(
 class InfluxClient:
     """Async v1 HTTP client: gzip writes with clear, classified errors, and InfluxQL queries."""
 
-    def __init__(self, settings: InfluxSettings, *, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self, settings: InfluxSettings, *, client: httpx.AsyncClient | None = None
+    ) -> None:
         self._settings = settings
         self._client = client or httpx.AsyncClient(timeout=settings.timeout_s)
         self._owns_client = client is None

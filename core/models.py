@@ -20,7 +20,7 @@ MAX_TS_MS = 4_102_444_800_000
 def to_epoch_ms(value: Any) -> Any:
     """Accept RFC 3339 text with an offset or integer epoch milliseconds; return epoch ms."""
     if isinstance(value, bool):
-        raise ValueError("ts must be RFC 3339 text or epoch milliseconds, not a boolean")
+        raise ValueError("ts must be RFC 3339 text or epoch milliseconds, not a boolean")  # noqa: TRY004 - pydantic reports ValueError as a validation error
     if isinstance(value, int):
         if not MIN_TS_MS <= value < MAX_TS_MS:
             raise ValueError(

@@ -61,11 +61,13 @@ def parse(topic: str) -> Topic:
         raise TopicError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
     if channel not in CHANNELS:
         raise TopicError(f"channel {channel!r} is not one of {', '.join(CHANNELS)}")
-    return Topic(site=site, kind=cast("Kind", kind), device=device, channel=cast("Channel", channel))
+    return Topic(
+        site=site, kind=cast("Kind", kind), device=device, channel=cast("Channel", channel)
+    )
 
 
 def subscription(share_group: str | None = None, sites: tuple[str, ...] = ()) -> list[str]:
-    """Topic filters for an ingest worker: all sites, or only ``sites``; shared if a group is set."""
+    """Topic filters for an ingest worker: all sites or only ``sites``; shared if a group is set."""
     filters = [f"{ROOT}/{site}/+/+/+" for site in sites] if sites else [f"{ROOT}/+/+/+/+"]
     if share_group:
         return [f"$share/{share_group}/{f}" for f in filters]

@@ -1,4 +1,4 @@
-"""Canonical payload decoding: topic + bytes -> validated readings, or a PayloadError with a reason."""
+"""Canonical payload decoding: topic + bytes -> validated readings, or a PayloadError."""
 
 from __future__ import annotations
 

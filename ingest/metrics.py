@@ -1,4 +1,4 @@
-"""Prometheus metrics of one ingest worker (own registry, so several workers can share a process)."""
+"""Prometheus metrics of one ingest worker, in its own registry (several can share a process)."""
 
 from __future__ import annotations
 
@@ -11,19 +11,38 @@ class IngestMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.received = Counter("stocksense_ingest_messages_received", "MQTT messages received", registry=r)
-        self.readings = Counter("stocksense_ingest_readings", "Readings decoded from messages", registry=r)
-        self.written = Counter("stocksense_ingest_points_written", "Points written to InfluxDB", registry=r)
+        self.received = Counter(
+            "stocksense_ingest_messages_received", "MQTT messages received", registry=r
+        )
+        self.readings = Counter(
+            "stocksense_ingest_readings", "Readings decoded from messages", registry=r
+        )
+        self.written = Counter(
+            "stocksense_ingest_points_written", "Points written to InfluxDB", registry=r
+        )
         self.deadlettered = Counter(
-            "stocksense_ingest_deadlettered", "Messages sent to the dead-letter topic", ["reason"], registry=r
+            "stocksense_ingest_deadlettered",
+            "Messages sent to the dead-letter topic",
+            ["reason"],
+            registry=r,
         )
-        self.spooled = Counter("stocksense_ingest_points_spooled", "Points spooled to disk", registry=r)
-        self.seq_gaps = Counter("stocksense_ingest_seq_gaps", "Messages missing by per-device seq", registry=r)
+        self.spooled = Counter(
+            "stocksense_ingest_points_spooled", "Points spooled to disk", registry=r
+        )
+        self.seq_gaps = Counter(
+            "stocksense_ingest_seq_gaps", "Messages missing by per-device seq", registry=r
+        )
         self.rules_dropped = Counter(
-            "stocksense_ingest_rules_dropped", "Readings not handed to rules (queue full)", registry=r
+            "stocksense_ingest_rules_dropped",
+            "Readings not handed to rules (queue full)",
+            registry=r,
         )
-        self.queue_depth = Gauge("stocksense_ingest_buffer_lines", "Lines waiting for a write", registry=r)
-        self.spool_batches = Gauge("stocksense_ingest_spool_batches", "Batches waiting on disk", registry=r)
+        self.queue_depth = Gauge(
+            "stocksense_ingest_buffer_lines", "Lines waiting for a write", registry=r
+        )
+        self.spool_batches = Gauge(
+            "stocksense_ingest_spool_batches", "Batches waiting on disk", registry=r
+        )
         self.write_latency = Histogram(
             "stocksense_ingest_write_seconds",
             "InfluxDB write latency",

@@ -122,7 +122,9 @@ class IngestService:
             self._sink(decoded.samples)
         return decoded
 
-    def _on_message_qos0(self, client: Any, topic: str, payload: bytes, qos: int, props: Any) -> int:
+    def _on_message_qos0(
+        self, client: Any, topic: str, payload: bytes, qos: int, props: Any
+    ) -> int:
         del client, qos, props
         decoded = self._decode(topic, payload)
         if decoded is not None:

@@ -173,7 +173,9 @@ class BatchWriter:
                     continue
                 if self._closing:
                     return
-                logger.info("replay waiting for InfluxDB (%d batches spooled): %s", len(self._spool), exc)
+                logger.info(
+                    "replay waiting for InfluxDB (%d batches spooled): %s", len(self._spool), exc
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue

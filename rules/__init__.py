@@ -1,1 +1,1 @@
-"""Rules engine: inventory state, reorder/expiry/ageing rules, anomaly detectors, alert lifecycle."""
+"""Rules engine: inventory state, reorder/expiry/ageing rules, anomaly detectors, alerts."""

@@ -121,4 +121,3 @@ class ColdChainRule:
         self._open.add(source)
         if created:
             logger.warning("cold-chain excursion raised: %s (alert %d)", source, alert.id)
-

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class _Receiver:
         """The port the receiver listens on."""
         return int(self._server.server_address[1])
 
-    def start(self) -> _Receiver:
+    def start(self) -> Self:
         """Serve in a background thread."""
         self._thread.start()
         return self
@@ -185,7 +185,10 @@ class DingTalkRobot(_Receiver):
         timestamp, signature = query.get("timestamp"), query.get("sign")
         if not timestamp or not signature:
             return "sign not match: timestamp and sign are required"
-        if not timestamp.isdigit() or abs(now * 1000 - int(timestamp)) > DINGTALK_TIMESTAMP_WINDOW_S * 1000:
+        if (
+            not timestamp.isdigit()
+            or abs(now * 1000 - int(timestamp)) > DINGTALK_TIMESTAMP_WINDOW_S * 1000
+        ):
             return "timestamp is outside the one-hour window"
         digest = hmac.new(
             self.secret.encode(), f"{timestamp}\n{self.secret}".encode(), hashlib.sha256
@@ -203,10 +206,18 @@ def _dingtalk_shape(body: Any) -> str | None:
         ok = isinstance(body.get("text"), dict) and isinstance(body["text"].get("content"), str)
     elif kind == "markdown":
         md = body.get("markdown")
-        ok = isinstance(md, dict) and isinstance(md.get("title"), str) and isinstance(md.get("text"), str)
+        ok = (
+            isinstance(md, dict)
+            and isinstance(md.get("title"), str)
+            and isinstance(md.get("text"), str)
+        )
     elif kind == "actionCard":
         card = body.get("actionCard")
-        ok = isinstance(card, dict) and isinstance(card.get("title"), str) and isinstance(card.get("text"), str)
+        ok = (
+            isinstance(card, dict)
+            and isinstance(card.get("title"), str)
+            and isinstance(card.get("text"), str)
+        )
     elif kind in ("link", "feedCard"):
         ok = isinstance(body.get(kind), dict)
     else:
@@ -252,7 +263,15 @@ class WeComRobot(_Receiver):
             return self._error(40035, "invalid parameter: body is not JSON")
         kind = body.get("msgtype") if isinstance(body, dict) else None
         part = body.get(kind) if isinstance(body, dict) and isinstance(kind, str) else None
-        if kind not in ("text", "markdown", "markdown_v2", "news", "template_card", "image", "file"):
+        if kind not in (
+            "text",
+            "markdown",
+            "markdown_v2",
+            "news",
+            "template_card",
+            "image",
+            "file",
+        ):
             return self._error(40008, f"invalid message type {kind!r}")
         if not isinstance(part, dict):
             return self._error(40035, f"invalid parameter: {kind} must be an object")

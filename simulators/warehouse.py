@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from core import topics
 from core.epc import encode_sgtin96
@@ -77,7 +78,7 @@ class VirtualWarehouse:
         self._start_wall = 0.0
         self._start_sim_ms = 0
         self.published = 0
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sim-{config.site}")
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sim-{config.site}")
 
     def sim_ms(self) -> int:
         """The simulated clock in epoch ms."""
@@ -101,13 +102,20 @@ class VirtualWarehouse:
         # One MQTT connection carries every simulated device, so the Last Will covers the
         # gateway; per-device births are retained for the dashboards.
         will = topics.build(c.site, "temp", c.cold_probe, "status")
-        self._client.will_set(will, json.dumps({"online": False, "reason": "lwt"}), qos=1, retain=True)
+        self._client.will_set(
+            will, json.dumps({"online": False, "reason": "lwt"}), qos=1, retain=True
+        )
         self._client.connect(self._host, self._port, keepalive=30)
         self._client.loop_start()
         self._start_wall = time.monotonic()
         self._start_sim_ms = time.time_ns() // 1_000_000
         for kind, device in self._devices():
-            birth = {"online": True, "ts": self.sim_ms(), "interval_s": c.interval_s, "firmware": "sim-1"}
+            birth = {
+                "online": True,
+                "ts": self.sim_ms(),
+                "interval_s": c.interval_s,
+                "firmware": "sim-1",
+            }
             self._publish(topics.build(c.site, kind, device, "status"), birth, retain=True)
         self._thread = threading.Thread(target=self._run, name="virtual-warehouse", daemon=True)
         self._thread.start()
@@ -162,7 +170,9 @@ class VirtualWarehouse:
                 if self._rng.random() < 0.05 and self._units[(shelf.device, cell)] > 0:
                     self._units[(shelf.device, cell)] -= self._rng.randint(1, 3)
                     self._units[(shelf.device, cell)] = max(0, self._units[(shelf.device, cell)])
-                grams = self._units[(shelf.device, cell)] * unit_g + self._rng.gauss(0, unit_g * 0.005)
+                grams = self._units[(shelf.device, cell)] * unit_g + self._rng.gauss(
+                    0, unit_g * 0.005
+                )
                 readings.append({"cell": cell, "grams": round(grams, 1), "stable": True})
             self._publish(
                 topics.build(c.site, "weight", shelf.device),

@@ -63,10 +63,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     settings = Settings()
     _logging(settings.log_level)
-    excursions = [Excursion(start_s=args.excursion_at, duration_s=args.excursion_for)] if (
-        args.excursion_for > 0
-    ) else []
-    config = WarehouseConfig(site=args.site, speed=args.speed, interval_s=args.interval, excursions=excursions)
+    excursions = (
+        [Excursion(start_s=args.excursion_at, duration_s=args.excursion_for)]
+        if (args.excursion_for > 0)
+        else []
+    )
+    config = WarehouseConfig(
+        site=args.site, speed=args.speed, interval_s=args.interval, excursions=excursions
+    )
     warehouse = VirtualWarehouse(config, host=settings.mqtt.host, port=settings.mqtt.port).start()
     with contextlib.suppress(KeyboardInterrupt):
         time.sleep(args.duration if args.duration > 0 else 10**9)

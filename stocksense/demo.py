@@ -37,11 +37,14 @@ def _banner(text: str) -> None:
     print(f"\n=== {text} ===", flush=True)
 
 
-async def run_demo(data_dir: Path, *, excursion_at_s: float, excursion_s: float, linger_s: float) -> int:
+async def run_demo(
+    data_dir: Path, *, excursion_at_s: float, excursion_s: float, linger_s: float
+) -> int:
     """Run the demo; returns a process exit code (0 when the alert was delivered and cleared)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
     run_dir = data_dir / time.strftime("demo-%Y%m%d-%H%M%S")
-    dingtalk = DingTalkRobot(access_token=secrets.token_hex(16), secret="SEC" + secrets.token_hex(24))
+    dingtalk = DingTalkRobot(
+        access_token=secrets.token_hex(16), secret="SEC" + secrets.token_hex(24)
+    )
     webhook = WebhookReceiver()
     dingtalk.start()
     webhook.start()
@@ -49,17 +52,19 @@ async def run_demo(data_dir: Path, *, excursion_at_s: float, excursion_s: float,
         settings = Settings(
             data_dir=run_dir,
             mqtt=MqttSettings(port=stack.mqtt_port, client_id="stocksense-demo"),
-            influx=InfluxSettings(url=stack.influx_url, database="stocksense", flush_interval_s=0.5),
+            influx=InfluxSettings(
+                url=stack.influx_url, database="stocksense", flush_interval_s=0.5
+            ),
             notifier=NotifierSettings(
                 channels=[
                     ChannelSettings(
                         name="dingtalk-ops",
                         kind="dingtalk",
-                        url=dingtalk.url,  # type: ignore[arg-type]
-                        secret=dingtalk.secret,  # type: ignore[arg-type]
+                        url=dingtalk.url,
+                        secret=dingtalk.secret,
                         language="zh",
                     ),
-                    ChannelSettings(name="webhook", kind="webhook", url=webhook.url),  # type: ignore[arg-type]
+                    ChannelSettings(name="webhook", kind="webhook", url=webhook.url),
                 ]
             ),
         )
@@ -119,12 +124,13 @@ def _print_where_to_look(settings: Settings, run_dir: Path, mqtt_port: int) -> N
     counts = rows(query_sync(influx, "SELECT count(celsius) FROM temperature"))
     alerts = rows(query_sync(influx, "SELECT alert_id, event, severity, message FROM alerts"))
     print(f"InfluxDB {influx.url}, database '{influx.database}':")
-    print(f"  measurements: temperature, weight, rfid, device_status, alerts")
+    print("  measurements: temperature, weight, rfid, device_status, alerts")
     print(f"  temperature points so far: {counts[0]['count'] if counts else 0}")
     for row in alerts:
         print(f"  alerts: #{row['alert_id']} {row['event']} {row['severity']}: {row['message']}")
-    print(f"  try: curl -G {influx.url}/query --data-urlencode db={influx.database} "
-          "--data-urlencode 'q=SELECT * FROM alerts'")
+    query = "SELECT * FROM alerts"
+    print(f"  try: curl -G {influx.url}/query --data-urlencode db={influx.database} \\")
+    print(f"         --data-urlencode 'q={query}'")
     print(f"SQLite alerts and outbox: {settings.sqlite_path}")
     print(f"Dead letters: mosquitto_sub -p {mqtt_port} -t stocksense/v1/_deadletter -v")
     print(f"Logs and service data: {run_dir}")

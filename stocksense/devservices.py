@@ -26,7 +26,11 @@ from core.errors import StockSenseError
 
 logger = logging.getLogger(__name__)
 
-DEBIAN_PACKAGES = {"mosquitto": "mosquitto", "influxd": "influxdb", "mosquitto_pub": "mosquitto-clients"}
+DEBIAN_PACKAGES = {
+    "mosquitto": "mosquitto",
+    "influxd": "influxdb",
+    "mosquitto_pub": "mosquitto-clients",
+}
 SBIN_DIRS = ("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin")
 
 
@@ -61,8 +65,7 @@ def find_binary(name: str, *, install: bool = True) -> str:
         )
         return find_binary(name, install=False)
     raise ServiceError(
-        f"{name} not found: install the Debian package '{package}' "
-        f"(sudo apt-get install {package})"
+        f"{name} not found: install the Debian package '{package}' (sudo apt-get install {package})"
     )
 
 
@@ -105,11 +108,15 @@ class ManagedProcess:
         """Start the process and wait until it answers."""
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(  # noqa: S603
-            self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True
+            self.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            start_new_session=True,
         )
         log.close()
         try:
-            wait_until(lambda: self._alive_and_ready(), timeout=timeout, what=f"{self.name}")
+            wait_until(self._alive_and_ready, timeout=timeout, what=f"{self.name}")
         except ServiceError:
             tail = self.log_path.read_text(errors="replace")[-2000:]
             self.stop()

@@ -1,0 +1,100 @@
+"""Shared fixtures: a real Mosquitto and a real InfluxDB per test session, unique names per test."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from core.settings import InfluxSettings, MqttSettings, Settings
+from stocksense.devservices import LocalStack, local_stack
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """Mosquitto + InfluxDB 1.x started for this session on free loopback ports."""
+    with local_stack(tmp_path_factory.mktemp("services")) as running:
+        yield running
+
+
+@pytest.fixture
+def settings(stack: LocalStack, tmp_path: Path) -> Settings:
+    """Settings pointing at the session's services, with a database and client id of its own."""
+    unique = uuid.uuid4().hex[:10]
+    return Settings(
+        data_dir=tmp_path / "data",
+        mqtt=MqttSettings(port=stack.mqtt_port, client_id=f"ingest-{unique}"),
+        influx=InfluxSettings(
+            url=stack.influx_url, database=f"test_{unique}", flush_interval_s=0.1
+        ),
+    )
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+async def until(
+    predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition"
+) -> None:
+    """Async twin of :func:`wait_for`, for tests that drive the pipeline's event loop."""
+    import asyncio  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+class Publisher:
+    """A paho-mqtt publisher that waits until the broker acknowledged every QoS 1 message."""
+
+    def __init__(self, port: int) -> None:
+        import paho.mqtt.client as mqtt  # noqa: PLC0415
+        from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
+
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}"
+        )
+        self.client.max_inflight_messages_set(1000)
+        self.client.max_queued_messages_set(0)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self._infos: list[object] = []
+
+    def publish(
+        self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False
+    ) -> None:
+        """Publish and remember the message for :meth:`flush`."""
+        self._infos.append(self.client.publish(topic, payload, qos=qos, retain=retain))
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Block until every published message has been acknowledged by the broker."""
+        for info in self._infos:
+            info.wait_for_publish(timeout)  # type: ignore[attr-defined]
+        self._infos.clear()
+
+    def close(self) -> None:
+        """Disconnect."""
+        self.flush()
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def publisher(stack: LocalStack) -> Iterator[Publisher]:
+    """A connected publisher for the session broker."""
+    pub = Publisher(stack.mqtt_port)
+    yield pub
+    pub.close()

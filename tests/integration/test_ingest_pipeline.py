@@ -1,0 +1,218 @@
+"""Ingest on the real broker and the real InfluxDB: exact points, dead letters, recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from core import topics
+from core.influx import query_sync, rows
+from core.settings import Settings
+from ingest.service import IngestService
+from stocksense.devservices import LocalStack
+from tests.conftest import Publisher, until
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_795_309_200_000  # 2026-11-22T01:00:00Z
+
+
+def _expected_and_publish(publisher: Publisher) -> dict[str, list[dict[str, Any]]]:
+    """Publish 1,000 readings (400 temperature, 300 weight, 300 RFID) and return what to expect."""
+    expected: dict[str, list[dict[str, Any]]] = {"temperature": [], "weight": [], "rfid": []}
+    for i in range(400):
+        ts = T0 + i * 500
+        payload = {
+            "ts": ts,
+            "seq": i,
+            "readings": [{"sensor": "t1", "celsius": round(2 + i * 0.01, 2)}],
+        }
+        publisher.publish(topics.build("wh1", "temp", "probe-7"), json.dumps(payload))
+        expected["temperature"].append(
+            {
+                "time": ts * 1_000_000,
+                "site": "wh1",
+                "device": "probe-7",
+                "sensor": "t1",
+                "celsius": round(2 + i * 0.01, 2),
+                "seq": i,
+            }
+        )
+    for i in range(100):
+        ts = T0 + i * 1000
+        cells = [{"cell": f"c{c}", "grams": 100.0 * c + i, "stable": c != 2} for c in range(3)]
+        publisher.publish(
+            topics.build("wh2", "weight", "shelf-1"),
+            json.dumps({"ts": ts, "seq": i, "readings": cells}),
+        )
+        for c in range(3):
+            expected["weight"].append(
+                {
+                    "time": ts * 1_000_000 + c,
+                    "site": "wh2",
+                    "device": "shelf-1",
+                    "cell": f"c{c}",
+                    "grams": 100.0 * c + i,
+                    "stable": c != 2,
+                    "seq": i,
+                }
+            )
+    for i in range(100):
+        ts = T0 + i * 250
+        reads = [
+            {"epc": f"3034257BF7194E40000{i:02d}{r:03d}", "antenna": r + 1, "rssi": -50.5 - r}
+            for r in range(3)
+        ]
+        publisher.publish(
+            topics.build("wh1", "rfid", "dock-1"), json.dumps({"ts": ts, "seq": i, "reads": reads})
+        )
+        for r in range(3):
+            expected["rfid"].append(
+                {
+                    "time": ts * 1_000_000 + r,
+                    "site": "wh1",
+                    "device": "dock-1",
+                    "antenna": str(r + 1),
+                    "epc": f"3034257BF7194E40000{i:02d}{r:03d}",
+                    "rssi": -50.5 - r,
+                    "count": 1,
+                    "seq": i,
+                }
+            )
+    publisher.flush()
+    return expected
+
+
+def test_thousand_readings_land_exactly(settings: Settings, publisher: Publisher) -> None:
+    async def scenario() -> None:
+        service = IngestService(settings)
+        await service.start()
+        try:
+            expected = _expected_and_publish(publisher)
+            await until(
+                lambda: service.metrics.value("stocksense_ingest_points_written_total") >= 1000,
+                what="1,000 points written",
+            )
+        finally:
+            await service.stop()
+        assert service.metrics.value("stocksense_ingest_points_written_total") == 1000
+        assert service.metrics.value("stocksense_ingest_seq_gaps_total") == 0
+        queries = {
+            "temperature": "SELECT celsius, seq, device, sensor, site FROM temperature",
+            "weight": "SELECT grams, stable, seq, cell, device, site FROM weight",
+            "rfid": 'SELECT epc, rssi, "count", seq, antenna, device, site FROM rfid',
+        }
+        total = 0
+        for measurement, influxql in queries.items():
+            got = rows(query_sync(settings.influx, influxql))
+            total += len(got)
+            assert sorted(
+                got, key=lambda r: (r["time"], str(r.get("cell") or r.get("antenna") or ""))
+            ) == sorted(
+                expected[measurement],
+                key=lambda r: (r["time"], str(r.get("cell") or r.get("antenna") or "")),
+            ), measurement
+        assert total == 1000
+
+    asyncio.run(scenario())
+
+
+class DeadLetterListener:
+    """Collects dead-letter envelopes from the broker."""
+
+    def __init__(self, port: int) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="dlq-listener")
+        self.client.on_message = lambda _c, _u, msg: self.messages.append(json.loads(msg.payload))
+        self.client.on_subscribe = lambda *_a: self._subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(topics.DEADLETTER_TOPIC, qos=1)
+        self.client.loop_start()
+        assert self._subscribed.wait(10)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+BAD_MESSAGES: list[tuple[str, bytes, str]] = [
+    (
+        "stocksense/v1/wh1/temp/p1/data",
+        b'{"ts": 1795309200000, "seq": 1, "readings": [',
+        "invalid_json",
+    ),
+    ("stocksense/v1/wh1/temp/p1/data", b"\x00\xff\xfe binary", "invalid_json"),
+    (
+        "stocksense/v1/wh1/temp/p1/data",
+        b'{"ts": 1795309200000, "seq": "one", "readings": [{"sensor": "t1", "celsius": 4.0}]}',
+        "schema",
+    ),
+    (
+        "stocksense/v1/wh1/temp/p1/data",
+        b'{"seq": 2, "readings": [{"sensor": "t1", "celsius": 4.0}]}',
+        "missing_field",
+    ),
+    (
+        "stocksense/v1/wh1/temp/p1/data",
+        b'{"ts": 1795309200000, "seq": 3, "readings": [{"sensor": "t1", "celsius": NaN}]}',
+        "not_finite",
+    ),
+    (
+        "stocksense/v1/wh1/temp/p1/data",
+        b'{"ts": 1795309200000, "seq": 4, "readings": [{"sensor": "t1", "celsius": 277.15}]}',
+        "out_of_range",
+    ),
+    ("stocksense/v1/wh1/pressure/p1/data", b'{"ts": 1795309200000, "seq": 5}', "bad_topic"),
+    ("stocksense/v1/wh1/temp/p1/data", b'{"pad": "' + b"x" * (300 * 1024) + b'"}', "oversize"),
+]
+
+
+def test_malformed_messages_are_dead_lettered_and_the_pipeline_goes_on(
+    settings: Settings, publisher: Publisher, stack: LocalStack
+) -> None:
+    listener = DeadLetterListener(stack.mqtt_port)
+
+    async def scenario() -> None:
+        service = IngestService(settings)
+        await service.start()
+        try:
+            for topic, payload, _ in BAD_MESSAGES:
+                publisher.publish(topic, payload)
+            good = {"ts": T0, "seq": 10, "readings": [{"sensor": "t1", "celsius": 5.5}]}
+            publisher.publish("stocksense/v1/wh1/temp/p1/data", json.dumps(good))
+            publisher.flush()
+            await until(lambda: len(listener.messages) >= len(BAD_MESSAGES), what="dead letters")
+            await until(
+                lambda: service.metrics.value("stocksense_ingest_points_written_total") >= 1,
+                what="the good message written",
+            )
+        finally:
+            await service.stop()
+        reasons = sorted(m["reason"] for m in listener.messages)
+        assert reasons == sorted(r for _, _, r in BAD_MESSAGES)
+        for reason in {r for _, _, r in BAD_MESSAGES}:
+            expected_count = sum(1 for _, _, r in BAD_MESSAGES if r == reason)
+            assert (
+                service.metrics.value("stocksense_ingest_deadlettered_total", {"reason": reason})
+                == expected_count
+            )
+        by_reason = {m["reason"]: m for m in listener.messages}
+        assert "finite" in by_reason["not_finite"]["detail"]
+        assert by_reason["missing_field"]["detail"].startswith("ts: Field required")
+        assert by_reason["oversize"]["payload_bytes"] > 256 * 1024
+        assert by_reason["oversize"]["payload"] is None
+        assert by_reason["schema"]["payload"].startswith('{"ts"')
+        written = rows(query_sync(settings.influx, "SELECT celsius FROM temperature"))
+        assert [r["celsius"] for r in written] == [5.5]
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        listener.close()

@@ -1,0 +1,130 @@
+"""Cold-chain rule: allowance, single alert, clearing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core import db
+from core.alerts import AlertStore
+from core.readings import TempSample
+from rules.coldchain import ALERT_TYPE, ColdChainRule
+from rules.seed import Seed, SensorRef, Site, TempBand, Zone
+
+T0 = 1_795_309_200_000
+
+
+def _rule(tmp_path: Path, allowance_s: float = 60) -> tuple[ColdChainRule, AlertStore]:
+    seed = Seed(
+        sites=[
+            Site(
+                id="wh1",
+                zones=[
+                    Zone(
+                        id="cold",
+                        temp_band=TempBand(low=2, high=8),
+                        allowance_s=allowance_s,
+                        sensors=[
+                            SensorRef(device="probe-1"),
+                            SensorRef(device="probe-2", sensor="t1"),
+                        ],
+                    )
+                ],
+            )
+        ]
+    )
+    store = AlertStore(db.connect(tmp_path / "a.db"), ["webhook"])
+    return ColdChainRule(seed, store), store
+
+
+def _feed(
+    rule: ColdChainRule,
+    temps: list[float],
+    *,
+    device: str = "probe-1",
+    start: int = T0,
+    step_s: float = 10,
+) -> None:
+    for i, celsius in enumerate(temps):
+        rule.evaluate(
+            TempSample(
+                site="wh1",
+                device=device,
+                sensor="t1",
+                ts_ms=start + int(i * step_s * 1000),
+                celsius=celsius,
+            )
+        )
+
+
+def test_excursion_longer_than_allowance_raises_exactly_one_alert(tmp_path: Path) -> None:
+    rule, store = _rule(tmp_path)
+    _feed(rule, [5, 9, 9.5, 10, 10, 10, 10, 11, 11, 12, 12])  # out for 90 s
+    alerts = store.list()
+    assert len(alerts) == 1
+    alert = alerts[0]
+    assert (alert.source, alert.type, alert.state, alert.severity) == (
+        "wh1/cold",
+        ALERT_TYPE,
+        "active",
+        "critical",
+    )
+    # raised at the first reading past the 60 s allowance: out since T0+10 s, raised at T0+80 s
+    assert alert.raised_at == T0 + 80_000
+    assert alert.value == 11.0
+    assert alert.threshold == 8.0
+    assert alert.details["duration_s"] == 70.0
+    assert [o.event for o in store.outbox()] == ["raised"]
+
+
+def test_excursion_within_allowance_raises_nothing(tmp_path: Path) -> None:
+    rule, store = _rule(tmp_path)
+    _feed(
+        rule, [5, 9, 10, 11, 10, 9, 9, 7, 5, 1.5, 1.0, 1.2, 3]
+    )  # 60 s above, 20 s below: both allowed
+    assert store.list() == []
+
+
+def test_back_in_band_clears_and_a_new_excursion_raises_again(tmp_path: Path) -> None:
+    rule, store = _rule(tmp_path, allowance_s=20)
+    _feed(rule, [9, 9, 9, 9, 5, 5])
+    first = store.list()
+    assert [(a.state, a.cleared_at) for a in first] == [("cleared", T0 + 40_000)]
+    _feed(rule, [1, 1, 1, 1], start=T0 + 100_000)
+    alerts = store.list()
+    assert [a.state for a in alerts] == ["active", "cleared"]
+    assert alerts[0].threshold == 2.0
+    assert [o.event for o in store.outbox()] == ["raised", "cleared", "raised"]
+
+
+def test_zone_clears_only_when_every_probe_is_back(tmp_path: Path) -> None:
+    rule, store = _rule(tmp_path, allowance_s=0)
+    _feed(rule, [9, 9], device="probe-1")
+    _feed(rule, [9, 9], device="probe-2", start=T0 + 1)
+    assert len(store.list(state="active")) == 1
+    _feed(rule, [5], device="probe-1", start=T0 + 30_000)
+    assert len(store.list(state="active")) == 1
+    _feed(rule, [5], device="probe-2", start=T0 + 31_000)
+    assert store.list(state="active") == []
+
+
+def test_unbound_probes_and_late_readings_are_ignored(tmp_path: Path) -> None:
+    rule, store = _rule(tmp_path, allowance_s=0)
+    _feed(rule, [20, 20, 20], device="elsewhere")
+    rule.evaluate(TempSample(site="wh1", device="probe-2", sensor="t9", ts_ms=T0, celsius=30))
+    rule.evaluate(
+        TempSample(site="wh1", device="probe-2", sensor="t9", ts_ms=T0 + 99_000, celsius=30)
+    )
+    assert store.list() == []
+    _feed(rule, [5, 9, 9])
+    rule.evaluate(
+        TempSample(site="wh1", device="probe-1", sensor="t1", ts_ms=T0, celsius=5)
+    )  # late
+    assert len(store.list(state="active")) == 1
+
+
+@pytest.mark.parametrize("band", [(8, 2), (5, 5)])
+def test_seed_rejects_inverted_bands(band: tuple[float, float]) -> None:
+    with pytest.raises(ValueError, match="must be below"):
+        TempBand(low=band[0], high=band[1])
