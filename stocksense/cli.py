@@ -44,6 +44,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn  # noqa: PLC0415
+
+    from api.app import create_app  # noqa: PLC0415
+
+    settings = Settings()
+    _logging(settings.log_level)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def _cmd_services(args: argparse.Namespace) -> int:
     from stocksense.devservices import local_stack  # noqa: PLC0415
 
@@ -94,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="ingest + rules + notifier from STOCKSENSE_* settings")
     run.set_defaults(func=_cmd_run)
+
+    api = sub.add_parser("api", help="serve the HTTP API")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.set_defaults(func=_cmd_api)
 
     services = sub.add_parser("services", help="start a local Mosquitto and InfluxDB")
     services.add_argument("--data-dir", default=None)
