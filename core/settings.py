@@ -52,6 +52,21 @@ class InfluxSettings(BaseModel):
     )
 
 
+class IngestSettings(BaseModel):
+    """Ingest worker: clock sanity bounds and buffering."""
+
+    max_future_skew_s: float = Field(
+        default=300.0, gt=0, description="Device time further ahead than this is replaced."
+    )
+    max_past_age_s: float = Field(
+        default=30 * 86_400.0,
+        gt=0,
+        description="Device time older than this is replaced (store-and-forward is allowed).",
+    )
+    rules_queue_size: int = Field(default=100_000, ge=100)
+    metrics_port: int | None = Field(default=None, description="Serve /metrics on this port.")
+
+
 class ChannelSettings(BaseModel):
     """One notification channel: a DingTalk robot, a WeCom robot or a plain JSON webhook."""
 
@@ -92,6 +107,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)
     notifier: NotifierSettings = Field(default_factory=NotifierSettings)
 

@@ -23,12 +23,25 @@ def _opt_float(name: str, value: float | None) -> str:
     return "" if value is None else f",{name}={value!r}"
 
 
-def sample_line(sample: Sample, index: int, seq: int | None) -> str:
-    """One line for one reading; ``index`` is its position within the message."""
-    ts_ns = sample.ts_ms * 1_000_000 + index
+def sample_line(
+    sample: Sample,
+    index: int,
+    seq: int | None,
+    device_ts_ms: int | None = None,
+    received_ns: int = 0,
+) -> str:
+    """One line for one reading; ``index`` is its position within the message.
+
+    ``device_ts_ms`` is set when the device clock was not trusted and the reading was re-stamped
+    with the receive time (``received_ns``, full resolution so that re-stamped messages of one
+    device never share a point): the device's own time is kept in a ``device_ts`` field.
+    """
+    ts_ns = (sample.ts_ms * 1_000_000 if device_ts_ms is None else received_ns) + index
     site = escape_tag(sample.site)
     device = escape_tag(sample.device)
     seq_field = "" if seq is None else f",seq={seq}i"
+    if device_ts_ms is not None:
+        seq_field += f",device_ts={device_ts_ms}i"
     if isinstance(sample, TempSample):
         return (
             f"temperature,device={device},sensor={escape_tag(sample.sensor)},site={site} "
@@ -56,6 +69,15 @@ def sample_line(sample: Sample, index: int, seq: int | None) -> str:
     )
 
 
-def message_lines(samples: list[Sample], seq: int | None) -> list[str]:
-    """Lines for all readings of one message."""
+def message_lines(
+    samples: list[Sample],
+    seq: int | None,
+    restamped: dict[int, int] | None = None,
+    received_ns: int = 0,
+) -> list[str]:
+    """Lines for all readings of one message; ``restamped`` maps index -> device time."""
+    if restamped:
+        return [
+            sample_line(s, i, seq, restamped.get(i), received_ns) for i, s in enumerate(samples)
+        ]
     return [sample_line(s, i, seq) for i, s in enumerate(samples)]

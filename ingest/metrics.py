@@ -32,6 +32,11 @@ class IngestMetrics:
         self.seq_gaps = Counter(
             "stocksense_ingest_seq_gaps", "Messages missing by per-device seq", registry=r
         )
+        self.clock_skew = Counter(
+            "stocksense_ingest_clock_skew",
+            "Readings whose device time was replaced by the receive time",
+            registry=r,
+        )
         self.rules_dropped = Counter(
             "stocksense_ingest_rules_dropped",
             "Readings not handed to rules (queue full)",

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,12 +54,14 @@ class IngestService:
         self.client_id = client_id or settings.mqtt.client_id
         self.writer = BatchWriter(
             self._influx,
-            settings.data_dir / "spool" / self.client_id,
+            spool_dir(settings, self.client_id),
             self.metrics,
             batch_lines=settings.influx.batch_lines,
             flush_interval_s=settings.influx.flush_interval_s,
         )
         self._last_seq: dict[str, int] = {}
+        self._max_future_ms = int(settings.ingest.max_future_skew_s * 1000)
+        self._max_past_ms = int(settings.ingest.max_past_age_s * 1000)
         self._mqtt: Any = None
         self._connected = asyncio.Event()
         self._stopping = False
@@ -103,14 +105,16 @@ class IngestService:
         if not self._stopping:
             logger.warning("ingest %s lost the broker, reconnecting: %s", self.client_id, exc)
 
-    def _decode(self, topic: str, payload: bytes) -> Decoded | None:
+    def _decode(self, topic: str, payload: bytes) -> tuple[Decoded, dict[int, int], int] | None:
         self.metrics.received.inc()
-        received_ms = time.time_ns() // 1_000_000
+        received_ns = time.time_ns()
+        received_ms = received_ns // 1_000_000
         try:
             decoded = decode_canonical(topic, payload, received_ms)
         except PayloadError as exc:
             self.dead_letter(topic, payload, exc.reason, exc.detail)
             return None
+        restamped = self._check_clock(decoded, received_ms)
         if decoded.seq is not None:
             last = self._last_seq.get(decoded.device_key)
             if last is not None and decoded.seq > last + 1:
@@ -120,28 +124,48 @@ class IngestService:
         self.metrics.readings.inc(len(decoded.samples))
         if self._sink is not None:
             self._sink(decoded.samples)
-        return decoded
+        return decoded, restamped, received_ns
+
+    def _check_clock(self, decoded: Decoded, received_ms: int) -> dict[int, int]:
+        """Re-stamp readings whose device time is implausible; returns index -> device time."""
+        samples = decoded.samples
+        earliest = received_ms - self._max_past_ms
+        latest = received_ms + self._max_future_ms
+        restamped: dict[int, int] = {}
+        for index, sample in enumerate(samples):
+            if not earliest <= sample.ts_ms <= latest:
+                restamped[index] = sample.ts_ms
+                samples[index] = dataclasses.replace(sample, ts_ms=received_ms)
+        if restamped:
+            self.metrics.clock_skew.inc(len(restamped))
+            logger.info(
+                "%s: %d readings re-stamped with receive time (device clock off by %.0fs)",
+                decoded.device_key,
+                len(restamped),
+                (next(iter(restamped.values())) - received_ms) / 1000,
+            )
+        return restamped
 
     def _on_message_qos0(
         self, client: Any, topic: str, payload: bytes, qos: int, props: Any
     ) -> int:
         del client, qos, props
-        decoded = self._decode(topic, payload)
-        if decoded is not None:
-            self.writer.add_nowait(
-                message_lines(decoded.samples, decoded.seq), decoded.samples[0].ts_ms
-            )
+        result = self._decode(topic, payload)
+        if result is not None:
+            decoded, restamped, received_ns = result
+            lines = message_lines(decoded.samples, decoded.seq, restamped, received_ns)
+            self.writer.add_nowait(lines, decoded.samples[0].ts_ms)
         return PUBACK_SUCCESS
 
     async def _on_message_qos1(
         self, client: Any, topic: str, payload: bytes, qos: int, props: Any
     ) -> int:
         del client, qos, props
-        decoded = self._decode(topic, payload)
-        if decoded is not None:
-            await self.writer.add(
-                message_lines(decoded.samples, decoded.seq), decoded.samples[0].ts_ms
-            )
+        result = self._decode(topic, payload)
+        if result is not None:
+            decoded, restamped, received_ns = result
+            lines = message_lines(decoded.samples, decoded.seq, restamped, received_ns)
+            await self.writer.add(lines, decoded.samples[0].ts_ms)
         return PUBACK_SUCCESS
 
     def dead_letter(self, topic: str, payload: bytes, reason: str, detail: str) -> None:
@@ -175,11 +199,6 @@ class IngestService:
             with contextlib.suppress(Exception):
                 await self._mqtt.disconnect()
         await self._influx.aclose()
-
-
-def default_client_id(prefix: str = "stocksense-ingest") -> str:
-    """A unique client id for ad-hoc workers."""
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def spool_dir(settings: Settings, client_id: str) -> Path:

@@ -12,6 +12,10 @@ import pytest
 from core.settings import InfluxSettings, MqttSettings, Settings
 from stocksense.devservices import LocalStack, local_stack
 
+HOUR_MS = 3_600_000
+# A recent whole hour: device times in tests must be plausible to the ingest clock check.
+RECENT_T0 = (time.time_ns() // 1_000_000 // HOUR_MS - 1) * HOUR_MS
+
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:

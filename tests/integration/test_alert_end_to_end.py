@@ -15,11 +15,11 @@ from core.settings import ChannelSettings, NotifierSettings, Settings
 from rules.seed import Seed, SensorRef, Site, TempBand, Zone
 from simulators.robots import DingTalkRobot, WebhookReceiver
 from stocksense.pipeline import Pipeline
-from tests.conftest import Publisher, until
+from tests.conftest import RECENT_T0, Publisher, until
 
 pytestmark = pytest.mark.integration
 
-T0 = 1_795_309_200_000
+T0 = RECENT_T0
 SEED = Seed(
     sites=[
         Site(

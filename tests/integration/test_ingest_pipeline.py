@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -16,11 +17,11 @@ from core.influx import query_sync, rows
 from core.settings import Settings
 from ingest.service import IngestService
 from stocksense.devservices import LocalStack
-from tests.conftest import Publisher, until
+from tests.conftest import RECENT_T0, Publisher, until
 
 pytestmark = pytest.mark.integration
 
-T0 = 1_795_309_200_000  # 2026-11-22T01:00:00Z
+T0 = RECENT_T0
 
 
 def _expected_and_publish(publisher: Publisher) -> dict[str, list[dict[str, Any]]]:
@@ -216,3 +217,36 @@ def test_malformed_messages_are_dead_lettered_and_the_pipeline_goes_on(
         asyncio.run(scenario())
     finally:
         listener.close()
+
+
+def test_implausible_device_time_is_replaced_and_flagged(
+    settings: Settings, publisher: Publisher
+) -> None:
+    year_ahead = T0 + 365 * 86_400_000
+    ten_years_back = T0 - 10 * 365 * 86_400_000
+
+    async def scenario() -> None:
+        service = IngestService(settings)
+        await service.start()
+        try:
+            for seq, ts in enumerate([T0, year_ahead, ten_years_back]):
+                payload = {"ts": ts, "seq": seq, "readings": [{"sensor": "t1", "celsius": 4.0}]}
+                publisher.publish(topics.build("wh1", "temp", "p9"), json.dumps(payload))
+            publisher.flush()
+            await until(
+                lambda: service.metrics.value("stocksense_ingest_points_written_total") >= 3,
+                what="3 points",
+            )
+        finally:
+            await service.stop()
+        assert service.metrics.value("stocksense_ingest_clock_skew_total") == 2
+        got = rows(query_sync(settings.influx, "SELECT celsius, seq, device_ts FROM temperature"))
+        by_seq = {r["seq"]: r for r in got}
+        assert by_seq[0]["time"] == T0 * 1_000_000
+        assert by_seq[0]["device_ts"] is None
+        assert by_seq[1]["device_ts"] == year_ahead
+        assert by_seq[2]["device_ts"] == ten_years_back
+        for seq in (1, 2):  # re-stamped with the receive time: within the last minute
+            assert abs(by_seq[seq]["time"] / 1e9 - time.time()) < 60
+
+    asyncio.run(scenario())
