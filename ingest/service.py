@@ -13,12 +13,14 @@ import contextlib
 import dataclasses
 import json
 import logging
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gmqtt
+from prometheus_client import start_http_server
 
 from core import topics
 from core.errors import PayloadError
@@ -199,6 +201,24 @@ class IngestService:
             with contextlib.suppress(Exception):
                 await self._mqtt.disconnect()
         await self._influx.aclose()
+
+
+async def run_ingest(settings: Settings) -> int:
+    """Run one ingest worker until SIGINT/SIGTERM, then flush and exit 0."""
+    service = IngestService(settings)
+    if settings.ingest.metrics_port is not None:
+        start_http_server(settings.ingest.metrics_port, registry=service.metrics.registry)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await service.start()
+    logger.info("ingest worker %s running", service.client_id)
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()
+    return 0
 
 
 def spool_dir(settings: Settings, client_id: str) -> Path:

@@ -44,6 +44,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from ingest.service import run_ingest  # noqa: PLC0415
+
+    settings = Settings()
+    _logging(settings.log_level)
+    del args
+    return asyncio.run(run_ingest(settings))
+
+
 def _cmd_api(args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415
 
@@ -105,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="ingest + rules + notifier from STOCKSENSE_* settings")
     run.set_defaults(func=_cmd_run)
+
+    ingest = sub.add_parser("ingest", help="run an ingest worker alone (STOCKSENSE_* settings)")
+    ingest.set_defaults(func=_cmd_ingest)
 
     api = sub.add_parser("api", help="serve the HTTP API")
     api.add_argument("--host", default="127.0.0.1")

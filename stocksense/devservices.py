@@ -8,6 +8,7 @@ installed with apt-get; otherwise the error says exactly what to install.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import logging
 import os
 import shutil
@@ -164,6 +165,9 @@ def mosquitto(workdir: Path, *, port: int | None = None) -> ManagedProcess:
             [
                 f"listener {port} 127.0.0.1",
                 "allow_anonymous true",
+                # Started as root, Mosquitto would switch to the 'mosquitto' user and could no
+                # longer write its persistence file into our temp dir: stay who we are.
+                f"user {getpass.getuser()}",
                 "persistence true",
                 f"persistence_location {workdir}/",
                 "autosave_interval 5",

@@ -15,7 +15,9 @@ class DeliveryError(StockSenseError):
     are surfaced, not retried. ``code`` carries the robot's errcode or the HTTP status.
     """
 
-    def __init__(self, message: str, *, retry_after_s: float | None, code: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after_s: float | None, code: int | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
         self.code = code

@@ -12,7 +12,9 @@ from rules.notify.base import DeliveryError
 class WebhookChannel:
     """POSTs ``{"event": ..., "alert": {...}}``; any 2xx is success, 5xx/429 are retried."""
 
-    def __init__(self, settings: ChannelSettings, *, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self, settings: ChannelSettings, *, client: httpx.AsyncClient | None = None
+    ) -> None:
         self.name = settings.name
         self._url = settings.url
         self._client = client or httpx.AsyncClient(timeout=10)
@@ -30,7 +32,9 @@ class WebhookChannel:
             return
         retry = 5.0 if response.status_code >= 500 or response.status_code in (408, 429) else None
         raise DeliveryError(
-            f"{self.name}: HTTP {response.status_code}", retry_after_s=retry, code=response.status_code
+            f"{self.name}: HTTP {response.status_code}",
+            retry_after_s=retry,
+            code=response.status_code,
         )
 
     async def aclose(self) -> None:
