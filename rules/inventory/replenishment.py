@@ -1,0 +1,377 @@
+"""Replenishment: safety stock, reorder point, EOQ, min/max rules and purchase suggestions.
+
+The formulas are the textbook ones the field uses, with demand and lead time both uncertain:
+
+    SS  = z · √(L · sd² + d² · sL²)
+    ROP = d · L + SS
+    EOQ = √(2 · K · λ / h)
+
+where ``d``/``sd`` are the mean and sample standard deviation of daily demand, ``L``/``sL`` the
+mean and standard deviation of the lead time in days, and ``z`` the standard normal quantile of
+the cycle service level.
+
+Two reorder rule flavours follow the ERPs buyers already know:
+
+- :class:`MinMaxRule` (Odoo reordering rule): when the projected quantity (on hand + on order -
+  reserved) is at or below ``min_qty``, order up to ``max_qty``, rounded *up* to the pack
+  multiple. The dynamic variant uses the reorder point as ``min_qty``.
+- :class:`ReorderLevelRule` (ERPNext item reorder): when the projected quantity is below the
+  reorder level, order ``max(reorder_qty, level - projected)``.
+
+:class:`SuggestionBook` turns rule evaluations into :class:`PurchaseSuggestion` objects and
+never suggests twice for a gap that open suggestions already cover.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from rules.inventory import InvalidParameterError, SuggestionStateError
+
+logger = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+
+_STANDARD_NORMAL = NormalDist()
+
+
+# --------------------------------------------------------------------------- formulas
+
+
+def z_for_service_level(p: float) -> float:
+    """Standard normal quantile for a cycle service level ``p`` (0 < p < 1); z(0.95) ≈ 1.645."""
+    if not 0.0 < p < 1.0:
+        raise InvalidParameterError(f"service level {p!r} must be strictly between 0 and 1")
+    return _STANDARD_NORMAL.inv_cdf(p)
+
+
+def safety_stock(
+    z: float, d_mean: float, d_sigma: float, lead_mean: float, lead_sigma: float
+) -> float:
+    """Safety stock with uncertain demand and lead time: ``z·√(L·sd² + d²·sL²)``.
+
+    Demand figures are per day, lead times in days.
+    """
+    if min(d_mean, d_sigma, lead_mean, lead_sigma) < 0:
+        raise InvalidParameterError(
+            "demand and lead-time means and deviations must not be negative: "
+            f"d={d_mean}, sd={d_sigma}, L={lead_mean}, sL={lead_sigma}"
+        )
+    return z * math.sqrt(lead_mean * d_sigma**2 + d_mean**2 * lead_sigma**2)
+
+
+def reorder_point(d_mean: float, lead_mean: float, ss: float) -> float:
+    """Reorder point: expected demand over the lead time plus safety stock (``d·L + SS``)."""
+    return d_mean * lead_mean + ss
+
+
+def eoq(K: float, h: float, lam: float) -> float:  # noqa: N803 - the textbook symbols
+    """Economic order quantity ``√(2Kλ/h)``.
+
+    ``K`` is the fixed cost per order, ``h`` the holding cost per unit per period and ``lam``
+    the demand per the same period.
+    """
+    if K < 0 or lam < 0 or h <= 0:
+        raise InvalidParameterError(f"EOQ needs K ≥ 0, λ ≥ 0 and h > 0 (K={K}, h={h}, λ={lam})")
+    return math.sqrt(2.0 * K * lam / h)
+
+
+def projected_qty(*, on_hand: float, on_order: float = 0.0, reserved: float = 0.0) -> float:
+    """Projected (forecast) quantity as both ERPs define it: on hand + on order - reserved."""
+    return on_hand + on_order - reserved
+
+
+def round_up_to_multiple(qty: float, multiple: float) -> float:
+    """Round a positive quantity up to the pack multiple (a multiple ≤ 0 means no rounding)."""
+    if multiple <= 0 or qty <= 0:
+        return qty
+    packs = math.ceil(qty / multiple - 1e-9)  # 1e-9: 36/6 must stay 6 packs despite float noise
+    return packs * multiple
+
+
+def dynamic_levels(
+    demand: FloatArray,
+    lead_mean: FloatArray,
+    lead_sigma: FloatArray,
+    service_level: FloatArray,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Safety stock and reorder point for many SKUs at once.
+
+    ``demand`` is ``[skus, days]`` of daily demand; the other arrays are per SKU (lead times in
+    days, service levels in (0, 1)). Returns ``(d_mean, d_sigma, ss, rop)``, with ``d_sigma``
+    the sample standard deviation (ddof=1).
+    """
+    demand = np.asarray(demand, dtype=np.float64)
+    if demand.ndim != 2 or demand.shape[1] < 2:
+        raise InvalidParameterError(
+            f"demand must be [skus, days] with at least 2 days, got shape {demand.shape}"
+        )
+    n_skus = demand.shape[0]
+    lead_mean = np.broadcast_to(np.asarray(lead_mean, dtype=np.float64), (n_skus,))
+    lead_sigma = np.broadcast_to(np.asarray(lead_sigma, dtype=np.float64), (n_skus,))
+    service_level = np.broadcast_to(np.asarray(service_level, dtype=np.float64), (n_skus,))
+    if np.any(lead_mean < 0) or np.any(lead_sigma < 0):
+        raise InvalidParameterError("lead-time means and deviations must not be negative")
+    if np.any(service_level <= 0) or np.any(service_level >= 1):
+        raise InvalidParameterError("service levels must be strictly between 0 and 1")
+
+    d_mean: FloatArray = demand.mean(axis=1)
+    d_sigma: FloatArray = demand.std(axis=1, ddof=1)
+    # Service levels come from a handful of policy classes, so the scalar inverse CDF runs once
+    # per distinct level rather than once per SKU.
+    levels, inverse = np.unique(service_level, return_inverse=True)
+    z_levels = np.fromiter(
+        (_STANDARD_NORMAL.inv_cdf(float(p)) for p in levels), dtype=np.float64, count=levels.size
+    )
+    z = z_levels[inverse.reshape(-1)]
+    ss: FloatArray = z * np.sqrt(lead_mean * d_sigma**2 + d_mean**2 * lead_sigma**2)
+    rop: FloatArray = d_mean * lead_mean + ss
+    return d_mean, d_sigma, ss, rop
+
+
+# --------------------------------------------------------------------------- reorder rules
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MinMaxRule:
+    """Odoo-style reordering rule for one SKU at one site.
+
+    Triggers when projected ≤ ``min_qty`` and orders ``max_qty - projected`` rounded up to
+    ``multiple``: min 10, max 40, multiple 6, projected 8 → 32 → 36.
+    """
+
+    site: str
+    sku: str
+    min_qty: float
+    max_qty: float
+    multiple: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.min_qty < 0 or self.max_qty < 0 or self.multiple < 0:
+            raise InvalidParameterError(f"{self.sku}: min, max and multiple must not be negative")
+
+    @classmethod
+    def dynamic(
+        cls, *, site: str, sku: str, reorder_point: float, order_qty: float, multiple: float = 1.0
+    ) -> MinMaxRule:
+        """Dynamic variant: trigger at the reorder point and order up to ROP + ``order_qty``.
+
+        ``order_qty`` is typically the EOQ.
+        """
+        return cls(
+            site=site,
+            sku=sku,
+            min_qty=reorder_point,
+            max_qty=reorder_point + order_qty,
+            multiple=multiple,
+        )
+
+    @property
+    def trigger_level(self) -> float:
+        """The projected quantity at or below which the rule fires."""
+        return self.min_qty
+
+    def triggered(self, projected: float) -> bool:
+        """True when the projected quantity is at or below the minimum."""
+        return projected <= self.min_qty
+
+    def order_qty(self, projected: float) -> float:
+        """Quantity to order for this projected quantity (0 when the rule does not fire)."""
+        if not self.triggered(projected):
+            return 0.0
+        # Odoo orders up to max(min, max) so a misconfigured max below min still refills.
+        return round_up_to_multiple(max(self.min_qty, self.max_qty) - projected, self.multiple)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReorderLevelRule:
+    """ERPNext-style item reorder: below ``reorder_level``, order max(reorder_qty, gap)."""
+
+    site: str
+    sku: str
+    reorder_level: float
+    reorder_qty: float
+
+    def __post_init__(self) -> None:
+        if self.reorder_level < 0 or self.reorder_qty < 0:
+            raise InvalidParameterError(f"{self.sku}: reorder level and qty must not be negative")
+
+    @property
+    def trigger_level(self) -> float:
+        """The projected quantity below which the rule fires."""
+        return self.reorder_level
+
+    def triggered(self, projected: float) -> bool:
+        """ERPNext fires strictly below the level (``projected_qty < reorder_level``)."""
+        return projected < self.reorder_level
+
+    def order_qty(self, projected: float) -> float:
+        """``max(reorder_qty, reorder_level - projected)`` when triggered, else 0."""
+        if not self.triggered(projected):
+            return 0.0
+        return max(self.reorder_qty, self.reorder_level - projected)
+
+
+ReorderRule = MinMaxRule | ReorderLevelRule
+
+
+# --------------------------------------------------------------------------- suggestions
+
+SuggestionState = Literal["suggested", "ordered", "received", "cancelled"]
+OPEN_STATES: frozenset[SuggestionState] = frozenset({"suggested", "ordered"})
+
+_TRANSITIONS: dict[SuggestionState, frozenset[SuggestionState]] = {
+    "suggested": frozenset({"ordered", "cancelled"}),
+    "ordered": frozenset({"received", "cancelled"}),
+    "received": frozenset(),
+    "cancelled": frozenset(),
+}
+
+
+@dataclass(slots=True, kw_only=True)
+class PurchaseSuggestion:
+    """A proposed purchase: suggested → ordered → received, or cancelled before receipt."""
+
+    id: int
+    site: str
+    sku: str
+    qty: float
+    created_ms: int
+    updated_ms: int
+    projected: float
+    trigger_level: float
+    state: SuggestionState = "suggested"
+    history: list[tuple[SuggestionState, int]] = field(default_factory=list)
+
+    @property
+    def is_open(self) -> bool:
+        """Open suggestions still count towards covering the gap."""
+        return self.state in OPEN_STATES
+
+    def transition(self, to: SuggestionState, *, ts_ms: int) -> None:
+        """Move to ``to``; raises :class:`SuggestionStateError` if the lifecycle forbids it."""
+        if to not in _TRANSITIONS[self.state]:
+            raise SuggestionStateError(
+                f"suggestion {self.id} ({self.sku}) cannot go from {self.state} to {to}"
+            )
+        self.state = to
+        self.updated_ms = ts_ms
+        self.history.append((to, ts_ms))
+
+
+class SuggestionBook:
+    """Purchase suggestions per (site, SKU), evaluated idempotently.
+
+    ``projected`` handed to :meth:`evaluate` is on hand + on order - reserved *excluding* the
+    quantities of this book's open suggestions: the book adds those itself, so a gap already
+    covered by a suggested or ordered purchase is never suggested again. Once a suggestion is
+    received its quantity is on hand, and so part of ``projected``.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[int, PurchaseSuggestion] = {}
+        self._by_key: dict[tuple[str, str], list[int]] = {}
+        self._next_id = 1
+
+    def __iter__(self) -> Iterator[PurchaseSuggestion]:
+        return iter(self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, suggestion_id: int) -> PurchaseSuggestion:
+        """Look a suggestion up by id (``KeyError`` if unknown)."""
+        return self._items[suggestion_id]
+
+    def open_for(self, site: str, sku: str) -> list[PurchaseSuggestion]:
+        """Suggested or ordered purchases of this SKU at this site."""
+        return [s for i in self._by_key.get((site, sku), []) if (s := self._items[i]).is_open]
+
+    def open_qty(self, site: str, sku: str) -> float:
+        """Quantity of open suggestions of this SKU at this site."""
+        return sum(s.qty for s in self.open_for(site, sku))
+
+    def evaluate(
+        self, rule: ReorderRule, *, projected: float, ts_ms: int
+    ) -> PurchaseSuggestion | None:
+        """Suggest (or revise) a purchase if the rule fires and the gap is not yet covered.
+
+        Returns the created or revised suggestion, or ``None`` when nothing changed; calling it
+        again with the same inputs changes nothing.
+        """
+        open_items = self.open_for(rule.site, rule.sku)
+        pending = [s for s in open_items if s.state == "suggested"]
+        ordered_qty = sum(s.qty for s in open_items if s.state == "ordered")
+        covered = projected + ordered_qty + sum(s.qty for s in pending)
+        if open_items and covered >= rule.trigger_level:
+            return None
+        base = projected + ordered_qty  # what is certain to come, before any pending suggestion
+        qty = rule.order_qty(base)
+        if qty <= 0:
+            return None
+        if pending:
+            # The gap grew while the buyer had not yet ordered: revise the pending suggestion
+            # rather than adding a second one for the same SKU.
+            current = pending[0]
+            if math.isclose(current.qty, qty):
+                return None
+            logger.info(
+                "suggestion %d for %s/%s revised %g -> %g",
+                current.id,
+                rule.site,
+                rule.sku,
+                current.qty,
+                qty,
+            )
+            current.qty = qty
+            current.projected = projected
+            current.updated_ms = ts_ms
+            return current
+        suggestion = PurchaseSuggestion(
+            id=self._next_id,
+            site=rule.site,
+            sku=rule.sku,
+            qty=qty,
+            created_ms=ts_ms,
+            updated_ms=ts_ms,
+            projected=projected,
+            trigger_level=rule.trigger_level,
+            history=[("suggested", ts_ms)],
+        )
+        self._next_id += 1
+        self._items[suggestion.id] = suggestion
+        self._by_key.setdefault((rule.site, rule.sku), []).append(suggestion.id)
+        logger.info(
+            "purchase suggested: %s/%s qty %g (projected %g, trigger %g)",
+            rule.site,
+            rule.sku,
+            qty,
+            projected,
+            rule.trigger_level,
+        )
+        return suggestion
+
+    def mark_ordered(self, suggestion_id: int, *, ts_ms: int) -> PurchaseSuggestion:
+        """The buyer placed the order."""
+        return self._move(suggestion_id, "ordered", ts_ms)
+
+    def mark_received(self, suggestion_id: int, *, ts_ms: int) -> PurchaseSuggestion:
+        """The goods arrived; from now on they are part of the projected quantity."""
+        return self._move(suggestion_id, "received", ts_ms)
+
+    def cancel(self, suggestion_id: int, *, ts_ms: int) -> PurchaseSuggestion:
+        """Withdraw a suggestion or cancel its order."""
+        return self._move(suggestion_id, "cancelled", ts_ms)
+
+    def _move(self, suggestion_id: int, to: SuggestionState, ts_ms: int) -> PurchaseSuggestion:
+        suggestion = self._items[suggestion_id]
+        suggestion.transition(to, ts_ms=ts_ms)
+        return suggestion

@@ -1,0 +1,275 @@
+"""Replenishment formulas against published values, reorder rules and the suggestion book."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from rules.inventory import InvalidParameterError, SuggestionStateError
+from rules.inventory.replenishment import (
+    MinMaxRule,
+    ReorderLevelRule,
+    SuggestionBook,
+    dynamic_levels,
+    eoq,
+    projected_qty,
+    reorder_point,
+    round_up_to_multiple,
+    safety_stock,
+    z_for_service_level,
+)
+
+T0 = 1_795_309_200_000
+
+
+# --------------------------------------------------------------------------- formulas
+
+
+def test_z_for_95_percent_service_level_is_1_645() -> None:
+    assert z_for_service_level(0.95) == pytest.approx(1.645, abs=0.001)
+    assert z_for_service_level(0.5) == pytest.approx(0.0, abs=1e-12)
+    assert z_for_service_level(0.99) == pytest.approx(2.326, abs=0.001)
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0, -0.1, 1.5])
+def test_z_rejects_service_levels_outside_the_open_interval(p: float) -> None:
+    with pytest.raises(InvalidParameterError):
+        z_for_service_level(p)
+
+
+def test_eoq_textbook_example() -> None:
+    # K = 8 per order, h = 0.225 per unit-year, lambda = 1300 per year: sqrt(2*8*1300/0.225)
+    assert eoq(8, 0.225, 1300) == pytest.approx(304.05, abs=0.01)
+
+
+def test_eoq_rejects_zero_holding_cost() -> None:
+    with pytest.raises(InvalidParameterError):
+        eoq(8, 0, 1300)
+
+
+def test_safety_stock_and_reorder_point_for_a_small_ledger() -> None:
+    # Daily demand over five days: 10, 12, 8, 11, 9.
+    #   d = 50 / 5 = 10
+    #   deviations 0, 2, -2, 1, -1 -> squares 0 + 4 + 4 + 1 + 1 = 10
+    #   sample variance sd^2 = 10 / (5 - 1) = 2.5, sd = 1.5811
+    # Lead time L = 4 days, sL = 1 day, 95 % service level -> z = 1.64485
+    #   L*sd^2 + d^2*sL^2 = 4*2.5 + 100*1 = 110, sqrt(110) = 10.48809
+    #   SS = 1.64485 * 10.48809 = 17.2514
+    #   ROP = d*L + SS = 40 + 17.2514 = 57.2514
+    ledger = [10.0, 12.0, 8.0, 11.0, 9.0]
+    d = sum(ledger) / len(ledger)
+    sd = math.sqrt(sum((x - d) ** 2 for x in ledger) / (len(ledger) - 1))
+    assert d == 10.0
+    assert sd == pytest.approx(1.5811, abs=1e-4)
+    z = z_for_service_level(0.95)
+    ss = safety_stock(z, d, sd, 4, 1)
+    assert ss == pytest.approx(17.2514, abs=1e-4)
+    assert reorder_point(d, 4, ss) == pytest.approx(57.2514, abs=1e-4)
+
+
+def test_safety_stock_without_lead_time_variation_is_z_sigma_sqrt_l() -> None:
+    # sL = 0 reduces to the classic z * sd * sqrt(L): 2 * 3 * sqrt(9) = 18
+    assert safety_stock(2.0, 50.0, 3.0, 9.0, 0.0) == pytest.approx(18.0)
+
+
+def test_safety_stock_rejects_negative_inputs() -> None:
+    with pytest.raises(InvalidParameterError):
+        safety_stock(1.645, 10, 1, -1, 0)
+
+
+def test_dynamic_levels_match_the_scalar_formulas() -> None:
+    rng = np.random.default_rng(7)
+    demand = rng.poisson(lam=[[5.0], [20.0], [0.5]], size=(3, 90)).astype(np.float64)
+    demand[0, :5] = [10, 12, 8, 11, 9]
+    lead_mean = np.array([4.0, 10.0, 2.0])
+    lead_sigma = np.array([1.0, 2.5, 0.0])
+    service = np.array([0.95, 0.99, 0.95])
+    d_mean, d_sigma, ss, rop = dynamic_levels(demand, lead_mean, lead_sigma, service)
+    for i in range(3):
+        row = demand[i]
+        mean = float(row.mean())
+        sigma = float(row.std(ddof=1))
+        z = z_for_service_level(float(service[i]))
+        expected_ss = safety_stock(z, mean, sigma, float(lead_mean[i]), float(lead_sigma[i]))
+        assert d_mean[i] == pytest.approx(mean)
+        assert d_sigma[i] == pytest.approx(sigma)
+        assert ss[i] == pytest.approx(expected_ss)
+        assert rop[i] == pytest.approx(mean * lead_mean[i] + expected_ss)
+
+
+def test_dynamic_levels_reproduce_the_hand_computed_ledger() -> None:
+    demand = np.array([[10.0, 12.0, 8.0, 11.0, 9.0]])
+    _, d_sigma, ss, rop = dynamic_levels(demand, np.array([4.0]), np.array([1.0]), np.array([0.95]))
+    assert d_sigma[0] == pytest.approx(1.5811, abs=1e-4)
+    assert ss[0] == pytest.approx(17.2514, abs=1e-4)
+    assert rop[0] == pytest.approx(57.2514, abs=1e-4)
+
+
+def test_dynamic_levels_reject_bad_shapes_and_levels() -> None:
+    with pytest.raises(InvalidParameterError):
+        dynamic_levels(np.ones(5), np.ones(1), np.ones(1), np.full(1, 0.95))
+    with pytest.raises(InvalidParameterError):
+        dynamic_levels(np.ones((2, 5)), np.ones(2), np.ones(2), np.array([0.95, 1.0]))
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def test_projected_quantity_is_on_hand_plus_on_order_minus_reserved() -> None:
+    assert projected_qty(on_hand=20, on_order=5, reserved=17) == 8
+
+
+def test_odoo_min_max_example_orders_36() -> None:
+    # Odoo docs: min 10, max 40, multiple 6, forecast 8 -> 40 - 8 = 32 -> rounded up to 36
+    rule = MinMaxRule(site="wh1", sku="A", min_qty=10, max_qty=40, multiple=6)
+    assert rule.triggered(8)
+    assert rule.order_qty(8) == 36
+
+
+def test_min_max_triggers_at_the_minimum_and_not_above() -> None:
+    rule = MinMaxRule(site="wh1", sku="A", min_qty=10, max_qty=40, multiple=6)
+    assert rule.order_qty(10) == 30  # 30 is already a multiple of 6
+    assert not rule.triggered(10.5)
+    assert rule.order_qty(11) == 0
+
+
+def test_round_up_to_multiple_keeps_exact_multiples() -> None:
+    assert round_up_to_multiple(36, 6) == 36
+    assert round_up_to_multiple(0.3 * 3, 0.3) == pytest.approx(0.9)
+    assert round_up_to_multiple(7, 0) == 7
+
+
+def test_erpnext_reorder_qty_is_max_of_reorder_qty_and_gap() -> None:
+    rule = ReorderLevelRule(site="wh1", sku="B", reorder_level=20, reorder_qty=15)
+    assert rule.order_qty(12) == 15  # gap 8 < reorder qty 15
+    assert rule.order_qty(2) == 18  # gap 18 > reorder qty 15
+    assert rule.order_qty(-5) == 25  # reservations beyond stock widen the gap
+    assert rule.order_qty(20) == 0  # ERPNext fires strictly below the level
+
+
+def test_dynamic_min_max_uses_the_reorder_point() -> None:
+    rule = MinMaxRule.dynamic(site="wh1", sku="C", reorder_point=57.25, order_qty=304.05)
+    assert rule.trigger_level == 57.25
+    assert not rule.triggered(58)
+    # 57.25 + 304.05 - 50 = 311.3 -> whole units (default multiple 1) -> 312
+    assert rule.order_qty(50) == 312
+
+
+# --------------------------------------------------------------------------- suggestions
+
+
+def _odoo_rule() -> MinMaxRule:
+    return MinMaxRule(site="wh1", sku="A", min_qty=10, max_qty=40, multiple=6)
+
+
+def test_suggestion_is_made_once_and_reevaluation_is_idempotent() -> None:
+    book = SuggestionBook()
+    rule = _odoo_rule()
+    first = book.evaluate(rule, projected=8, ts_ms=T0)
+    assert first is not None
+    assert first.qty == 36
+    assert first.state == "suggested"
+    for i in range(5):
+        assert book.evaluate(rule, projected=8, ts_ms=T0 + i + 1) is None
+    assert len(book) == 1
+    assert book.open_qty("wh1", "A") == 36
+
+
+def test_no_suggestion_above_the_trigger() -> None:
+    book = SuggestionBook()
+    assert book.evaluate(_odoo_rule(), projected=11, ts_ms=T0) is None
+    assert len(book) == 0
+
+
+def test_ordered_suggestion_still_covers_the_gap() -> None:
+    book = SuggestionBook()
+    rule = _odoo_rule()
+    s = book.evaluate(rule, projected=8, ts_ms=T0)
+    assert s is not None
+    book.mark_ordered(s.id, ts_ms=T0 + 1)
+    # projected dropped a little, but 5 + 36 on order is still above the minimum
+    assert book.evaluate(rule, projected=5, ts_ms=T0 + 2) is None
+    assert len(book) == 1
+
+
+def test_a_new_gap_beyond_an_ordered_purchase_gets_a_new_suggestion() -> None:
+    book = SuggestionBook()
+    rule = _odoo_rule()
+    s = book.evaluate(rule, projected=8, ts_ms=T0)
+    assert s is not None
+    book.mark_ordered(s.id, ts_ms=T0 + 1)
+    # a big reservation: -30 + 36 = 6 <= 10, so the ordered qty no longer covers it
+    extra = book.evaluate(rule, projected=-30, ts_ms=T0 + 2)
+    assert extra is not None
+    assert extra.id != s.id
+    assert extra.qty == 36  # 40 - 6 = 34 -> 36
+    assert book.evaluate(rule, projected=-30, ts_ms=T0 + 3) is None
+    assert book.open_qty("wh1", "A") == 72
+
+
+def test_pending_suggestion_is_revised_not_duplicated() -> None:
+    book = SuggestionBook()
+    rule = _odoo_rule()
+    s = book.evaluate(rule, projected=8, ts_ms=T0)
+    assert s is not None
+    assert book.evaluate(rule, projected=-2, ts_ms=T0 + 1) is None  # -2 + 36 = 34 covers it
+    revised = book.evaluate(rule, projected=-30, ts_ms=T0 + 2)
+    assert revised is s
+    assert revised.qty == 72  # 40 + 30 = 70 -> 72
+    assert len(book) == 1
+
+
+def test_lifecycle_received_then_new_gap_and_cancel_reopens() -> None:
+    book = SuggestionBook()
+    rule = _odoo_rule()
+    s = book.evaluate(rule, projected=8, ts_ms=T0)
+    assert s is not None
+    book.mark_ordered(s.id, ts_ms=T0 + 1)
+    book.mark_received(s.id, ts_ms=T0 + 2)
+    assert s.state == "received"
+    assert [state for state, _ in s.history] == ["suggested", "ordered", "received"]
+    assert book.open_for("wh1", "A") == []
+    # received stock is on hand now: 44 projected, no new suggestion
+    assert book.evaluate(rule, projected=44, ts_ms=T0 + 3) is None
+    # later consumption opens a new gap
+    second = book.evaluate(rule, projected=9, ts_ms=T0 + 4)
+    assert second is not None
+    assert second.qty == 36  # 40 - 9 = 31 -> 36
+    book.cancel(second.id, ts_ms=T0 + 5)
+    third = book.evaluate(rule, projected=9, ts_ms=T0 + 6)
+    assert third is not None
+    assert third.id not in {s.id, second.id}
+    assert len(book) == 3
+
+
+@pytest.mark.parametrize(
+    ("moves", "bad"),
+    [
+        (("cancel",), "mark_ordered"),
+        (("mark_ordered", "mark_received"), "cancel"),
+        ((), "mark_received"),
+    ],
+)
+def test_forbidden_transitions_raise(moves: tuple[str, ...], bad: str) -> None:
+    book = SuggestionBook()
+    s = book.evaluate(_odoo_rule(), projected=8, ts_ms=T0)
+    assert s is not None
+    for move in moves:
+        getattr(book, move)(s.id, ts_ms=T0 + 1)
+    with pytest.raises(SuggestionStateError):
+        getattr(book, bad)(s.id, ts_ms=T0 + 2)
+
+
+def test_erpnext_rule_in_the_book() -> None:
+    book = SuggestionBook()
+    rule = ReorderLevelRule(site="wh1", sku="B", reorder_level=20, reorder_qty=15)
+    s = book.evaluate(rule, projected=2, ts_ms=T0)
+    assert s is not None
+    assert s.qty == 18
+    assert book.evaluate(rule, projected=2, ts_ms=T0 + 1) is None
+    # sites are separate books of gaps
+    other = ReorderLevelRule(site="wh2", sku="B", reorder_level=20, reorder_qty=15)
+    assert book.evaluate(other, projected=2, ts_ms=T0 + 2) is not None
+    assert len(book) == 2
