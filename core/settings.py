@@ -8,7 +8,7 @@ else in the code base reads ``os.environ``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,6 +62,14 @@ class IngestSettings(BaseModel):
         default=30 * 86_400.0,
         gt=0,
         description="Device time older than this is replaced (store-and-forward is allowed).",
+    )
+    adapters: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description=(
+            "Vendor routes, first match wins, validated at start as ingest.adapters.AdapterRoute:"
+            ' e.g. {"pattern": "tele/+/SENSOR", "adapter": "tasmota", "site": "wh1",'
+            ' "timezone": "Asia/Shanghai"}. Canonical stocksense/v1 topics need no route.'
+        ),
     )
     rules_queue_size: int = Field(default=100_000, ge=100)
     metrics_port: int | None = Field(default=None, description="Serve /metrics on this port.")

@@ -66,9 +66,13 @@ def parse(topic: str) -> Topic:
     )
 
 
-def subscription(share_group: str | None = None, sites: tuple[str, ...] = ()) -> list[str]:
-    """Topic filters for an ingest worker: all sites or only ``sites``; shared if a group is set."""
+def subscription(
+    share_group: str | None = None, sites: tuple[str, ...] = (), extra: tuple[str, ...] = ()
+) -> list[str]:
+    """Topic filters for an ingest worker: all sites or only ``sites``, plus ``extra`` vendor
+    filters; every filter is shared when a group is set."""
     filters = [f"{ROOT}/{site}/+/+/+" for site in sites] if sites else [f"{ROOT}/+/+/+/+"]
+    filters += [f for f in extra if not f.startswith(f"{ROOT}/")]
     if share_group:
         return [f"$share/{share_group}/{f}" for f in filters]
     return filters

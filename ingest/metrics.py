@@ -32,6 +32,11 @@ class IngestMetrics:
         self.seq_gaps = Counter(
             "stocksense_ingest_seq_gaps", "Messages missing by per-device seq", registry=r
         )
+        self.ignored = Counter(
+            "stocksense_ingest_messages_ignored",
+            "Well-formed vendor messages that carry no reading",
+            registry=r,
+        )
         self.clock_skew = Counter(
             "stocksense_ingest_clock_skew",
             "Readings whose device time was replaced by the receive time",

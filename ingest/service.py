@@ -21,12 +21,14 @@ from typing import Any
 
 import gmqtt
 from prometheus_client import start_http_server
+from pydantic import TypeAdapter, ValidationError
 
 from core import topics
-from core.errors import PayloadError
+from core.errors import ConfigError, PayloadError
 from core.influx import InfluxClient
 from core.readings import Sample
 from core.settings import Settings
+from ingest import adapters
 from ingest.decode import Decoded, decode_canonical
 from ingest.lines import message_lines
 from ingest.metrics import IngestMetrics
@@ -61,6 +63,12 @@ class IngestService:
             batch_lines=settings.influx.batch_lines,
             flush_interval_s=settings.influx.flush_interval_s,
         )
+        try:
+            self._routes = TypeAdapter(list[adapters.AdapterRoute]).validate_python(
+                settings.ingest.adapters
+            )
+        except ValidationError as exc:
+            raise ConfigError(f"ingest adapter routes are invalid: {exc}") from None
         self._last_seq: dict[str, int] = {}
         self._max_future_ms = int(settings.ingest.max_future_skew_s * 1000)
         self._max_past_ms = int(settings.ingest.max_past_age_s * 1000)
@@ -96,7 +104,8 @@ class IngestService:
     def _on_connect(self, client: Any, flags: int, rc: int, properties: Any) -> None:
         del flags, properties
         mqtt = self.settings.mqtt
-        for topic_filter in topics.subscription(mqtt.share_group, mqtt.sites):
+        vendor = tuple(dict.fromkeys(r.pattern for r in self._routes))
+        for topic_filter in topics.subscription(mqtt.share_group, mqtt.sites, vendor):
             client.subscribe(topic_filter, qos=mqtt.qos)
         logger.info("ingest %s connected (rc=%s), subscribed", self.client_id, rc)
         self._connected.set()
@@ -112,9 +121,15 @@ class IngestService:
         received_ns = time.time_ns()
         received_ms = received_ns // 1_000_000
         try:
-            decoded = decode_canonical(topic, payload, received_ms)
+            if self._routes:
+                decoded = adapters.decode(topic, payload, received_ms, self._routes)
+            else:
+                decoded = decode_canonical(topic, payload, received_ms)
         except PayloadError as exc:
             self.dead_letter(topic, payload, exc.reason, exc.detail)
+            return None
+        if not decoded.samples:
+            self.metrics.ignored.inc()  # well-formed, but nothing to store (see ingest.adapters)
             return None
         restamped = self._check_clock(decoded, received_ms)
         if decoded.seq is not None:
