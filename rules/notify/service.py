@@ -2,61 +2,103 @@
 
 An alert event is enqueued for every channel in the same transaction that records it, so an
 accepted alert is delivered after a crash or restart. A row is marked sent only after the
-channel accepted it. Transient failures back off exponentially; permanent ones (bad signature,
-bad key, oversize) stop at once and are kept with the channel's own words.
+channel accepted the message that carries it. Transient failures back off exponentially;
+permanent ones (bad signature, bad key, oversize) stop at once, are kept with the channel's
+own words, and are reported through ``on_channel_problem``.
+
+Robot channels (DingTalk, WeCom) are paced by a :class:`~rules.notify.pacing.TokenBucket`
+each. When more events are pending than the bucket allows right now, they are folded into
+digest messages instead of waiting in line, so a storm reaches people within a minute without
+tripping the robot's rate limit. Other channels (InfluxDB, webhooks) get one delivery per event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
-from core.alerts import AlertStore, OutboxItem, now_ms
+from core.alerts import Alert, AlertStore, OutboxItem
 from core.influx import InfluxClient
 from core.settings import Settings
 from rules.notify.base import Channel, DeliveryError
+from rules.notify.digest import DigestEntry
 from rules.notify.dingtalk import DingTalkChannel
 from rules.notify.influx import InfluxAlertChannel
+from rules.notify.pacing import Clock, RobotChannel, TokenBucket
 from rules.notify.webhook import WebhookChannel
+from rules.notify.wecom import WeComChannel
 
 logger = logging.getLogger(__name__)
+
+ProblemHook = Callable[[str, str], None]
+RecoveryHook = Callable[[str], None]
+
+MAX_BACKOFF_S = 300.0
+# Enough rows per pass that a whole storm is folded into one digest rather than many.
+DEFAULT_BATCH_LIMIT = 5000
+_KEEP_FAILURES = 100
 
 
 @dataclass
 class ChannelHealth:
-    """Delivery statistics of one channel, served by the API and the demo."""
+    """Delivery statistics of one channel, served by the API and the demo.
+
+    ``sent`` counts outbox rows accepted, ``messages`` requests accepted (a digest is one
+    message for many rows). ``problem`` is set while the channel fails permanently.
+    """
 
     sent: int = 0
     failed: int = 0
+    messages: int = 0
+    digests: int = 0
+    throttled: int = 0
     last_error: str | None = None
     last_error_code: int | None = None
+    problem: str | None = None
     permanent_failures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Message:
+    """One request in a delivery plan: rows marked sent on success, rows blamed on failure."""
+
+    payload: dict[str, Any]
+    covers: list[OutboxItem]
+    completes: list[OutboxItem]
+    digest: bool
 
 
 def build_channels(settings: Settings, influx: InfluxClient) -> list[Channel]:
     """Channels from settings, plus the InfluxDB alerts channel."""
     channels: list[Channel] = [InfluxAlertChannel(influx)]
     client = httpx.AsyncClient(timeout=10)
+    console_url = settings.notifier.console_url
     for cfg in settings.notifier.channels:
         if cfg.kind == "dingtalk":
-            channels.append(
-                DingTalkChannel(cfg, console_url=settings.notifier.console_url, client=client)
-            )
+            channels.append(DingTalkChannel(cfg, console_url=console_url, client=client))
         elif cfg.kind == "webhook":
             channels.append(WebhookChannel(cfg, client=client))
         else:
-            from rules.notify.wecom import WeComChannel  # noqa: PLC0415
-
-            channels.append(WeComChannel(cfg, console_url=settings.notifier.console_url, client=client))
+            channels.append(WeComChannel(cfg, console_url=console_url, client=client))
     return channels
 
 
 class Notifier:
-    """Delivers outbox rows; one instance per process."""
+    """Delivers outbox rows; one instance per process.
+
+    ``clock`` returns seconds since the epoch (inject a simulated one in tests); it drives the
+    outbox schedule and the robots' buckets. ``on_channel_problem(channel, message)`` is
+    called when a channel starts failing permanently, ``on_channel_recovered(channel)`` when
+    it accepts a message again; both may be set after construction.
+    """
 
     def __init__(
         self,
@@ -65,13 +107,30 @@ class Notifier:
         *,
         poll_interval_s: float = 0.2,
         max_attempts: int = 8,
+        clock: Clock = time.time,
+        on_channel_problem: ProblemHook | None = None,
+        on_channel_recovered: RecoveryHook | None = None,
+        batch_limit: int = DEFAULT_BATCH_LIMIT,
     ) -> None:
         self._store = store
         self._channels = {c.name: c for c in channels}
         self._poll_interval_s = poll_interval_s
         self._max_attempts = max_attempts
+        self._clock = clock
+        self._batch_limit = batch_limit
+        self.on_channel_problem = on_channel_problem
+        self.on_channel_recovered = on_channel_recovered
         self.health: dict[str, ChannelHealth] = {name: ChannelHealth() for name in self._channels}
+        self._robots: dict[str, RobotChannel] = {
+            c.name: c for c in channels if isinstance(c, RobotChannel)
+        }
+        self.buckets: dict[str, TokenBucket] = {
+            name: TokenBucket.for_robot(robot.rate_limit_per_minute, clock=clock)
+            for name, robot in self._robots.items()
+        }
         self._wake = asyncio.Event()
+        # One pass at a time: a shutdown flush racing the running loop would send rows twice.
+        self._pass_lock = asyncio.Lock()
 
     def wake(self) -> None:
         """Deliver now instead of at the next poll (called after an alert is recorded)."""
@@ -82,48 +141,236 @@ class Notifier:
         while True:
             await self.deliver_due()
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval_s)
-            except TimeoutError:
-                pass
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
 
     async def deliver_due(self) -> int:
-        """Try every due row once; returns how many were accepted."""
+        """Try every due row once (robots: as their budget allows); returns rows accepted."""
+        async with self._pass_lock:
+            return await self._deliver_pass()
+
+    async def _deliver_pass(self) -> int:
+        by_channel: dict[str, list[OutboxItem]] = {}
+        for item in self._store.due(now=self._now_ms(), limit=self._batch_limit):
+            by_channel.setdefault(item.channel, []).append(item)
         accepted = 0
-        for item in self._store.due(now=now_ms()):
-            if await self._deliver(item):
-                accepted += 1
+        for name, items in by_channel.items():
+            robot = self._robots.get(name)
+            if robot is not None:
+                accepted += await self._deliver_paced(robot, items)
+                continue
+            for item in items:
+                if await self._deliver(item):
+                    accepted += 1
         return accepted
 
-    async def _deliver(self, item: OutboxItem) -> bool:
+    # -- one event per delivery (InfluxDB, webhooks) ---------------------------------------
+
+    def _load(self, item: OutboxItem) -> Alert | None:
         channel = self._channels.get(item.channel)
         alert = self._store.get(item.alert_id)
         if channel is None or alert is None:
             reason = "channel not configured" if channel is None else "alert missing"
             self._store.mark_dead(item.id, error=reason)
             logger.error("outbox row %d for %s dropped: %s", item.id, item.channel, reason)
+            return None
+        return alert
+
+    async def _deliver(self, item: OutboxItem) -> bool:
+        alert = self._load(item)
+        if alert is None:
             return False
+        channel = self._channels[item.channel]
         health = self.health[channel.name]
         try:
             await channel.send(alert, item.event)
         except DeliveryError as exc:
-            health.failed += 1
-            health.last_error = str(exc)
-            health.last_error_code = exc.code
-            if exc.permanent or item.attempts + 1 >= self._max_attempts:
-                self._store.mark_dead(item.id, error=str(exc))
-                health.permanent_failures.append(str(exc))
-                logger.error("alert %d not delivered to %s: %s", alert.id, channel.name, exc)
-                return False
-            delay = max(exc.retry_after_s or 0.0, min(300.0, 0.5 * 2**item.attempts))
-            delay *= 1 + random.random() * 0.1  # noqa: S311 - jitter, not security
-            self._store.mark_retry(item.id, next_attempt_at=now_ms() + int(delay * 1000), error=str(exc))
-            logger.warning("alert %d to %s will be retried in %.1fs: %s", alert.id, channel.name, delay, exc)
+            self._single_failure(item, exc)
             return False
         self._store.mark_sent(item.id)
         health.sent += 1
+        health.messages += 1
+        self._recovered(channel.name)
         logger.info("alert %d (%s) delivered to %s", alert.id, item.event, channel.name)
         return True
+
+    def _single_failure(self, item: OutboxItem, exc: DeliveryError) -> None:
+        self._record_failure(item.channel, exc)
+        if exc.permanent or item.attempts + 1 >= self._max_attempts:
+            self._store.mark_dead(item.id, error=str(exc))
+            logger.error("alert %d not delivered to %s: %s", item.alert_id, item.channel, exc)
+            self._problem(item.channel, str(exc))
+            return
+        delay = self._backoff(exc, item.attempts)
+        retry_at = self._now_ms() + int(delay * 1000)
+        self._store.mark_retry(item.id, next_attempt_at=retry_at, error=str(exc))
+        logger.warning(
+            "alert %d to %s will be retried in %.1fs: %s", item.alert_id, item.channel, delay, exc
+        )
+
+    # -- robots: paced, folded into digests when over budget -------------------------------
+
+    def _plan(self, robot: RobotChannel, items: list[OutboxItem], tokens: int) -> list[_Message]:
+        """One message per event when the budget allows it, else digests."""
+        loaded = [(item, alert) for item in items if (alert := self._load(item)) is not None]
+        if len(loaded) <= tokens:
+            plan: list[_Message] = []
+            for item, alert in loaded:
+                payloads = robot.render(alert, item.event)
+                plan += [
+                    _Message(
+                        payload,
+                        covers=[item],
+                        completes=[item] if i == len(payloads) - 1 else [],
+                        digest=False,
+                    )
+                    for i, payload in enumerate(payloads)
+                ]
+            if len(plan) <= tokens:
+                return plan
+        by_id = {item.id: item for item, _ in loaded}
+        entries = [
+            DigestEntry(key=item.id, alert=alert, event=item.event) for item, alert in loaded
+        ]
+        plan = []
+        for payload, keys in robot.render_digest(entries):
+            rows = [by_id[k] for k in sorted(keys)]
+            plan.append(_Message(payload, covers=rows, completes=rows, digest=True))
+        return plan
+
+    async def _deliver_paced(self, robot: RobotChannel, items: list[OutboxItem]) -> int:
+        bucket = self.buckets[robot.name]
+        tokens = bucket.available()
+        if tokens <= 0:
+            return 0
+        health = self.health[robot.name]
+        plan = self._plan(robot, items, tokens)
+        if plan and plan[0].digest:
+            logger.info(
+                "%s: %d events pending, %d messages allowed now: sending a digest",
+                robot.name,
+                len(items),
+                tokens,
+            )
+        accepted = 0
+        for message in plan:
+            if not bucket.try_acquire():
+                break  # the rest stays pending for the next pass
+            try:
+                await robot.post(message.payload)
+            except DeliveryError as exc:
+                self._paced_failure(robot, bucket, exc, message.covers)
+                break
+            health.messages += 1
+            health.digests += int(message.digest)
+            for row in message.completes:
+                self._store.mark_sent(row.id)
+            health.sent += len(message.completes)
+            accepted += len(message.completes)
+            self._recovered(robot.name)
+            if message.digest:
+                logger.info(
+                    "digest of %d events delivered to %s", len(message.completes), robot.name
+                )
+            else:
+                for row in message.completes:
+                    logger.info(
+                        "alert %d (%s) delivered to %s", row.alert_id, row.event, robot.name
+                    )
+        return accepted
+
+    def _paced_failure(
+        self, robot: RobotChannel, bucket: TokenBucket, exc: DeliveryError, rows: list[OutboxItem]
+    ) -> None:
+        self._record_failure(robot.name, exc)
+        if exc.code in robot.rate_limit_codes:
+            # The robot's penalty applies to the whole channel; the rows did nothing wrong,
+            # so they stay pending without spending an attempt.
+            penalty = max(exc.retry_after_s or 0.0, robot.throttle_penalty_s)
+            bucket.pause(penalty)
+            self.health[robot.name].throttled += 1
+            logger.warning(
+                "%s rate-limited the notifier (errcode %s): pausing it for %.0fs",
+                robot.name,
+                exc.code,
+                penalty,
+            )
+            return
+        if exc.permanent:
+            for row in rows:
+                self._store.mark_dead(row.id, error=str(exc))
+            logger.error("%d events not delivered to %s: %s", len(rows), robot.name, exc)
+            self._problem(robot.name, str(exc))
+            return
+        attempts = max(row.attempts for row in rows)
+        delay = self._backoff(exc, attempts)
+        retry_at = self._now_ms() + int(delay * 1000)
+        gave_up = 0
+        for row in rows:
+            if row.attempts + 1 >= self._max_attempts:
+                self._store.mark_dead(row.id, error=str(exc))
+                gave_up += 1
+            else:
+                self._store.mark_retry(row.id, next_attempt_at=retry_at, error=str(exc))
+        # Later rows would meet the same outage: hold the whole channel, not just these rows.
+        bucket.pause(delay)
+        logger.warning(
+            "%s: %d events will be retried in %.1fs: %s",
+            robot.name,
+            len(rows) - gave_up,
+            delay,
+            exc,
+        )
+        if gave_up:
+            logger.error(
+                "%d events not delivered to %s after %d attempts: %s",
+                gave_up,
+                robot.name,
+                self._max_attempts,
+                exc,
+            )
+            self._problem(robot.name, f"gave up after {self._max_attempts} attempts: {exc}")
+
+    # -- health ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _backoff(exc: DeliveryError, attempts: int) -> float:
+        delay = max(exc.retry_after_s or 0.0, min(MAX_BACKOFF_S, 0.5 * 2.0**attempts))
+        return delay * (1 + random.random() * 0.1)  # noqa: S311 - jitter, not security
+
+    def _record_failure(self, name: str, exc: DeliveryError) -> None:
+        health = self.health[name]
+        health.failed += 1
+        health.last_error = str(exc)
+        health.last_error_code = exc.code
+
+    def _problem(self, name: str, message: str) -> None:
+        health = self.health[name]
+        health.permanent_failures.append(message)
+        del health.permanent_failures[:-_KEEP_FAILURES]
+        first = health.problem is None
+        health.problem = message
+        if first and self.on_channel_problem is not None:
+            try:
+                self.on_channel_problem(name, message)
+            except Exception:
+                # A broken hook must not stop delivery to the other channels.
+                logger.exception("on_channel_problem hook failed for %s", name)
+
+    def _recovered(self, name: str) -> None:
+        health = self.health[name]
+        if health.problem is None:
+            return
+        health.problem = None
+        logger.info("%s accepts messages again", name)
+        if self.on_channel_recovered is not None:
+            try:
+                self.on_channel_recovered(name)
+            except Exception:
+                logger.exception("on_channel_recovered hook failed for %s", name)
 
     async def aclose(self) -> None:
         """Close every channel."""

@@ -1,0 +1,121 @@
+"""Per-robot send budgets, and what a rate-limited robot channel offers the notifier.
+
+Both robots allow 20 messages in any 60 s and count a sliding window of request times (WeCom
+counts failed requests too; going over costs DingTalk a 10-minute throttle). A classic token
+bucket refilling continuously would allow its capacity *plus* a minute's refill inside one
+window, so the bucket here returns each token exactly ``window_s`` after it was spent: the
+number of sends in any window can never exceed ``capacity``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from core.alerts import Alert, AlertEvent
+from rules.notify.digest import DigestEntry
+
+Clock = Callable[[], float]
+
+ROBOT_LIMIT_PER_MINUTE = 20
+# One message below the robots' limit and one second beyond their window: our send time is
+# taken before the request, the receiver's on arrival, so the two windows never line up exactly.
+SAFETY_MESSAGES = 1
+SAFETY_WINDOW_S = 1.0
+
+
+class TokenBucket:
+    """At most ``capacity`` sends in any ``window_s`` seconds; can be paused after a penalty."""
+
+    def __init__(self, *, capacity: int, window_s: float, clock: Clock = time.time) -> None:
+        if capacity < 1 or window_s <= 0:
+            raise ValueError("capacity must be >= 1 and window_s > 0")
+        self.capacity = capacity
+        self.window_s = window_s
+        self._clock = clock
+        self._spent: deque[float] = deque()
+        self._paused_until = 0.0
+
+    @classmethod
+    def for_robot(
+        cls, limit_per_minute: int = ROBOT_LIMIT_PER_MINUTE, *, clock: Clock = time.time
+    ) -> TokenBucket:
+        """A bucket with the safety margins for a robot allowing ``limit_per_minute``."""
+        return cls(
+            capacity=max(1, limit_per_minute - SAFETY_MESSAGES),
+            window_s=60.0 + SAFETY_WINDOW_S,
+            clock=clock,
+        )
+
+    def _expire(self, now: float) -> None:
+        while self._spent and now - self._spent[0] >= self.window_s:
+            self._spent.popleft()
+
+    @property
+    def paused_until(self) -> float:
+        """Clock time before which nothing may be sent (0 when not paused)."""
+        return self._paused_until
+
+    def available(self) -> int:
+        """Tokens that may be spent right now (0 while paused)."""
+        now = self._clock()
+        if now < self._paused_until:
+            return 0
+        self._expire(now)
+        return self.capacity - len(self._spent)
+
+    def try_acquire(self) -> bool:
+        """Spend one token if one is available; every request attempt must spend one."""
+        if self.available() <= 0:
+            return False
+        self._spent.append(self._clock())
+        return True
+
+    def next_available_at(self) -> float:
+        """Clock time at which the next token will be available."""
+        now = self._clock()
+        self._expire(now)
+        ready = now if len(self._spent) < self.capacity else self._spent[0] + self.window_s
+        return max(ready, self._paused_until)
+
+    def pause(self, seconds: float) -> None:
+        """Send nothing for ``seconds`` (a rate-limit penalty or a backoff); never shortens one."""
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+
+@runtime_checkable
+class RobotChannel(Protocol):
+    """A channel with a per-minute quota whose messages the notifier paces and folds.
+
+    ``render`` and ``render_digest`` return ready payloads that respect the robot's size
+    limits; ``post`` sends one and raises :class:`~rules.notify.base.DeliveryError`.
+    """
+
+    name: str
+    rate_limit_per_minute: int
+    rate_limit_codes: frozenset[int]
+    throttle_penalty_s: float
+
+    def render(self, alert: Alert, event: AlertEvent) -> list[dict[str, Any]]:
+        """Payloads for one alert event (more than one only when it is too long for one)."""
+        ...
+
+    def render_digest(
+        self, entries: Sequence[DigestEntry]
+    ) -> list[tuple[dict[str, Any], frozenset[int]]]:
+        """Digest payloads, each with the keys of the entries it names."""
+        ...
+
+    async def post(self, payload: dict[str, Any]) -> None:
+        """Send one payload."""
+        ...
+
+    async def send(self, alert: Alert, event: AlertEvent) -> None:
+        """Deliver one alert event without pacing."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release network resources."""
+        ...
