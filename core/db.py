@@ -1,6 +1,8 @@
-"""Relational store: SQLite (WAL) by default, with ordered schema migrations.
+"""Relational store: SQLite (WAL) by default, with ordered schema migrations per component.
 
-Services share the database, never each other's modules; the schema lives here.
+Services share the database, never each other's modules; the schema lives in ``core.schema``.
+Each component (alerts, inventory) has its own ordered migration list and its own version
+row in ``schema_versions``, so components evolve independently.
 """
 
 from __future__ import annotations
@@ -9,56 +11,14 @@ import logging
 import sqlite3
 from pathlib import Path
 
+from core.schema import alerts, inventory
+
 logger = logging.getLogger(__name__)
 
-MIGRATIONS: list[str] = [
-    # 1: alerts, their history, and the notification outbox
-    """
-    CREATE TABLE alerts (
-        id INTEGER PRIMARY KEY,
-        source TEXT NOT NULL,
-        type TEXT NOT NULL,
-        severity TEXT NOT NULL,
-        state TEXT NOT NULL CHECK (state IN ('active', 'cleared')),
-        site TEXT NOT NULL,
-        zone TEXT,
-        title TEXT NOT NULL,
-        message TEXT NOT NULL,
-        value REAL,
-        threshold REAL,
-        details TEXT NOT NULL DEFAULT '{}',
-        raised_at INTEGER NOT NULL,
-        cleared_at INTEGER,
-        acked_by TEXT,
-        acked_at INTEGER,
-        updated_at INTEGER NOT NULL
-    );
-    CREATE UNIQUE INDEX alerts_one_active ON alerts (source, type) WHERE state = 'active';
-    CREATE INDEX alerts_by_time ON alerts (raised_at);
-    CREATE TABLE alert_events (
-        id INTEGER PRIMARY KEY,
-        alert_id INTEGER NOT NULL REFERENCES alerts (id),
-        event TEXT NOT NULL,
-        at INTEGER NOT NULL,
-        actor TEXT,
-        note TEXT
-    );
-    CREATE TABLE outbox (
-        id INTEGER PRIMARY KEY,
-        channel TEXT NOT NULL,
-        alert_id INTEGER NOT NULL REFERENCES alerts (id),
-        event TEXT NOT NULL,
-        status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'dead')),
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt_at INTEGER NOT NULL,
-        last_error TEXT,
-        created_at INTEGER NOT NULL,
-        sent_at INTEGER,
-        UNIQUE (channel, alert_id, event)
-    );
-    CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
-    """,
-]
+COMPONENTS: dict[str, list[str]] = {
+    "alerts": alerts.MIGRATIONS,
+    "inventory": inventory.MIGRATIONS,
+}
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -73,10 +33,27 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Apply migrations newer than ``PRAGMA user_version``; return the resulting version."""
-    current: int = conn.execute("PRAGMA user_version").fetchone()[0]
-    for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
-        logger.info("applying database migration %d", version)
-        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
-    return len(MIGRATIONS)
+def schema_versions(conn: sqlite3.Connection) -> dict[str, int]:
+    """The applied version of every component."""
+    rows = conn.execute("SELECT component, version FROM schema_versions").fetchall()
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+def migrate(conn: sqlite3.Connection) -> dict[str, int]:
+    """Apply every pending migration of every component; return the resulting versions."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_versions "
+        "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+    )
+    current = schema_versions(conn)
+    for component, migrations in COMPONENTS.items():
+        done = current.get(component, 0)
+        for version, script in enumerate(migrations[done:], start=done + 1):
+            logger.info("applying %s schema migration %d", component, version)
+            conn.executescript(
+                f"BEGIN;\n{script}\n"
+                "INSERT INTO schema_versions (component, version)"
+                f" VALUES ('{component}', {version})"
+                " ON CONFLICT (component) DO UPDATE SET version = excluded.version;\nCOMMIT;"
+            )
+    return schema_versions(conn)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 from core import db
 from core.alerts import AlertStore
 from core.influx import InfluxClient
 from core.settings import Settings
 from ingest.service import IngestService
-from rules.engine import RulesEngine
+from rules.engine import Processor, RulesEngine
 from rules.notify.base import Channel
 from rules.notify.service import Notifier, build_channels
 from rules.seed import Seed, load_seed
@@ -22,7 +23,14 @@ logger = logging.getLogger(__name__)
 class Pipeline:
     """Wires the services together through the in-process hand-off and the shared database."""
 
-    def __init__(self, settings: Settings, *, seed: Seed | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        seed: Seed | None = None,
+        processors: Sequence[Processor] = (),
+        tick_interval_s: float = 1.0,
+    ) -> None:
         self.settings = settings
         if seed is None:
             seed = load_seed(settings.rules.seed_file) if settings.rules.seed_file else Seed()
@@ -30,7 +38,10 @@ class Pipeline:
         self._alert_influx = InfluxClient(settings.influx)
         self.channels: list[Channel] = build_channels(settings, self._alert_influx)
         self.store = AlertStore(self.conn, [c.name for c in self.channels])
-        self.rules = RulesEngine(seed, self.store)
+        self.rules = RulesEngine(
+            seed, self.store, processors=processors, queue_size=settings.ingest.rules_queue_size
+        )
+        self._tick_interval_s = tick_interval_s
         self.notifier = Notifier(
             self.store,
             self.channels,
@@ -44,6 +55,7 @@ class Pipeline:
         """Start every part; returns once ingest is subscribed."""
         self._tasks = [
             asyncio.create_task(self.rules.run(), name="rules"),
+            asyncio.create_task(self.rules.run_clock(self._tick_interval_s), name="rules-clock"),
             asyncio.create_task(self.notifier.run(), name="notifier"),
         ]
         await self.ingest.start()

@@ -1,0 +1,1 @@
+"""Relational schema, one ordered migration list per component."""
