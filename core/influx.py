@@ -6,6 +6,7 @@ endpoints, so one client covers every deployment. See DESIGN: the v2 client cann
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import logging
 from typing import Any
@@ -97,7 +98,8 @@ class InfluxClient:
         if self._settings.retention_policy:
             params["rp"] = self._settings.retention_policy
         if self._settings.gzip:
-            body = gzip.compress(body, compresslevel=1)
+            # zlib releases the GIL: compressing in a thread overlaps with message handling.
+            body = await asyncio.to_thread(gzip.compress, body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         headers["Content-Type"] = "text/plain; charset=utf-8"
         try:

@@ -1,7 +1,9 @@
 """Canonical readings: what every adapter produces and what the rules engine consumes.
 
 Plain slotted dataclasses rather than pydantic models: they are built once per reading on the
-ingest hot path, after the payload has already been validated.
+ingest hot path, after the payload has already been validated. They are not ``frozen`` because
+a frozen dataclass costs three times as much to build; treat them as immutable all the same
+(use ``dataclasses.replace`` for a changed copy).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TempSample:
     """A temperature (and optional humidity) sample from one probe."""
 
@@ -21,7 +23,7 @@ class TempSample:
     humidity: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WeightSample:
     """Net grams on one shelf load cell."""
 
@@ -33,7 +35,7 @@ class WeightSample:
     stable: bool | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TagSample:
     """One RFID tag observation; ``epc`` is upper-case hex."""
 
@@ -46,7 +48,7 @@ class TagSample:
     count: int = 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DeviceStatus:
     """Birth, heartbeat or Last Will of a device."""
 

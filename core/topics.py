@@ -7,7 +7,7 @@ in data|status. Status messages are retained (birth and Last Will).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, cast, get_args
 
 ROOT = "stocksense/v1"
@@ -35,6 +35,12 @@ class Topic:
     device: str
     channel: Channel
 
+    device_key: str = field(init=False, compare=False)
+    """``site/kind/device``: identifies one device across its channels."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "device_key", f"{self.site}/{self.kind}/{self.device}")
+
     def __str__(self) -> str:
         return f"{ROOT}/{self.site}/{self.kind}/{self.device}/{self.channel}"
 
@@ -47,8 +53,27 @@ def build(site: str, kind: Kind, device: str, channel: Channel = "data") -> str:
     return str(Topic(site=site, kind=kind, device=device, channel=channel))
 
 
+_PARSED: dict[str, Topic] = {}
+_PARSED_MAX = 100_000
+
+
 def parse(topic: str) -> Topic:
-    """Parse a canonical topic or raise :class:`TopicError` saying what is wrong."""
+    """Parse a canonical topic or raise :class:`TopicError` saying what is wrong.
+
+    Results are memoised: a fleet publishes on a bounded set of topics, and parsing is on the
+    ingest hot path.
+    """
+    found = _PARSED.get(topic)
+    if found is not None:
+        return found
+    parsed = _parse(topic)
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    _PARSED[topic] = parsed
+    return parsed
+
+
+def _parse(topic: str) -> Topic:
     parts = topic.split("/")
     if len(parts) != 6 or f"{parts[0]}/{parts[1]}" != ROOT:
         raise TopicError(f"topic {topic!r} is not {ROOT}/<site>/<kind>/<device>/<channel>")

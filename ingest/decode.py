@@ -51,7 +51,7 @@ def check_size(payload: bytes) -> None:
         raise PayloadError("oversize", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES} bytes")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decoded:
     """The readings of one message, with its per-device ``seq`` (None for status messages)."""
 
@@ -71,8 +71,7 @@ def decode_canonical(topic: str, payload: bytes, received_ms: int) -> Decoded:
         parsed = topics.parse(topic)
     except topics.TopicError as exc:
         raise PayloadError("bad_topic", str(exc)) from None
-    site, device = parsed.site, parsed.device
-    key = f"{site}/{parsed.kind}/{device}"
+    site, device, key = parsed.site, parsed.device, parsed.device_key
     try:
         if parsed.channel == "status":
             status = _status.validate_json(payload)

@@ -18,9 +18,48 @@ MEASUREMENTS = {
     "status": "device_status",
 }
 
+# Measurement + escaped tag set per series, memoised: series repeat, escaping is not free.
+_PREFIXES: dict[tuple[object, ...], str] = {}
+_PREFIXES_MAX = 200_000
 
-def _opt_float(name: str, value: float | None) -> str:
-    return "" if value is None else f",{name}={value!r}"
+
+def _prefix(key: tuple[object, ...], build: str) -> str:
+    if len(_PREFIXES) >= _PREFIXES_MAX:
+        _PREFIXES.clear()
+    _PREFIXES[key] = build
+    return build
+
+
+def _series(sample: Sample) -> str:
+    """``measurement,tag=value,... `` (with the trailing space) for the sample's series."""
+    if isinstance(sample, TempSample):
+        key: tuple[object, ...] = ("t", sample.site, sample.device, sample.sensor)
+        found = _PREFIXES.get(key)
+        return found or _prefix(
+            key,
+            f"temperature,device={escape_tag(sample.device)},sensor={escape_tag(sample.sensor)},"
+            f"site={escape_tag(sample.site)} ",
+        )
+    if isinstance(sample, WeightSample):
+        key = ("w", sample.site, sample.device, sample.cell)
+        found = _PREFIXES.get(key)
+        return found or _prefix(
+            key,
+            f"weight,cell={escape_tag(sample.cell)},device={escape_tag(sample.device)},"
+            f"site={escape_tag(sample.site)} ",
+        )
+    if isinstance(sample, TagSample):
+        key = ("r", sample.site, sample.device, sample.antenna)
+        found = _PREFIXES.get(key)
+        return found or _prefix(
+            key,
+            f"rfid,antenna={sample.antenna},device={escape_tag(sample.device)},"
+            f"site={escape_tag(sample.site)} ",
+        )
+    return (
+        f"device_status,device={escape_tag(sample.device)},kind={escape_tag(sample.kind)},"
+        f"site={escape_tag(sample.site)} "
+    )
 
 
 def sample_line(
@@ -37,36 +76,23 @@ def sample_line(
     device never share a point): the device's own time is kept in a ``device_ts`` field.
     """
     ts_ns = (sample.ts_ms * 1_000_000 if device_ts_ms is None else received_ns) + index
-    site = escape_tag(sample.site)
-    device = escape_tag(sample.device)
-    seq_field = "" if seq is None else f",seq={seq}i"
+    extra = "" if seq is None else f",seq={seq}i"
     if device_ts_ms is not None:
-        seq_field += f",device_ts={device_ts_ms}i"
+        extra += f",device_ts={device_ts_ms}i"
+    series = _series(sample)
     if isinstance(sample, TempSample):
-        return (
-            f"temperature,device={device},sensor={escape_tag(sample.sensor)},site={site} "
-            f"celsius={sample.celsius!r}{_opt_float('humidity', sample.humidity)}{seq_field}"
-            f" {ts_ns}"
-        )
+        humidity = "" if sample.humidity is None else f",humidity={sample.humidity!r}"
+        return f"{series}celsius={sample.celsius!r}{humidity}{extra} {ts_ns}"
     if isinstance(sample, WeightSample):
-        stable = "" if sample.stable is None else f",stable={'t' if sample.stable else 'f'}"
-        return (
-            f"weight,cell={escape_tag(sample.cell)},device={device},site={site} "
-            f"grams={sample.grams!r}{stable}{seq_field} {ts_ns}"
-        )
+        stable = "" if sample.stable is None else (",stable=t" if sample.stable else ",stable=f")
+        return f"{series}grams={sample.grams!r}{stable}{extra} {ts_ns}"
     if isinstance(sample, TagSample):
-        return (
-            f"rfid,antenna={sample.antenna},device={device},site={site} "
-            f'epc="{sample.epc}",count={sample.count}i{_opt_float("rssi", sample.rssi)}'
-            f"{seq_field} {ts_ns}"
-        )
+        rssi = "" if sample.rssi is None else f",rssi={sample.rssi!r}"
+        return f'{series}epc="{sample.epc}",count={sample.count}i{rssi}{extra} {ts_ns}'
     assert isinstance(sample, DeviceStatus)
     reason = "" if sample.reason is None else f",reason={field_str(sample.reason)}"
-    return (
-        f"device_status,device={device},kind={escape_tag(sample.kind)},site={site} "
-        f"online={'t' if sample.online else 'f'}{_opt_float('interval_s', sample.interval_s)}"
-        f"{reason} {ts_ns}"
-    )
+    interval = "" if sample.interval_s is None else f",interval_s={sample.interval_s!r}"
+    return f"{series}online={'t' if sample.online else 'f'}{interval}{reason} {ts_ns}"
 
 
 def message_lines(

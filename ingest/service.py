@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import gmqtt
+from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 from prometheus_client import start_http_server
 from pydantic import TypeAdapter, ValidationError
 
@@ -98,7 +99,10 @@ class IngestService:
             client.set_auth_credentials(mqtt.username, password)
         client.set_config({"reconnect_retries": -1, "reconnect_delay": 1})
         self._mqtt = client
-        await client.connect(mqtt.host, mqtt.port, keepalive=mqtt.keepalive_s)
+        # QoS 1 needs MQTT 5 (gmqtt acknowledges after an async handler only on v5); QoS 0
+        # uses 3.1.1, whose messages carry no properties to parse (about 10 % faster).
+        version = MQTTv50 if mqtt.qos == 1 else MQTTv311
+        await client.connect(mqtt.host, mqtt.port, keepalive=mqtt.keepalive_s, version=version)
         await asyncio.wait_for(self._connected.wait(), timeout=30)
 
     def _on_connect(self, client: Any, flags: int, rc: int, properties: Any) -> None:
@@ -116,8 +120,10 @@ class IngestService:
         if not self._stopping:
             logger.warning("ingest %s lost the broker, reconnecting: %s", self.client_id, exc)
 
-    def _decode(self, topic: str, payload: bytes) -> tuple[Decoded, dict[int, int], int] | None:
-        self.metrics.received.inc()
+    def _decode(
+        self, topic: str, payload: bytes
+    ) -> tuple[Decoded, dict[int, int] | None, int] | None:
+        self.metrics.hot.received += 1
         received_ns = time.time_ns()
         received_ms = received_ns // 1_000_000
         try:
@@ -138,16 +144,18 @@ class IngestService:
                 self.metrics.seq_gaps.inc(decoded.seq - last - 1)
             if last is None or decoded.seq > last:
                 self._last_seq[decoded.device_key] = decoded.seq
-        self.metrics.readings.inc(len(decoded.samples))
+        self.metrics.hot.readings += len(decoded.samples)
         if self._sink is not None:
             self._sink(decoded.samples)
         return decoded, restamped, received_ns
 
-    def _check_clock(self, decoded: Decoded, received_ms: int) -> dict[int, int]:
+    def _check_clock(self, decoded: Decoded, received_ms: int) -> dict[int, int] | None:
         """Re-stamp readings whose device time is implausible; returns index -> device time."""
         samples = decoded.samples
         earliest = received_ms - self._max_past_ms
         latest = received_ms + self._max_future_ms
+        if all(earliest <= sample.ts_ms <= latest for sample in samples):
+            return None
         restamped: dict[int, int] = {}
         for index, sample in enumerate(samples):
             if not earliest <= sample.ts_ms <= latest:

@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import InfluxWriteError
@@ -18,6 +20,8 @@ from ingest.metrics import IngestMetrics
 from ingest.spool import Spool
 
 logger = logging.getLogger(__name__)
+
+WRITE_CONCURRENCY = 2
 
 
 class BatchWriter:
@@ -51,6 +55,11 @@ class BatchWriter:
             self._spool_ready.set()
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._slots = asyncio.Semaphore(WRITE_CONCURRENCY)
+        self._inflight: set[asyncio.Task[None]] = set()
+        # Observers (benchmarks, latency probes) get the device times of every durable batch.
+        self.on_durable: Callable[[list[int]], None] | None = None
+        self._device_ts: list[int] = []
 
     @property
     def spool(self) -> Spool:
@@ -74,8 +83,11 @@ class BatchWriter:
         if len(self._lines) >= self._max_buffer:
             self._spill()
         self._lines.extend(lines)
-        if device_ts_ms is not None and self._oldest_ms is None:
-            self._oldest_ms = device_ts_ms
+        if device_ts_ms is not None:
+            if self._oldest_ms is None:
+                self._oldest_ms = device_ts_ms
+            if self.on_durable is not None:
+                self._device_ts.append(device_ts_ms)
         if len(self._lines) >= self._batch_lines:
             self._full.set()
 
@@ -89,18 +101,25 @@ class BatchWriter:
         self.add_nowait(lines, device_ts_ms)
         await waiter
 
-    def _take(self) -> tuple[list[str], list[asyncio.Future[None]], int | None]:
-        lines, waiters, oldest = self._lines, self._waiters, self._oldest_ms
-        self._lines, self._waiters, self._oldest_ms = [], [], None
+    def _take(self) -> tuple[list[str], _Batch]:
+        batch = _Batch(self._waiters, self._oldest_ms, self._device_ts)
+        lines = self._lines
+        self._lines, self._waiters, self._oldest_ms, self._device_ts = [], [], None, []
         self._full.clear()
         self._metrics.queue_depth.set(0)
-        return lines, waiters, oldest
+        return lines, batch
+
+    def _durable(self, batch: _Batch) -> None:
+        """Release the messages of a batch that is now written or spooled."""
+        _release(batch.waiters)
+        if self.on_durable is not None and batch.device_ts:
+            self.on_durable(batch.device_ts)
 
     def _spill(self) -> None:
         """InfluxDB is slower than the input: move the buffer to disk to keep memory flat."""
-        lines, waiters, _ = self._take()
+        lines, batch = self._take()
         self._spool_append(lines)
-        _release(waiters)
+        self._durable(batch)
 
     def _spool_append(self, lines: list[str]) -> None:
         self._spool.append(("\n".join(lines) + "\n").encode())
@@ -113,21 +132,32 @@ class BatchWriter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), timeout=self._flush_interval_s)
             if self._lines:
-                await self._flush()
+                # Up to WRITE_CONCURRENCY batches in flight: InfluxDB parses one batch while
+                # the next is on the wire. Points are idempotent, so order does not matter.
+                await self._slots.acquire()
+                lines, batch = self._take()
+                self._room.set()
+                task = asyncio.create_task(self._flush_released(lines, batch))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
             elif self._closing:
                 return
 
-    async def _flush(self) -> None:
-        lines, waiters, oldest_ms = self._take()
-        self._room.set()
+    async def _flush_released(self, lines: list[str], batch: _Batch) -> None:
+        try:
+            await self._flush(lines, batch)
+        finally:
+            self._slots.release()
+
+    async def _flush(self, lines: list[str], batch: _Batch) -> None:
         try:
             if len(self._spool):
                 # Keep order: while older batches wait on disk, newer ones queue behind them.
                 self._spool_append(lines)
             else:
                 await self._write(lines)
-                if oldest_ms is not None:
-                    self._metrics.lag.observe(max(0.0, time.time() - oldest_ms / 1000))
+                if batch.oldest_ms is not None:
+                    self._metrics.lag.observe(max(0.0, time.time() - batch.oldest_ms / 1000))
         except InfluxWriteError as exc:
             if exc.retryable:
                 logger.warning("InfluxDB write failed, spooling %d lines: %s", len(lines), exc)
@@ -135,7 +165,7 @@ class BatchWriter:
             else:
                 self._reject(lines, exc)
         finally:
-            _release(waiters)
+            self._durable(batch)
 
     async def _write(self, lines: list[str]) -> None:
         body = ("\n".join(lines) + "\n").encode()
@@ -188,15 +218,26 @@ class BatchWriter:
     async def close(self) -> None:
         """Flush what is buffered (to InfluxDB or the spool) and stop the loops."""
         self._closing = True
-        self._full.set()
-        if self._lines:
-            await self._flush()
-        self._spool_ready.set()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # The loops are stopped; finish the batches in flight, then what is still buffered.
+        if self._inflight:
+            await asyncio.gather(*self._inflight)
+        if self._lines:
+            lines, batch = self._take()
+            await self._flush(lines, batch)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What a taken batch of lines owes once durable."""
+
+    waiters: list[asyncio.Future[None]]
+    oldest_ms: int | None
+    device_ts: list[int]
 
 
 def _release(waiters: list[asyncio.Future[None]]) -> None:
