@@ -1,0 +1,351 @@
+"""Every dashboard query, rendered as Grafana would, runs against the real InfluxDB 1.x."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from typing import Any
+
+import pytest
+
+from core.influx import InfluxClient, line, query_sync, rows
+from core.settings import Settings
+from dashboards import dashboard_files
+
+pytestmark = pytest.mark.integration
+
+MINUTE_NS = 60 * 1_000_000_000
+NOW_NS = time.time_ns()
+T0 = (NOW_NS // MINUTE_NS - 45) * MINUTE_NS  # first point, on a whole minute
+Fields = dict[str, float | int | bool | str | None]
+
+
+def _at(minute: int, offset_s: int = 0) -> int:
+    return T0 + minute * MINUTE_NS + offset_s * 1_000_000_000
+
+
+def data_set() -> list[str]:
+    """A small warehouse: two sites, a cold room with one excursion, shelves, readers, stock."""
+    lines: list[str] = []
+
+    def add(measurement: str, tags: dict[str, str], fields: Fields, ts_ns: int) -> None:
+        lines.append(line(measurement, tags, fields, ts_ns))
+
+    for minute in range(40):
+        # cold room at 4.0 °C except a 5-minute excursion to 9.5 °C (minutes 30-34)
+        celsius = 9.5 if 30 <= minute < 35 else 4.0
+        tags = {"site": "wh1", "device": "coldroom-1", "sensor": "t1"}
+        add("temperature", tags, {"celsius": celsius, "humidity": 80.0, "seq": minute}, _at(minute))
+        tags = {"site": "wh1", "device": "ambient-1", "sensor": "t1"}
+        add("temperature", tags, {"celsius": 20.0, "humidity": 45.0, "seq": minute}, _at(minute))
+        tags = {"site": "wh2", "device": "freezer-9", "sensor": "t1"}
+        add("temperature", tags, {"celsius": -18.0, "seq": minute}, _at(minute))
+    for minute, c1 in ((0, 9987.5), (10, 7487.5)):
+        for cell, grams in (("c1", c1), ("c2", 2500.0)):
+            tags = {"site": "wh1", "device": "shelf-1", "cell": cell}
+            add("weight", tags, {"grams": grams, "stable": True, "seq": minute}, _at(minute))
+    for i in range(6):  # antenna 1: 3 distinct EPCs read twice each; antenna 2: 2 EPCs x 3 reads
+        tags = {"site": "wh1", "device": "reader-1", "antenna": "1"}
+        fields: Fields = {"epc": f"3034257BF7194E400000303{i % 3}", "rssi": -50.0 - i, "count": 1}
+        add("rfid", tags, {**fields, "seq": i}, _at(5 + i))
+    for i in range(2):
+        tags = {"site": "wh1", "device": "reader-1", "antenna": "2"}
+        fields = {"epc": f"3034257BF7194E40000030A{i}", "rssi": -61.0, "count": 3, "seq": 10 + i}
+        add("rfid", tags, fields, _at(20 + i))
+    add(
+        "device_status",
+        {"site": "wh1", "kind": "temp", "device": "coldroom-1"},
+        {"online": True, "interval_s": 10.0},
+        _at(0),
+    )
+    add(
+        "device_status",
+        {"site": "wh1", "kind": "weight", "device": "shelf-1"},
+        {"online": True, "interval_s": 10.0},
+        _at(0),
+    )
+    add(
+        "device_status",
+        {"site": "wh1", "kind": "weight", "device": "shelf-1"},
+        {"online": False, "reason": "lwt"},
+        _at(25),
+    )
+    alert: Fields = {
+        "alert_id": 1,
+        "title": "Cold-chain excursion in Cold room 1",
+        "message": "coldroom-1/t1 reads 9.5 °C, above the 2–8 °C band",
+        "source": "wh1/cold-room",
+        "value": 9.5,
+        "threshold": 8.0,
+    }
+    cold = {
+        "site": "wh1",
+        "zone": "cold-room",
+        "type": "cold_chain_excursion",
+        "severity": "critical",
+    }
+    add("alerts", {**cold, "event": "raised"}, {**alert, "state": "active"}, _at(31))
+    add("alerts", {**cold, "event": "cleared"}, {**alert, "state": "cleared"}, _at(35))
+    add(
+        "alerts",
+        {
+            "site": "wh1",
+            "zone": "ambient",
+            "type": "reorder",
+            "severity": "major",
+            "event": "raised",
+        },
+        {
+            "alert_id": 2,
+            "state": "active",
+            "title": "Reorder SKU-1",
+            "message": "13 ≤ 15",
+            "source": "wh1/SKU-1",
+            "value": 13.0,
+            "threshold": 15.0,
+        },
+        _at(36),
+    )
+    for minute, location, sku, qty in (
+        (1, "A-01", "SKU-1", 10),
+        (12, "A-01", "SKU-1", 8),
+        (2, "B-02", "SKU-1", 5),
+        (3, "A-02", "SKU-2", 20),
+    ):
+        add("stock", {"site": "wh1", "location": location, "sku": sku}, {"qty": qty}, _at(minute))
+    add(
+        "movements",
+        {"site": "wh1", "location": "A-01", "sku": "SKU-1", "kind": "pick"},
+        {"qty": 2, "lot": "L2026-11"},
+        _at(12),
+    )
+    add(
+        "movements",
+        {"site": "wh1", "location": "A-02", "sku": "SKU-2", "kind": "receipt"},
+        {"qty": 20, "lot": "L2026-12"},
+        _at(3),
+    )
+    add("suggestions", {"site": "wh1", "sku": "SKU-1", "state": "open"}, {"qty": 50}, _at(37))
+    return lines
+
+
+def regex_escape(value: str) -> str:
+    """Escape a value for an InfluxQL regex, as Grafana's InfluxDB datasource does."""
+    return re.sub(r"([\\^$*+?.()|\[\]{}/])", r"\\\1", value)
+
+
+def render(query: str, values: dict[str, str | list[str]]) -> str:
+    """Interpolate a query like Grafana: $timeFilter, $__interval and template variables.
+
+    A list value is a multi-value selection (``(a|b)``); ``"$__all"`` uses the allValue ``.*``.
+    """
+    start_ms = T0 // 1_000_000 - 60_000
+    end_ms = NOW_NS // 1_000_000 + 60_000
+    out = query.replace("$timeFilter", f"time >= {start_ms}ms and time <= {end_ms}ms")
+    out = out.replace("$__interval", "1m")
+    for name in sorted(values, key=len, reverse=True):
+        value = values[name]
+        if value == "$__all":
+            text = ".*"
+        elif isinstance(value, list):
+            escaped = [regex_escape(v) for v in value]
+            text = escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+        elif f"/^${name}$/" in out:
+            text = regex_escape(value)
+        else:
+            text = value
+        out = out.replace(f"${{{name}}}", text).replace(f"${name}", text)
+    assert not re.search(r"\$\{?\w", out), f"unrendered variable in {out}"
+    return out
+
+
+DEFAULTS: dict[str, str | list[str]] = {
+    "site": "wh1",
+    "device": "$__all",
+    "sensor": "$__all",
+    "band_low": "2",
+    "band_high": "8",
+    "sku": "$__all",
+    "shelf": "$__all",
+    "reader": "$__all",
+    "severity": "$__all",
+    "type": "$__all",
+}
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    """uid -> dashboard model."""
+    models = [json.loads(p.read_text(encoding="utf-8")) for p in dashboard_files()]
+    return {m["uid"]: m for m in models}
+
+
+@pytest.fixture
+def loaded(settings: Settings) -> Settings:
+    """The unique test database, filled with :func:`data_set`."""
+
+    async def write() -> None:
+        client = InfluxClient(settings.influx)
+        try:
+            await client.ensure_database()
+            await client.write(("\n".join(data_set()) + "\n").encode())
+        finally:
+            await client.aclose()
+
+    asyncio.run(write())
+    return settings
+
+
+def by_title(settings: Settings, values: dict[str, str | list[str]]) -> dict[str, Any]:
+    """Run every panel, annotation and variable query; key -> series (panel title or var name)."""
+    results: dict[str, Any] = {}
+    for uid, model in dashboards().items():
+        for panel in model["panels"]:
+            for target in panel.get("targets", []):
+                query = render(target["query"], values)
+                results[f"{uid}:{panel['title']}"] = query_sync(settings.influx, query)
+        for annotation in model["annotations"]["list"]:
+            if "target" in annotation:
+                query = render(annotation["target"]["query"], values)
+                results[f"{uid}:@{annotation['name']}"] = query_sync(settings.influx, query)
+        for variable in model["templating"]["list"]:
+            if variable["type"] == "query":
+                query = render(variable["query"], values)
+                series = query_sync(settings.influx, query)
+                results[f"{uid}:${variable['name']}"] = sorted(r["value"] for r in rows(series))
+    return results
+
+
+def by_tags(series: list[dict[str, Any]], column: str, *tags: str) -> dict[str, Any]:
+    """Last non-null ``column`` value per series, keyed by its tag values joined with '/'."""
+    out: dict[str, Any] = {}
+    for s in series:
+        index = s["columns"].index(column)
+        values = [v[index] for v in s["values"] if v[index] is not None]
+        out["/".join(s["tags"][t] for t in tags)] = values[-1]
+    return out
+
+
+def test_every_query_runs_and_returns_the_written_values(loaded: Settings) -> None:
+    results = by_title(loaded, DEFAULTS)
+    empty = [key for key, series in results.items() if not series]
+    assert empty == []  # the data set covers every panel, annotation and variable
+
+    cold = {k.split(":", 1)[1]: v for k, v in results.items() if k.startswith("stocksense-cold")}
+    assert cold["$site"] == ["wh1", "wh2"]
+    assert cold["$device"] == ["ambient-1", "coldroom-1"]
+    assert cold["$sensor"] == ["t1"]
+    summary = {(r["device"], r["sensor"]): r for r in rows(cold["Sensor summary"])}
+    assert set(summary) == {("ambient-1", "t1"), ("coldroom-1", "t1")}  # wh2 filtered out
+    assert summary["coldroom-1", "t1"]["max"] == 9.5
+    assert summary["coldroom-1", "t1"]["min"] == 4.0
+    assert summary["coldroom-1", "t1"]["readings"] == 40
+    assert by_tags(cold["Time out of band"], "count", "device", "sensor") == {
+        "coldroom-1/t1": 300,  # five one-minute means at 9.5 °C
+        "ambient-1/t1": 2400,  # always above 8 °C
+    }
+    assert by_tags(cold["Current temperature"], "last", "device", "sensor") == {
+        "coldroom-1/t1": 4.0,
+        "ambient-1/t1": 20.0,
+    }
+    mkt = by_tags(cold["Mean kinetic temperature"], "mkt", "device", "sensor")
+    assert mkt["ambient-1/t1"] == pytest.approx(20.0, abs=1e-6)
+    assert 4.0 < mkt["coldroom-1/t1"] < 9.5
+    peaks = by_tags(cold["Temperature per sensor"], "mean", "device", "sensor")
+    assert peaks == {"coldroom-1/t1": 4.0, "ambient-1/t1": 20.0}  # last interval
+    peak = {
+        s["tags"]["device"]: max(v[1] for v in s["values"] if v[1] is not None)
+        for s in cold["Temperature per sensor"]
+    }
+    assert peak == {"coldroom-1": 9.5, "ambient-1": 20.0}
+    events = rows(cold["Cold-chain alert events"])
+    assert [e["event"] for e in events] == ["cleared", "raised"]  # newest first
+    annotations = rows(cold["@Cold-chain alerts"])
+    assert {a["severity"] for a in annotations} == {"critical"}
+    assert annotations[0]["message"].startswith("coldroom-1/t1 reads 9.5")
+
+    wh = {k.split(":", 1)[1]: v for k, v in results.items() if k.startswith("stocksense-ware")}
+    assert wh["$sku"] == ["SKU-1", "SKU-2"]
+    assert wh["$shelf"] == ["shelf-1"]
+    assert wh["$reader"] == ["reader-1"]
+    assert by_tags(wh["Stock on hand per SKU"], "sum", "sku") == {"SKU-1": 13, "SKU-2": 20}
+    levels = by_tags(wh["Stock level per SKU and location"], "last", "sku", "location")
+    assert levels == {"SKU-1/A-01": 8, "SKU-1/B-02": 5, "SKU-2/A-02": 20}
+    moved = {s["tags"]["kind"]: sum(v[1] for v in s["values"]) for s in wh["Movements per kind"]}
+    assert moved == {"pick": 2, "receipt": 20}
+    recent = rows(wh["Recent movements"])
+    assert [(m["kind"], m["sku"], m["lot"]) for m in recent] == [
+        ("pick", "SKU-1", "L2026-11"),
+        ("receipt", "SKU-2", "L2026-12"),
+    ]
+    assert [(s["sku"], s["state"], s["qty"]) for s in rows(wh["Purchase suggestions"])] == [
+        ("SKU-1", "open", 50)
+    ]
+    assert by_tags(wh["Current load per cell"], "last", "device", "cell") == {
+        "shelf-1/c1": 7487.5,
+        "shelf-1/c2": 2500.0,
+    }
+    reads = {
+        s["tags"]["antenna"]: sum(v[1] for v in s["values"])
+        for s in wh["RFID reads per reader and antenna"]
+    }
+    assert reads == {"1": 6, "2": 6}
+    distinct = by_tags(wh["Distinct EPCs per reader and antenna"], "count", "device", "antenna")
+    assert distinct == {"reader-1/1": 3, "reader-1/2": 2}
+    assert by_tags(wh["RSSI per antenna"], "mean", "device", "antenna")["reader-1/2"] == -61.0
+    assert by_tags(wh["Device online status"], "last", "kind", "device") == {
+        "temp/coldroom-1": True,
+        "weight/shelf-1": False,
+    }
+    assert rows(wh["Devices offline"])[0]["count"] == 1
+    latest = {(r["kind"], r["device"]): r["online"] for r in rows(wh["Latest device status"])}
+    assert latest == {("temp", "coldroom-1"): True, ("weight", "shelf-1"): False}
+    written = {
+        s["name"]: sum(v[1] for v in s["values"]) for s in wh["Readings written per measurement"]
+    }
+    assert written == {"temperature": 80, "weight": 4, "rfid": 8}  # site wh1 only
+
+    al = {k.split(":", 1)[1]: v for k, v in results.items() if k.startswith("stocksense-alerts")}
+    assert al["$severity"] == ["critical", "major"]
+    assert al["$type"] == ["cold_chain_excursion", "reorder"]
+    assert rows(al["Alerts raised"])[0]["count"] == 2
+    assert rows(al["Critical alerts raised"])[0]["count"] == 1
+    assert rows(al["Alerts cleared"])[0]["count"] == 1
+    assert by_tags(al["Raised per type"], "count", "type") == {
+        "cold_chain_excursion": 1,
+        "reorder": 1,
+    }
+    per_severity = {
+        s["tags"]["severity"]: sum(v[1] for v in s["values"])
+        for s in al["Alerts raised by severity"]
+    }
+    assert per_severity == {"critical": 1, "major": 1}
+    table = rows(al["Alert events"])
+    assert [(r["severity"], r["event"], r["alert_id"]) for r in table] == [
+        ("major", "raised", 2),
+        ("critical", "cleared", 1),
+        ("critical", "raised", 1),
+    ]
+    assert len(rows(al["@Alerts"])) == 3
+
+
+def test_selections_render_as_grafana_regexes(loaded: Settings) -> None:
+    values: dict[str, str | list[str]] = {
+        **DEFAULTS,
+        "device": ["coldroom-1"],
+        "severity": ["critical", "warning"],
+        "sku": ["SKU-2"],
+        "site": "wh2",
+    }
+    results = by_title(loaded, values)
+    wh2_summary = rows(results["stocksense-cold-chain:Sensor summary"])
+    assert wh2_summary == []  # coldroom-1 does not exist in wh2
+    values["site"] = "wh1"
+    results = by_title(loaded, values)
+    summary = rows(results["stocksense-cold-chain:Sensor summary"])
+    assert [(r["device"], r["max"]) for r in summary] == [("coldroom-1", 9.5)]
+    table = rows(results["stocksense-alerts:Alert events"])
+    assert {r["severity"] for r in table} == {"critical"}
+    stock = by_tags(results["stocksense-warehouse:Stock on hand per SKU"], "sum", "sku")
+    assert stock == {"SKU-2": 20}
