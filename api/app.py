@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from api.deps import Connection
-from api.routes import alerts
+from api.routes import alerts, inventory
 from core import db
 from core.settings import Settings
 
@@ -27,6 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="StockSense API", version="1")
     app.state.settings = settings or Settings()
     app.include_router(alerts.router)
+    app.include_router(inventory.router)
 
     @app.get("/health")
     def health(conn: Connection) -> Health:

@@ -1,6 +1,6 @@
 """Benchmark of the inventory domain layer; prints figures, asserts nothing.
 
-    .venv/bin/python bench/rules.py
+    .venv/bin/python -m bench.rules
 
 - ``dynamic_levels`` over 100,000 SKUs x 180 days of demand (best of 5);
 - the weight-cell state machine, per reading;
@@ -13,21 +13,14 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
-# Run as a script, this file's folder is first on sys.path and its name would shadow the
-# ``rules`` package; put the project root there instead.
-_ROOT = Path(__file__).resolve().parent.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _ROOT / "bench"]
-sys.path.insert(0, str(_ROOT))
-
-from core.epc import encode_sgtin96  # noqa: E402 - after the sys.path fix above
-from core.readings import TagSample, WeightSample  # noqa: E402
-from rules.inventory.replenishment import dynamic_levels  # noqa: E402
-from rules.inventory.rfid import RfidTracker  # noqa: E402
-from rules.inventory.weight import CellConfig, Movement, WeightEvent, WeightTracker  # noqa: E402
+from core.epc import encode_sgtin96
+from core.readings import TagSample, WeightSample
+from rules.inventory.replenishment import dynamic_levels
+from rules.inventory.rfid import RfidTracker
+from rules.inventory.weight import CellConfig, Movement, WeightEvent, WeightTracker
 
 SKUS = 100_000
 DAYS = 180

@@ -1,4 +1,5 @@
-"""Site seed: sites, zones and the sensors bound to them, loaded from YAML and validated."""
+"""Site seed: sites, zones and the sensors bound to them, and the inventory catalog (SKUs, shelf
+cells, RFID antennas, lots), loaded from YAML and validated."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import Annotated
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from core.errors import ConfigError
+from core.inventory import LotIn, RfidZone, Shelf, Sku
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
 
@@ -71,13 +74,84 @@ class Site(SeedModel):
 
 
 class Seed(SeedModel):
-    """The whole seed file."""
+    """The whole seed file: sites and zones, and the inventory catalog bound to the sensors."""
 
     sites: list[Site] = Field(default_factory=list)
+    skus: list[Sku] = Field(default_factory=list)
+    shelves: list[Shelf] = Field(default_factory=list)
+    rfid_zones: list[RfidZone] = Field(default_factory=list)
+    lots: list[LotIn] = Field(default_factory=list)
 
     def site(self, site_id: str) -> Site | None:
         """Look a site up by id."""
         return next((s for s in self.sites if s.id == site_id), None)
+
+    @model_validator(mode="after")
+    def _references(self) -> Seed:
+        # Cross-references are checked here so every error names the exact item at fault.
+        problems = [*_sku_problems(self.skus), *_binding_problems(self)]
+        if problems:
+            raise ValidationError.from_exception_data(
+                "Seed",
+                [
+                    {"type": PydanticCustomError("reference", msg), "loc": loc, "input": None}
+                    for loc, msg in problems
+                ],
+            )
+        return self
+
+
+Problem = tuple[tuple[str | int, ...], str]
+
+
+def _sku_problems(skus: list[Sku]) -> list[Problem]:
+    problems: list[Problem] = []
+    known: set[str] = set()
+    gtins: dict[str, str] = {}
+    for i, sku in enumerate(skus):
+        if sku.sku in known:
+            problems.append((("skus", i, "sku"), f"SKU {sku.sku} is defined twice"))
+        known.add(sku.sku)
+        if sku.gtin is None:
+            continue
+        if sku.gtin in gtins:
+            problems.append(
+                (("skus", i, "gtin"), f"GTIN {sku.gtin} already belongs to {gtins[sku.gtin]}")
+            )
+        gtins[sku.gtin] = sku.sku
+    return problems
+
+
+def _binding_problems(seed: Seed) -> list[Problem]:
+    problems: list[Problem] = []
+    by_id = {sku.sku: sku for sku in seed.skus}
+    cells: set[tuple[str, str, str]] = set()
+    for i, shelf in enumerate(seed.shelves):
+        key = (shelf.site, shelf.device, shelf.cell)
+        if key in cells:
+            problems.append((("shelves", i, "cell"), f"cell {'/'.join(key)} is bound twice"))
+        cells.add(key)
+        sku = by_id.get(shelf.sku)
+        if sku is None:
+            problems.append((("shelves", i, "sku"), f"unknown SKU {shelf.sku!r}"))
+        elif sku.unit_grams is None:
+            problems.append(
+                (("shelves", i, "sku"), f"SKU {shelf.sku} on a weight shelf needs unit_grams")
+            )
+    antennas: set[tuple[str, str, int]] = set()
+    for i, zone in enumerate(seed.rfid_zones):
+        akey = (zone.site, zone.device, zone.antenna)
+        if akey in antennas:
+            problems.append(
+                (("rfid_zones", i, "antenna"), f"antenna {'/'.join(map(str, akey))} is bound twice")
+            )
+        antennas.add(akey)
+    problems.extend(
+        (("lots", i, "sku"), f"unknown SKU {lot.sku!r}")
+        for i, lot in enumerate(seed.lots)
+        if lot.sku not in by_id
+    )
+    return problems
 
 
 def load_seed(path: Path) -> Seed:
@@ -89,7 +163,15 @@ def load_seed(path: Path) -> Seed:
     try:
         return Seed.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"seed {path} is invalid: {problems}") from None
+        raise ConfigError(f"seed {path} is invalid: {describe_errors(exc.errors())}") from None
+
+
+def describe_errors(errors: list[ErrorDetails]) -> str:
+    """``loc: message`` per problem, e.g. ``skus.2.gtin: check digit is 3, expected 8``."""
+    return "; ".join(_describe(e) for e in errors)
+
+
+def _describe(error: ErrorDetails) -> str:
+    message = error["msg"].removeprefix("Value error, ")
+    loc = ".".join(str(p) for p in error["loc"])
+    return f"{loc}: {message}" if loc else message

@@ -40,6 +40,21 @@ class ShelfSpec:
     device: str
     cells: dict[str, float]
     start_units: int = 40
+    start_units_by_cell: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScriptedPick:
+    """At ``at_s`` (simulated), ``units`` leave ``device``/``cell``; when ``gtin`` is set the
+    picked items pass the dock reader's shipping antenna ``walk_s`` later, so the pick is
+    explained by RFID."""
+
+    at_s: float
+    device: str
+    cell: str
+    units: int
+    gtin: str | None = None
+    walk_s: float = 10.0
 
 
 @dataclass
@@ -61,6 +76,10 @@ class WarehouseConfig:
     interval_s: float = 1.0
     speed: float = 1.0
     excursions: list[Excursion] = field(default_factory=list)
+    pick_probability: float = 0.05
+    random_tag_reads: bool = True
+    scripted_picks: list[ScriptedPick] = field(default_factory=list)
+    shipping_antenna: int = 2
     seed: int = 7
 
 
@@ -72,7 +91,14 @@ class VirtualWarehouse:
         self._host, self._port, self._qos = host, port, qos
         self._rng = random.Random(config.seed)
         self._seq: dict[str, int] = {}
-        self._units = {(s.device, c): s.start_units for s in config.shelves for c in s.cells}
+        self._units = {
+            (s.device, c): s.start_units_by_cell.get(c, s.start_units)
+            for s in config.shelves
+            for c in s.cells
+        }
+        self._pending_picks = sorted(config.scripted_picks, key=lambda p: p.at_s)
+        self._pending_shipments: list[tuple[float, ScriptedPick]] = []
+        self._next_serial = 1000
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_wall = 0.0
@@ -164,10 +190,14 @@ class VirtualWarehouse:
             topics.build(c.site, "temp", c.ambient_probe),
             {"ts": now, "seq": self._next_seq(c.ambient_probe), "readings": [ambient]},
         )
+        self._apply_scripted_picks(elapsed, now)
         for shelf in c.shelves:
             readings = []
             for cell, unit_g in shelf.cells.items():
-                if self._rng.random() < 0.05 and self._units[(shelf.device, cell)] > 0:
+                if (
+                    self._rng.random() < c.pick_probability
+                    and self._units[(shelf.device, cell)] > 0
+                ):
                     self._units[(shelf.device, cell)] -= self._rng.randint(1, 3)
                     self._units[(shelf.device, cell)] = max(0, self._units[(shelf.device, cell)])
                 grams = self._units[(shelf.device, cell)] * unit_g + self._rng.gauss(
@@ -178,7 +208,7 @@ class VirtualWarehouse:
                 topics.build(c.site, "weight", shelf.device),
                 {"ts": now, "seq": self._next_seq(shelf.device), "readings": readings},
             )
-        if self._rng.random() < 0.3:
+        if c.random_tag_reads and self._rng.random() < 0.3:
             gtin = self._rng.choice(c.gtins)
             reads = [
                 {
@@ -192,6 +222,41 @@ class VirtualWarehouse:
                 topics.build(c.site, "rfid", c.rfid_reader),
                 {"ts": now, "seq": self._next_seq(c.rfid_reader), "reads": reads},
             )
+
+    def units(self, device: str, cell: str) -> int:
+        """Units currently on a shelf cell (the simulation's ground truth)."""
+        return self._units[(device, cell)]
+
+    def _apply_scripted_picks(self, elapsed_s: float, now_ms: int) -> None:
+        while self._pending_picks and self._pending_picks[0].at_s <= elapsed_s:
+            pick = self._pending_picks.pop(0)
+            key = (pick.device, pick.cell)
+            self._units[key] = max(0, self._units[key] - pick.units)
+            if pick.gtin is not None:
+                self._pending_shipments.append((pick.at_s + pick.walk_s, pick))
+        due = [(at, p) for at, p in self._pending_shipments if at <= elapsed_s]
+        self._pending_shipments = [(at, p) for at, p in self._pending_shipments if at > elapsed_s]
+        for _, pick in due:
+            self._ship(pick, now_ms)
+
+    def _ship(self, pick: ScriptedPick, now_ms: int) -> None:
+        """The picked items pass the dock reader's shipping antenna."""
+        c = self.config
+        assert pick.gtin is not None
+        reads = []
+        for _ in range(pick.units):
+            self._next_serial += 1
+            reads.append(
+                {
+                    "epc": encode_sgtin96(pick.gtin, self._next_serial),
+                    "antenna": c.shipping_antenna,
+                    "rssi": -48.0,
+                }
+            )
+        self._publish(
+            topics.build(c.site, "rfid", c.rfid_reader),
+            {"ts": now_ms, "seq": self._next_seq(c.rfid_reader), "reads": reads},
+        )
 
     def _run(self) -> None:
         period = self.config.interval_s / self.config.speed

@@ -99,6 +99,46 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_seed(args: argparse.Namespace) -> int:
+    from core import db  # noqa: PLC0415
+    from core.errors import ConfigError  # noqa: PLC0415
+    from core.inventory import InventoryStore, now_ms  # noqa: PLC0415
+    from rules.seed import load_seed  # noqa: PLC0415
+
+    settings = Settings()
+    _logging(settings.log_level)
+    try:
+        seed = load_seed(Path(args.file))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    conn = db.connect(settings.sqlite_path)
+    try:
+        counts = InventoryStore(conn).load_catalog(
+            skus=seed.skus,
+            shelves=seed.shelves,
+            rfid_zones=seed.rfid_zones,
+            lots=seed.lots,
+            ts_ms=now_ms(),
+        )
+    finally:
+        conn.close()
+    loaded = ", ".join(f"{n} {what}" for what, n in counts.items())
+    print(f"loaded into {settings.sqlite_path}: {loaded}")
+    return 0
+
+
+def _cmd_notify(args: argparse.Namespace) -> int:
+    from rules.notify.service import run_notifier  # noqa: PLC0415
+
+    settings = Settings()
+    _logging(settings.log_level)
+    del args
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_notifier(settings))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests)."""
     parser = argparse.ArgumentParser(prog="stocksense", description=__doc__)
@@ -115,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="ingest + rules + notifier from STOCKSENSE_* settings")
     run.set_defaults(func=_cmd_run)
 
+    notify = sub.add_parser("notify", help="run the notifier alone: deliver the alert outbox")
+    notify.set_defaults(func=_cmd_notify)
+
     ingest = sub.add_parser("ingest", help="run an ingest worker alone (STOCKSENSE_* settings)")
     ingest.set_defaults(func=_cmd_ingest)
 
@@ -126,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     services = sub.add_parser("services", help="start a local Mosquitto and InfluxDB")
     services.add_argument("--data-dir", default=None)
     services.set_defaults(func=_cmd_services)
+
+    seed = sub.add_parser("seed", help="load a seed YAML (SKUs, shelves, RFID zones, lots)")
+    seed.add_argument("file", help="seed file, e.g. examples/demo-catalog.yaml")
+    seed.set_defaults(func=_cmd_seed)
 
     simulate = sub.add_parser("simulate", help="publish a virtual warehouse to the broker")
     simulate.add_argument("--site", default="wh1")

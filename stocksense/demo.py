@@ -1,5 +1,14 @@
-"""The live demo: real Mosquitto and InfluxDB, the whole pipeline, a virtual warehouse with a
-cold-room excursion, and a local DingTalk robot that checks signatures, all in one command."""
+"""The live demo: real Mosquitto and InfluxDB, the whole pipeline, a virtual warehouse and a
+local DingTalk robot that checks signatures, all in one command.
+
+What happens, on the warehouse's clock:
+- the shelves settle and count their stock (opening balances in the ledger);
+- t=12 s: three bags of coffee are picked and leave through the dock's shipping antenna;
+- t=14 s: four packs of tea are picked, which takes tea below its minimum: a purchase
+  suggestion (Odoo min/max: up to 40, in packs of 6) and a reorder alert follow;
+- t=8 s to 33 s: the cold room warms to 11.5 °C; after the 10 s allowance one critical alert is
+  raised, signed and delivered to the DingTalk robot, then resolved when it cools down.
+"""
 
 from __future__ import annotations
 
@@ -7,34 +16,87 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from core.alerts import Alert
+from core import db
+from core.alerts import Alert, AlertStore
 from core.influx import query_sync, rows
+from core.inventory import InventoryStore, now_ms
 from core.settings import ChannelSettings, InfluxSettings, MqttSettings, NotifierSettings, Settings
-from rules.seed import load_seed
+from rules.coldchain import ALERT_TYPE as COLD_CHAIN
+from rules.seed import Seed, load_seed
 from simulators.robots import DingTalkRobot, WebhookReceiver
-from simulators.warehouse import Excursion, VirtualWarehouse, WarehouseConfig
+from simulators.warehouse import (
+    Excursion,
+    ScriptedPick,
+    ShelfSpec,
+    VirtualWarehouse,
+    WarehouseConfig,
+)
 from stocksense.devservices import local_stack
 from stocksense.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
 
-SEED = Path(__file__).resolve().parent.parent / "examples" / "demo-warehouse.yaml"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SEED = EXAMPLES / "demo-warehouse.yaml"
+CATALOG = EXAMPLES / "demo-catalog.yaml"
+COFFEE_GTIN = "80614141123458"
+DINGTALK = "dingtalk-ops"
 
 
-async def _wait(predicate: object, timeout: float) -> bool:
-    assert callable(predicate)
+async def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
         await asyncio.sleep(0.2)
-    return False
+    return predicate()
 
 
 def _banner(text: str) -> None:
     print(f"\n=== {text} ===", flush=True)
+
+
+def _delivered(store: AlertStore, alert_type: str, event: str) -> Alert | None:
+    """The first alert of ``alert_type`` whose ``event`` reached the DingTalk robot."""
+    for item in store.outbox(status="sent"):
+        if item.channel == DINGTALK and item.event == event:
+            alert = store.get(item.alert_id)
+            if alert is not None and alert.type == alert_type:
+                return alert
+    return None
+
+
+def _warehouse() -> WarehouseConfig:
+    return WarehouseConfig(
+        shelves=[
+            ShelfSpec(device="shelf-a1", cells={"c1": 250.0, "c2": 500.0},
+                      start_units_by_cell={"c1": 30, "c2": 13}),
+            ShelfSpec(device="shelf-a2", cells={"c1": 1000.0, "c2": 125.0}, start_units=40),
+        ],
+        pick_probability=0.0,
+        random_tag_reads=False,
+        scripted_picks=[
+            ScriptedPick(at_s=12, device="shelf-a1", cell="c1", units=3, gtin=COFFEE_GTIN),
+            ScriptedPick(at_s=14, device="shelf-a1", cell="c2", units=4),
+        ],
+    )  # fmt: skip
+
+
+def _load_catalog(settings: Settings, catalog: Seed) -> None:
+    conn = db.connect(settings.sqlite_path)
+    try:
+        InventoryStore(conn).load_catalog(
+            skus=catalog.skus,
+            shelves=catalog.shelves,
+            rfid_zones=catalog.rfid_zones,
+            lots=catalog.lots,
+            ts_ms=now_ms(),
+        )
+    finally:
+        conn.close()
 
 
 async def run_demo(
@@ -48,65 +110,94 @@ async def run_demo(
     webhook = WebhookReceiver()
     dingtalk.start()
     webhook.start()
-    with local_stack(run_dir / "services", keep=True) as stack:
-        settings = Settings(
-            data_dir=run_dir,
-            mqtt=MqttSettings(port=stack.mqtt_port, client_id="stocksense-demo"),
-            influx=InfluxSettings(
-                url=stack.influx_url, database="stocksense", flush_interval_s=0.5
-            ),
-            notifier=NotifierSettings(
-                channels=[
-                    ChannelSettings(
-                        name="dingtalk-ops",
-                        kind="dingtalk",
-                        url=dingtalk.url,
-                        secret=dingtalk.secret,
-                        language="zh",
-                    ),
-                    ChannelSettings(name="webhook", kind="webhook", url=webhook.url),
-                ]
-            ),
-        )
-        _banner("StockSense demo")
-        print(f"Mosquitto     mqtt://127.0.0.1:{stack.mqtt_port}  (topics stocksense/v1/#)")
-        print(f"InfluxDB      {stack.influx_url}  database 'stocksense'")
-        print(f"DingTalk robot (local, signed) http://127.0.0.1:{dingtalk.port}/robot/send")
-        print(f"Data dir      {run_dir}")
-        pipeline = Pipeline(settings, seed=load_seed(SEED))
-        await pipeline.start()
-        warehouse = VirtualWarehouse(
-            WarehouseConfig(excursions=[Excursion(start_s=excursion_at_s, duration_s=excursion_s)]),
-            host="127.0.0.1",
-            port=stack.mqtt_port,
-        ).start()
-        print(
-            f"Virtual warehouse publishing; cold room (2–8 °C, allowance 10 s) excursion "
-            f"injected at t={excursion_at_s:.0f}s for {excursion_s:.0f}s"
-        )
-        started = time.monotonic()
-        code = 1
-        try:
-            delivered = await _wait(lambda: len(dingtalk.log.accepted) >= 1, excursion_at_s + 45)
-            if not delivered:
-                print("!! no alert reached the DingTalk robot in time", flush=True)
-                return 1
-            alert = pipeline.store.list(limit=1)[0]
-            _banner(f"Alert delivered to DingTalk after {time.monotonic() - started:.1f}s")
-            _print_alert(alert, dingtalk.log.texts()[0])
-            cleared = await _wait(lambda: len(dingtalk.log.accepted) >= 2, excursion_s + 30)
-            if cleared:
-                _banner("Back in band: resolved notice delivered")
-                print(dingtalk.log.texts()[1].splitlines()[0])
-            await _wait(lambda: False, linger_s)
-            _print_where_to_look(settings, run_dir, stack.mqtt_port)
-            code = 0 if cleared else 1
-        finally:
-            warehouse.stop()
-            await pipeline.stop()
-            dingtalk.stop()
-            webhook.stop()
-    return code
+    try:
+        with local_stack(run_dir / "services", keep=True) as stack:
+            settings = Settings(
+                data_dir=run_dir,
+                mqtt=MqttSettings(port=stack.mqtt_port, client_id="stocksense-demo"),
+                influx=InfluxSettings(url=stack.influx_url, database="stocksense"),
+                notifier=NotifierSettings(
+                    channels=[
+                        ChannelSettings(name=DINGTALK, kind="dingtalk", url=dingtalk.url,
+                                        secret=dingtalk.secret, language="zh"),
+                        ChannelSettings(name="erp-webhook", kind="webhook", url=webhook.url),
+                    ]
+                ),
+            )  # fmt: skip
+            return await _run(settings, stack.mqtt_port, stack.influx_url, dingtalk,
+                              excursion_at_s=excursion_at_s, excursion_s=excursion_s,
+                              linger_s=linger_s)  # fmt: skip
+    finally:
+        dingtalk.stop()
+        webhook.stop()
+
+
+async def _run(
+    settings: Settings,
+    mqtt_port: int,
+    influx_url: str,
+    dingtalk: DingTalkRobot,
+    *,
+    excursion_at_s: float,
+    excursion_s: float,
+    linger_s: float,
+) -> int:
+    _banner("StockSense demo")
+    print(f"Mosquitto      mqtt://127.0.0.1:{mqtt_port}  (topics stocksense/v1/#)")
+    print(f"InfluxDB       {influx_url}  database 'stocksense'")
+    print(
+        f"DingTalk robot http://127.0.0.1:{dingtalk.port}/robot/send (local, signed, rate-limited)"
+    )
+    print(f"Data dir       {settings.data_dir}")
+    _load_catalog(settings, load_seed(CATALOG))
+    pipeline = Pipeline(settings, seed=load_seed(SEED))
+    await pipeline.start()
+    config = _warehouse()
+    config.excursions.append(Excursion(start_s=excursion_at_s, duration_s=excursion_s))
+    warehouse = VirtualWarehouse(config, host="127.0.0.1", port=mqtt_port).start()
+    print(
+        f"Virtual warehouse publishing: cold room 2–8 °C (allowance 10 s), excursion at "
+        f"t={excursion_at_s:.0f}s for {excursion_s:.0f}s; picks at t=12s (coffee) and t=14s (tea)"
+    )
+    started = time.monotonic()
+    store = pipeline.store
+    try:
+        raised = await _wait(lambda: _delivered(store, COLD_CHAIN, "raised") is not None,
+                             excursion_at_s + 45)  # fmt: skip
+        if not raised:
+            print("!! the cold-chain alert did not reach the DingTalk robot in time", flush=True)
+            return 1
+        alert = _delivered(store, COLD_CHAIN, "raised")
+        assert alert is not None
+        _banner(f"Cold-chain alert delivered to DingTalk after {time.monotonic() - started:.1f}s")
+        _print_alert(alert, _message_for(dingtalk, alert))
+        cleared = await _wait(lambda: _delivered(store, COLD_CHAIN, "cleared") is not None,
+                              excursion_s + 30)  # fmt: skip
+        if cleared:
+            _banner("Back in band: resolved notice delivered")
+            print(_message_for(dingtalk, alert, event="cleared").splitlines()[0])
+        await pipeline.rules.drain()
+        _print_inventory(pipeline)
+        errors = ", ".join(str(code) for code in dingtalk.log.errors) or "none"
+        print(f"  DingTalk robot accepted {len(dingtalk.log.accepted)} messages; errors: {errors}")
+        _print_where_to_look(settings, mqtt_port)
+        if linger_s > 0:
+            print(f"\nServices stay up for {linger_s:.0f}s (Ctrl-C to stop now).", flush=True)
+            await asyncio.sleep(linger_s)
+        return 0 if cleared else 1
+    finally:
+        warehouse.stop()
+        await pipeline.stop()
+
+
+def _message_for(dingtalk: DingTalkRobot, alert: Alert, event: str = "raised") -> str:
+    """The robot's copy of the message about ``alert`` (messages link to ``#alert-<id>``)."""
+    marker = f"#alert-{alert.id}"
+    label = "已恢复" if event == "cleared" else "告警"
+    for text in dingtalk.log.texts():
+        if marker in text and label in text.splitlines()[0]:
+            return text
+    return ""
 
 
 def _print_alert(alert: Alert, text: str) -> None:
@@ -118,19 +209,40 @@ def _print_alert(alert: Alert, text: str) -> None:
         print(f"  | {text_line}")
 
 
-def _print_where_to_look(settings: Settings, run_dir: Path, mqtt_port: int) -> None:
+def _print_inventory(pipeline: Pipeline) -> None:
+    inventory = InventoryStore(pipeline.conn)
+    _banner("Live inventory")
+    for level in inventory.stock():
+        print(f"  {level.site} {level.location:<10} {level.sku:<12} {level.qty:>6.0f} units")
+    moves = inventory.ledger()
+    print(f"  ledger: {len(moves)} movements ({', '.join(sorted({m.kind for m in moves}))})")
+    for suggestion in inventory.suggestions():
+        print(
+            f"  purchase suggestion #{suggestion.id}: {suggestion.qty:.0f} x {suggestion.sku} "
+            f"({suggestion.state}; projected {suggestion.projected:.0f} <= "
+            f"{suggestion.trigger_level:.0f}): {suggestion.reason}"
+        )
+    print("  alerts:")
+    for alert in reversed(pipeline.store.list(limit=50)):
+        print(
+            f"    #{alert.id} {alert.type:<22} {alert.severity:<8} {alert.state:<8} {alert.source}"
+        )
+
+
+def _print_where_to_look(settings: Settings, mqtt_port: int) -> None:
     _banner("Where to look")
     influx = settings.influx
     counts = rows(query_sync(influx, "SELECT count(celsius) FROM temperature"))
-    alerts = rows(query_sync(influx, "SELECT alert_id, event, severity, message FROM alerts"))
+    alerts = rows(query_sync(influx, "SELECT alert_id, event, type, severity FROM alerts"))
     print(f"InfluxDB {influx.url}, database '{influx.database}':")
-    print("  measurements: temperature, weight, rfid, device_status, alerts")
+    print("  measurements: temperature, weight, rfid, device_status, alerts, stock, movements,")
+    print("                suggestions")
     print(f"  temperature points so far: {counts[0]['count'] if counts else 0}")
     for row in alerts:
-        print(f"  alerts: #{row['alert_id']} {row['event']} {row['severity']}: {row['message']}")
+        print(f"  alerts: #{row['alert_id']} {row['event']:<8} {row['type']} {row['severity']}")
     query = "SELECT * FROM alerts"
     print(f"  try: curl -G {influx.url}/query --data-urlencode db={influx.database} \\")
     print(f"         --data-urlencode 'q={query}'")
-    print(f"SQLite alerts and outbox: {settings.sqlite_path}")
+    print(f"SQLite (alerts, outbox, catalog, ledger): {settings.sqlite_path}")
     print(f"Dead letters: mosquitto_sub -p {mqtt_port} -t stocksense/v1/_deadletter -v")
-    print(f"Logs and service data: {run_dir}")
+    print(f"Logs and service data: {settings.data_dir}")

@@ -13,6 +13,7 @@ from core.influx import InfluxClient
 from core.settings import Settings
 from ingest.service import IngestService
 from rules.engine import Processor, RulesEngine
+from rules.inventory.service import InventoryProcessor, build_inventory_processor
 from rules.notify.base import Channel
 from rules.notify.service import Notifier, build_channels
 from rules.seed import Seed, load_seed
@@ -29,6 +30,7 @@ class Pipeline:
         *,
         seed: Seed | None = None,
         processors: Sequence[Processor] = (),
+        inventory: InventoryProcessor | None = None,
         tick_interval_s: float = 1.0,
     ) -> None:
         self.settings = settings
@@ -38,8 +40,14 @@ class Pipeline:
         self._alert_influx = InfluxClient(settings.influx)
         self.channels: list[Channel] = build_channels(settings, self._alert_influx)
         self.store = AlertStore(self.conn, [c.name for c in self.channels])
+        self.inventory = inventory or build_inventory_processor(
+            settings, self.conn, self.store, self._alert_influx
+        )
         self.rules = RulesEngine(
-            seed, self.store, processors=processors, queue_size=settings.ingest.rules_queue_size
+            seed,
+            self.store,
+            processors=[self.inventory, *processors],
+            queue_size=settings.ingest.rules_queue_size,
         )
         self._tick_interval_s = tick_interval_s
         self.notifier = Notifier(
@@ -72,6 +80,7 @@ class Pipeline:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.notifier.aclose()
+        await self.inventory.aclose()
         await self._alert_influx.aclose()
         self.conn.close()
 

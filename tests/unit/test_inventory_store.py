@@ -1,0 +1,164 @@
+"""Inventory store over a real SQLite database: catalog, ledger, lots, suggestions, seed."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from core import db
+from core.errors import ConfigError
+from core.inventory import (
+    DAY_MS,
+    ConflictError,
+    DemandIn,
+    InventoryStore,
+    LotIn,
+    LotUpdate,
+    NotFoundError,
+    Shelf,
+    Sku,
+)
+from rules.seed import describe_errors, load_seed
+
+T0 = 1_795_309_200_000
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[InventoryStore]:
+    conn: sqlite3.Connection = db.connect(tmp_path / "inv.db")
+    inv = InventoryStore(conn)
+    inv.put_sku(Sku(sku="RICE", unit_grams=1000, min_qty=5, max_qty=20, unit_cost=2.0))
+    yield inv
+    conn.close()
+
+
+def test_migration_applies_once(tmp_path: Path) -> None:
+    conn = db.connect(tmp_path / "a.db")
+    assert db.schema_versions(conn)["inventory"] == 1
+    assert db.migrate(conn)["inventory"] == 1
+    conn.close()
+
+
+def test_gtin_and_level_validation_say_what_is_wrong() -> None:
+    with pytest.raises(ValidationError) as bad_digit:
+        Sku(sku="X", gtin="80614141123453")
+    assert describe_errors(bad_digit.value.errors()) == "gtin: check digit is 3, expected 8"
+    with pytest.raises(ValidationError) as levels:
+        Sku(sku="X", min_qty=10, max_qty=5)
+    assert "max_qty (5.0) must not be below min_qty (10.0)" in str(levels.value)
+    assert Sku(sku="X", gtin="6901234567892").gtin == "06901234567892"  # GTIN-13 padded
+
+
+def test_seed_errors_name_the_item(tmp_path: Path) -> None:
+    path = tmp_path / "seed.yaml"
+    path.write_text(
+        "skus:\n  - {sku: A}\n  - {sku: B, gtin: '80614141123458'}\n"
+        "  - {sku: C, gtin: '80614141123453'}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match=r"skus\.2\.gtin: check digit is 3, expected 8"):
+        load_seed(path)
+    path.write_text(
+        "skus: [{sku: A}]\nshelves: [{site: wh1, device: s1, cell: c1, sku: B}]\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match=r"shelves\.0\.sku: unknown SKU 'B'"):
+        load_seed(path)
+
+
+def test_demo_catalog_loads(tmp_path: Path) -> None:
+    seed = load_seed(EXAMPLES / "demo-catalog.yaml")
+    conn = db.connect(tmp_path / "demo.db")
+    inv = InventoryStore(conn)
+    counts = inv.load_catalog(
+        skus=seed.skus, shelves=seed.shelves, rfid_zones=seed.rfid_zones, lots=seed.lots, ts_ms=T0
+    )
+    assert counts == {"skus": 4, "shelves": 4, "rfid_zones": 2, "lots": 1}
+    assert {(s.device, s.cell, s.sku) for s in inv.shelves("wh1")} == {
+        ("shelf-a1", "c1", "COFFEE-250"),
+        ("shelf-a1", "c2", "TEA-500"),
+        ("shelf-a2", "c1", "RICE-1KG"),
+        ("shelf-a2", "c2", "SPICE-125"),
+    }
+    # Loading again changes nothing (lots already present are kept).
+    assert inv.load_catalog(lots=seed.lots, ts_ms=T0)["lots"] == 0
+    conn.close()
+
+
+def test_ledger_sums_to_stock_and_picks_follow_fefo(store: InventoryStore) -> None:
+    late = store.add_lot(
+        LotIn(
+            lot="L-late", sku="RICE", site="wh1", location="A1", qty=6, removal_at=T0 + 9 * DAY_MS
+        ),
+        ts_ms=T0,
+    )
+    early = store.add_lot(
+        LotIn(lot="L-early", sku="RICE", site="wh1", location="A1", qty=4, removal_at=T0 + DAY_MS),
+        ts_ms=T0,
+    )
+    entries = store.record_outflow(
+        ts_ms=T0 + 1000, site="wh1", location="A1", sku="RICE", qty=5, kind="pick", source="sensor"
+    )
+    assert [(e.lot, e.qty) for e in entries] == [("L-early", -4.0), ("L-late", -1.0)]
+    assert store.get_lot(early.id).qty == 0
+    assert store.get_lot(late.id).qty == 5
+    assert store.on_hand("wh1", "RICE") == 5.0
+    assert sum(e.qty for e in store.ledger(site="wh1", sku="RICE")) == 5.0
+    assert store.daily_outflows("wh1", "RICE", end_ms=T0 + DAY_MS, days=2) == [0.0, 5.0]
+    assert store.available("wh1", "RICE", at_ms=T0 + 10 * DAY_MS) == 0.0  # past removal
+    with pytest.raises(ConflictError, match="still holds 5"):
+        store.delete_lot(late.id)
+    store.update_lot(late.id, LotUpdate(qty=2), ts_ms=T0 + 2000)
+    assert store.ledger(kinds=("adjust",))[-1].qty == -3.0
+    assert store.on_hand("wh1", "RICE") == 2.0
+
+
+def test_suggestion_lifecycle_and_on_order(store: InventoryStore) -> None:
+    s = store.add_suggestion(
+        site="wh1", sku="RICE", qty=12, reason="min", projected=4, trigger_level=5, ts_ms=T0
+    )
+    ordered = store.transition_suggestion(s.id, "ordered", ts_ms=T0 + 1)
+    assert ordered.state == "ordered"
+    assert store.on_order("wh1", "RICE") == 12.0
+    assert store.inbound(status="open")[0].eta == T0 + 1 + 7 * DAY_MS
+    with pytest.raises(ConflictError, match="cannot go from ordered to ordered"):
+        store.transition_suggestion(s.id, "ordered", ts_ms=T0 + 2)
+    store.transition_suggestion(s.id, "received", ts_ms=T0 + 3, location="dock")
+    assert store.on_order("wh1", "RICE") == 0.0
+    assert store.qty_at("wh1", "dock", "RICE") == 12.0
+    with pytest.raises(NotFoundError, match="suggestion 99 does not exist"):
+        store.transition_suggestion(99, "cancelled", ts_ms=T0)
+
+
+def test_report_days_of_supply_and_dead_stock(store: InventoryStore) -> None:
+    store.record(
+        ts_ms=T0, site="wh1", location="A1", sku="RICE", qty=30, kind="receipt", source="api"
+    )
+    store.record(
+        ts_ms=T0 + DAY_MS, site="wh1", location="A1", sku="RICE", qty=-6, kind="pick",
+        source="sensor",
+    )  # fmt: skip
+    store.add_demand(DemandIn(site="wh1", sku="RICE", qty=30, due_at=T0 + 5 * DAY_MS), ts_ms=T0)
+    (report,) = store.report(at_ms=T0 + 3 * DAY_MS, period_days=3, dead_after_days=2)
+    assert report.stock == 24.0
+    assert report.avg_daily_outflow == 2.0
+    assert report.days_on_hand == 12.0
+    assert report.days_of_supply == pytest.approx(2.4)  # 30 due over the next 3 days
+    assert report.turnover == 0.25
+    assert report.days_since_outflow == 2.0
+    assert report.dead
+    assert report.value == 48.0
+
+
+def test_shelf_needs_a_known_sku(store: InventoryStore) -> None:
+    with pytest.raises(NotFoundError, match="SKU NOPE does not exist"):
+        store.put_shelf(Shelf(site="wh1", device="s1", cell="c1", sku="NOPE"))
+    shelf = store.put_shelf(Shelf(site="wh1", device="s1", cell="c1", sku="RICE"))
+    assert shelf.location == "s1/c1"
+    with pytest.raises(ConflictError, match="still bound"):
+        store.delete_sku("RICE")
