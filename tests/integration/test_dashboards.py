@@ -114,17 +114,21 @@ def data_set() -> list[str]:
         (2, "B-02", "SKU-1", 5),
         (3, "A-02", "SKU-2", 20),
     ):
-        add("stock", {"site": "wh1", "location": location, "sku": sku}, {"qty": qty}, _at(minute))
+        tags = {"site": "wh1", "location": location, "sku": sku, "basis": "ledger"}
+        add("stock", tags, {"qty": qty}, _at(minute))
+    # RFID zone counts share the measurement; stock panels must not add them to the ledger.
+    add("stock", {"site": "wh1", "location": "dock-in", "sku": "SKU-1", "basis": "rfid"},
+        {"qty": 99}, _at(5))  # fmt: skip
     add(
         "movements",
-        {"site": "wh1", "location": "A-01", "sku": "SKU-1", "kind": "pick"},
-        {"qty": 2, "lot": "L2026-11"},
+        {"site": "wh1", "sku": "SKU-1", "kind": "pick", "source": "sensor"},
+        {"qty": 2, "location": "A-01", "lot": "L2026-11"},
         _at(12),
     )
     add(
         "movements",
-        {"site": "wh1", "location": "A-02", "sku": "SKU-2", "kind": "receipt"},
-        {"qty": 20, "lot": "L2026-12"},
+        {"site": "wh1", "sku": "SKU-2", "kind": "receipt", "source": "sensor"},
+        {"qty": 20, "location": "A-02", "lot": "L2026-12"},
         _at(3),
     )
     add("suggestions", {"site": "wh1", "sku": "SKU-1", "state": "open"}, {"qty": 50}, _at(37))

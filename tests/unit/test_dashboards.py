@@ -29,11 +29,17 @@ REPO = Path(__file__).resolve().parents[2]
 DS_REF = {"type": "influxdb", "uid": f"${{{DATASOURCE_VARIABLE}}}"}
 EXPECTED_UIDS = {"stocksense-cold-chain", "stocksense-warehouse", "stocksense-alerts"}
 BUILTIN_VARIABLES = {"timeFilter", "__interval"}
-# Inventory measurements written by the rules engine (tags, fields).
+# Inventory measurements written by the rules engine (tags, fields), as documented.
 INVENTORY: dict[str, tuple[set[str], set[str]]] = {
-    "stock": ({"site", "location", "sku"}, {"qty"}),
-    "movements": ({"site", "location", "sku", "kind"}, {"qty", "lot"}),
-    "suggestions": ({"site", "sku", "state"}, {"qty"}),
+    "stock": ({"site", "location", "sku", "basis"}, {"qty"}),
+    "movements": (
+        {"site", "sku", "kind", "source"},
+        {"qty", "location", "lot", "ref", "ledger_id"},
+    ),
+    "suggestions": (
+        {"site", "sku", "state"},
+        {"suggestion_id", "qty", "projected", "trigger_level", "reason"},
+    ),
 }
 
 
