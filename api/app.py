@@ -9,6 +9,7 @@ from typing import Literal
 from fastapi import FastAPI
 from pydantic import BaseModel
 
+from api import console
 from api.deps import Connection
 from api.routes import alerts, inventory
 from core import db
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings or Settings()
     app.include_router(alerts.router)
     app.include_router(inventory.router)
+    app.include_router(console.router)
 
     @app.get("/health")
     def health(conn: Connection) -> Health:
