@@ -145,6 +145,13 @@ class ColdChainPolicy(BaseModel):
     mkt_window_s: float = Field(default=86_400.0, gt=0)
     mkt_threshold_c: float | None = None
     mkt_min_samples: int = Field(default=10, ge=1)
+    mkt_min_coverage: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Judge MKT only once the readings span this fraction of the window: a "
+        "24-hour MKT from a few minutes of data would page on any short excursion.",
+    )
     mkt_clear_margin_c: float = Field(default=0.2, ge=0)
     daily_out_limit_s: float | None = Field(default=3600.0, gt=0)
     max_gap_s: float = Field(

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Collection, Sequence
 
 from core import db
 from core.alerts import AlertStore
 from core.influx import InfluxClient
 from core.settings import Settings
 from ingest.service import IngestService
+from rules.anomaly import build_processors
 from rules.engine import Processor, RulesEngine
 from rules.inventory.service import InventoryProcessor, build_inventory_processor
+from rules.lifecycle import channel_health_hooks
 from rules.notify.base import Channel
 from rules.notify.service import Notifier, build_channels
 from rules.seed import Seed, load_seed
@@ -31,22 +34,33 @@ class Pipeline:
         seed: Seed | None = None,
         processors: Sequence[Processor] = (),
         inventory: InventoryProcessor | None = None,
+        anomaly_sites: Collection[str] | None = None,
         tick_interval_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``processors`` run after the built-in ones; ``inventory`` replaces the default
+        inventory processor; ``anomaly_sites`` limits offline detection to those sites;
+        ``clock`` drives time-based rules (tests and replays pass a simulated one)."""
         self.settings = settings
         if seed is None:
             seed = load_seed(settings.rules.seed_file) if settings.rules.seed_file else Seed()
         self.conn = db.connect(settings.sqlite_path)
         self._alert_influx = InfluxClient(settings.influx)
         self.channels: list[Channel] = build_channels(settings, self._alert_influx)
-        self.store = AlertStore(self.conn, [c.name for c in self.channels])
+        self.store = AlertStore(
+            self.conn, [c.name for c in self.channels], alerting=settings.alerting
+        )
+        self.anomaly = build_processors(
+            seed, self.store, settings.alerting, sites=anomaly_sites, clock=clock
+        )
+        self._clock = clock
         self.inventory = inventory or build_inventory_processor(
             settings, self.conn, self.store, self._alert_influx
         )
         self.rules = RulesEngine(
             seed,
             self.store,
-            processors=[self.inventory, *processors],
+            processors=[self.inventory, *self.anomaly.all(), *processors],
             queue_size=settings.ingest.rules_queue_size,
         )
         self._tick_interval_s = tick_interval_s
@@ -56,6 +70,11 @@ class Pipeline:
             poll_interval_s=settings.notifier.poll_interval_s,
             max_attempts=settings.notifier.max_attempts,
         )
+        # Deliver as soon as an alert is recorded instead of at the next poll.
+        self.store.on_enqueue = self.notifier.wake
+        self.notifier.on_channel_problem, self.notifier.on_channel_recovered = channel_health_hooks(
+            self.store
+        )
         self.ingest = IngestService(settings, sink=self.rules.offer)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -63,7 +82,9 @@ class Pipeline:
         """Start every part; returns once ingest is subscribed."""
         self._tasks = [
             asyncio.create_task(self.rules.run(), name="rules"),
-            asyncio.create_task(self.rules.run_clock(self._tick_interval_s), name="rules-clock"),
+            asyncio.create_task(
+                self.rules.run_clock(self._tick_interval_s, self._clock), name="rules-clock"
+            ),
             asyncio.create_task(self.notifier.run(), name="notifier"),
         ]
         await self.ingest.start()

@@ -1,20 +1,23 @@
-"""Alerts: list, read, acknowledge."""
+"""Alerts: list, read, acknowledge; silences and maintenance windows."""
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from pydantic import BaseModel, Field, model_validator
 
 from api.deps import Connection
-from core.alerts import Alert, AlertStore
+from core.alerts import Alert, AlertStore, Silence, now_ms
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
+
+
+Who = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class AckRequest(BaseModel):
     """Who acknowledges an alert."""
 
-    by: Annotated[str, Field(min_length=1, max_length=128)]
+    by: Who
 
 
 def alert_store(conn: Connection) -> AlertStore:
@@ -25,14 +28,79 @@ def alert_store(conn: Connection) -> AlertStore:
 Store = Annotated[AlertStore, Depends(alert_store)]
 
 
+class SilenceRequest(BaseModel):
+    """A silence or maintenance window; omitted site/zone/type match anything.
+
+    Give ``ends_at`` (epoch ms) or ``duration_s``; ``starts_at`` defaults to now.
+    """
+
+    site: str | None = None
+    zone: str | None = None
+    type: str | None = None
+    starts_at: int | None = Field(default=None, ge=0)
+    ends_at: int | None = Field(default=None, ge=0)
+    duration_s: float | None = Field(default=None, gt=0, le=366 * 86_400)
+    created_by: Who
+    reason: Annotated[str, Field(min_length=1, max_length=1000)]
+
+    @model_validator(mode="after")
+    def _one_end(self) -> "SilenceRequest":
+        if (self.ends_at is None) == (self.duration_s is None):
+            raise ValueError("give exactly one of ends_at and duration_s")
+        return self
+
+
+@router.get("/silences")
+def list_silences(
+    alerts: Store, include_expired: bool = False, include_deleted: bool = False
+) -> list[Silence]:
+    """Silences not yet over (or all of them), oldest first."""
+    at = None if include_expired else now_ms()
+    return alerts.silences(at_ms=at, include_deleted=include_deleted)
+
+
+@router.post("/silences", status_code=201)
+def create_silence(body: SilenceRequest, alerts: Store) -> Silence:
+    """Silence alerts matching site/zone/type from ``starts_at`` to the end."""
+    starts = body.starts_at if body.starts_at is not None else now_ms()
+    if body.ends_at is not None:
+        ends = body.ends_at
+    else:
+        assert body.duration_s is not None
+        ends = starts + int(body.duration_s * 1000)
+    if ends <= starts:
+        raise HTTPException(status_code=422, detail="the silence must end after it starts")
+    return alerts.create_silence(
+        site=body.site,
+        zone=body.zone,
+        type_=body.type,
+        starts_at=starts,
+        ends_at=ends,
+        created_by=body.created_by,
+        reason=body.reason,
+    )
+
+
+@router.delete("/silences/{silence_id}", status_code=204)
+def delete_silence(
+    silence_id: int, alerts: Store, by: Annotated[str, Query(min_length=1)]
+) -> Response:
+    """End a silence now (it is kept, marked deleted, for the record)."""
+    if alerts.delete_silence(silence_id, by=by) is None:
+        raise HTTPException(status_code=404, detail=f"silence {silence_id} does not exist")
+    return Response(status_code=204)
+
+
 @router.get("")
 def list_alerts(
     alerts: Store,
     state: Literal["active", "cleared"] | None = None,
+    type: str | None = None,  # noqa: A002 - the query parameter's public name
+    site: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[Alert]:
     """Newest first."""
-    return alerts.list(state=state, limit=limit)
+    return alerts.list(state=state, limit=limit, type_=type, site=site)
 
 
 @router.get("/{alert_id}")
@@ -51,3 +119,11 @@ def ack_alert(alert_id: int, body: AckRequest, alerts: Store) -> Alert:
     if acked is None:
         raise HTTPException(status_code=404, detail=f"alert {alert_id} does not exist")
     return acked
+
+
+@router.get("/{alert_id}/events")
+def alert_events(alert_id: int, alerts: Store) -> list[dict[str, object]]:
+    """History of one alert (raised, acked, flapping, silenced, escalated, cleared ...)."""
+    if alerts.get(alert_id) is None:
+        raise HTTPException(status_code=404, detail=f"alert {alert_id} does not exist")
+    return alerts.events(alert_id)

@@ -50,4 +50,54 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
     """,
+    # 2: lifecycle (flapping, escalation, silences, reopening) and a 'sending' outbox state;
+    # the outbox is rebuilt because SQLite cannot alter a CHECK or UNIQUE constraint.
+    """
+    ALTER TABLE alerts ADD COLUMN flapping INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE alerts ADD COLUMN pending_clear_at INTEGER;
+    ALTER TABLE alerts ADD COLUMN escalated_at INTEGER;
+    ALTER TABLE alerts ADD COLUMN silenced_by INTEGER;
+    ALTER TABLE alerts ADD COLUMN occurrence INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX alerts_by_source ON alerts (source, type, id);
+    CREATE INDEX alerts_by_state ON alerts (state, flapping);
+    CREATE INDEX alert_events_by_alert ON alert_events (alert_id, at);
+    CREATE TABLE silences (
+        id INTEGER PRIMARY KEY,
+        site TEXT,
+        zone TEXT,
+        type TEXT,
+        starts_at INTEGER NOT NULL,
+        ends_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        deleted_at INTEGER,
+        deleted_by TEXT,
+        CHECK (ends_at > starts_at)
+    );
+    CREATE INDEX silences_by_end ON silences (ends_at);
+    CREATE TABLE outbox_v2 (
+        id INTEGER PRIMARY KEY,
+        channel TEXT NOT NULL,
+        alert_id INTEGER NOT NULL REFERENCES alerts (id),
+        event TEXT NOT NULL,
+        occurrence INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'sending', 'sent', 'dead')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error TEXT,
+        created_at INTEGER NOT NULL,
+        sent_at INTEGER,
+        UNIQUE (channel, alert_id, event, occurrence)
+    );
+    INSERT INTO outbox_v2 (id, channel, alert_id, event, status, attempts, next_attempt_at,
+                           last_error, created_at, sent_at)
+        SELECT id, channel, alert_id, event, status, attempts, next_attempt_at, last_error,
+               created_at, sent_at FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_v2 RENAME TO outbox;
+    CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
+    CREATE INDEX outbox_by_alert ON outbox (alert_id);
+    """,
 ]

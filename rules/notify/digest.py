@@ -65,7 +65,9 @@ def order(entries: Sequence[DigestEntry]) -> list[DigestEntry]:
         entries,
         key=lambda e: (
             render.SEVERITY_ORDER.get(e.alert.severity, 99),
-            e.alert.raised_at if e.event == "raised" else (e.alert.cleared_at or e.alert.raised_at),
+            e.alert.raised_at
+            if e.event != "cleared"
+            else (e.alert.cleared_at or e.alert.raised_at),
             e.key,
         ),
     )
@@ -73,7 +75,7 @@ def order(entries: Sequence[DigestEntry]) -> list[DigestEntry]:
 
 def counts_line(entries: Sequence[DigestEntry], language: Language) -> str:
     """``严重 3 · 重要 10 · 已恢复 2``: raised events by severity, then resolved ones."""
-    raised = Counter(e.alert.severity for e in entries if e.event == "raised")
+    raised = Counter(e.alert.severity for e in entries if e.event != "cleared")
     parts = [
         f"{render.severity(level, language)} {raised[level]}"
         for level in sorted(raised, key=lambda s: render.SEVERITY_ORDER.get(s, 99))
@@ -107,7 +109,7 @@ class _Part:
 
     def cover(self, entry: DigestEntry) -> None:
         self.keys.add(entry.key)
-        self.raised = self.raised or entry.event == "raised"
+        self.raised = self.raised or entry.event != "cleared"
 
 
 def _fill_top(

@@ -179,7 +179,7 @@ class DingTalkChannel:
         link = render.alert_link(alert, self._console_url)
         text = render.markdown(alert, event, self.language, self._console_url)
         chunks = split_numbered(text, self._text_budget(title, link), measure=json_utf8_len)
-        mention = event == "raised"
+        mention = event != "cleared"
         return [
             self._payload(title, chunk, link, mention=mention and i == 0)
             for i, chunk in enumerate(chunks)

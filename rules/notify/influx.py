@@ -12,7 +12,12 @@ MEASUREMENT = "alerts"
 
 def alert_line(alert: Alert, event: AlertEvent) -> str:
     """One point per alert event; the alert id is a field (unbounded), type/severity are tags."""
-    at_ms = alert.raised_at if event == "raised" else (alert.cleared_at or alert.updated_at)
+    if event == "raised":
+        at_ms = alert.raised_at
+    elif event == "escalated":
+        at_ms = alert.escalated_at or alert.updated_at
+    else:
+        at_ms = alert.cleared_at or alert.updated_at
     tags = {
         "site": alert.site,
         "zone": alert.zone or "",
@@ -22,7 +27,7 @@ def alert_line(alert: Alert, event: AlertEvent) -> str:
     }
     fields: dict[str, float | int | bool | str | None] = {
         "alert_id": alert.id,
-        "state": "active" if event == "raised" else "cleared",
+        "state": "cleared" if event == "cleared" else "active",
         "title": alert.title,
         "message": alert.message,
         "source": alert.source,

@@ -39,6 +39,10 @@ _TYPES: dict[str, dict[str, str]] = {
     "dead_stock": {"zh": "呆滞库存", "en": "Dead stock"},
     "supply_imbalance": {"zh": "库存分布失衡", "en": "Supply imbalance"},
     "channel_health": {"zh": "通知通道异常", "en": "Notification channel problem"},
+    "cold_chain_cumulative": {
+        "zh": "冷链累计超温时间超限",
+        "en": "Cold-chain daily time out of range",
+    },
 }
 _ACTIONS: dict[str, dict[str, str]] = {
     "cold_chain_excursion": {
@@ -94,6 +98,11 @@ _ACTIONS: dict[str, dict[str, str]] = {
         "zh": "请在仓库/区域之间调拨库存以平衡供需。",
         "en": "Transfer stock between sites or zones to balance supply and demand.",
     },
+    "cold_chain_cumulative": {
+        "zh": "今日累计超温时间已超限，请评估受影响批次并检查制冷设备。",
+        "en": "Today's time out of range is over the limit: assess the affected lots and check "
+        "the refrigeration equipment.",
+    },
     "channel_health": {
         "zh": "请检查该通知通道的配置（地址、密钥、签名、关键词）；告警可能未送达。",
         "en": "Check the channel's configuration (URL, key, signing secret, keywords); alerts "
@@ -105,12 +114,19 @@ _GENERIC_ACTION = {
     "en": "Open the console for details and acknowledge the alert.",
 }
 # Units by type, used when the alert's details do not name one.
-_UNITS: dict[str, str] = {"cold_chain_excursion": "°C", "cold_chain_mkt": "°C"}
+_UNITS: dict[str, str] = {
+    "cold_chain_excursion": "°C",
+    "cold_chain_mkt": "°C",
+    "cold_chain_cumulative": "s",
+    "sensor_drift": "°C",
+    "sensor_stuck": "°C",
+}
 _SUBJECT_KEYS = ("sku", "epc", "sensor", "device", "location")
 _LABELS = {
     "zh": {
         "raised": "告警",
         "cleared": "已恢复",
+        "escalated": "升级",
         "site": "仓库",
         "zone": "区域",
         "value": "当前值",
@@ -132,6 +148,7 @@ _LABELS = {
     "en": {
         "raised": "ALERT",
         "cleared": "RESOLVED",
+        "escalated": "ESCALATED",
         "site": "Site",
         "zone": "Zone",
         "value": "Value",
@@ -262,7 +279,7 @@ def facts(alert: Alert, event: AlertEvent, language: Language) -> list[tuple[str
     if seconds is not None:
         out.append((label("duration", language), duration(seconds, language)))
     out.append((label("detail", language), alert.message))
-    if event == "raised":
+    if event != "cleared":
         out.append((label("action", language), action(alert.type, language)))
     return out
 
@@ -291,7 +308,7 @@ def plain(alert: Alert, event: AlertEvent, language: Language, console_url: str)
 
 def summary_line(alert: Alert, event: AlertEvent, language: Language) -> str:
     """One compact line for digests: id, severity, type, where, subject, value, time."""
-    state = "" if event == "raised" else f"[{label('cleared', language)}]"
+    state = "" if event == "raised" else f"[{label(event, language)}]"
     head = f"#{alert.id} {state}[{severity(alert.severity, language)}] "
     parts = [f"{head}{type_name(alert.type, language)} {where(alert)}", subject(alert, language)]
     value = value_text(alert, language)

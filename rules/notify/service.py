@@ -6,6 +6,12 @@ channel accepted the message that carries it. Transient failures back off expone
 permanent ones (bad signature, bad key, oversize) stop at once, are kept with the channel's
 own words, and are reported through ``on_channel_problem``.
 
+A row is marked ``sending`` just before its request goes out. A crash between the channel
+accepting a message and ``mark_sent`` leaves it ``sending``; at start the notifier sends such
+rows again (at-least-once). Webhooks carry the outbox row id as an idempotency key so the
+receiver drops the repeat; robots cannot deduplicate, and a rare repeated chat message is the
+lesser harm than a lost alert.
+
 Robot channels (DingTalk, WeCom) are paced by a :class:`~rules.notify.pacing.TokenBucket`
 each. When more events are pending than the bucket allows right now, they are folded into
 digest messages instead of waiting in line, so a storm reaches people within a minute without
@@ -25,9 +31,11 @@ from typing import Any
 
 import httpx
 
+from core import db
 from core.alerts import Alert, AlertStore, OutboxItem
 from core.influx import InfluxClient
 from core.settings import Settings
+from rules.lifecycle import channel_health_hooks
 from rules.notify.base import Channel, DeliveryError
 from rules.notify.digest import DigestEntry
 from rules.notify.dingtalk import DingTalkChannel
@@ -136,8 +144,20 @@ class Notifier:
         """Deliver now instead of at the next poll (called after an alert is recorded)."""
         self._wake.set()
 
+    def recover(self) -> int:
+        """Requeue rows a crash left ``sending``; returns how many (run calls it at start)."""
+        rows = self._store.recover_sending()
+        if rows:
+            logger.warning(
+                "%d deliveries were interrupted by a stop: sending them again (ids %s)",
+                len(rows),
+                ",".join(str(r.id) for r in rows[:20]),
+            )
+        return len(rows)
+
     async def run(self) -> None:
         """Deliver forever."""
+        self.recover()
         while True:
             await self.deliver_due()
             self._wake.clear()
@@ -185,8 +205,12 @@ class Notifier:
             return False
         channel = self._channels[item.channel]
         health = self.health[channel.name]
+        self._store.mark_sending([item.id])
         try:
-            await channel.send(alert, item.event)
+            if isinstance(channel, WebhookChannel):
+                await channel.send(alert, item.event, key=str(item.id))
+            else:
+                await channel.send(alert, item.event)
         except DeliveryError as exc:
             self._single_failure(item, exc)
             return False
@@ -259,15 +283,21 @@ class Notifier:
         for message in plan:
             if not bucket.try_acquire():
                 break  # the rest stays pending for the next pass
+            self._store.mark_sending(row.id for row in message.covers)
             try:
                 await robot.post(message.payload)
             except DeliveryError as exc:
+                self._store.mark_pending(row.id for row in message.covers)
                 self._paced_failure(robot, bucket, exc, message.covers)
                 break
             health.messages += 1
             health.digests += int(message.digest)
             for row in message.completes:
                 self._store.mark_sent(row.id)
+            # A row split over several messages is done only with its last part.
+            self._store.mark_pending(
+                row.id for row in message.covers if row not in message.completes
+            )
             health.sent += len(message.completes)
             accepted += len(message.completes)
             self._recovered(robot.name)
@@ -376,3 +406,31 @@ class Notifier:
         """Close every channel."""
         for channel in self._channels.values():
             await channel.aclose()
+
+
+async def run_notifier(settings: Settings) -> None:
+    """The notifier alone (``stocksense notify``): deliver the outbox until cancelled.
+
+    Rows a previous process left ``sending`` are sent again first (see :meth:`Notifier.recover`).
+    A channel failing permanently raises a ``channel_health`` alert through the store.
+    """
+    conn = db.connect(settings.sqlite_path)
+    influx = InfluxClient(settings.influx)
+    channels = build_channels(settings, influx)
+    store = AlertStore(conn, [c.name for c in channels], alerting=settings.alerting)
+    on_problem, on_recovered = channel_health_hooks(store)
+    notifier = Notifier(
+        store,
+        channels,
+        poll_interval_s=settings.notifier.poll_interval_s,
+        max_attempts=settings.notifier.max_attempts,
+        on_channel_problem=on_problem,
+        on_channel_recovered=on_recovered,
+    )
+    logger.info("notifier running: channels %s", ", ".join(c.name for c in channels))
+    try:
+        await notifier.run()
+    finally:
+        await notifier.aclose()
+        await influx.aclose()
+        conn.close()

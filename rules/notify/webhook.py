@@ -10,7 +10,11 @@ from rules.notify.base import DeliveryError
 
 
 class WebhookChannel:
-    """POSTs ``{"event": ..., "alert": {...}}``; any 2xx is success, 5xx/429 are retried."""
+    """POSTs ``{"event": ..., "alert": {...}, "id": key}``; 2xx is success, 5xx/429 are retried.
+
+    ``key`` (the outbox row id) is also sent as the ``Idempotency-Key`` header: a message sent
+    again after a crash carries the same key, so the receiver can drop the repeat.
+    """
 
     def __init__(
         self, settings: ChannelSettings, *, client: httpx.AsyncClient | None = None
@@ -19,11 +23,17 @@ class WebhookChannel:
         self._url = settings.url
         self._client = client or httpx.AsyncClient(timeout=10)
 
-    async def send(self, alert: Alert, event: AlertEvent) -> None:
-        """Deliver one alert event."""
-        payload = {"event": event, "alert": alert.model_dump(mode="json")}
+    async def send(self, alert: Alert, event: AlertEvent, *, key: str | None = None) -> None:
+        """Deliver one alert event; ``key`` identifies the delivery for deduplication."""
+        payload: dict[str, object] = {"event": event, "alert": alert.model_dump(mode="json")}
+        headers: dict[str, str] = {}
+        if key is not None:
+            payload["id"] = key
+            headers["Idempotency-Key"] = key
         try:
-            response = await self._client.post(self._url.get_secret_value(), json=payload)
+            response = await self._client.post(
+                self._url.get_secret_value(), json=payload, headers=headers
+            )
         except httpx.HTTPError as exc:
             raise DeliveryError(
                 f"{self.name}: network error ({type(exc).__name__})", retry_after_s=5.0

@@ -115,7 +115,7 @@ class WeComChannel:
         else:
             content = render.plain(alert, event, self.language, self._console_url)
         chunks = split_numbered(content, self._budget())
-        mention = event == "raised"
+        mention = event != "cleared"
         return [self._payload(chunk, mention=mention and i == 0) for i, chunk in enumerate(chunks)]
 
     def render_digest(

@@ -146,6 +146,7 @@ def test_wrong_signing_secret_is_rejected_with_310000_and_reported(
             await until(
                 lambda: len(pipeline.store.outbox(status="dead")) == 1, what="the failure recorded"
             )
+            await until(lambda: len(hook.log.accepted) == 2, what="the channel-health alert")
             health = pipeline.notifier.health["dingtalk-ops"]
             assert health.last_error_code == 310000
             assert health.sent == 0
@@ -159,7 +160,13 @@ def test_wrong_signing_secret_is_rejected_with_310000_and_reported(
             await pipeline.stop()
         assert robot.log.accepted == []
         assert robot.log.errors == [310000]
-        assert len(hook.log.accepted) == 1  # other channels are unaffected
+        # Other channels are unaffected, and they hear that the DingTalk robot is broken.
+        events = [(h.body["event"], h.body["alert"]["type"], h.body["alert"]["source"])
+                  for h in hook.log.accepted]  # fmt: skip
+        assert sorted(events) == [
+            ("raised", "channel_health", "notifier/dingtalk-ops"),
+            ("raised", "cold_chain_excursion", "wh1/cold-room"),
+        ]
 
     try:
         with caplog.at_level("ERROR"):

@@ -1,0 +1,278 @@
+"""Cold chain beyond the excursion rule: Mean Kinetic Temperature and daily time out of band.
+
+**MKT** (USP <1079.2>): ``MKT = (ΔH/R) / (-ln(mean(exp(-ΔH/(R·T_i)))))`` with T in kelvin and
+ΔH/R = 10,000 K, over a sliding window of the zone's readings (every probe of the zone, each
+reading weighted equally, so probes are expected to report at a regular interval). The
+exponentials are scaled by a reference temperature so the running sum stays near 1 and
+keeps its precision; the sum is recomputed now and then so rounding cannot accumulate.
+Alert ``cold_chain_mkt`` when the window's MKT is above the threshold (default: the top of
+the band) with at least ``mkt_min_samples`` readings; it clears below threshold - margin.
+
+**Cumulative time out of band per day**: the interval up to a probe's next reading counts as
+out of band when the reading was (gaps longer than ``max_gap_s`` do not count: an offline
+probe is not an excursion). Alert ``cold_chain_cumulative`` when any probe of the zone has been
+out longer than ``daily_out_limit_s`` in the site's local day; a new day clears it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import numpy.typing as npt
+
+from core.readings import Sample, TempSample
+from core.settings import AlertingSettings, ColdChainPolicy
+from rules.lifecycle import AlertLifecycle
+from rules.seed import Seed, TempBand, Zone
+
+logger = logging.getLogger(__name__)
+
+MKT_TYPE = "cold_chain_mkt"
+CUMULATIVE_TYPE = "cold_chain_cumulative"
+DH_R_K = 10_000.0  # ΔH/R for MKT, kelvin
+KELVIN = 273.15
+_T_REF_K = 278.15  # scaling reference: keeps exp() terms near 1 for cold-chain temperatures
+_RESUM_EVERY = 10_000
+
+
+def mean_kinetic_temperature(celsius: npt.ArrayLike) -> float:
+    """MKT in °C of equally weighted readings in °C."""
+    kelvin = np.asarray(celsius, dtype=np.float64) + KELVIN
+    if kelvin.size == 0:
+        raise ValueError("MKT of no readings")
+    scaled = np.exp(-DH_R_K * (1.0 / kelvin - 1.0 / _T_REF_K))
+    return float(DH_R_K / (DH_R_K / _T_REF_K - np.log(scaled.mean())) - KELVIN)
+
+
+class MktWindow:
+    """Streaming MKT over the last ``window_ms`` of reading time, O(1) per reading."""
+
+    def __init__(self, window_ms: int) -> None:
+        self.window_ms = window_ms
+        self._items: deque[tuple[int, float]] = deque()
+        self._sum = 0.0
+        self._newest = -(2**62)
+        self._adds = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, ts_ms: int, celsius: float) -> None:
+        """Add one reading; readings older than the window are dropped."""
+        self._newest = max(self._newest, ts_ms)
+        horizon = self._newest - self.window_ms
+        if ts_ms <= horizon:
+            return
+        term = math.exp(-DH_R_K * (1.0 / (celsius + KELVIN) - 1.0 / _T_REF_K))
+        self._items.append((ts_ms, term))
+        self._sum += term
+        while self._items and self._items[0][0] <= horizon:
+            self._sum -= self._items.popleft()[1]
+        self._adds += 1
+        if self._adds >= _RESUM_EVERY:
+            self._adds = 0
+            self._sum = math.fsum(t for _, t in self._items)
+
+    def span_ms(self) -> int:
+        """Time between the oldest and the newest reading in the window."""
+        return self._items[-1][0] - self._items[0][0] if self._items else 0
+
+    def value(self) -> float | None:
+        """MKT in °C of the window, None when empty."""
+        if not self._items:
+            return None
+        mean = self._sum / len(self._items)
+        return DH_R_K / (DH_R_K / _T_REF_K - math.log(mean)) - KELVIN
+
+
+@dataclass(slots=True)
+class _ZoneState:
+    site: str
+    zone: Zone
+    band: TempBand
+    policy: ColdChainPolicy
+    tz: ZoneInfo
+    mkt: MktWindow
+    probes: dict[str, tuple[int, bool]] = field(default_factory=dict)
+    out_ms: dict[str, int] = field(default_factory=dict)
+    day_start_ms: int = 0
+    day_end_ms: int = 0
+    day: str = ""
+
+    @property
+    def source(self) -> str:
+        return f"{self.site}/{self.zone.id}"
+
+
+class ColdChainMonitor:
+    """MKT and cumulative out-of-band time per cold zone of the seed (a processor)."""
+
+    def __init__(
+        self, seed: Seed, lifecycle: AlertLifecycle, settings: AlertingSettings | None = None
+    ) -> None:
+        self._lifecycle = lifecycle
+        alerting = settings or lifecycle.settings
+        self._zones: dict[tuple[str, str], list[_ZoneState]] = {}
+        for site in seed.sites:
+            tz = ZoneInfo(site.timezone)
+            for zone in site.zones:
+                if zone.temp_band is None:
+                    continue
+                policy = alerting.cold_chain_for(site.id, zone.id)
+                state = _ZoneState(
+                    site=site.id,
+                    zone=zone,
+                    band=zone.temp_band,
+                    policy=policy,
+                    tz=tz,
+                    mkt=MktWindow(int(policy.mkt_window_s * 1000)),
+                )
+                for ref in zone.sensors:
+                    self._zones.setdefault((site.id, ref.device), []).append(state)
+
+    def zone_states(self, site: str, zone: str) -> _ZoneState | None:
+        """The state of one zone (for inspection and tests)."""
+        for states in self._zones.values():
+            for state in states:
+                if state.site == site and state.zone.id == zone:
+                    return state
+        return None
+
+    def mkt(self, site: str, zone: str) -> float | None:
+        """The current windowed MKT of a zone, °C."""
+        state = self.zone_states(site, zone)
+        return None if state is None else state.mkt.value()
+
+    def process(self, samples: Sequence[Sample]) -> None:
+        """Evaluate every temperature sample of a cold zone."""
+        for sample in samples:
+            if not isinstance(sample, TempSample):
+                continue
+            states = self._zones.get((sample.site, sample.device))
+            if not states:
+                continue
+            for state in states:
+                if any(ref.matches(sample.device, sample.sensor) for ref in state.zone.sensors):
+                    self._evaluate(state, sample)
+
+    def tick(self, now_ms: int) -> None:
+        """Both measures run on reading time."""
+        del now_ms
+
+    def _evaluate(self, state: _ZoneState, sample: TempSample) -> None:
+        probe = f"{sample.device}/{sample.sensor}"
+        previous = state.probes.get(probe)
+        if previous is not None and sample.ts_ms <= previous[0]:
+            return  # late or repeated reading
+        out = not state.band.low <= sample.celsius <= state.band.high
+        state.probes[probe] = (sample.ts_ms, out)
+        self._cumulative(state, probe, previous, sample)
+        state.mkt.add(sample.ts_ms, sample.celsius)
+        self._check_mkt(state, sample)
+
+    def _roll_day(self, state: _ZoneState, ts_ms: int) -> bool:
+        """Move to the local day of ``ts_ms``; True if the day changed."""
+        if state.day_start_ms <= ts_ms < state.day_end_ms:
+            return False
+        local = datetime.fromtimestamp(ts_ms / 1000, tz=state.tz)
+        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        end = start + timedelta(days=1)  # wall-clock arithmetic: the next local midnight
+        state.day_start_ms = int(start.timestamp() * 1000)
+        state.day_end_ms = int(end.timestamp() * 1000)
+        changed = state.day != ""
+        state.day = start.date().isoformat()
+        state.out_ms.clear()
+        return changed
+
+    def _cumulative(
+        self,
+        state: _ZoneState,
+        probe: str,
+        previous: tuple[int, bool] | None,
+        sample: TempSample,
+    ) -> None:
+        limit_s = state.policy.daily_out_limit_s
+        if limit_s is None:
+            return
+        if self._roll_day(state, sample.ts_ms):
+            self._lifecycle.resolve(
+                state.source, CUMULATIVE_TYPE, at_ms=sample.ts_ms, note="a new day"
+            )
+        if previous is None or not previous[1]:
+            return
+        gap_ms = sample.ts_ms - max(previous[0], state.day_start_ms)
+        if gap_ms <= 0 or sample.ts_ms - previous[0] > state.policy.max_gap_s * 1000:
+            return
+        total_ms = state.out_ms.get(probe, 0) + gap_ms
+        state.out_ms[probe] = total_ms
+        if total_ms <= limit_s * 1000:
+            return
+        self._lifecycle.report(
+            source=state.source,
+            type_=CUMULATIVE_TYPE,
+            severity="major",
+            site=state.site,
+            zone=state.zone.id,
+            title=f"Cold-chain time out of range today in {state.zone.name or state.zone.id}",
+            message=(
+                f"{probe} has been outside {state.band.low:g}–{state.band.high:g} °C for "
+                f"{total_ms / 1000:.0f} s on {state.day} (limit {limit_s:g} s)"
+            ),
+            value=round(total_ms / 1000, 1),
+            threshold=limit_s,
+            details={
+                "device": sample.device,
+                "sensor": sample.sensor,
+                "day": state.day,
+                "unit": "s",
+                "band_low": state.band.low,
+                "band_high": state.band.high,
+            },
+            at_ms=sample.ts_ms,
+        )
+
+    def _check_mkt(self, state: _ZoneState, sample: TempSample) -> None:
+        policy = state.policy
+        if len(state.mkt) < policy.mkt_min_samples or (
+            state.mkt.span_ms() < policy.mkt_min_coverage * state.mkt.window_ms
+        ):
+            return
+        mkt = state.mkt.value()
+        if mkt is None:
+            return
+        threshold = (
+            policy.mkt_threshold_c if policy.mkt_threshold_c is not None else state.band.high
+        )
+        if mkt > threshold:
+            self._lifecycle.report(
+                source=state.source,
+                type_=MKT_TYPE,
+                severity="major",
+                site=state.site,
+                zone=state.zone.id,
+                title=f"Mean kinetic temperature over limit in {state.zone.name or state.zone.id}",
+                message=(
+                    f"MKT over the last {policy.mkt_window_s / 3600:g} h is {mkt:.2f} °C, above "
+                    f"{threshold:g} °C ({len(state.mkt)} readings)"
+                ),
+                value=round(mkt, 3),
+                threshold=threshold,
+                details={
+                    "window_s": policy.mkt_window_s,
+                    "readings": len(state.mkt),
+                    "device": sample.device,
+                    "sensor": sample.sensor,
+                },
+                at_ms=sample.ts_ms,
+            )
+        elif mkt <= threshold - policy.mkt_clear_margin_c:
+            self._lifecycle.resolve(
+                state.source, MKT_TYPE, at_ms=sample.ts_ms, note=f"MKT {mkt:.2f} °C"
+            )

@@ -1,0 +1,191 @@
+"""Sensor offline: heartbeat timeout and Last Will.
+
+A device is offline when nothing (data or status) has been seen from it for
+``timeout_factor`` x its reporting interval, or at once when its Last Will (``online=false``,
+Tasmota ``Offline``) arrives. The interval is the one announced in its birth message
+(``interval_s``), else the median spacing of its data (for kinds that report on a schedule:
+temperature and weight; an RFID reader reports only when it reads tags), else the default.
+Alert ``sensor_offline``, source ``site/kind/device``; data or a birth clears it.
+
+The timeout is evaluated by :meth:`OfflineDetector.tick` against ``now_ms``, compared with the
+later of the reading's own time and its arrival time (``clock``): what matters is whether data
+still *arrives*, and a gateway replaying buffered readings is alive even though their device
+times are old.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+
+from core.readings import DeviceStatus, Sample, TagSample, TempSample, WeightSample
+from core.settings import OfflinePolicy
+from rules.lifecycle import AlertLifecycle
+
+logger = logging.getLogger(__name__)
+
+ALERT_TYPE = "sensor_offline"
+_SPACINGS = 16
+_MIN_SPACINGS = 3
+
+
+@dataclass(slots=True)
+class DeviceState:
+    """What the detector knows about one device."""
+
+    site: str
+    kind: str
+    device: str
+    last_ms: int
+    last_data_ms: int | None = None
+    announced_s: float | None = None
+    spacings_s: deque[float] = field(default_factory=lambda: deque(maxlen=_SPACINGS))
+    down_reason: str | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        self.source = f"{self.site}/{self.kind}/{self.device}"
+
+
+def _kind(sample: Sample) -> str:
+    if isinstance(sample, TempSample):
+        return "temp"
+    if isinstance(sample, WeightSample):
+        return "weight"
+    if isinstance(sample, TagSample):
+        return "rfid"
+    return sample.kind
+
+
+class OfflineDetector:
+    """Heartbeat/LWT detector over every device seen (optionally of some sites only)."""
+
+    def __init__(
+        self,
+        lifecycle: AlertLifecycle,
+        policy: OfflinePolicy | None = None,
+        *,
+        sites: Collection[str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._lifecycle = lifecycle
+        self._clock = clock
+        self.policy = policy or lifecycle.settings.offline
+        self._sites = None if sites is None else frozenset(sites)
+        self.devices: dict[tuple[str, str, str], DeviceState] = {}
+
+    def interval_s(self, state: DeviceState) -> float | None:
+        """The reporting interval used for the timeout; None when the device is not timed."""
+        if state.announced_s is not None:
+            return state.announced_s
+        if state.kind not in self.policy.learn_kinds:
+            return None
+        if len(state.spacings_s) >= _MIN_SPACINGS:
+            return statistics.median(state.spacings_s)
+        return self.policy.default_interval_s
+
+    def timeout_s(self, state: DeviceState) -> float | None:
+        """Seconds of silence after which the device is offline."""
+        interval = self.interval_s(state)
+        if interval is None:
+            return None
+        return max(self.policy.timeout_factor * interval, self.policy.min_timeout_s)
+
+    def process(self, samples: Sequence[Sample]) -> None:
+        """Note data, births and Last Wills."""
+        arrived_ms = int(self._clock() * 1000)
+        for sample in samples:
+            if self._sites is not None and sample.site not in self._sites:
+                continue
+            key = (sample.site, _kind(sample), sample.device)
+            state = self.devices.get(key)
+            if state is None:
+                state = DeviceState(site=key[0], kind=key[1], device=key[2], last_ms=sample.ts_ms)
+                self.devices[key] = state
+            if isinstance(sample, DeviceStatus):
+                self._status(state, sample, arrived_ms)
+            else:
+                self._data(state, sample.ts_ms, arrived_ms)
+
+    def _data(self, state: DeviceState, ts_ms: int, arrived_ms: int) -> None:
+        if state.last_data_ms is not None and ts_ms > state.last_data_ms:
+            state.spacings_s.append((ts_ms - state.last_data_ms) / 1000)
+        if state.last_data_ms is None or ts_ms > state.last_data_ms:
+            state.last_data_ms = ts_ms
+        state.last_ms = max(state.last_ms, ts_ms, arrived_ms)
+        if state.down_reason is not None or self._lifecycle.is_open(state.source, ALERT_TYPE):
+            state.down_reason = None
+            self._lifecycle.resolve(state.source, ALERT_TYPE, at_ms=ts_ms, note="data again")
+
+    def _status(self, state: DeviceState, status: DeviceStatus, arrived_ms: int) -> None:
+        if status.interval_s is not None:
+            state.announced_s = status.interval_s
+        if status.online:
+            state.last_ms = max(state.last_ms, status.ts_ms, arrived_ms)
+            state.down_reason = None
+            self._lifecycle.resolve(state.source, ALERT_TYPE, at_ms=status.ts_ms, note="online")
+            return
+        state.down_reason = status.reason or "lwt"
+        self._report(
+            state,
+            at_ms=status.ts_ms,
+            message=f"{state.device} announced it is offline ({state.down_reason})",
+            silent_s=None,
+            timeout_s=None,
+        )
+
+    def tick(self, now_ms: int) -> None:
+        """Report devices silent for longer than their timeout."""
+        for state in self.devices.values():
+            if state.down_reason is not None:
+                continue
+            timeout = self.timeout_s(state)
+            if timeout is None:
+                continue
+            silent_s = (now_ms - state.last_ms) / 1000
+            if silent_s <= timeout:
+                continue
+            self._report(
+                state,
+                at_ms=now_ms,
+                message=(
+                    f"nothing from {state.device} for {silent_s:.0f} s "
+                    f"(timeout {timeout:.0f} s = {self.policy.timeout_factor:g} × "
+                    f"{self.interval_s(state) or 0:.0f} s interval)"
+                ),
+                silent_s=silent_s,
+                timeout_s=timeout,
+            )
+
+    def _report(
+        self,
+        state: DeviceState,
+        *,
+        at_ms: int,
+        message: str,
+        silent_s: float | None,
+        timeout_s: float | None,
+    ) -> None:
+        self._lifecycle.report(
+            source=state.source,
+            type_=ALERT_TYPE,
+            severity=self.policy.severity,
+            site=state.site,
+            zone=None,
+            title=f"Sensor {state.device} offline",
+            message=message,
+            value=None if silent_s is None else round(silent_s, 1),
+            threshold=timeout_s,
+            details={
+                "device": state.device,
+                "kind": state.kind,
+                "reason": state.down_reason or "timeout",
+                "last_seen_ms": state.last_ms,
+                "unit": "s",
+            },
+            at_ms=at_ms,
+        )

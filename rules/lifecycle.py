@@ -1,0 +1,161 @@
+"""Alert lifecycle between the detectors and the store: debounce, escalation, settling.
+
+Detectors call :meth:`AlertLifecycle.report` every time they see a condition and
+:meth:`AlertLifecycle.resolve` when it is gone. A condition becomes an alert only after it has
+held ``debounce_s`` seconds *and* been seen ``debounce_count`` times (per type, from
+``AlertingSettings.types``; the defaults raise at once). Debounce progress is kept in memory:
+after a restart a pending condition starts counting again, which can only delay an alert by one
+debounce period. Everything else (open alerts, flapping, silences, escalation) is in the
+database, so :meth:`AlertLifecycle.tick` — escalation of unacked alerts and settling of
+flapping ones — behaves the same after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from core.alerts import CHANNEL_HEALTH_TYPE, Alert, AlertStore, Severity
+from core.readings import Sample
+from core.settings import AlertingSettings
+
+logger = logging.getLogger(__name__)
+
+ProblemHook = Callable[[str, str], None]
+RecoveryHook = Callable[[str], None]
+CHANNEL_HEALTH_SITE = "system"
+
+
+@dataclass(slots=True)
+class _Pending:
+    first_ms: int
+    count: int
+
+
+class AlertLifecycle:
+    """Debounces detector conditions into alerts; its ``tick`` escalates and settles.
+
+    It is also a rules-engine processor (``process`` does nothing), so adding it to the
+    engine's processors gets it ticked.
+    """
+
+    def __init__(self, store: AlertStore, settings: AlertingSettings | None = None) -> None:
+        self.store = store
+        self.settings = settings or store.alerting
+        self._pending: dict[tuple[str, str], _Pending] = {}
+        # Conditions known to have an open alert: repeated reports cost no database query.
+        self._open: set[tuple[str, str]] = {
+            (a.source, a.type) for a in store.list(state="active", limit=1_000_000)
+        }
+
+    def is_open(self, source: str, type_: str) -> bool:
+        """True if this lifecycle raised (or found) an open alert for (source, type)."""
+        return (source, type_) in self._open
+
+    def report(
+        self,
+        *,
+        source: str,
+        type_: str,
+        severity: Severity,
+        site: str,
+        zone: str | None,
+        title: str,
+        message: str,
+        value: float | None,
+        threshold: float | None,
+        details: dict[str, Any],
+        at_ms: int,
+    ) -> Alert | None:
+        """The condition holds at ``at_ms``; returns the alert once it is raised."""
+        key = (source, type_)
+        if key in self._open:
+            return None
+        policy = self.settings.policy(type_)
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = _Pending(first_ms=at_ms, count=0)
+            self._pending[key] = pending
+        pending.count += 1
+        held_s = (at_ms - pending.first_ms) / 1000
+        if held_s < policy.debounce_s or pending.count < policy.debounce_count:
+            return None
+        del self._pending[key]
+        alert, created = self.store.raise_alert(
+            source=source,
+            type_=type_,
+            severity=policy.severity or severity,
+            site=site,
+            zone=zone,
+            title=title,
+            message=message,
+            value=value,
+            threshold=threshold,
+            details={**details, "debounce_count": pending.count, "held_s": round(held_s, 1)},
+            at_ms=at_ms,
+        )
+        self._open.add(key)
+        if created:
+            logger.warning("%s raised for %s (alert %d)", type_, source, alert.id)
+        return alert
+
+    def resolve(
+        self, source: str, type_: str, *, at_ms: int, note: str | None = None
+    ) -> Alert | None:
+        """The condition is gone at ``at_ms``: forget debounce progress, clear the alert."""
+        key = (source, type_)
+        self._pending.pop(key, None)
+        if key not in self._open:
+            return None
+        self._open.discard(key)
+        cleared = self.store.clear(source, type_, at_ms=at_ms, note=note)
+        if cleared is not None:
+            logger.info("%s cleared for %s", type_, source)
+        return cleared
+
+    def process(self, samples: Sequence[Sample]) -> None:
+        """Readings are the detectors' business."""
+        del samples
+
+    def tick(self, now_ms: int) -> None:
+        """Escalate unacked alerts and settle flapping ones at ``now_ms``."""
+        self.store.escalate_due(now_ms)
+        self.store.settle_flapping(now_ms)
+
+
+def channel_health_hooks(
+    store: AlertStore, *, clock: Callable[[], float] = time.time
+) -> tuple[ProblemHook, RecoveryHook]:
+    """``(on_channel_problem, on_channel_recovered)`` for the notifier.
+
+    A channel failing permanently raises a ``channel_health`` alert (source
+    ``notifier/<channel>``, sent to every *other* channel); its first accepted message clears it.
+    """
+
+    def on_problem(channel: str, message: str) -> None:
+        store.raise_alert(
+            source=f"notifier/{channel}",
+            type_=CHANNEL_HEALTH_TYPE,
+            severity="major",
+            site=CHANNEL_HEALTH_SITE,
+            zone=None,
+            title=f"Notification channel {channel} is failing",
+            message=message,
+            value=None,
+            threshold=None,
+            details={"channel": channel},
+            at_ms=int(clock() * 1000),
+        )
+
+    def on_recovered(channel: str) -> None:
+        store.clear(
+            f"notifier/{channel}",
+            CHANNEL_HEALTH_TYPE,
+            at_ms=int(clock() * 1000),
+            note="the channel accepts messages again",
+        )
+
+    return on_problem, on_recovered

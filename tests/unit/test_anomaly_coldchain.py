@@ -1,0 +1,138 @@
+"""Cold-chain MKT and cumulative out-of-band time."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import db
+from core.alerts import AlertStore
+from core.readings import TempSample
+from core.settings import AlertingSettings, ColdChainPolicy
+from rules.anomaly.coldchain import (
+    CUMULATIVE_TYPE,
+    MKT_TYPE,
+    ColdChainMonitor,
+    MktWindow,
+    mean_kinetic_temperature,
+)
+from rules.lifecycle import AlertLifecycle
+from rules.seed import Seed, SensorRef, Site, TempBand, Zone
+
+T0 = 1_795_309_200_000  # 2026-11-21 21:00 UTC
+SEED = Seed(
+    sites=[
+        Site(
+            id="wh1",
+            timezone="Asia/Shanghai",
+            zones=[
+                Zone(
+                    id="cold",
+                    temp_band=TempBand(low=2, high=8),
+                    sensors=[SensorRef(device="p1"), SensorRef(device="p2")],
+                )
+            ],
+        )
+    ]
+)
+
+
+def _textbook_mkt(celsius: list[float]) -> float:
+    kelvin = [c + 273.15 for c in celsius]
+    mean = sum(math.exp(-10_000 / t) for t in kelvin) / len(kelvin)
+    return 10_000 / -math.log(mean) - 273.15
+
+
+def test_mkt_matches_the_textbook_formula() -> None:
+    temps = [2.0, 5.0, 8.0, 25.0, 4.0, 6.5]
+    assert mean_kinetic_temperature(temps) == pytest.approx(_textbook_mkt(temps), abs=1e-9)
+    assert mean_kinetic_temperature([5.0] * 10) == pytest.approx(5.0, abs=1e-9)
+    # MKT weighs warm spells more than the arithmetic mean does
+    assert mean_kinetic_temperature([2.0, 14.0]) > 8.0 + 0.3
+
+
+def test_streaming_window_equals_batch_over_the_window() -> None:
+    rng = np.random.default_rng(3)
+    temps = rng.normal(6.0, 2.5, size=3000)
+    window = MktWindow(window_ms=600_000)
+    for i, celsius in enumerate(temps):
+        window.add(T0 + i * 10_000, float(celsius))
+    last = temps[-60:]  # 600 s / 10 s
+    assert len(window) == 60
+    assert window.value() == pytest.approx(mean_kinetic_temperature(last), abs=1e-9)
+
+
+def _monitor(tmp_path: Path, policy: ColdChainPolicy) -> tuple[ColdChainMonitor, AlertStore]:
+    store = AlertStore(db.connect(tmp_path / "a.db"), ["ops"])
+    alerting = AlertingSettings(cold_chain_zones={"wh1/cold": policy})
+    return ColdChainMonitor(SEED, AlertLifecycle(store, alerting), alerting), store
+
+
+def _feed(monitor: ColdChainMonitor, temps: list[float], *, start: int, step_s: int = 60) -> None:
+    for i, celsius in enumerate(temps):
+        monitor.process(
+            [
+                TempSample(
+                    site="wh1",
+                    device="p1",
+                    sensor="t",
+                    ts_ms=start + i * step_s * 1000,
+                    celsius=celsius,
+                )
+            ]
+        )
+
+
+def test_mkt_alert_raises_over_threshold_and_clears_below_margin(tmp_path: Path) -> None:
+    policy = ColdChainPolicy(
+        mkt_window_s=3600, mkt_min_samples=10, daily_out_limit_s=None, mkt_clear_margin_c=0.2
+    )
+    monitor, store = _monitor(tmp_path, policy)
+    _feed(monitor, [6.0] * 30, start=T0)
+    assert store.list() == []
+    # 7 °C most of the time with warm spells: every reading but few out of band, MKT above 8
+    warm = [7.0, 7.0, 12.0] * 20
+    _feed(monitor, warm, start=T0 + 30 * 60_000)
+    alerts = store.list(type_=MKT_TYPE)
+    assert len(alerts) == 1
+    alert = alerts[0]
+    assert alert.threshold == 8.0
+    assert alert.value is not None
+    assert alert.value > 8.0
+    mkt = monitor.mkt("wh1", "cold")
+    assert mkt is not None
+    assert mkt > 8.0
+    _feed(monitor, [5.0] * 60, start=T0 + 90 * 60_000)
+    cleared = store.list(type_=MKT_TYPE)[0]
+    assert cleared.state == "cleared"
+    assert monitor.mkt("wh1", "cold") == pytest.approx(5.0, abs=1e-6)
+
+
+def test_cumulative_time_out_of_band_per_local_day(tmp_path: Path) -> None:
+    policy = ColdChainPolicy(daily_out_limit_s=600, mkt_min_samples=10_000)
+    monitor, store = _monitor(tmp_path, policy)
+    # local day in Shanghai starts at 16:00 UTC; T0 is 21:00 UTC (05:00 local next day)
+    # short excursions: 3 x 4 minutes out = 720 s > 600 s, none long on its own
+    pattern = [9.0] * 4 + [5.0] * 10
+    _feed(monitor, pattern * 2, start=T0)
+    assert store.list() == []
+    _feed(monitor, pattern, start=T0 + 28 * 60_000)
+    alerts = store.list(type_=CUMULATIVE_TYPE)
+    assert len(alerts) == 1
+    assert alerts[0].threshold == 600
+    assert alerts[0].value == 660.0  # 4 min + 4 min + 3 min counted when the 12th minute lands
+    assert alerts[0].details["day"] == "2026-11-22"
+    # the next local day (16:00 UTC) starts from zero and clears it
+    next_day = T0 + 19 * 3_600_000
+    _feed(monitor, [5.0, 5.0], start=next_day)
+    assert store.list(type_=CUMULATIVE_TYPE)[0].state == "cleared"
+
+
+def test_a_long_gap_does_not_count_as_out(tmp_path: Path) -> None:
+    policy = ColdChainPolicy(daily_out_limit_s=600, max_gap_s=300, mkt_min_samples=10_000)
+    monitor, store = _monitor(tmp_path, policy)
+    _feed(monitor, [9.0, 9.0], start=T0, step_s=3600)  # probe silent for an hour after 9 °C
+    assert store.list() == []
