@@ -219,10 +219,16 @@ class IngestService:
     async def stop(self) -> None:
         """Flush the writer and disconnect (the persistent session keeps what arrives meanwhile)."""
         self._stopping = True
-        await self.writer.close()
+        # Acknowledge what is in hand while the connection is still up: make it durable, then
+        # let the handlers return so gmqtt sends their PUBACKs. Anything arriving after this is
+        # not acknowledged and the broker delivers it again to the next session.
+        await self.writer.drain()
+        for _ in range(3):
+            await asyncio.sleep(0)
         if self._mqtt is not None:
             with contextlib.suppress(Exception):
                 await self._mqtt.disconnect()
+        await self.writer.close()
         await self._influx.aclose()
 
 

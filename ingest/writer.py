@@ -224,6 +224,10 @@ class BatchWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         # The loops are stopped; finish the batches in flight, then what is still buffered.
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Make everything added so far durable now, without waiting for the flush timer."""
         if self._inflight:
             await asyncio.gather(*self._inflight)
         if self._lines:

@@ -136,12 +136,9 @@ class VirtualWarehouse:
         self._start_wall = time.monotonic()
         self._start_sim_ms = time.time_ns() // 1_000_000
         for kind, device in self._devices():
-            birth = {
-                "online": True,
-                "ts": self.sim_ms(),
-                "interval_s": c.interval_s,
-                "firmware": "sim-1",
-            }
+            birth: dict[str, object] = {"online": True, "ts": self.sim_ms(), "firmware": "sim-1"}
+            if kind != "rfid":  # a reader reports when it reads tags, not on a schedule
+                birth["interval_s"] = c.interval_s
             self._publish(topics.build(c.site, kind, device, "status"), birth, retain=True)
         self._thread = threading.Thread(target=self._run, name="virtual-warehouse", daemon=True)
         self._thread.start()
