@@ -154,7 +154,10 @@ class IngestService:
         samples = decoded.samples
         earliest = received_ms - self._max_past_ms
         latest = received_ms + self._max_future_ms
-        if all(earliest <= sample.ts_ms <= latest for sample in samples):
+        for sample in samples:
+            if not earliest <= sample.ts_ms <= latest:
+                break
+        else:
             return None
         restamped: dict[int, int] = {}
         for index, sample in enumerate(samples):
