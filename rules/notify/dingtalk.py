@@ -25,7 +25,7 @@ import httpx
 from core.alerts import Alert, AlertEvent
 from core.settings import ChannelSettings
 from rules.notify import render
-from rules.notify.base import DeliveryError
+from rules.notify.base import DeliveryError, post_robot
 from rules.notify.digest import DEFAULT_TOP, DigestEntry, build_digest
 from rules.notify.textsplit import (
     json_utf8_len,
@@ -234,40 +234,17 @@ class DingTalkChannel:
             )
         secret = self._settings.secret.get_secret_value() if self._settings.secret else None
         url = signed_url(self._settings.url.get_secret_value(), secret, int(self._clock() * 1000))
-        try:
-            response = await self._client.post(
-                url, content=body, headers={"Content-Type": "application/json; charset=utf-8"}
-            )
-        except httpx.HTTPError as exc:
-            # The exception text can carry the URL with its token: keep only its type.
-            raise self._fail(
-                f"{self.name}: network error ({type(exc).__name__})", retry_after_s=5.0, code=None
-            ) from None
-        if response.status_code >= 500:
-            raise self._fail(
-                f"{self.name}: HTTP {response.status_code}",
-                retry_after_s=5.0,
-                code=response.status_code,
-            )
-        try:
-            result = response.json()
-            errcode = int(result.get("errcode", -1))
-            errmsg = str(result.get("errmsg", ""))
-        except (ValueError, AttributeError):
-            raise self._fail(
-                f"{self.name}: HTTP {response.status_code} with a non-JSON body",
-                retry_after_s=30.0,
-                code=response.status_code,
-            ) from None
-        if errcode == 0:
-            return
-        meaning = ERRCODES.get(errcode, "unknown error")
-        message = f"{self.name}: DingTalk errcode {errcode} ({meaning}): {errmsg}"
-        if errcode == 130101:
-            raise self._fail(message, retry_after_s=THROTTLE_PENALTY_S, code=errcode)
-        if errcode == -1:
-            raise self._fail(message, retry_after_s=5.0, code=errcode)  # system busy
-        raise self._fail(message, retry_after_s=None, code=errcode)
+        await post_robot(
+            self._client,
+            url,
+            body,
+            name=self.name,
+            vendor="DingTalk",
+            errcodes=ERRCODES,
+            throttle_code=130101,
+            throttle_s=THROTTLE_PENALTY_S,
+            fail=self._fail,
+        )
 
     async def aclose(self) -> None:
         """Close the HTTP client."""

@@ -18,7 +18,7 @@ import httpx
 from core.alerts import Alert, AlertEvent
 from core.settings import ChannelSettings
 from rules.notify import render
-from rules.notify.base import DeliveryError
+from rules.notify.base import DeliveryError, post_robot
 from rules.notify.digest import DEFAULT_TOP, DigestEntry, build_digest
 from rules.notify.textsplit import (
     protect_in_logs,
@@ -153,43 +153,17 @@ class WeComChannel:
 
     async def post(self, payload: dict[str, Any]) -> None:
         """POST one message; raise :class:`DeliveryError` on anything but errcode 0."""
-        body = json.dumps(payload, ensure_ascii=False).encode()
-        try:
-            response = await self._client.post(
-                self._settings.url.get_secret_value(),
-                content=body,
-                headers={"Content-Type": "application/json; charset=utf-8"},
-            )
-        except httpx.HTTPError as exc:
-            # The exception text can carry the URL with its key: keep only its type.
-            raise self._fail(
-                f"{self.name}: network error ({type(exc).__name__})", retry_after_s=5.0, code=None
-            ) from None
-        if response.status_code >= 500:
-            raise self._fail(
-                f"{self.name}: HTTP {response.status_code}",
-                retry_after_s=5.0,
-                code=response.status_code,
-            )
-        try:
-            result = response.json()
-            errcode = int(result.get("errcode", -1))
-            errmsg = str(result.get("errmsg", ""))
-        except (ValueError, AttributeError):
-            raise self._fail(
-                f"{self.name}: HTTP {response.status_code} with a non-JSON body",
-                retry_after_s=30.0,
-                code=response.status_code,
-            ) from None
-        if errcode == 0:
-            return
-        meaning = ERRCODES.get(errcode, "unknown error")
-        message = f"{self.name}: WeCom errcode {errcode} ({meaning}): {errmsg}"
-        if errcode == 45009:
-            raise self._fail(message, retry_after_s=THROTTLE_PENALTY_S, code=errcode)
-        if errcode == -1:
-            raise self._fail(message, retry_after_s=5.0, code=errcode)
-        raise self._fail(message, retry_after_s=None, code=errcode)
+        await post_robot(
+            self._client,
+            self._settings.url.get_secret_value(),
+            json.dumps(payload, ensure_ascii=False).encode(),
+            name=self.name,
+            vendor="WeCom",
+            errcodes=ERRCODES,
+            throttle_code=45009,
+            throttle_s=THROTTLE_PENALTY_S,
+            fail=self._fail,
+        )
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
