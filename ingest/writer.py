@@ -55,6 +55,8 @@ class BatchWriter:
             self._spool_ready.set()
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
+        # Read at scrape time: setting a gauge per message would cost a lock on the hot path.
+        metrics.queue_depth.set_function(lambda: len(self._lines))
         self._slots = asyncio.Semaphore(WRITE_CONCURRENCY)
         self._inflight: set[asyncio.Task[None]] = set()
         # Observers (benchmarks, latency probes) get the device times of every durable batch.
@@ -106,7 +108,6 @@ class BatchWriter:
         lines = self._lines
         self._lines, self._waiters, self._oldest_ms, self._device_ts = [], [], None, []
         self._full.clear()
-        self._metrics.queue_depth.set(0)
         return lines, batch
 
     def _durable(self, batch: _Batch) -> None:

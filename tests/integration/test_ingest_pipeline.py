@@ -11,6 +11,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client import generate_latest
 
 from core import topics
 from core.influx import query_sync, rows
@@ -250,3 +251,36 @@ def test_implausible_device_time_is_replaced_and_flagged(
             assert abs(by_seq[seq]["time"] / 1e9 - time.time()) < 60
 
     asyncio.run(scenario())
+
+
+def test_seq_gaps_and_buffer_depth_are_exported(settings: Settings, publisher: Publisher) -> None:
+    async def scenario() -> IngestService:
+        service = IngestService(settings)
+        await service.start()
+        try:
+            for seq in (0, 1, 5, 6, 4, 10):  # 2-4 and 7-9 missing when they are counted
+                payload = {
+                    "ts": T0 + seq,
+                    "seq": seq,
+                    "readings": [{"sensor": "t", "celsius": 5.0}],
+                }
+                publisher.publish(topics.build("wh1", "temp", "gappy"), json.dumps(payload))
+            publisher.flush()
+            await until(
+                lambda: service.metrics.value("stocksense_ingest_points_written_total") >= 6,
+                what="six points",
+            )
+            assert service.metrics.value("stocksense_ingest_buffer_lines") == 0
+            service.writer.add_nowait(["temperature,device=x,sensor=t,site=s celsius=1 1"])
+            assert service.metrics.value("stocksense_ingest_buffer_lines") == 1
+        finally:
+            await service.stop()
+        return service
+
+    service = asyncio.run(scenario())
+    # Counted when seen: 2-4 at seq 5 and 7-9 at seq 10. The late 4 neither rewinds the
+    # device's position nor retracts the count (a counter never goes down).
+    assert service.metrics.value("stocksense_ingest_seq_gaps_total") == 6
+    exported = generate_latest(service.metrics.registry).decode()
+    assert "stocksense_ingest_seq_gaps_total 6.0" in exported
+    assert 'stocksense_ingest_deadlettered_total{reason="invalid_json"}' not in exported
