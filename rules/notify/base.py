@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import httpx
 
 from core.alerts import Alert, AlertEvent
 from core.errors import StockSenseError
+from rules.notify.textsplit import redact
 
 
 class DeliveryError(StockSenseError):
@@ -103,3 +104,33 @@ async def post_robot(
     if errcode == -1:
         raise fail(message, retry_after_s=5.0, code=errcode)  # system busy
     raise fail(message, retry_after_s=None, code=errcode)
+
+
+class RobotChannelBase:
+    """Plumbing shared by the group-robot channels; subclasses render and post."""
+
+    name: str
+    _client: httpx.AsyncClient
+    _secrets: Sequence[str]
+
+    def render(self, alert: Alert, event: AlertEvent) -> list[dict[str, Any]]:
+        """The message(s) for one alert event, each within the robot's size limits."""
+        raise NotImplementedError
+
+    async def post(self, payload: dict[str, Any]) -> None:
+        """POST one message or raise :class:`DeliveryError`."""
+        raise NotImplementedError
+
+    async def send(self, alert: Alert, event: AlertEvent) -> None:
+        """Send one alert event (unpaced; the notifier paces through :meth:`post`)."""
+        for payload in self.render(alert, event):
+            await self.post(payload)
+
+    def _fail(
+        self, message: str, *, retry_after_s: float | None, code: int | None
+    ) -> DeliveryError:
+        return DeliveryError(redact(message, self._secrets), retry_after_s=retry_after_s, code=code)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._client.aclose()

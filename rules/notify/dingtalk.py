@@ -25,12 +25,11 @@ import httpx
 from core.alerts import Alert, AlertEvent
 from core.settings import ChannelSettings
 from rules.notify import render
-from rules.notify.base import DeliveryError, post_robot
+from rules.notify.base import RobotChannelBase, post_robot
 from rules.notify.digest import DEFAULT_TOP, DigestEntry, build_digest
 from rules.notify.textsplit import (
     json_utf8_len,
     protect_in_logs,
-    redact,
     split_numbered,
     url_secrets,
 )
@@ -118,7 +117,7 @@ def body_bytes(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False).encode()
 
 
-class DingTalkChannel:
+class DingTalkChannel(RobotChannelBase):
     """One DingTalk robot.
 
     ``clock`` (seconds since the epoch) stamps the signature; inject the clock the receiver
@@ -213,16 +212,6 @@ class DingTalkChannel:
 
     # -- delivery -------------------------------------------------------------------------
 
-    async def send(self, alert: Alert, event: AlertEvent) -> None:
-        """Send one alert event (unpaced; the notifier paces through :meth:`post`)."""
-        for payload in self.render(alert, event):
-            await self.post(payload)
-
-    def _fail(
-        self, message: str, *, retry_after_s: float | None, code: int | None
-    ) -> DeliveryError:
-        return DeliveryError(redact(message, self._secrets), retry_after_s=retry_after_s, code=code)
-
     async def post(self, payload: dict[str, Any]) -> None:
         """POST one message; raise :class:`DeliveryError` on anything but errcode 0."""
         body = body_bytes(payload)
@@ -245,7 +234,3 @@ class DingTalkChannel:
             throttle_s=THROTTLE_PENALTY_S,
             fail=self._fail,
         )
-
-    async def aclose(self) -> None:
-        """Close the HTTP client."""
-        await self._client.aclose()

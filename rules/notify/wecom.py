@@ -18,11 +18,10 @@ import httpx
 from core.alerts import Alert, AlertEvent
 from core.settings import ChannelSettings
 from rules.notify import render
-from rules.notify.base import DeliveryError, post_robot
+from rules.notify.base import RobotChannelBase, post_robot
 from rules.notify.digest import DEFAULT_TOP, DigestEntry, build_digest
 from rules.notify.textsplit import (
     protect_in_logs,
-    redact,
     split_numbered,
     truncate,
     url_secrets,
@@ -50,7 +49,7 @@ def truncate_utf8(text: str, max_bytes: int, marker: str = "…") -> str:
     return truncate(text, max_bytes, measure=utf8_len, marker=marker)
 
 
-class WeComChannel:
+class WeComChannel(RobotChannelBase):
     """One WeCom group robot.
 
     ``msgtype`` defaults to text when mobile numbers are to be mentioned (markdown can only
@@ -141,16 +140,6 @@ class WeComChannel:
 
     # -- delivery -------------------------------------------------------------------------
 
-    async def send(self, alert: Alert, event: AlertEvent) -> None:
-        """Send one alert event (unpaced; the notifier paces through :meth:`post`)."""
-        for payload in self.render(alert, event):
-            await self.post(payload)
-
-    def _fail(
-        self, message: str, *, retry_after_s: float | None, code: int | None
-    ) -> DeliveryError:
-        return DeliveryError(redact(message, self._secrets), retry_after_s=retry_after_s, code=code)
-
     async def post(self, payload: dict[str, Any]) -> None:
         """POST one message; raise :class:`DeliveryError` on anything but errcode 0."""
         await post_robot(
@@ -164,7 +153,3 @@ class WeComChannel:
             throttle_s=THROTTLE_PENALTY_S,
             fail=self._fail,
         )
-
-    async def aclose(self) -> None:
-        """Close the HTTP client."""
-        await self._client.aclose()
