@@ -74,7 +74,7 @@ class IngestService:
         self._max_future_ms = int(settings.ingest.max_future_skew_s * 1000)
         self._max_past_ms = int(settings.ingest.max_past_age_s * 1000)
         self._mqtt: Any = None
-        self._connected = asyncio.Event()
+        self._subscribed = asyncio.Event()
         self._stopping = False
 
     async def start(self) -> None:
@@ -92,6 +92,7 @@ class IngestService:
             receive_maximum=65535,
         )
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message_qos1 if mqtt.qos == 1 else self._on_message_qos0
         if mqtt.username:
@@ -103,20 +104,26 @@ class IngestService:
         # uses 3.1.1, whose messages carry no properties to parse (about 10 % faster).
         version = MQTTv50 if mqtt.qos == 1 else MQTTv311
         await client.connect(mqtt.host, mqtt.port, keepalive=mqtt.keepalive_s, version=version)
-        await asyncio.wait_for(self._connected.wait(), timeout=30)
+        await asyncio.wait_for(self._subscribed.wait(), timeout=30)
 
     def _on_connect(self, client: Any, flags: int, rc: int, properties: Any) -> None:
         del flags, properties
         mqtt = self.settings.mqtt
         vendor = tuple(dict.fromkeys(r.pattern for r in self._routes))
-        for topic_filter in topics.subscription(mqtt.share_group, mqtt.sites, vendor):
-            client.subscribe(topic_filter, qos=mqtt.qos)
-        logger.info("ingest %s connected (rc=%s), subscribed", self.client_id, rc)
-        self._connected.set()
+        filters = topics.subscription(mqtt.share_group, mqtt.sites, vendor)
+        # One SUBSCRIBE for all filters: its SUBACK tells that the broker routes to us now.
+        client.subscribe([gmqtt.Subscription(f, qos=mqtt.qos) for f in filters])
+        logger.info("ingest %s connected (rc=%s), subscribing to %s", self.client_id, rc, filters)
+
+    def _on_subscribe(self, client: Any, mid: int, qos: Any, properties: Any) -> None:
+        del client, mid, properties
+        if any(code >= 0x80 for code in qos):
+            logger.error("ingest %s: the broker refused a subscription: %s", self.client_id, qos)
+        self._subscribed.set()
 
     def _on_disconnect(self, client: Any, packet: Any, exc: Exception | None = None) -> None:
         del client, packet
-        self._connected.clear()
+        self._subscribed.clear()
         if not self._stopping:
             logger.warning("ingest %s lost the broker, reconnecting: %s", self.client_id, exc)
 

@@ -13,8 +13,9 @@ from core.settings import InfluxSettings, MqttSettings, Settings
 from stocksense.devservices import LocalStack, local_stack
 
 HOUR_MS = 3_600_000
-# A recent whole hour: device times in tests must be plausible to the ingest clock check.
-RECENT_T0 = (time.time_ns() // 1_000_000 // HOUR_MS - 1) * HOUR_MS
+# A whole hour six hours back: device times in tests must be plausible to the ingest clock
+# check (at most 5 minutes ahead), and scenarios span up to a few hours from here.
+RECENT_T0 = (time.time_ns() // 1_000_000 // HOUR_MS - 6) * HOUR_MS
 
 
 @pytest.fixture(scope="session")
