@@ -34,13 +34,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from stocksense.apiserver import ApiServer  # noqa: PLC0415
     from stocksense.pipeline import Pipeline  # noqa: PLC0415
 
     settings = Settings()
     _logging(settings.log_level)
+
+    async def everything() -> None:
+        api = None if args.no_api else ApiServer(settings, host=args.host, port=args.port)
+        if api is not None:
+            await api.start()
+            logging.getLogger(__name__).info("API and console at %s/console", api.url)
+        try:
+            await Pipeline(settings).run_forever()
+        finally:
+            if api is not None:
+                await api.stop()
+
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(Pipeline(settings).run_forever())
-    del args
+        asyncio.run(everything())
     return 0
 
 
@@ -152,7 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
     demo.set_defaults(func=_cmd_demo)
 
-    run = sub.add_parser("run", help="ingest + rules + notifier from STOCKSENSE_* settings")
+    run = sub.add_parser("run", help="ingest, rules, notifier and API from STOCKSENSE_* settings")
+    run.add_argument("--host", default="127.0.0.1", help="API address")
+    run.add_argument("--port", type=int, default=8000, help="API port")
+    run.add_argument("--no-api", action="store_true", help="run without the API and console")
     run.set_defaults(func=_cmd_run)
 
     notify = sub.add_parser("notify", help="run the notifier alone: deliver the alert outbox")

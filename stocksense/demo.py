@@ -34,7 +34,8 @@ from simulators.warehouse import (
     VirtualWarehouse,
     WarehouseConfig,
 )
-from stocksense.devservices import local_stack
+from stocksense.apiserver import ApiServer
+from stocksense.devservices import free_port, local_stack
 from stocksense.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ async def run_demo(
 ) -> int:
     """Run the demo; returns a process exit code (0 when the alert was delivered and cleared)."""
     run_dir = data_dir / time.strftime("demo-%Y%m%d-%H%M%S")
+    api_port = free_port()
     dingtalk = DingTalkRobot(
         access_token=secrets.token_hex(16), secret="SEC" + secrets.token_hex(24)
     )
@@ -117,6 +119,7 @@ async def run_demo(
                 mqtt=MqttSettings(port=stack.mqtt_port, client_id="stocksense-demo"),
                 influx=InfluxSettings(url=stack.influx_url, database="stocksense"),
                 notifier=NotifierSettings(
+                    console_url=f"http://127.0.0.1:{api_port}/console",
                     channels=[
                         ChannelSettings(name=DINGTALK, kind="dingtalk", url=dingtalk.url,
                                         secret=dingtalk.secret, language="zh"),
@@ -124,7 +127,7 @@ async def run_demo(
                     ]
                 ),
             )  # fmt: skip
-            return await _run(settings, stack.mqtt_port, stack.influx_url, dingtalk,
+            return await _run(settings, stack.mqtt_port, stack.influx_url, dingtalk, api_port,
                               excursion_at_s=excursion_at_s, excursion_s=excursion_s,
                               linger_s=linger_s)  # fmt: skip
     finally:
@@ -137,6 +140,7 @@ async def _run(
     mqtt_port: int,
     influx_url: str,
     dingtalk: DingTalkRobot,
+    api_port: int,
     *,
     excursion_at_s: float,
     excursion_s: float,
@@ -152,6 +156,9 @@ async def _run(
     _load_catalog(settings, load_seed(CATALOG))
     pipeline = Pipeline(settings, seed=load_seed(SEED))
     await pipeline.start()
+    api = ApiServer(settings, host="127.0.0.1", port=api_port)
+    await api.start()
+    print(f"Ops console    {settings.notifier.console_url}  (API docs at {api.url}/docs)")
     config = _warehouse()
     config.excursions.append(Excursion(start_s=excursion_at_s, duration_s=excursion_s))
     warehouse = VirtualWarehouse(config, host="127.0.0.1", port=mqtt_port).start()
@@ -187,6 +194,7 @@ async def _run(
         return 0 if cleared else 1
     finally:
         warehouse.stop()
+        await api.stop()
         await pipeline.stop()
 
 
