@@ -176,15 +176,20 @@ class Notifier:
         by_channel: dict[str, list[OutboxItem]] = {}
         for item in self._store.due(now=self._now_ms(), limit=self._batch_limit):
             by_channel.setdefault(item.channel, []).append(item)
+        # Channels are independent: a slow InfluxDB or webhook must not hold up a robot.
+        counts = await asyncio.gather(
+            *(self._deliver_channel(name, items) for name, items in by_channel.items())
+        )
+        return sum(counts)
+
+    async def _deliver_channel(self, name: str, items: list[OutboxItem]) -> int:
+        robot = self._robots.get(name)
+        if robot is not None:
+            return await self._deliver_paced(robot, items)
         accepted = 0
-        for name, items in by_channel.items():
-            robot = self._robots.get(name)
-            if robot is not None:
-                accepted += await self._deliver_paced(robot, items)
-                continue
-            for item in items:
-                if await self._deliver(item):
-                    accepted += 1
+        for item in items:
+            if await self._deliver(item):
+                accepted += 1
         return accepted
 
     # -- one event per delivery (InfluxDB, webhooks) ---------------------------------------
