@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from collections.abc import Callable, Collection, Sequence
 
@@ -106,9 +107,13 @@ class Pipeline:
         self.conn.close()
 
     async def run_forever(self) -> None:
-        """Start, then wait until cancelled (Ctrl-C), and stop cleanly."""
+        """Start, then run until SIGINT or SIGTERM (or cancellation), and stop cleanly."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
         await self.start()
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await self.stop()
