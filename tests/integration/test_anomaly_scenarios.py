@@ -13,6 +13,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -42,11 +43,12 @@ T0 = RECENT_T0
 PROBES = ("p1", "p2", "p3")
 
 
-def _seed(site: str, *, allowance_s: float = 3600) -> Seed:
+def _seed(site: str, *, allowance_s: float = 3600, timezone: str = "UTC") -> Seed:
     return Seed(
         sites=[
             Site(
                 id=site,
+                timezone=timezone,
                 zones=[
                     Zone(
                         id="cold",
@@ -126,6 +128,7 @@ async def running(
     alerting: AlertingSettings,
     *,
     allowance_s: float = 3600,
+    timezone: str = "UTC",
 ) -> AsyncIterator[Run]:
     """Pipeline + anomaly processors + two webhooks ("hook" routed, "oncall" for escalation)."""
     hook = WebhookReceiver().start()
@@ -143,7 +146,7 @@ async def running(
     # The scenarios drive time themselves: readings arrive "at" T0 as far as the rules know.
     pipeline = Pipeline(
         cfg,
-        seed=_seed(site, allowance_s=allowance_s),
+        seed=_seed(site, allowance_s=allowance_s, timezone=timezone),
         anomaly_sites={site},
         tick_interval_s=3600,
         clock=lambda: T0 / 1000,
@@ -198,6 +201,51 @@ def test_noise_only_raises_nothing(settings: Settings, publisher: Publisher) -> 
             mkt = run.anomaly.cold_chain.mkt("sq-noise", "cold")
             assert mkt is not None
             assert 4.0 < mkt < 6.5
+
+    _run(scenario)
+
+
+def _zone_with_midnight_at(ts_ms: int) -> str:
+    """A fixed-offset time zone in which ``ts_ms`` (a whole UTC hour) is local midnight."""
+    offset = -datetime.fromtimestamp(ts_ms / 1000, tz=UTC).hour % 24
+    if offset > 12:
+        offset -= 24  # the Etc/GMT zones span UTC-11 .. UTC+12 for this purpose
+    return "Etc/GMT" + ("" if offset == 0 else f"{-offset:+d}")  # POSIX: the sign is inverted
+
+
+def test_cumulative_time_out_of_band_fires_and_a_new_day_clears(
+    settings: Settings, publisher: Publisher
+) -> None:
+    midnight = T0 + 2 * 3_600_000
+    alerting = _only_hook(
+        cold_chain=ColdChainPolicy(daily_out_limit_s=600, mkt_min_samples=100_000)
+    )
+
+    async def scenario() -> None:
+        tz = _zone_with_midnight_at(midnight)
+        async with running(settings, publisher, "sq-cum", alerting, timezone=tz) as run:
+            rng = np.random.default_rng(7)
+            spell = [9.0] * 8 + [5.0] * 20  # 4 minutes out, 10 back in band (30 s readings)
+            for i, celsius in enumerate(spell * 2):
+                run.temps(i, {"p1": celsius + rng.normal(0, 0.05)})
+            await run.settle()
+            assert run.alerts() == []  # 8 minutes out so far: within the 10-minute allowance
+            for i, celsius in enumerate(spell, start=56):
+                run.temps(i, {"p1": celsius + rng.normal(0, 0.05)})
+            await run.settle()
+            [alert] = run.alerts("cold_chain_cumulative")
+            assert alert.state == "active"
+            assert alert.threshold == 600
+            assert alert.value is not None
+            assert 600 < alert.value <= 720
+            # past local midnight the day's count starts again, and the alert clears
+            run.temps((midnight - T0) // 30_000 + 1, {"p1": 5.0})
+            await run.settle()
+            await until(lambda: len(run.hook_events()) == 2, what="raised and resolved")
+            assert run.hook_events() == [
+                ("raised", "cold_chain_cumulative", "sq-cum/cold"),
+                ("cleared", "cold_chain_cumulative", "sq-cum/cold"),
+            ]
 
     _run(scenario)
 
