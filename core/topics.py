@@ -12,7 +12,6 @@ from typing import Literal, cast, get_args
 
 ROOT = "stocksense/v1"
 DEADLETTER_TOPIC = f"{ROOT}/_deadletter"
-ALERTS_TOPIC = f"{ROOT}/_alerts"
 
 Kind = Literal["weight", "temp", "rfid"]
 Channel = Literal["data", "status"]

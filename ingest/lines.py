@@ -11,13 +11,6 @@ from __future__ import annotations
 from core.influx import escape_tag, field_str
 from core.readings import DeviceStatus, Sample, TagSample, TempSample, WeightSample
 
-MEASUREMENTS = {
-    "temp": "temperature",
-    "weight": "weight",
-    "rfid": "rfid",
-    "status": "device_status",
-}
-
 # Measurement + escaped tag set per series, memoised: series repeat, escaping is not free.
 _PREFIXES: dict[tuple[object, ...], str] = {}
 _PREFIXES_MAX = 200_000
