@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
+
+from core.influx_writer import WriterMetrics
 
 
 class _HotCounters(Collector):
@@ -34,17 +36,12 @@ class IngestMetrics:
         r = self.registry
         self.hot = _HotCounters()
         r.register(self.hot)
-        self.written = Counter(
-            "stocksense_ingest_points_written", "Points written to InfluxDB", registry=r
-        )
+        self.writer = WriterMetrics("stocksense_ingest", r)
         self.deadlettered = Counter(
             "stocksense_ingest_deadlettered",
             "Messages sent to the dead-letter topic",
             ["reason"],
             registry=r,
-        )
-        self.spooled = Counter(
-            "stocksense_ingest_points_spooled", "Points spooled to disk", registry=r
         )
         self.seq_gaps = Counter(
             "stocksense_ingest_seq_gaps", "Messages missing by per-device seq", registry=r
@@ -57,29 +54,6 @@ class IngestMetrics:
         self.clock_skew = Counter(
             "stocksense_ingest_clock_skew",
             "Readings whose device time was replaced by the receive time",
-            registry=r,
-        )
-        self.rules_dropped = Counter(
-            "stocksense_ingest_rules_dropped",
-            "Readings not handed to rules (queue full)",
-            registry=r,
-        )
-        self.queue_depth = Gauge(
-            "stocksense_ingest_buffer_lines", "Lines waiting for a write", registry=r
-        )
-        self.spool_batches = Gauge(
-            "stocksense_ingest_spool_batches", "Batches waiting on disk", registry=r
-        )
-        self.write_latency = Histogram(
-            "stocksense_ingest_write_seconds",
-            "InfluxDB write latency",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-            registry=r,
-        )
-        self.lag = Histogram(
-            "stocksense_ingest_lag_seconds",
-            "Device timestamp to durable write",
-            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
             registry=r,
         )
 

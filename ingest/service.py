@@ -27,13 +27,13 @@ from pydantic import TypeAdapter, ValidationError
 from core import topics
 from core.errors import ConfigError, PayloadError
 from core.influx import InfluxClient
+from core.influx_writer import BatchWriter
 from core.readings import Sample
 from core.settings import Settings
 from ingest import adapters
 from ingest.decode import Decoded, decode_canonical
 from ingest.lines import message_lines
 from ingest.metrics import IngestMetrics
-from ingest.writer import BatchWriter
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class IngestService:
         self.writer = BatchWriter(
             self._influx,
             spool_dir(settings, self.client_id),
-            self.metrics,
+            self.metrics.writer,
             batch_lines=settings.influx.batch_lines,
             flush_interval_s=settings.influx.flush_interval_s,
         )

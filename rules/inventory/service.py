@@ -31,17 +31,19 @@ import asyncio
 import logging
 import math
 import sqlite3
+import tempfile
 import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from core.alerts import AlertStore, Severity
-from core.errors import InfluxWriteError
 from core.influx import InfluxClient, line
+from core.influx_writer import BatchWriter, WriterMetrics
 from core.inventory import (
     InventoryStore,
     LedgerEntry,
@@ -100,87 +102,6 @@ class _Misplaced:
     ts_ms: int
 
 
-class LineBuffer:
-    """Line protocol waiting for InfluxDB; written in batches by a task the caller kicks.
-
-    Never blocks the caller: ``add`` appends, ``kick`` starts a write task when none runs.
-    A retryable failure puts the batch back in front and backs off; a bounded buffer drops the
-    oldest lines (counted) rather than eating memory through a long outage.
-    """
-
-    def __init__(
-        self, client: InfluxClient | None, *, batch_lines: int = 5000, max_lines: int = 200_000
-    ) -> None:
-        self._client = client
-        self._batch = batch_lines
-        self._max = max_lines
-        self._lines: deque[str] = deque()
-        self._task: asyncio.Task[None] | None = None
-        self._retry_at = 0.0
-        self._backoff_s = 0.5
-        self.written = 0
-        self.dropped = 0
-        self.failures = 0
-
-    def __len__(self) -> int:
-        return len(self._lines)
-
-    def add(self, lines: Sequence[str]) -> None:
-        """Queue lines; over the bound the oldest are dropped."""
-        if self._client is None:
-            return
-        self._lines.extend(lines)
-        excess = len(self._lines) - self._max
-        if excess > 0:
-            for _ in range(excess):
-                self._lines.popleft()
-            self.dropped += excess
-            logger.warning("inventory InfluxDB buffer full: %d oldest lines dropped", excess)
-
-    def kick(self) -> None:
-        """Start writing in the background if lines wait, no write runs and no back-off holds."""
-        if not self._lines or (self._task is not None and not self._task.done()):
-            return
-        if time.monotonic() < self._retry_at:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no event loop (a synchronous caller): the next kick inside one writes
-        self._task = loop.create_task(self._flush(), name="inventory-influx")
-
-    async def _flush(self) -> None:
-        assert self._client is not None
-        while self._lines:
-            batch = [self._lines.popleft() for _ in range(min(self._batch, len(self._lines)))]
-            try:
-                await self._client.write(("\n".join(batch) + "\n").encode())
-            except InfluxWriteError as exc:
-                if not exc.retryable:
-                    self.dropped += len(batch)
-                    logger.error(  # noqa: TRY400 - the reason is in the message; a traceback adds nothing
-                        "InfluxDB rejected %d inventory lines: %s", len(batch), exc
-                    )
-                    continue
-                self._lines.extendleft(reversed(batch))
-                self.failures += 1
-                self._retry_at = time.monotonic() + self._backoff_s
-                logger.warning("InfluxDB write failed, retrying in %.1fs: %s", self._backoff_s, exc)
-                self._backoff_s = min(self._backoff_s * 2, 30.0)
-                return
-            self.written += len(batch)
-            self._backoff_s = 0.5
-
-    async def flush(self) -> None:
-        """Write everything now (shutdown, tests); lines stay queued if InfluxDB is down."""
-        if self._task is not None:
-            await self._task
-        self._retry_at = 0.0
-        if self._lines and self._client is not None:
-            self._task = asyncio.get_running_loop().create_task(self._flush())
-            await self._task
-
-
 class InventoryProcessor:
     """Stock from weight shelves and RFID, reorder, expiry, ageing, imbalance and stock anomalies.
 
@@ -195,15 +116,26 @@ class InventoryProcessor:
         alerts: AlertStore,
         influx: InfluxClient | None = None,
         config: InventorySettings | None = None,
+        spool_dir: Path | None = None,
+        flush_interval_s: float = 0.25,
     ) -> None:
         self.store = store
         self.alerts = alerts
         self.config = config or InventorySettings()
-        self.influx = LineBuffer(
-            influx,
-            batch_lines=self.config.influx_batch_lines,
-            max_lines=self.config.influx_max_buffer_lines,
-        )
+        # Stock, movement and suggestion points go through the same durable writer as the
+        # readings: batched, never blocking the rules loop, spooled to disk while InfluxDB is
+        # down. Without a spool directory (tests) a private temporary one is used.
+        self.influx: BatchWriter | None = None
+        if influx is not None:
+            self.influx = BatchWriter(
+                influx,
+                spool_dir or Path(tempfile.mkdtemp(prefix="stocksense-inventory-spool-")),
+                WriterMetrics("stocksense_inventory"),
+                batch_lines=self.config.influx_batch_lines,
+                flush_interval_s=flush_interval_s,
+                max_buffer_lines=self.config.influx_max_buffer_lines,
+            )
+        self._writer_started = False
         self._skus: dict[str, Sku] = {}
         self._cells: dict[tuple[str, str, str], _Cell] = {}
         self._rfid: dict[str, RfidTracker] = {}
@@ -523,14 +455,14 @@ class InventoryProcessor:
                 ts_ns,
             )
         )
-        self.influx.add(lines)
+        self._write(lines)
         return entries
 
     def _count_line(self, site: str, zone: str, sku: str, ts_ms: int) -> None:
         tracker = self._rfid.get(site)
         if tracker is None:
             return
-        self.influx.add(
+        self._write(
             [
                 line(
                     "stock",
@@ -627,7 +559,7 @@ class InventoryProcessor:
             return None
         qty = suggestion.qty
         logger.info("purchase suggestion %d: %s qty %g (%s)", suggestion.id, source, qty, reason)
-        self.influx.add(
+        self._write(
             [
                 line(
                     "suggestions",
@@ -705,7 +637,7 @@ class InventoryProcessor:
         if self._last_sweep_ms is None or now_ms - self._last_sweep_ms >= interval_ms:
             self._last_sweep_ms = now_ms
             self.sweep(now_ms)
-        self.influx.kick()
+        self._start_writer()
 
     def sweep(self, now_ms: int) -> None:
         """Catalog reload, lot dates, dead stock, imbalance and reorder for every SKU."""
@@ -962,9 +894,27 @@ class InventoryProcessor:
             if alert.type in types and (alert.source, alert.type) not in live:
                 self._clear(alert.source, alert.type, at_ms, note)
 
+    def _write(self, lines: Sequence[str]) -> None:
+        if self.influx is not None:
+            self.influx.add_nowait(list(lines))
+
+    def _start_writer(self) -> None:
+        """Start the writer's loops on the first tick inside the event loop."""
+        if self.influx is None or self._writer_started:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # a synchronous caller: the first tick inside the loop starts it
+        self.influx.start()
+        self._writer_started = True
+
     async def aclose(self) -> None:
-        """Write what is buffered for InfluxDB (if it is reachable)."""
-        await self.influx.flush()
+        """Make buffered points durable (written, or spooled when InfluxDB is down)."""
+        if self.influx is None:
+            return
+        self._start_writer()
+        await self.influx.close()
 
 
 def _cell_key(shelf: Shelf) -> tuple[str, str, str]:
@@ -990,5 +940,10 @@ def build_inventory_processor(
     Tuning comes from ``config``, else ``settings.inventory``.
     """
     return InventoryProcessor(
-        store=InventoryStore(conn), alerts=store, influx=influx, config=config or settings.inventory
+        store=InventoryStore(conn),
+        alerts=store,
+        influx=influx,
+        config=config or settings.inventory,
+        spool_dir=settings.data_dir / "spool" / "inventory",
+        flush_interval_s=settings.influx.flush_interval_s,
     )

@@ -1,7 +1,10 @@
-"""Batching InfluxDB writer: gzip batches, retry with backoff, spool to disk, replay in order.
+"""Durable batching writer for InfluxDB, shared by ingest (readings) and rules (stock, movements).
 
-A batch is "durable" once InfluxDB answered 204 or it sits fsynced in the spool; only then are
-the waiters of its messages released (that is when QoS 1 messages get their PUBACK).
+Lines are written in gzip batches; when InfluxDB is unreachable or overloaded a batch is
+fsynced into an on-disk spool instead and replayed in order when it returns, so nothing is
+lost across outages or restarts. A batch is "durable" once InfluxDB answered 204 or it sits in
+the spool; only then are the waiters of its lines released (that is when ingest acknowledges
+QoS 1 messages).
 """
 
 from __future__ import annotations
@@ -9,17 +12,82 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
 from core.errors import InfluxWriteError
 from core.influx import InfluxClient
-from ingest.metrics import IngestMetrics
-from ingest.spool import Spool
 
 logger = logging.getLogger(__name__)
+
+
+class WriterMetrics:
+    """Metrics of one writer, named ``<prefix>_points_written_total`` and so on."""
+
+    def __init__(self, prefix: str, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.written = Counter(f"{prefix}_points_written", "Points written to InfluxDB", registry=r)
+        self.spooled = Counter(f"{prefix}_points_spooled", "Points spooled to disk", registry=r)
+        self.queue_depth = Gauge(f"{prefix}_buffer_lines", "Lines waiting for a write", registry=r)
+        self.spool_batches = Gauge(f"{prefix}_spool_batches", "Batches waiting on disk", registry=r)
+        self.write_latency = Histogram(
+            f"{prefix}_write_seconds",
+            "InfluxDB write latency",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.lag = Histogram(
+            f"{prefix}_lag_seconds",
+            "Device timestamp to durable write",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
+
+
+class Spool:
+    """Append-only directory of batches; oldest first."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.tmp"):
+            stale.unlink()
+        existing = self._segments()
+        self._next = int(existing[-1].stem) + 1 if existing else 0
+
+    def _segments(self) -> list[Path]:
+        return sorted(self.directory.glob("*.lp"))
+
+    def append(self, body: bytes) -> Path:
+        """Store one batch durably and return its path."""
+        path = self.directory / f"{self._next:016d}.lp"
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("wb") as fh:
+            fh.write(body)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.rename(path)
+        self._next += 1
+        return path
+
+    def oldest(self) -> Path | None:
+        """The next batch to replay, if any."""
+        segments = self._segments()
+        return segments[0] if segments else None
+
+    def __len__(self) -> int:
+        return len(self._segments())
+
+    def pending_bytes(self) -> int:
+        """Total size of spooled batches."""
+        return sum(p.stat().st_size for p in self._segments())
+
 
 WRITE_CONCURRENCY = 2
 
@@ -31,7 +99,7 @@ class BatchWriter:
         self,
         client: InfluxClient,
         spool_dir: Path,
-        metrics: IngestMetrics,
+        metrics: WriterMetrics,
         *,
         batch_lines: int = 5000,
         flush_interval_s: float = 1.0,
