@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as mqtt
+import uvloop
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import SecretStr
 
@@ -200,7 +201,7 @@ def main() -> None:
             alerting=AlertingSettings(offline=OfflinePolicy(min_timeout_s=3600)),
         )
         try:
-            asyncio.run(measure(settings, hook, args))
+            uvloop.run(measure(settings, hook, args))
         finally:
             hook.stop()
 
