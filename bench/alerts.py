@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as mqtt
-import uvloop
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import SecretStr
 
@@ -201,7 +200,7 @@ def main() -> None:
             alerting=AlertingSettings(offline=OfflinePolicy(min_timeout_s=3600)),
         )
         try:
-            uvloop.run(measure(settings, hook, args))
+            asyncio.run(measure(settings, hook, args))
         finally:
             hook.stop()
 

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvloop
 
 from core import topics
 from core.influx import query_sync
@@ -322,7 +321,7 @@ def _worker(argv: list[str]) -> None:
     parser.add_argument("--latency", action="store_true")
     args = parser.parse_args(argv)
     run = _stocksense_worker if args.impl == "stocksense" else _naive_worker
-    print(json.dumps(uvloop.run(run(args))), flush=True)
+    print(json.dumps(asyncio.run(run(args))), flush=True)
 
 
 def _table(results: list[Result]) -> None:

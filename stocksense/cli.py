@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import logging
 import sys
 import time
 from pathlib import Path
 
-import uvloop
-
 from core.settings import Settings
-
-# Every long-running command runs on uvloop: measured here, it lifts ingest throughput by
-# 10-15 % over the default event loop (socket reads dominate the hot path).
 
 
 def _logging(level: str) -> None:
@@ -27,7 +23,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from stocksense.demo import run_demo  # noqa: PLC0415 - keep CLI start-up light
 
     _logging("WARNING" if not args.verbose else "INFO")
-    return uvloop.run(
+    return asyncio.run(
         run_demo(
             Path(args.data_dir),
             excursion_at_s=args.excursion_at,
@@ -56,7 +52,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 await api.stop()
 
     with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(everything())
+        asyncio.run(everything())
     return 0
 
 
@@ -66,7 +62,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     settings = Settings()
     _logging(settings.log_level)
     del args
-    return uvloop.run(run_ingest(settings))
+    return asyncio.run(run_ingest(settings))
 
 
 def _cmd_api(args: argparse.Namespace) -> int:
@@ -151,7 +147,7 @@ def _cmd_notify(args: argparse.Namespace) -> int:
     _logging(settings.log_level)
     del args
     with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(run_notifier(settings))
+        asyncio.run(run_notifier(settings))
     return 0
 
 
