@@ -117,7 +117,9 @@ def run_case(
     """Flood one consumer implementation and measure it."""
     db = f"bench_{impl}_{qos}_{readings}_{int(time.time())}"
     kind: topics.Kind = "temp" if readings == 1 else "weight"
-    topic = topics.build("bench", kind, "dev-1")
+    # Each case publishes under its own site and its consumer subscribes to that site only:
+    # a persistent session left by an earlier case must not queue (and slow) later floods.
+    topic = topics.build(db, kind, "dev-1")
     expected = messages * readings
     proc = _spawn_worker(
         [
@@ -161,7 +163,7 @@ def run_latency(stack: LocalStack, *, rate: int, seconds: float) -> Result:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-latency")
     client.connect("127.0.0.1", stack.mqtt_port)
     client.loop_start()
-    topic = topics.build("bench", "temp", "paced-1")
+    topic = topics.build(db, "temp", "paced-1")
     started = time.monotonic()
     for i in range(total):
         payload = json.dumps(
@@ -209,7 +211,9 @@ async def _stocksense_worker(args: argparse.Namespace) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     settings = Settings(
         data_dir=data_dir,
-        mqtt=MqttSettings(port=args.mqtt_port, qos=args.qos, client_id=f"bench-{os.getpid()}"),
+        mqtt=MqttSettings(
+            port=args.mqtt_port, qos=args.qos, client_id=f"bench-{os.getpid()}", sites=(args.db,)
+        ),
         influx=InfluxSettings(
             url=args.influx, database=args.db, batch_lines=BATCH_LINES, flush_interval_s=FLUSH_S
         ),
@@ -277,7 +281,7 @@ async def _naive_worker(args: argparse.Namespace) -> dict[str, Any]:
             response.raise_for_status()
             written += len(batch)
 
-        await client.subscribe(f"{topics.ROOT}/+/+/+/+", qos=args.qos)
+        await client.subscribe(f"{topics.ROOT}/{args.db}/+/+/+", qos=args.qos)
         print("ready", flush=True)
         last_flush = time.monotonic()
         async for message in client.messages:

@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 SampleSink = Callable[[list[Sample]], None]
 PUBACK_SUCCESS = 0
+RECEIVE_MAXIMUM = 20_000
 
 
 class IngestService:
@@ -89,7 +90,10 @@ class IngestService:
             clean_session=False,
             optimistic_acknowledgement=False,
             session_expiry_interval=0xFFFFFFFF,
-            receive_maximum=65535,
+            # Unacknowledged QoS 1 messages in flight at once: enough for two full batches and
+            # the flush interval at full speed, small enough to keep memory flat (each one is a
+            # pending task until its batch is durable).
+            receive_maximum=RECEIVE_MAXIMUM,
         )
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe

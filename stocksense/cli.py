@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -80,6 +81,11 @@ def _cmd_services(args: argparse.Namespace) -> int:
     from stocksense.devservices import local_stack  # noqa: PLC0415
 
     _logging("INFO")
+
+    def stop_on_sigterm(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # so the context manager below stops what it started
+
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     with local_stack(Path(args.data_dir) if args.data_dir else None) as stack:
         print(f"STOCKSENSE_MQTT__PORT={stack.mqtt_port}")
         print(f"STOCKSENSE_INFLUX__URL={stack.influx_url}")
