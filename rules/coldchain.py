@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from core.alerts import AlertStore
 from core.readings import TempSample
-from rules.seed import Seed, Zone
+from rules.seed import ProbeZones, Seed, Zone
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +34,7 @@ class ColdChainRule:
 
     def __init__(self, seed: Seed, store: AlertStore) -> None:
         self._store = store
-        self._device_zones: dict[tuple[str, str], list[tuple[str, Zone]]] = {}
-        for site in seed.sites:
-            for zone in site.zones:
-                if zone.temp_band is None:
-                    continue
-                for ref in zone.sensors:
-                    self._device_zones.setdefault((site.id, ref.device), []).append((site.id, zone))
+        self._probe_zones = ProbeZones(seed)
         self._probes: dict[tuple[str, str, str], ProbeState] = {}
         self._out: dict[str, set[str]] = {}
         # Zones with an open alert, so in-band readings cost no database round trip.
@@ -48,13 +42,9 @@ class ColdChainRule:
             a.source for a in store.list(state="active", limit=100_000) if a.type == ALERT_TYPE
         }
 
-    def zones_for(self, sample: TempSample) -> list[Zone]:
+    def zones_for(self, sample: TempSample) -> tuple[Zone, ...]:
         """Cold zones this probe belongs to."""
-        return [
-            zone
-            for _, zone in self._device_zones.get((sample.site, sample.device), [])
-            if any(ref.matches(sample.device, sample.sensor) for ref in zone.sensors)
-        ]
+        return self._probe_zones.zones(sample.site, sample.device, sample.sensor)
 
     def evaluate(self, sample: TempSample) -> None:
         """Update the probe's state and raise or clear the zone's alert as needed."""

@@ -154,6 +154,39 @@ def _binding_problems(seed: Seed) -> list[Problem]:
     return problems
 
 
+class ProbeZones:
+    """Which zones of a seed a temperature probe belongs to, memoised per probe.
+
+    Every temperature rule asks this for every sample; each zone is listed once per probe even
+    when it names the same device under several sensor references.
+    """
+
+    def __init__(self, seed: Seed, *, banded_only: bool = True) -> None:
+        self._by_device: dict[tuple[str, str], list[Zone]] = {}
+        for site in seed.sites:
+            for zone in site.zones:
+                if banded_only and zone.temp_band is None:
+                    continue
+                for ref in zone.sensors:
+                    zones = self._by_device.setdefault((site.id, ref.device), [])
+                    if zone not in zones:
+                        zones.append(zone)
+        self._memo: dict[tuple[str, str, str], tuple[Zone, ...]] = {}
+
+    def zones(self, site: str, device: str, sensor: str) -> tuple[Zone, ...]:
+        """The zones (in seed order) whose sensor references cover this probe."""
+        key = (site, device, sensor)
+        found = self._memo.get(key)
+        if found is None:
+            found = tuple(
+                zone
+                for zone in self._by_device.get((site, device), ())
+                if any(ref.matches(device, sensor) for ref in zone.sensors)
+            )
+            self._memo[key] = found
+        return found
+
+
 def load_seed(path: Path) -> Seed:
     """Load and validate a seed file; errors name the file and the offending key."""
     try:

@@ -30,7 +30,7 @@ import numpy.typing as npt
 from core.readings import Sample, TempSample
 from core.settings import AlertingSettings, ColdChainPolicy
 from rules.lifecycle import AlertLifecycle
-from rules.seed import Seed, TempBand, Zone
+from rules.seed import ProbeZones, Seed, TempBand, Zone
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,8 @@ class ColdChainMonitor:
     ) -> None:
         self._lifecycle = lifecycle
         alerting = settings or lifecycle.settings
-        self._zones: dict[tuple[str, str], list[_ZoneState]] = {}
+        self._probe_zones = ProbeZones(seed)
+        self._states: dict[tuple[str, str], _ZoneState] = {}
         for site in seed.sites:
             tz = ZoneInfo(site.timezone)
             for zone in site.zones:
@@ -134,16 +135,11 @@ class ColdChainMonitor:
                     tz=tz,
                     mkt=MktWindow(int(policy.mkt_window_s * 1000)),
                 )
-                for ref in zone.sensors:
-                    self._zones.setdefault((site.id, ref.device), []).append(state)
+                self._states[(site.id, zone.id)] = state
 
     def zone_states(self, site: str, zone: str) -> _ZoneState | None:
         """The state of one zone (for inspection and tests)."""
-        for states in self._zones.values():
-            for state in states:
-                if state.site == site and state.zone.id == zone:
-                    return state
-        return None
+        return self._states.get((site, zone))
 
     def mkt(self, site: str, zone: str) -> float | None:
         """The current windowed MKT of a zone, °C."""
@@ -155,12 +151,8 @@ class ColdChainMonitor:
         for sample in samples:
             if not isinstance(sample, TempSample):
                 continue
-            states = self._zones.get((sample.site, sample.device))
-            if not states:
-                continue
-            for state in states:
-                if any(ref.matches(sample.device, sample.sensor) for ref in state.zone.sensors):
-                    self._evaluate(state, sample)
+            for zone in self._probe_zones.zones(sample.site, sample.device, sample.sensor):
+                self._evaluate(self._states[(sample.site, zone.id)], sample)
 
     def tick(self, now_ms: int) -> None:
         """Both measures run on reading time."""

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from core.readings import Sample, TempSample
 from core.settings import SensorHealthPolicy
 from rules.lifecycle import AlertLifecycle
-from rules.seed import Seed, Zone
+from rules.seed import ProbeZones, Seed
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +65,7 @@ class SensorHealthDetector:
         self._lifecycle = lifecycle
         self.policy = policy or lifecycle.settings.sensor_health
         self.probes: dict[tuple[str, str, str], ProbeHealth] = {}
-        self._zones: dict[tuple[str, str], list[tuple[str, Zone]]] = {}
-        for site in seed.sites:
-            for zone in site.zones:
-                for ref in zone.sensors:
-                    self._zones.setdefault((site.id, ref.device), []).append((site.id, zone))
+        self._probe_zones = ProbeZones(seed, banded_only=False)
         # The zone of each probe (first match), and the probes seen in each zone.
         self._probe_zone: dict[tuple[str, str, str], str | None] = {}
         self._members: dict[str, set[tuple[str, str, str]]] = {}
@@ -88,11 +84,10 @@ class SensorHealthDetector:
         if key in self._probe_zone:
             return self._probe_zone[key]
         zone_key: str | None = None
-        for site_id, zone in self._zones.get((sample.site, sample.device), []):
-            if any(ref.matches(sample.device, sample.sensor) for ref in zone.sensors):
-                zone_key = f"{site_id}/{zone.id}"
-                self._members.setdefault(zone_key, set()).add(key)
-                break
+        zones = self._probe_zones.zones(sample.site, sample.device, sample.sensor)
+        if zones:
+            zone_key = f"{sample.site}/{zones[0].id}"
+            self._members.setdefault(zone_key, set()).add(key)
         self._probe_zone[key] = zone_key
         return zone_key
 

@@ -136,3 +136,34 @@ def test_a_long_gap_does_not_count_as_out(tmp_path: Path) -> None:
     monitor, store = _monitor(tmp_path, policy)
     _feed(monitor, [9.0, 9.0], start=T0, step_s=3600)  # probe silent for an hour after 9 °C
     assert store.list() == []
+
+
+def test_a_probe_counts_once_when_its_device_is_listed_under_several_sensors(
+    tmp_path: Path,
+) -> None:
+    seed = Seed(
+        sites=[
+            Site(
+                id="wh1",
+                zones=[
+                    Zone(
+                        id="cold",
+                        temp_band=TempBand(low=2, high=8),
+                        sensors=[
+                            SensorRef(device="p1", sensor="t1"),
+                            SensorRef(device="p1", sensor="t2"),
+                        ],
+                    )
+                ],
+            )
+        ]
+    )
+    store = AlertStore(db.connect(tmp_path / "a.db"), ["ops"])
+    monitor = ColdChainMonitor(seed, AlertLifecycle(store))
+    for i in range(5):
+        monitor.process(
+            [TempSample(site="wh1", device="p1", sensor="t1", ts_ms=T0 + i * 1000, celsius=5.0)]
+        )
+    state = monitor.zone_states("wh1", "cold")
+    assert state is not None
+    assert len(state.mkt) == 5
