@@ -158,6 +158,8 @@ class ManagedProcess:
 def mosquitto(workdir: Path, *, port: int | None = None) -> ManagedProcess:
     """A Mosquitto broker on 127.0.0.1 with persistence in ``workdir`` (not started yet)."""
     port = port or free_port()
+    # Services run with their own work dir as cwd: every path handed to them must be absolute.
+    workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "mosquitto.conf"
     conf.write_text(
@@ -198,6 +200,7 @@ def influxdb(workdir: Path, *, port: int | None = None) -> ManagedProcess:
     """An InfluxDB 1.x server on 127.0.0.1 with data, WAL and meta in ``workdir``."""
     port = port or free_port()
     rpc_port = free_port()
+    workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "influxdb.conf"
     conf.write_text(
@@ -277,6 +280,7 @@ def local_stack(root: Path | None = None, *, keep: bool = False) -> Iterator[Loc
     if root is None:
         tmp = tempfile.mkdtemp(prefix="stocksense-")
         root = Path(tmp)
+    root = root.resolve()
     broker = mosquitto(root / "mosquitto")
     influx = influxdb(root / "influxdb")
     try:
