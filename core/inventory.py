@@ -47,6 +47,8 @@ InboundStatus = Literal["open", "received", "cancelled"]
 
 RECEIVING_LOCATION = "receiving"  # where API receipts land unless a location is given
 OUTFLOW_KINDS: tuple[MovementKind, ...] = ("pick", "issue")
+DREW_EXPIRED = "drew_expired"  # ref note of a ledger row that took stock past its removal date
+_QTY_EPS = 1e-9  # float noise in unit quantities
 
 SUGGESTION_TRANSITIONS: dict[SuggestionState, frozenset[SuggestionState]] = {
     "suggested": frozenset({"ordered", "cancelled"}),
@@ -270,6 +272,11 @@ class LedgerEntry(Stored):
     kind: MovementKind
     source: MovementSource
     ref: str | None
+
+    @property
+    def drew_expired(self) -> bool:
+        """True when the row took stock past its removal date (nothing else covered it)."""
+        return self.ref is not None and DREW_EXPIRED in self.ref.split("; ")
 
 
 class Suggestion(Stored):
@@ -659,47 +666,115 @@ class InventoryStore:
         source: MovementSource,
         ref: str | None = None,
     ) -> builtins.list[LedgerEntry]:
-        """Book ``qty`` (> 0) leaving, drawn from lots in FEFO order (this location's first).
+        """Book ``qty`` (> 0) leaving ``location``, drawn from that location's stock only.
 
-        One ledger row per lot touched; what no lot covers is booked without a lot.
+        Drawing order: lots at ``location`` not past their (effective) removal date, FEFO
+        (earliest removal first, undated last); then stock at ``location`` held in no lot;
+        then, only if the movement is still not covered, lots past their removal date, whose
+        rows carry the ``drew_expired`` note in ``ref``. Lots at other locations are never
+        touched: stock changes place only through a movement of its own (a lot move).
+        What the location did not hold is booked without a lot, so its stock goes below zero
+        and shows the shortfall until a count corrects it; lot quantities always stay within
+        their location's stock. One ledger row per lot touched, at most one without a lot.
         """
         remaining = qty
         entries: builtins.list[LedgerEntry] = []
         with self.transaction():
-            lots = self.lots(site=site, sku=sku, in_stock=True)
-            lots.sort(key=lambda lot: lot.location != location)  # stable: FEFO within each
-            for lot in lots:
-                if remaining <= 1e-9:
+            here = [
+                lot
+                for lot in self.lots(site=site, sku=sku, in_stock=True)
+                if lot.location == location
+            ]
+            fresh = [lot for lot in here if lot.is_available(ts_ms)]
+            expired = [lot for lot in here if not lot.is_available(ts_ms)]
+            in_lots = sum(lot.qty for lot in here)
+            loose = max(self.qty_at(site, location, sku) - in_lots, 0.0)
+            unlotted = 0.0
+            for lot in fresh:
+                if remaining <= _QTY_EPS:
                     break
                 take = min(lot.qty, remaining)
                 entries.append(
-                    self.record(
-                        ts_ms=ts_ms,
-                        site=site,
-                        location=location,
-                        sku=sku,
-                        qty=-take,
-                        kind=kind,
-                        source=source,
-                        lot=lot.lot,
-                        ref=ref,
+                    self._draw(
+                        lot, take, ts_ms=ts_ms, location=location, kind=kind, source=source, ref=ref
                     )
                 )
                 remaining -= take
-            if remaining > 1e-9:
+            take = min(loose, max(remaining, 0.0))
+            unlotted += take
+            remaining -= take
+            for lot in expired:
+                if remaining <= _QTY_EPS:
+                    break
+                take = min(lot.qty, remaining)
+                logger.warning(
+                    "%g of %s at %s/%s drawn from lot %s past its removal date:"
+                    " nothing else there covered it",
+                    take,
+                    sku,
+                    site,
+                    location,
+                    lot.lot,
+                )
+                noted = f"{ref}; {DREW_EXPIRED}" if ref else DREW_EXPIRED
+                entries.append(
+                    self._draw(
+                        lot,
+                        take,
+                        ts_ms=ts_ms,
+                        location=location,
+                        kind=kind,
+                        source=source,
+                        ref=noted,
+                    )
+                )
+                remaining -= take
+            if remaining > _QTY_EPS:
+                logger.info(
+                    "%g of %s left %s/%s beyond its booked stock: booked without a lot",
+                    remaining,
+                    sku,
+                    site,
+                    location,
+                )
+                unlotted += remaining
+            if unlotted > _QTY_EPS:
                 entries.append(
                     self.record(
                         ts_ms=ts_ms,
                         site=site,
                         location=location,
                         sku=sku,
-                        qty=-remaining,
+                        qty=-unlotted,
                         kind=kind,
                         source=source,
                         ref=ref,
                     )
                 )
         return entries
+
+    def _draw(
+        self,
+        lot: Lot,
+        qty: float,
+        *,
+        ts_ms: int,
+        location: str,
+        kind: MovementKind,
+        source: MovementSource,
+        ref: str | None,
+    ) -> LedgerEntry:
+        return self.record(
+            ts_ms=ts_ms,
+            site=lot.site,
+            location=location,
+            sku=lot.sku,
+            qty=-qty,
+            kind=kind,
+            source=source,
+            lot=lot.lot,
+            ref=ref,
+        )
 
     def stock(
         self, *, site: str | None = None, sku: str | None = None, location: str | None = None
@@ -725,13 +800,21 @@ class InventoryStore:
         return float(row[0])
 
     def unavailable(self, site: str, sku: str, *, at_ms: int) -> float:
-        """Quantity in lots past their (effective) removal date: on hand but not available."""
-        row = self._conn.execute(
-            """SELECT COALESCE(SUM(qty), 0) FROM inv_lots WHERE site = ? AND sku = ? AND qty > 0
-               AND COALESCE(removal_at, expiration_at) <= ?""",
+        """Quantity in lots past their (effective) removal date: on hand but not available.
+
+        Per location it is capped at that location's stock, so lots that disagree with the
+        stock (older data) never take good stock elsewhere out of ``available``.
+        """
+        rows = self._conn.execute(
+            """SELECT l.location, SUM(l.qty), COALESCE(MAX(s.qty), 0) FROM inv_lots l
+               LEFT JOIN inv_stock s ON s.site = l.site AND s.sku = l.sku
+               AND s.location = l.location
+               WHERE l.site = ? AND l.sku = ? AND l.qty > 0
+               AND COALESCE(l.removal_at, l.expiration_at) <= ?
+               GROUP BY l.location""",
             (site, sku, at_ms),
-        ).fetchone()
-        return float(row[0])
+        )
+        return sum(min(float(expired), max(float(stock), 0.0)) for _, expired, stock in rows)
 
     def available(self, site: str, sku: str, *, at_ms: int) -> float:
         """On hand minus stock past its removal date (never negative)."""

@@ -454,3 +454,55 @@ def test_expiry_dead_stock_and_imbalance_raise_once_and_clear(settings: Settings
         assert store.on_hand(SITE, "RICE") == 0.0
     finally:
         conn.close()
+
+
+def test_shelf_picks_draw_fefo_lots_of_the_shelf_location_only(
+    settings: Settings, publisher: Publisher
+) -> None:
+    shelves = Shelves(publisher, random.Random(5))
+
+    async def body(pipeline: Pipeline, processor: Recorder) -> None:
+        store = processor.store
+        day = DAY_MS
+
+        def lot(name: str, location: str, qty: float, removal_ms: int) -> int:
+            added = store.add_lot(
+                LotIn(
+                    lot=name, sku="COFFEE", site=SITE, location=location, qty=qty,
+                    received_at=T0 - 60 * day, removal_at=removal_ms,
+                ),
+                ts_ms=T0 - 60 * day,
+            )  # fmt: skip
+            return added.id
+
+        old = lot("C-OLD", "A1", 5, T0 - day)  # past its removal date since yesterday
+        new = lot("C-NEW", "A1", 10, T0 + 30 * day)
+        far = lot("C-FAR", "dock-in", 10, T0 + 5 * day)  # earlier removal, other location
+
+        def coffee(units: int) -> dict[str, tuple[float, float]]:
+            return {"c1": (800 + units * 250.0, 250.0)}
+
+        def picks() -> list[tuple[str | None, float, str, bool]]:
+            return [
+                (e.lot, e.qty, e.location, e.drew_expired)
+                for e in store.ledger(site=SITE, sku="COFFEE", kinds=("pick",))
+            ]
+
+        t = shelves.hold("shelf-1", coffee(15), start_ms=T0)  # the count matches the lots
+        t = shelves.hold("shelf-1", coffee(12), start_ms=t)  # 3 picked
+        await until(lambda: pipeline.rules.processed >= shelves.sent, what="rules caught up")
+        assert picks() == [("C-NEW", -3.0, "A1", False)]
+        assert [store.get_lot(i).qty for i in (old, new, far)] == [5.0, 7.0, 10.0]
+        assert store.qty_at(SITE, "A1", "COFFEE") == 12.0
+        assert store.available(SITE, "COFFEE", at_ms=t) == 17.0
+
+        # 8 more picked: the 7 fresh units first, then the shelf's expired lot, flagged.
+        t = shelves.hold("shelf-1", coffee(4), start_ms=t)
+        await until(lambda: pipeline.rules.processed >= shelves.sent, what="rules caught up")
+        assert picks()[1:] == [("C-NEW", -7.0, "A1", False), ("C-OLD", -1.0, "A1", True)]
+        assert [store.get_lot(i).qty for i in (old, new, far)] == [4.0, 0.0, 10.0]
+        assert store.qty_at(SITE, "A1", "COFFEE") == 4.0
+        assert store.qty_at(SITE, "dock-in", "COFFEE") == 10.0
+        assert store.available(SITE, "COFFEE", at_ms=t) == 10.0
+
+    _run(settings, body)

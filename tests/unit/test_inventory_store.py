@@ -16,6 +16,7 @@ from core.inventory import (
     ConflictError,
     DemandIn,
     InventoryStore,
+    LedgerEntry,
     LotIn,
     LotUpdate,
     NotFoundError,
@@ -162,3 +163,106 @@ def test_shelf_needs_a_known_sku(store: InventoryStore) -> None:
     assert shelf.location == "s1/c1"
     with pytest.raises(ConflictError, match="still bound"):
         store.delete_sku("RICE")
+
+
+# --------------------------------------------------------------------------- outflows
+
+
+def _lot(store: InventoryStore, lot: str, location: str, qty: float, removal: int | None) -> int:
+    added = store.add_lot(
+        LotIn(lot=lot, sku="RICE", site="wh1", location=location, qty=qty, removal_at=removal),
+        ts_ms=T0 - 2 * DAY_MS,
+    )
+    return added.id
+
+
+def _pick(store: InventoryStore, location: str, qty: float, at_ms: int = T0) -> list[LedgerEntry]:
+    return store.record_outflow(
+        ts_ms=at_ms, site="wh1", location=location, sku="RICE", qty=qty, kind="pick",
+        source="sensor", ref="shelf-1/c1",
+    )  # fmt: skip
+
+
+def test_outflow_skips_a_lot_past_removal_while_fresh_stock_covers_it(
+    store: InventoryStore,
+) -> None:
+    old = _lot(store, "OLD", "A", 5, T0 - DAY_MS)  # removal date was yesterday
+    new = _lot(store, "NEW", "A", 10, T0 + 30 * DAY_MS)
+    assert store.available("wh1", "RICE", at_ms=T0) == 10.0
+    entries = _pick(store, "A", 3)
+    assert [(e.lot, e.qty, e.drew_expired) for e in entries] == [("NEW", -3.0, False)]
+    assert store.get_lot(new).qty == 7.0
+    assert store.get_lot(old).qty == 5.0
+    assert store.available("wh1", "RICE", at_ms=T0) == 7.0
+    assert store.qty_at("wh1", "A", "RICE") == 12.0
+
+
+def test_outflow_at_exactly_the_removal_date_treats_the_lot_as_past_it(
+    store: InventoryStore,
+) -> None:
+    edge = _lot(store, "EDGE", "A", 5, T0)
+    later = _lot(store, "LATER", "A", 5, T0 + DAY_MS)
+    # One millisecond before removal the earlier lot goes first (FEFO) ...
+    assert [e.lot for e in _pick(store, "A", 1, at_ms=T0 - 1)] == ["EDGE"]
+    # ... from its removal date on it is no longer drawn while another lot covers the pick.
+    assert [e.lot for e in _pick(store, "A", 1, at_ms=T0)] == ["LATER"]
+    assert (store.get_lot(edge).qty, store.get_lot(later).qty) == (4.0, 4.0)
+    assert store.available("wh1", "RICE", at_ms=T0) == 4.0
+
+
+def test_outflow_draws_expired_stock_last_and_says_so(store: InventoryStore) -> None:
+    old = _lot(store, "OLD", "A", 5, T0 - DAY_MS)
+    new = _lot(store, "NEW", "A", 2, T0 + 30 * DAY_MS)
+    store.record(
+        ts_ms=T0 - DAY_MS, site="wh1", location="A", sku="RICE", qty=1, kind="adjust",
+        source="sensor", ref="shelf count",
+    )  # fmt: skip
+    entries = _pick(store, "A", 6)
+    # Fresh lot first, then the unit held in no lot, and only then the expired lot.
+    assert [(e.lot, e.qty, e.ref, e.drew_expired) for e in entries] == [
+        ("NEW", -2.0, "shelf-1/c1", False),
+        ("OLD", -3.0, "shelf-1/c1; drew_expired", True),
+        (None, -1.0, "shelf-1/c1", False),
+    ]
+    assert (store.get_lot(new).qty, store.get_lot(old).qty) == (0.0, 2.0)
+    assert store.qty_at("wh1", "A", "RICE") == 2.0
+    assert store.available("wh1", "RICE", at_ms=T0) == 0.0
+    stored = store.ledger(site="wh1", sku="RICE", kinds=("pick",))
+    assert [e.drew_expired for e in stored] == [False, True, False]
+
+
+def test_outflow_never_draws_another_locations_lot(store: InventoryStore) -> None:
+    at_b = _lot(store, "LB", "B", 10, T0 + 30 * DAY_MS)
+    entries = _pick(store, "A", 2)
+    assert [(e.lot, e.qty, e.location) for e in entries] == [(None, -2.0, "A")]
+    assert store.get_lot(at_b).qty == 10.0
+    assert store.qty_at("wh1", "B", "RICE") == 10.0
+    assert store.qty_at("wh1", "A", "RICE") == -2.0  # the shortfall stays visible at A
+    assert store.on_hand("wh1", "RICE") == 8.0
+    assert sum(e.qty for e in store.ledger(site="wh1", sku="RICE")) == 8.0
+
+
+def test_outflow_beyond_the_locations_lots_books_the_rest_without_a_lot(
+    store: InventoryStore,
+) -> None:
+    at_a = _lot(store, "LA", "A", 3, T0 + 30 * DAY_MS)
+    at_b = _lot(store, "LB", "B", 10, T0 + 5 * DAY_MS)  # earlier expiry, but elsewhere
+    entries = _pick(store, "A", 5)
+    assert [(e.lot, e.qty) for e in entries] == [("LA", -3.0), (None, -2.0)]
+    assert (store.get_lot(at_a).qty, store.get_lot(at_b).qty) == (0.0, 10.0)
+    assert store.qty_at("wh1", "A", "RICE") == -2.0
+    assert store.qty_at("wh1", "B", "RICE") == 10.0
+    # Every lot stays within its location's stock.
+    for lot in store.lots(site="wh1", sku="RICE"):
+        assert lot.qty <= max(store.qty_at("wh1", lot.location, "RICE"), 0.0)
+
+
+def test_available_caps_expired_lots_at_their_locations_stock(store: InventoryStore) -> None:
+    _lot(store, "OLD", "A", 5, T0 - DAY_MS)
+    _lot(store, "NEW", "B", 10, T0 + 30 * DAY_MS)
+    # A count at A finds only 2 of the 5 expired units; booked without a lot (an API adjust).
+    store.record(
+        ts_ms=T0, site="wh1", location="A", sku="RICE", qty=-3, kind="adjust", source="api"
+    )
+    assert store.unavailable("wh1", "RICE", at_ms=T0) == 2.0
+    assert store.available("wh1", "RICE", at_ms=T0) == 10.0  # B's good stock is untouched
