@@ -143,9 +143,10 @@ class Stored(BaseModel):
 class Sku(Record):
     """A stock-keeping unit with its weight, cost, lead time and replenishment policy.
 
-    ``policy`` ``min_max`` orders up to ``max_qty`` when projected ≤ ``min_qty``, or, when
+    ``policy`` ``min_max`` orders up to ``max_qty`` when projected < ``min_qty`` (Odoo), or, when
     ``reorder_level`` is set, follows ERPNext (below the level, order max(reorder_qty, gap)).
-    ``dynamic`` computes safety stock and reorder point from the ledger's daily outflows.
+    ``dynamic`` computes safety stock and reorder point from the ledger's daily outflows and
+    orders at or below the reorder point.
     """
 
     sku: Ident

@@ -13,8 +13,10 @@ the cycle service level.
 Two reorder rule flavours follow the ERPs buyers already know:
 
 - :class:`MinMaxRule` (Odoo reordering rule): when the projected quantity (on hand + on order -
-  reserved) is at or below ``min_qty``, order up to ``max_qty``, rounded *up* to the pack
-  multiple. The dynamic variant uses the reorder point as ``min_qty``.
+  reserved) is strictly below ``min_qty`` (Odoo: ``float_compare(qty_forecast, product_min_qty)
+  < 0``), order up to ``max_qty``, rounded *up* to the pack multiple.
+- :class:`ReorderPointRule` (the dynamic policy): the same order-up-to quantity, but it fires
+  *at or below* the reorder point (projected ≤ ROP), as the reorder-point method defines it.
 - :class:`ReorderLevelRule` (ERPNext item reorder): when the projected quantity is below the
   reorder level, order ``max(reorder_qty, level - projected)``.
 
@@ -29,7 +31,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +43,7 @@ logger = logging.getLogger(__name__)
 FloatArray = npt.NDArray[np.float64]
 
 _STANDARD_NORMAL = NormalDist()
+_QTY_EPS = 1e-9  # quantities this close to a level count as equal to it (Odoo's float_compare)
 
 
 # --------------------------------------------------------------------------- formulas
@@ -141,12 +144,8 @@ def dynamic_levels(
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class MinMaxRule:
-    """Odoo-style reordering rule for one SKU at one site.
-
-    Triggers when projected ≤ ``min_qty`` and orders ``max_qty - projected`` rounded up to
-    ``multiple``: min 10, max 40, multiple 6, projected 8 → 32 → 36.
-    """
+class _OrderUpToRule:
+    """Order ``max_qty - projected`` rounded up to ``multiple`` once the rule fires."""
 
     site: str
     sku: str
@@ -154,34 +153,20 @@ class MinMaxRule:
     max_qty: float
     multiple: float = 1.0
 
+    trigger_op: ClassVar[str]  # how messages state the trigger: "<" or "≤"
+
     def __post_init__(self) -> None:
         if self.min_qty < 0 or self.max_qty < 0 or self.multiple < 0:
             raise InvalidParameterError(f"{self.sku}: min, max and multiple must not be negative")
 
-    @classmethod
-    def dynamic(
-        cls, *, site: str, sku: str, reorder_point: float, order_qty: float, multiple: float = 1.0
-    ) -> MinMaxRule:
-        """Dynamic variant: trigger at the reorder point and order up to ROP + ``order_qty``.
-
-        ``order_qty`` is typically the EOQ.
-        """
-        return cls(
-            site=site,
-            sku=sku,
-            min_qty=reorder_point,
-            max_qty=reorder_point + order_qty,
-            multiple=multiple,
-        )
-
     @property
     def trigger_level(self) -> float:
-        """The projected quantity at or below which the rule fires."""
+        """The level the projected quantity is compared with."""
         return self.min_qty
 
     def triggered(self, projected: float) -> bool:
-        """True when the projected quantity is at or below the minimum."""
-        return projected <= self.min_qty
+        """True when the rule fires for this projected quantity."""
+        raise NotImplementedError
 
     def order_qty(self, projected: float) -> float:
         """Quantity to order for this projected quantity (0 when the rule does not fire)."""
@@ -192,6 +177,50 @@ class MinMaxRule:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MinMaxRule(_OrderUpToRule):
+    """Odoo-style reordering rule for one SKU at one site.
+
+    Fires when projected is strictly below ``min_qty`` and orders ``max_qty - projected``
+    rounded up to ``multiple``: min 10, max 40, multiple 6, projected 10 → nothing,
+    projected 9 → 31 → 36.
+    """
+
+    trigger_op: ClassVar[str] = "<"
+
+    def triggered(self, projected: float) -> bool:
+        """True when the projected quantity is below the minimum (the minimum itself is enough)."""
+        return projected < self.min_qty - _QTY_EPS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReorderPointRule(_OrderUpToRule):
+    """Dynamic (reorder-point) rule: fires at or below the reorder point ``min_qty``.
+
+    Unlike :class:`MinMaxRule` the level itself triggers (projected ≤ ROP); the order goes up to
+    ``max_qty`` (ROP + order quantity), rounded up to ``multiple``.
+    """
+
+    trigger_op: ClassVar[str] = "≤"
+
+    @classmethod
+    def dynamic(
+        cls, *, site: str, sku: str, reorder_point: float, order_qty: float, multiple: float = 1.0
+    ) -> ReorderPointRule:
+        """Trigger at the reorder point and order up to ROP + ``order_qty`` (typically the EOQ)."""
+        return cls(
+            site=site,
+            sku=sku,
+            min_qty=reorder_point,
+            max_qty=reorder_point + order_qty,
+            multiple=multiple,
+        )
+
+    def triggered(self, projected: float) -> bool:
+        """True when the projected quantity is at or below the reorder point."""
+        return projected <= self.min_qty + _QTY_EPS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReorderLevelRule:
     """ERPNext-style item reorder: below ``reorder_level``, order max(reorder_qty, gap)."""
 
@@ -199,6 +228,8 @@ class ReorderLevelRule:
     sku: str
     reorder_level: float
     reorder_qty: float
+
+    trigger_op: ClassVar[str] = "<"  # how messages state the trigger
 
     def __post_init__(self) -> None:
         if self.reorder_level < 0 or self.reorder_qty < 0:
@@ -220,7 +251,7 @@ class ReorderLevelRule:
         return max(self.reorder_qty, self.reorder_level - projected)
 
 
-ReorderRule = MinMaxRule | ReorderLevelRule
+ReorderRule = MinMaxRule | ReorderPointRule | ReorderLevelRule
 
 
 # --------------------------------------------------------------------------- suggestions
@@ -311,7 +342,7 @@ class SuggestionBook:
         pending = [s for s in open_items if s.state == "suggested"]
         ordered_qty = sum(s.qty for s in open_items if s.state == "ordered")
         covered = projected + ordered_qty + sum(s.qty for s in pending)
-        if open_items and covered >= rule.trigger_level:
+        if open_items and not rule.triggered(covered):
             return None
         base = projected + ordered_qty  # what is certain to come, before any pending suggestion
         qty = rule.order_qty(base)

@@ -60,6 +60,7 @@ from rules.inventory.imbalance import DemandLine, InboundLine, find_imbalances
 from rules.inventory.replenishment import (
     MinMaxRule,
     ReorderLevelRule,
+    ReorderPointRule,
     ReorderRule,
     dynamic_levels,
     projected_qty,
@@ -482,7 +483,7 @@ class InventoryProcessor:
             order = sku.reorder_qty or max(sku.max_qty - sku.min_qty, 0.0)
             if order <= 0:
                 order = max(sku.pack_multiple, 1.0)
-            rule = MinMaxRule.dynamic(
+            rule = ReorderPointRule.dynamic(
                 site=site,
                 sku=sku.sku,
                 reorder_point=rop,
@@ -507,7 +508,7 @@ class InventoryProcessor:
             max_qty=sku.max_qty,
             multiple=sku.pack_multiple,
         )
-        return minmax, f"at or below min {sku.min_qty:g} (max {sku.max_qty:g})"
+        return minmax, f"below min {sku.min_qty:g} (max {sku.max_qty:g})"
 
     def _dynamic_rop(self, site: str, sku: Sku, at_ms: int) -> tuple[float, str]:
         # Levels move with whole days of history, so they are computed once per day.
@@ -532,7 +533,10 @@ class InventoryProcessor:
         return value, reason
 
     def evaluate_reorder(self, site: str, sku_id: str, *, at_ms: int) -> Suggestion | None:
-        """Suggest (or revise) a purchase when projected ≤ the trigger and no open one covers it.
+        """Suggest (or revise) a purchase when the rule fires and no open one covers the gap.
+
+        The min/max and ERPNext rules fire strictly below their level, the dynamic rule at or
+        below its reorder point.
 
         Projected = available on hand (stock past its removal date excluded) + open inbound
         (ordered suggestions included) - open confirmed demand. Pending (not yet ordered)
@@ -582,7 +586,8 @@ class InventoryProcessor:
             site=site,
             title=f"Reorder {sku_id} at {site}",
             message=(
-                f"{sku.name or sku_id}: projected {projected:g} ≤ {rule.trigger_level:g}; "
+                f"{sku.name or sku_id}: projected {projected:g} {rule.trigger_op} "
+                f"{rule.trigger_level:g}; "
                 f"suggested purchase of {qty:g}" + (f" from {sku.supplier}" if sku.supplier else "")
             ),
             value=projected,
@@ -599,7 +604,7 @@ class InventoryProcessor:
         open_items = self.store.open_suggestions(rule.site, rule.sku)
         pending = [s for s in open_items if s.state == "suggested"]
         covered = projected + sum(s.qty for s in pending)
-        if open_items and covered >= rule.trigger_level:
+        if open_items and not rule.triggered(covered):
             return None
         qty = rule.order_qty(projected)
         if qty <= 0:

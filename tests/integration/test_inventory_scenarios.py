@@ -315,7 +315,7 @@ def test_reorder_once_per_gap_and_unexplained_loss(
             return {"c1": (800 + units * 250.0, 250.0)}
 
         t = shelves.hold("shelf-1", coffee(12), start_ms=t)
-        t = shelves.hold("shelf-1", coffee(9), start_ms=t)  # 9 <= min 10: order 31 -> 36
+        t = shelves.hold("shelf-1", coffee(9), start_ms=t)  # 9 < min 10: order 31 -> 36
         t = shelves.hold("shelf-1", coffee(8), start_ms=t)  # the pending 36 covers the gap
         await until(lambda: pipeline.rules.processed >= shelves.sent, what="rules caught up")
         suggestions = store.suggestions(site=SITE, sku="COFFEE")
@@ -504,5 +504,35 @@ def test_shelf_picks_draw_fefo_lots_of_the_shelf_location_only(
         assert store.qty_at(SITE, "A1", "COFFEE") == 4.0
         assert store.qty_at(SITE, "dock-in", "COFFEE") == 10.0
         assert store.available(SITE, "COFFEE", at_ms=t) == 10.0
+
+    _run(settings, body)
+
+
+def test_min_max_orders_below_the_minimum_not_at_it(
+    settings: Settings, publisher: Publisher
+) -> None:
+    shelves = Shelves(publisher, random.Random(5))
+
+    async def body(pipeline: Pipeline, processor: Recorder) -> None:
+        store = processor.store
+
+        def coffee(units: int) -> dict[str, tuple[float, float]]:
+            return {"c1": (800 + units * 250.0, 250.0)}
+
+        t = shelves.hold("shelf-1", coffee(12), start_ms=T0)
+        t = shelves.hold("shelf-1", coffee(10), start_ms=t)  # exactly min 10: Odoo waits
+        await until(lambda: pipeline.rules.processed >= shelves.sent, what="rules caught up")
+        assert store.qty_at(SITE, "A1", "COFFEE") == 10.0
+        processor.tick(t)
+        assert store.suggestions(site=SITE, sku="COFFEE") == []
+        assert _alerts(processor, "reorder") == []
+
+        t = shelves.hold("shelf-1", coffee(9), start_ms=t)  # 9 < 10: up to 40 -> 31 -> 36
+        await until(lambda: pipeline.rules.processed >= shelves.sent, what="rules caught up")
+        suggestions = store.suggestions(site=SITE, sku="COFFEE")
+        assert [(s.qty, s.projected, s.trigger_level) for s in suggestions] == [(36.0, 9.0, 10.0)]
+        (reorder,) = _alerts(processor, "reorder")
+        assert (reorder.value, reorder.threshold) == (9.0, 10.0)
+        assert "projected 9 < 10" in reorder.message
 
     _run(settings, body)

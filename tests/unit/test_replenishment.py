@@ -11,6 +11,7 @@ from rules.inventory import InvalidParameterError, SuggestionStateError
 from rules.inventory.replenishment import (
     MinMaxRule,
     ReorderLevelRule,
+    ReorderPointRule,
     SuggestionBook,
     dynamic_levels,
     eoq,
@@ -128,11 +129,18 @@ def test_odoo_min_max_example_orders_36() -> None:
     assert rule.order_qty(8) == 36
 
 
-def test_min_max_triggers_at_the_minimum_and_not_above() -> None:
+def test_min_max_triggers_strictly_below_the_minimum() -> None:
+    # Odoo stock_orderpoint: float_compare(qty_forecast, product_min_qty) < 0
     rule = MinMaxRule(site="wh1", sku="A", min_qty=10, max_qty=40, multiple=6)
-    assert rule.order_qty(10) == 30  # 30 is already a multiple of 6
+    assert rule.trigger_op == "<"
+    assert not rule.triggered(10)
+    assert rule.order_qty(10) == 0  # exactly at the minimum: nothing to order
+    assert not rule.triggered(10 - 1e-12)  # float noise at the minimum is the minimum
     assert not rule.triggered(10.5)
     assert rule.order_qty(11) == 0
+    assert rule.triggered(9)
+    assert rule.order_qty(9) == 36  # 40 - 9 = 31 -> packs of 6 -> 36
+    assert rule.order_qty(9.999) == 36  # 30.001 -> 36
 
 
 def test_round_up_to_multiple_keeps_exact_multiples() -> None:
@@ -149,10 +157,14 @@ def test_erpnext_reorder_qty_is_max_of_reorder_qty_and_gap() -> None:
     assert rule.order_qty(20) == 0  # ERPNext fires strictly below the level
 
 
-def test_dynamic_min_max_uses_the_reorder_point() -> None:
-    rule = MinMaxRule.dynamic(site="wh1", sku="C", reorder_point=57.25, order_qty=304.05)
+def test_dynamic_rule_fires_at_or_below_the_reorder_point() -> None:
+    rule = ReorderPointRule.dynamic(site="wh1", sku="C", reorder_point=57.25, order_qty=304.05)
     assert rule.trigger_level == 57.25
+    assert rule.trigger_op == "≤"
     assert not rule.triggered(58)
+    assert not rule.triggered(57.26)
+    assert rule.triggered(57.25)  # projected ≤ ROP: the reorder point itself fires
+    assert rule.order_qty(57.25) == 305  # 304.05 -> whole units
     # 57.25 + 304.05 - 50 = 311.3 -> whole units (default multiple 1) -> 312
     assert rule.order_qty(50) == 312
 
@@ -200,7 +212,7 @@ def test_a_new_gap_beyond_an_ordered_purchase_gets_a_new_suggestion() -> None:
     s = book.evaluate(rule, projected=8, ts_ms=T0)
     assert s is not None
     book.mark_ordered(s.id, ts_ms=T0 + 1)
-    # a big reservation: -30 + 36 = 6 <= 10, so the ordered qty no longer covers it
+    # a big reservation: -30 + 36 = 6 < 10, so the ordered qty no longer covers it
     extra = book.evaluate(rule, projected=-30, ts_ms=T0 + 2)
     assert extra is not None
     assert extra.id != s.id
@@ -273,3 +285,31 @@ def test_erpnext_rule_in_the_book() -> None:
     other = ReorderLevelRule(site="wh2", sku="B", reorder_level=20, reorder_qty=15)
     assert book.evaluate(other, projected=2, ts_ms=T0 + 2) is not None
     assert len(book) == 2
+
+
+def test_ordered_quantity_reaching_exactly_the_minimum_covers_the_gap() -> None:
+    book = SuggestionBook()
+    rule = _odoo_rule()
+    s = book.evaluate(rule, projected=9, ts_ms=T0)
+    assert s is not None
+    assert s.qty == 36
+    book.mark_ordered(s.id, ts_ms=T0 + 1)
+    # -26 + 36 on order = 10: exactly the minimum, which the min/max rule does not reorder at
+    assert book.evaluate(rule, projected=-26, ts_ms=T0 + 2) is None
+    extra = book.evaluate(rule, projected=-27, ts_ms=T0 + 3)  # 9 < 10: a new gap
+    assert extra is not None
+    assert extra.qty == 36  # 40 - 9 = 31 -> 36
+    assert book.evaluate(_odoo_rule(), projected=10, ts_ms=T0 + 4) is None
+
+
+def test_reorder_point_rule_is_not_covered_by_an_order_reaching_exactly_the_rop() -> None:
+    book = SuggestionBook()
+    rule = ReorderPointRule.dynamic(site="wh1", sku="C", reorder_point=20, order_qty=10)
+    s = book.evaluate(rule, projected=20, ts_ms=T0)  # at the ROP: fires
+    assert s is not None
+    assert s.qty == 10
+    book.mark_ordered(s.id, ts_ms=T0 + 1)
+    assert book.evaluate(rule, projected=11, ts_ms=T0 + 2) is None  # 11 + 10 = 21 > 20
+    extra = book.evaluate(rule, projected=10, ts_ms=T0 + 3)  # 10 + 10 = 20 ≤ 20: fires again
+    assert extra is not None
+    assert extra.qty == 10  # 30 - 20
