@@ -16,6 +16,26 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "placeholder", "xxx"})
 
 
+class MqttTlsSettings(BaseModel):
+    """TLS to the broker: its certificate checked against a CA, optionally a client certificate.
+
+    Built into an ``ssl.SSLContext`` by :func:`core.mqtt_tls.client_context`.
+    """
+
+    enabled: bool = False
+    ca_file: Path | None = Field(
+        default=None, description="PEM CA that signed the broker's certificate; unset: system CAs."
+    )
+    cert_file: Path | None = Field(default=None, description="Client certificate (mutual TLS).")
+    key_file: Path | None = Field(default=None, description="Private key of cert_file.")
+    verify_hostname: bool = Field(
+        default=True, description="Check that the broker's certificate names the host."
+    )
+    server_name: str | None = Field(
+        default=None, description="Name to expect in the broker's certificate instead of host."
+    )
+
+
 class MqttSettings(BaseModel):
     """Broker connection shared by ingest, rules (standalone) and the simulators."""
 
@@ -30,6 +50,7 @@ class MqttSettings(BaseModel):
         default=None, description="Join $share/<group>/... so several workers split the load."
     )
     sites: tuple[str, ...] = Field(default=(), description="Only these sites; empty means all.")
+    tls: MqttTlsSettings = Field(default_factory=MqttTlsSettings)
 
 
 class InfluxSettings(BaseModel):
@@ -75,6 +96,14 @@ class IngestSettings(BaseModel):
     )
     rules_queue_size: int = Field(default=100_000, ge=100)
     metrics_port: int | None = Field(default=None, description="Serve /metrics on this port.")
+    known_devices_only: bool = Field(
+        default=False,
+        description="Dead-letter (unknown_device) readings of devices not enrolled in "
+        "device_acl_file; true in production.",
+    )
+    device_acl_file: Path | None = Field(
+        default=None, description="The broker ACL file kept by 'stocksense devices'."
+    )
 
 
 class ChannelSettings(BaseModel):
