@@ -24,10 +24,11 @@ from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 from prometheus_client import start_http_server
 from pydantic import TypeAdapter, ValidationError
 
-from core import topics
+from core import device_registry, topics
 from core.errors import ConfigError, PayloadError
 from core.influx import InfluxClient
 from core.influx_writer import BatchWriter
+from core.mqtt_tls import connect_gmqtt
 from core.readings import Sample
 from core.settings import Settings
 from ingest import adapters
@@ -74,6 +75,7 @@ class IngestService:
         self._last_seq: dict[str, int] = {}
         self._max_future_ms = int(settings.ingest.max_future_skew_s * 1000)
         self._max_past_ms = int(settings.ingest.max_past_age_s * 1000)
+        self._registry = device_registry.from_settings(settings.ingest)
         self._mqtt: Any = None
         self._subscribed = asyncio.Event()
         self._stopping = False
@@ -107,7 +109,7 @@ class IngestService:
         # QoS 1 needs MQTT 5 (gmqtt acknowledges after an async handler only on v5); QoS 0
         # uses 3.1.1, whose messages carry no properties to parse (about 10 % faster).
         version = MQTTv50 if mqtt.qos == 1 else MQTTv311
-        await client.connect(mqtt.host, mqtt.port, keepalive=mqtt.keepalive_s, version=version)
+        await connect_gmqtt(client, mqtt, version=version)  # TLS as configured
         await asyncio.wait_for(self._subscribed.wait(), timeout=30)
 
     def _on_connect(self, client: Any, flags: int, rc: int, properties: Any) -> None:
@@ -147,6 +149,10 @@ class IngestService:
             return None
         if not decoded.samples:
             self.metrics.ignored.inc()  # well-formed, but nothing to store (see ingest.adapters)
+            return None
+        if self._registry is not None and not self._registry.knows(decoded.device_key):
+            reason, detail = device_registry.UNKNOWN_DEVICE, self._registry.why(decoded.device_key)
+            self.dead_letter(topic, payload, reason, detail)
             return None
         restamped = self._check_clock(decoded, received_ms)
         if decoded.seq is not None:

@@ -20,6 +20,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from core import topics
 from core.epc import encode_sgtin96
+from core.mqtt_tls import connect_paho
+from core.settings import MqttSettings
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +88,16 @@ class WarehouseConfig:
 class VirtualWarehouse:
     """Publishes the warehouse's messages from a background thread until stopped."""
 
-    def __init__(self, config: WarehouseConfig, *, host: str, port: int, qos: int = 1) -> None:
+    def __init__(
+        self,
+        config: WarehouseConfig,
+        *,
+        host: str,
+        port: int,
+        qos: int = 1,
+        broker: MqttSettings | None = None,
+    ) -> None:
+        """``broker`` brings TLS and credentials; ``host`` and ``port`` override its own."""
         self.config = config
         self._host, self._port, self._qos = host, port, qos
         self._rng = random.Random(config.seed)
@@ -105,6 +116,9 @@ class VirtualWarehouse:
         self._start_sim_ms = 0
         self.published = 0
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sim-{config.site}")
+        self._broker = (broker or MqttSettings()).model_copy(
+            update={"host": host, "port": port, "keepalive_s": 30}
+        )
 
     def sim_ms(self) -> int:
         """The simulated clock in epoch ms."""
@@ -131,8 +145,7 @@ class VirtualWarehouse:
         self._client.will_set(
             will, json.dumps({"online": False, "reason": "lwt"}), qos=1, retain=True
         )
-        self._client.connect(self._host, self._port, keepalive=30)
-        self._client.loop_start()
+        connect_paho(self._client, self._broker)  # TLS, credentials; waits for the CONNACK
         self._start_wall = time.monotonic()
         self._start_sim_ms = time.time_ns() // 1_000_000
         for kind, device in self._devices():

@@ -109,7 +109,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     config = WarehouseConfig(
         site=args.site, speed=args.speed, interval_s=args.interval, excursions=excursions
     )
-    warehouse = VirtualWarehouse(config, host=settings.mqtt.host, port=settings.mqtt.port).start()
+    warehouse = VirtualWarehouse(
+        config, host=settings.mqtt.host, port=settings.mqtt.port, broker=settings.mqtt
+    ).start()
     with contextlib.suppress(KeyboardInterrupt):
         time.sleep(args.duration if args.duration > 0 else 10**9)
     warehouse.stop()
@@ -155,6 +157,12 @@ def _cmd_notify(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_notifier(settings))
     return 0
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from stocksense.devices import command  # noqa: PLC0415
+
+    return command(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--excursion-at", type=float, default=30.0)
     simulate.add_argument("--excursion-for", type=float, default=0.0)
     simulate.set_defaults(func=_cmd_simulate)
+
+    from stocksense.devices import configure_parser  # noqa: PLC0415
+
+    devices = sub.add_parser("devices", help="enrol or revoke a device on a Mosquitto broker")
+    configure_parser(devices)
+    devices.set_defaults(func=_cmd_devices)
     return parser
 
 
