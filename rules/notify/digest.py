@@ -12,14 +12,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from core.alerts import Alert, AlertEvent
 from rules.notify import render
+from rules.notify.markup import Style
 from rules.notify.render import Language
 from rules.notify.textsplit import Measure, utf8_len
-
-Style = Literal["markdown", "text"]
 
 DEFAULT_TOP = 10
 _NUMBER_ROOM = " (999/999)"
@@ -119,12 +117,13 @@ def _fill_top(
     top: int,
     bullet: str,
     language: Language,
+    style: Style,
     max_size: int,
 ) -> None:
     """Move up to ``top`` entries from ``rest`` into ``part`` as summary lines, while they fit."""
     shown = 0
     while rest and shown < top:
-        line = bullet + render.summary_line(rest[0].alert, rest[0].event, language)
+        line = bullet + render.summary_line(rest[0].alert, rest[0].event, language, style)
         if part.size + part.cost(line) > max_size:
             return
         part.add(line)
@@ -183,7 +182,9 @@ def build_digest(
         raise ValueError(f"max_size {max_size} cannot hold a digest heading")
     rest = list(ordered)
     bullet = "- " if style == "markdown" else "· "
-    _fill_top(current, rest, top=top, bullet=bullet, language=language, max_size=max_size)
+    _fill_top(
+        current, rest, top=top, bullet=bullet, language=language, style=style, max_size=max_size
+    )
 
     parts: list[_Part] = []
     while rest:

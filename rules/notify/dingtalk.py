@@ -28,6 +28,7 @@ from rules.notify import render
 from rules.notify.base import RobotChannelBase, post_robot
 from rules.notify.digest import DEFAULT_TOP, DigestEntry, build_digest
 from rules.notify.textsplit import (
+    CONTINUATION,
     json_utf8_len,
     protect_in_logs,
     split_numbered,
@@ -174,10 +175,16 @@ class DingTalkChannel(RobotChannelBase):
 
     def render(self, alert: Alert, event: AlertEvent) -> list[dict[str, Any]]:
         """Payloads for one alert event; several only when its text exceeds the body limit."""
-        title = render.title(alert, event, self.language)
+        # The title field is shown as plain text (chat list, push notification).
+        title = render.title(alert, event, self.language, "text")
         link = render.alert_link(alert, self._console_url)
         text = render.markdown(alert, event, self.language, self._console_url)
-        chunks = split_numbered(text, self._text_budget(title, link), measure=json_utf8_len)
+        chunks = split_numbered(
+            text,
+            self._text_budget(title, link),
+            measure=json_utf8_len,
+            continuation=CONTINUATION,
+        )
         mention = event != "cleared"
         return [
             self._payload(title, chunk, link, mention=mention and i == 0)

@@ -2,6 +2,10 @@
 
 Types without an entry in the tables still render: the type name is made readable and a
 generic action points at the console, so a new rule never produces an empty message.
+
+Everything that comes from a device, an API caller or the catalog (message, details, site,
+zone, source) goes through :func:`rules.notify.markup.neutralise` for the message's style;
+our own labels, names and actions do not.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from core.alerts import Alert, AlertEvent, Severity
+from rules.notify.markup import Style, neutralise
 
 Language = Literal["zh", "en"]
 
@@ -223,11 +228,11 @@ def _number(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".") if value != int(value) else f"{value:g}"
 
 
-def value_text(alert: Alert, language: Language) -> str | None:
+def value_text(alert: Alert, language: Language, style: Style = "markdown") -> str | None:
     """``9.3 °C / threshold 8 °C`` or None when the alert carries no value."""
     if alert.value is None:
         return None
-    unit = str(alert.details.get("unit") or _UNITS.get(alert.type, ""))
+    unit = neutralise(str(alert.details.get("unit") or _UNITS.get(alert.type, "")), style)
     suffix = f" {unit}" if unit else ""
     text = f"{_number(alert.value)}{suffix}"
     if alert.threshold is not None:
@@ -235,11 +240,17 @@ def value_text(alert: Alert, language: Language) -> str | None:
     return text
 
 
-def subject(alert: Alert, language: Language) -> str:
+def subject(alert: Alert, language: Language, style: Style = "markdown") -> str:
     """What the alert is about: SKU, EPC, sensor or device from the details, else the source."""
     details: dict[str, Any] = alert.details
-    parts = [f"{label(k, language)} {details[k]}" for k in _SUBJECT_KEYS if details.get(k)]
-    return ", ".join(parts) if parts else f"{label('source', language)} {alert.source}"
+    parts = [
+        f"{label(k, language)} {neutralise(str(details[k]), style)}"
+        for k in _SUBJECT_KEYS
+        if details.get(k)
+    ]
+    if parts:
+        return ", ".join(parts)
+    return f"{label('source', language)} {neutralise(alert.source, style)}"
 
 
 def _duration_s(alert: Alert, event: AlertEvent) -> float | None:
@@ -249,27 +260,33 @@ def _duration_s(alert: Alert, event: AlertEvent) -> float | None:
     return float(raw) if isinstance(raw, int | float) else None
 
 
-def where(alert: Alert) -> str:
+def where(alert: Alert, style: Style = "markdown") -> str:
     """``site/zone``."""
-    return f"{alert.site}/{alert.zone}" if alert.zone else alert.site
+    text = f"{alert.site}/{alert.zone}" if alert.zone else alert.site
+    return neutralise(text, style)
 
 
-def title(alert: Alert, event: AlertEvent, language: Language) -> str:
-    """A one-line headline."""
+def title(alert: Alert, event: AlertEvent, language: Language, style: Style = "markdown") -> str:
+    """A one-line headline (``text`` style for DingTalk's title field and text messages)."""
     labels = _LABELS[language]
     return (
         f"[{labels[event]}][{severity(alert.severity, language)}] "
-        f"{type_name(alert.type, language)} {where(alert)}"
+        f"{type_name(alert.type, language)} {where(alert, style)}"
     )
 
 
-def facts(alert: Alert, event: AlertEvent, language: Language) -> list[tuple[str, str]]:
-    """(label, value) pairs shown in every format, in reading order."""
-    out = [(label("id", language), f"#{alert.id}"), (label("site", language), alert.site)]
+def facts(
+    alert: Alert, event: AlertEvent, language: Language, style: Style = "markdown"
+) -> list[tuple[str, str]]:
+    """(label, value) pairs shown in every format, in reading order; data made inert."""
+    out = [
+        (label("id", language), f"#{alert.id}"),
+        (label("site", language), neutralise(alert.site, style)),
+    ]
     if alert.zone:
-        out.append((label("zone", language), alert.zone))
-    out.append((label("source", language), subject(alert, language)))
-    value = value_text(alert, language)
+        out.append((label("zone", language), neutralise(alert.zone, style)))
+    out.append((label("source", language), subject(alert, language, style)))
+    value = value_text(alert, language, style)
     if value:
         out.append((label("value", language), value))
     out.append((label("since", language), _when(alert.raised_at)))
@@ -278,7 +295,7 @@ def facts(alert: Alert, event: AlertEvent, language: Language) -> list[tuple[str
     seconds = _duration_s(alert, event)
     if seconds is not None:
         out.append((label("duration", language), duration(seconds, language)))
-    out.append((label("detail", language), alert.message))
+    out.append((label("detail", language), neutralise(alert.message, style)))
     if event != "cleared":
         out.append((label("action", language), action(alert.type, language)))
     return out
@@ -300,18 +317,23 @@ def markdown(alert: Alert, event: AlertEvent, language: Language, console_url: s
 
 def plain(alert: Alert, event: AlertEvent, language: Language, console_url: str) -> str:
     """A plain-text body (WeCom text messages)."""
-    lines = [title(alert, event, language)]
-    lines += [f"{name}: {value}" for name, value in facts(alert, event, language)]
+    lines = [title(alert, event, language, "text")]
+    lines += [f"{name}: {value}" for name, value in facts(alert, event, language, "text")]
     lines.append(f"{label('console', language)}: {alert_link(alert, console_url)}")
     return "\n".join(lines)
 
 
-def summary_line(alert: Alert, event: AlertEvent, language: Language) -> str:
+def summary_line(
+    alert: Alert, event: AlertEvent, language: Language, style: Style = "markdown"
+) -> str:
     """One compact line for digests: id, severity, type, where, subject, value, time."""
     state = "" if event == "raised" else f"[{label(event, language)}]"
     head = f"#{alert.id} {state}[{severity(alert.severity, language)}] "
-    parts = [f"{head}{type_name(alert.type, language)} {where(alert)}", subject(alert, language)]
-    value = value_text(alert, language)
+    parts = [
+        f"{head}{type_name(alert.type, language)} {where(alert, style)}",
+        subject(alert, language, style),
+    ]
+    value = value_text(alert, language, style)
     if value:
         parts.append(value)
     at = alert.cleared_at if event == "cleared" and alert.cleared_at else alert.raised_at

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 Measure = Callable[[str], int]
 
 NUMBERING = "({i}/{n}) "
+# Starts the rest of a line cut in two, so that it reads as the continuation it is.
+CONTINUATION = "…"
 _NUMBERING_ROOM = NUMBERING.format(i=999, n=999)
 
 
@@ -42,31 +44,40 @@ def _longest_prefix(text: str, max_size: int, measure: Measure) -> int:
     return low
 
 
-def _cut_line(line: str, max_size: int, measure: Measure) -> list[str]:
-    """Cut one over-long line into pieces, preferring a space near the end of each piece."""
+def _cut_line(line: str, max_size: int, measure: Measure, continuation: str) -> list[str]:
+    """Cut one over-long line into pieces, preferring a space near the end of each piece.
+
+    Every piece but the first starts with ``continuation``.
+    """
     pieces: list[str] = []
     rest = line
-    while measure(rest) > max_size:
-        k = _longest_prefix(rest, max_size, measure)
+    prefix = ""
+    while measure(prefix) + measure(rest) > max_size:
+        k = _longest_prefix(rest, max_size - measure(prefix), measure)
         if k == 0:
             raise ValueError(f"a single character does not fit in {max_size}")
         space = rest.rfind(" ", 0, k)
         # A break at a space reads better, but not at the cost of tiny pieces.
         if space > k // 2:
             k = space + 1
-        pieces.append(rest[:k])
+        pieces.append(prefix + rest[:k])
         rest = rest[k:]
+        prefix = continuation
     if rest:
-        pieces.append(rest)
+        pieces.append(prefix + rest)
     return pieces
 
 
-def split_text(text: str, max_size: int, *, measure: Measure = utf8_len) -> list[str]:
+def split_text(
+    text: str, max_size: int, *, measure: Measure = utf8_len, continuation: str = ""
+) -> list[str]:
     """Split ``text`` into chunks of at most ``max_size`` (by ``measure``), on line boundaries.
 
     Lines longer than ``max_size`` are cut between characters (never inside one, since the
     cut is made on the decoded string). Joining the chunks with ``"\\n"`` gives back the text,
-    except that a line cut in the middle gains line breaks.
+    except that a line cut in the middle gains line breaks, each followed by ``continuation``.
+    Robot messages pass :data:`CONTINUATION`: the rest of a cut line would otherwise start
+    a line of its own, where text from a device could open a markdown heading or list.
     """
     if max_size <= 0:
         raise ValueError("max_size must be positive")
@@ -77,7 +88,7 @@ def split_text(text: str, max_size: int, *, measure: Measure = utf8_len) -> list
     current: list[str] = []
     size = 0
     for raw_line in text.split("\n"):
-        for line in _cut_line(raw_line, max_size, measure) or [""]:
+        for line in _cut_line(raw_line, max_size, measure, continuation) or [""]:
             line_size = measure(line)
             extra = line_size + (newline if current else 0)
             if current and size + extra > max_size:
@@ -91,11 +102,15 @@ def split_text(text: str, max_size: int, *, measure: Measure = utf8_len) -> list
     return [c for c in chunks if c.strip()] or [text[: _longest_prefix(text, max_size, measure)]]
 
 
-def split_numbered(text: str, max_size: int, *, measure: Measure = utf8_len) -> list[str]:
+def split_numbered(
+    text: str, max_size: int, *, measure: Measure = utf8_len, continuation: str = ""
+) -> list[str]:
     """Like :func:`split_text`, prefixing ``(i/n)`` to every chunk when there is more than one."""
     if measure(text) <= max_size:
         return [text]
-    chunks = split_text(text, max_size - measure(_NUMBERING_ROOM), measure=measure)
+    chunks = split_text(
+        text, max_size - measure(_NUMBERING_ROOM), measure=measure, continuation=continuation
+    )
     n = len(chunks)
     return [NUMBERING.format(i=i, n=n) + chunk for i, chunk in enumerate(chunks, start=1)]
 
