@@ -10,8 +10,13 @@ the band) with at least ``mkt_min_samples`` readings; it clears below threshold 
 
 **Cumulative time out of band per day**: the interval up to a probe's next reading counts as
 out of band when the reading was (gaps longer than ``max_gap_s`` do not count: an offline
-probe is not an excursion). Alert ``cold_chain_cumulative`` when any probe of the zone has been
-out longer than ``daily_out_limit_s`` in the site's local day; a new day clears it.
+probe is not an excursion). Intervals are cut at local midnight: the part before it counts for
+the old day, the part after for the new one. Totals are kept per zone, local day and probe and
+only ever grow; the zone's current day is the latest any of its probes has reached, so a late
+reading of another probe for a past day adds to that day and never resets today. Alert
+``cold_chain_cumulative`` when any probe of the zone has been out longer than
+``daily_out_limit_s`` in the current local day; a new day clears it. A past day that goes over
+the limit only through late readings is logged, not alerted after the fact.
 """
 
 from __future__ import annotations
@@ -19,9 +24,9 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -40,6 +45,7 @@ DH_R_K = 10_000.0  # ΔH/R for MKT, kelvin
 KELVIN = 273.15
 _T_REF_K = 278.15  # scaling reference: keeps exp() terms near 1 for cold-chain temperatures
 _RESUM_EVERY = 10_000
+_DAYS_KEPT = 8  # local days of out-of-band totals kept for late readings: today and a week back
 
 
 def mean_kinetic_temperature(celsius: npt.ArrayLike) -> float:
@@ -101,14 +107,32 @@ class _ZoneState:
     tz: ZoneInfo
     mkt: MktWindow
     probes: dict[str, tuple[int, bool]] = field(default_factory=dict)
-    out_ms: dict[str, int] = field(default_factory=dict)
-    day_start_ms: int = 0
-    day_end_ms: int = 0
-    day: str = ""
+    out_ms: dict[str, dict[str, int]] = field(default_factory=dict)  # day -> probe -> ms out
+    day: str = ""  # the current local day (ISO date): only ever moves forward
+    day_end_ms: int = 0  # the local midnight that ends ``day``
+    oldest_day: str = ""  # totals of earlier days are dropped
 
     @property
     def source(self) -> str:
         return f"{self.site}/{self.zone.id}"
+
+
+def _local_day(ts_ms: int, tz: ZoneInfo) -> tuple[str, int]:
+    """The local day (ISO date) of ``ts_ms`` and the epoch ms of the midnight ending it."""
+    local = datetime.fromtimestamp(ts_ms // 1000, tz=tz)  # midnights fall on whole seconds
+    start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    end = start + timedelta(days=1)  # wall-clock arithmetic: the next local midnight
+    return start.date().isoformat(), int(end.timestamp() * 1000)
+
+
+def _split_by_day(start_ms: int, end_ms: int, tz: ZoneInfo) -> Iterator[tuple[str, int, int]]:
+    """``(day, from, to)`` pieces of ``[start_ms, end_ms)`` cut at local midnights."""
+    at = start_ms
+    while at < end_ms:
+        day, day_end = _local_day(at, tz)
+        to = min(end_ms, day_end)
+        yield day, at, to
+        at = to
 
 
 class ColdChainMonitor:
@@ -146,6 +170,14 @@ class ColdChainMonitor:
         state = self.zone_states(site, zone)
         return None if state is None else state.mkt.value()
 
+    def out_of_band_s(self, site: str, zone: str, day: str | None = None) -> dict[str, float]:
+        """Seconds out of band per probe on a local day (ISO date; default: the current day)."""
+        state = self.zone_states(site, zone)
+        if state is None:
+            return {}
+        totals = state.out_ms.get(state.day if day is None else day, {})
+        return {probe: ms / 1000 for probe, ms in totals.items()}
+
     def process(self, samples: Sequence[Sample]) -> None:
         """Evaluate every temperature sample of a cold zone."""
         for sample in samples:
@@ -169,19 +201,17 @@ class ColdChainMonitor:
         state.mkt.add(sample.ts_ms, sample.celsius)
         self._check_mkt(state, sample)
 
-    def _roll_day(self, state: _ZoneState, ts_ms: int) -> bool:
-        """Move to the local day of ``ts_ms``; True if the day changed."""
-        if state.day_start_ms <= ts_ms < state.day_end_ms:
-            return False
-        local = datetime.fromtimestamp(ts_ms / 1000, tz=state.tz)
-        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        end = start + timedelta(days=1)  # wall-clock arithmetic: the next local midnight
-        state.day_start_ms = int(start.timestamp() * 1000)
-        state.day_end_ms = int(end.timestamp() * 1000)
-        changed = state.day != ""
-        state.day = start.date().isoformat()
-        state.out_ms.clear()
-        return changed
+    def _advance_day(self, state: _ZoneState, ts_ms: int) -> None:
+        """Move the zone's current day forward to the local day of ``ts_ms``, never back."""
+        if ts_ms < state.day_end_ms:
+            return  # the current day, or a past one: a late reading
+        day, state.day_end_ms = _local_day(ts_ms, state.tz)
+        if state.day:
+            self._lifecycle.resolve(state.source, CUMULATIVE_TYPE, at_ms=ts_ms, note="a new day")
+        state.day = day
+        state.oldest_day = (date.fromisoformat(day) - timedelta(days=_DAYS_KEPT - 1)).isoformat()
+        for old in [d for d in state.out_ms if d < state.oldest_day]:
+            del state.out_ms[old]
 
     def _cumulative(
         self,
@@ -190,21 +220,42 @@ class ColdChainMonitor:
         previous: tuple[int, bool] | None,
         sample: TempSample,
     ) -> None:
+        if state.policy.daily_out_limit_s is None:
+            return
+        if (
+            previous is not None
+            and previous[1]
+            and sample.ts_ms - previous[0] <= state.policy.max_gap_s * 1000
+        ):
+            # In time order, so the part before midnight is judged while its day is current.
+            for day, start, end in _split_by_day(previous[0], sample.ts_ms, state.tz):
+                self._advance_day(state, start)
+                self._add_out(state, probe, day, end - start, sample=sample, at_ms=end)
+        self._advance_day(state, sample.ts_ms)
+
+    def _add_out(
+        self, state: _ZoneState, probe: str, day: str, ms: int, *, sample: TempSample, at_ms: int
+    ) -> None:
         limit_s = state.policy.daily_out_limit_s
-        if limit_s is None:
+        if limit_s is None or day < state.oldest_day:
             return
-        if self._roll_day(state, sample.ts_ms):
-            self._lifecycle.resolve(
-                state.source, CUMULATIVE_TYPE, at_ms=sample.ts_ms, note="a new day"
-            )
-        if previous is None or not previous[1]:
-            return
-        gap_ms = sample.ts_ms - max(previous[0], state.day_start_ms)
-        if gap_ms <= 0 or sample.ts_ms - previous[0] > state.policy.max_gap_s * 1000:
-            return
-        total_ms = state.out_ms.get(probe, 0) + gap_ms
-        state.out_ms[probe] = total_ms
+        totals = state.out_ms.setdefault(day, {})
+        before = totals.get(probe, 0)
+        total_ms = before + ms
+        totals[probe] = total_ms
         if total_ms <= limit_s * 1000:
+            return
+        if day != state.day:
+            if before <= limit_s * 1000:
+                logger.warning(
+                    "%s: %s was out of band %.0f s on %s (limit %g s), known only from late"
+                    " readings: not alerted after the day",
+                    state.source,
+                    probe,
+                    total_ms / 1000,
+                    day,
+                    limit_s,
+                )
             return
         self._lifecycle.report(
             source=state.source,
@@ -215,19 +266,19 @@ class ColdChainMonitor:
             title=f"Cold-chain time out of range today in {state.zone.name or state.zone.id}",
             message=(
                 f"{probe} has been outside {state.band.low:g}–{state.band.high:g} °C for "
-                f"{total_ms / 1000:.0f} s on {state.day} (limit {limit_s:g} s)"
+                f"{total_ms / 1000:.0f} s on {day} (limit {limit_s:g} s)"
             ),
             value=round(total_ms / 1000, 1),
             threshold=limit_s,
             details={
                 "device": sample.device,
                 "sensor": sample.sensor,
-                "day": state.day,
+                "day": day,
                 "unit": "s",
                 "band_low": state.band.low,
                 "band_high": state.band.high,
             },
-            at_ms=sample.ts_ms,
+            at_ms=at_ms,
         )
 
     def _check_mkt(self, state: _ZoneState, sample: TempSample) -> None:

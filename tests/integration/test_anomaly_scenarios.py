@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -454,5 +455,44 @@ def test_unacked_critical_escalates_after_n_minutes(
             await run.settle()
             assert len(run.oncall.log.accepted) == 1
             assert run.hook_events() == [("raised", "cold_chain_excursion", "sq-esc/cold")]
+
+    _run(scenario)
+
+
+def test_cumulative_time_is_kept_when_another_probe_reports_yesterday_late(
+    settings: Settings, publisher: Publisher
+) -> None:
+    midnight = T0 + 2 * 3_600_000
+    alerting = _only_hook(
+        cold_chain=ColdChainPolicy(daily_out_limit_s=1800, mkt_min_samples=100_000)
+    )
+
+    async def scenario() -> None:
+        tz = _zone_with_midnight_at(midnight)
+        site = "sq-late"
+        async with running(settings, publisher, site, alerting, timezone=tz) as run:
+            rng = np.random.default_rng(11)
+            first = (midnight - T0) // 30_000  # the round at local midnight (30 s readings)
+            for i in range(first, first + 41):  # p1 out for 20 minutes after midnight
+                run.temps(i, {"p1": 9.0 + rng.normal(0, 0.05)})
+            await run.settle()
+            cold_chain = run.anomaly.cold_chain
+            assert cold_chain.out_of_band_s(site, "cold") == {"p1/t": 1200.0}
+            # p2's 23:59:30 reading of the day before arrives now
+            run.temps(first - 1, {"p2": 9.0})
+            await run.settle()
+            assert cold_chain.out_of_band_s(site, "cold") == {"p1/t": 1200.0}
+            assert run.alerts("cold_chain_cumulative") == []
+            for i in range(first + 41, first + 81):  # p1 out 20 minutes more
+                run.temps(i, {"p1": 9.0 + rng.normal(0, 0.05)})
+            await run.settle()
+            assert cold_chain.out_of_band_s(site, "cold") == {"p1/t": 2400.0}
+            [alert] = run.alerts("cold_chain_cumulative")
+            assert alert.state == "active"
+            assert alert.value == 1830.0  # first above 1800 s
+            today = datetime.fromtimestamp(midnight / 1000, tz=ZoneInfo(tz)).date().isoformat()
+            assert alert.details["day"] == today
+            await until(lambda: len(run.hook_events()) == 1, what="raised")
+            assert run.hook_events() == [("raised", "cold_chain_cumulative", f"{site}/cold")]
 
     _run(scenario)

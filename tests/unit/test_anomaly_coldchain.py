@@ -22,7 +22,7 @@ from rules.anomaly.coldchain import (
 from rules.lifecycle import AlertLifecycle
 from rules.seed import Seed, SensorRef, Site, TempBand, Zone
 
-T0 = 1_795_309_200_000  # 2026-11-21 21:00 UTC
+T0 = 1_795_309_200_000  # 2026-11-22 01:00 UTC, 09:00 in Shanghai
 SEED = Seed(
     sites=[
         Site(
@@ -114,7 +114,7 @@ def test_mkt_alert_raises_over_threshold_and_clears_below_margin(tmp_path: Path)
 def test_cumulative_time_out_of_band_per_local_day(tmp_path: Path) -> None:
     policy = ColdChainPolicy(daily_out_limit_s=600, mkt_min_samples=10_000)
     monitor, store = _monitor(tmp_path, policy)
-    # local day in Shanghai starts at 16:00 UTC; T0 is 21:00 UTC (05:00 local next day)
+    # local day in Shanghai starts at 16:00 UTC; T0 is 01:00 UTC (09:00 local)
     # short excursions: 3 x 4 minutes out = 720 s > 600 s, none long on its own
     pattern = [9.0] * 4 + [5.0] * 10
     _feed(monitor, pattern * 2, start=T0)
@@ -167,3 +167,103 @@ def test_a_probe_counts_once_when_its_device_is_listed_under_several_sensors(
     state = monitor.zone_states("wh1", "cold")
     assert state is not None
     assert len(state.mkt) == 5
+
+
+# --------------------------------------------------------------------------- local days
+
+HOUR_MS = 3_600_000
+# (time zone, a local midnight after T0, the local day before it, the local day it starts)
+MIDNIGHTS = [
+    pytest.param("Asia/Shanghai", T0 + 15 * HOUR_MS, "2026-11-22", "2026-11-23", id="shanghai"),
+    pytest.param("UTC", T0 + 23 * HOUR_MS, "2026-11-22", "2026-11-23", id="utc"),
+]
+
+
+def _zone_monitor(
+    tmp_path: Path, timezone: str, limit_s: float
+) -> tuple[ColdChainMonitor, AlertStore]:
+    seed = SEED.model_copy(
+        update={"sites": [SEED.sites[0].model_copy(update={"timezone": timezone})]}
+    )
+    policy = ColdChainPolicy(daily_out_limit_s=limit_s, mkt_min_samples=10_000)
+    store = AlertStore(db.connect(tmp_path / "a.db"), ["ops"])
+    alerting = AlertingSettings(cold_chain_zones={"wh1/cold": policy})
+    return ColdChainMonitor(seed, AlertLifecycle(store, alerting), alerting), store
+
+
+def _read(monitor: ColdChainMonitor, device: str, ts_ms: int, celsius: float) -> None:
+    monitor.process(
+        [TempSample(site="wh1", device=device, sensor="t", ts_ms=ts_ms, celsius=celsius)]
+    )
+
+
+@pytest.mark.parametrize(("timezone", "midnight", "yesterday", "today"), MIDNIGHTS)
+def test_a_late_reading_for_yesterday_never_resets_today(
+    tmp_path: Path, timezone: str, midnight: int, yesterday: str, today: str
+) -> None:
+    monitor, store = _zone_monitor(tmp_path, timezone, limit_s=1800)
+    for i in range(21):  # p1 out of band for 20 minutes after local midnight
+        _read(monitor, "p1", midnight + i * 60_000, 9.0)
+    assert monitor.out_of_band_s("wh1", "cold") == {"p1/t": 1200.0}
+    # p2 delivers its last readings of the day before, late
+    _read(monitor, "p2", midnight - 60_000, 9.0)
+    _read(monitor, "p2", midnight - 30_000, 9.0)
+    assert monitor.out_of_band_s("wh1", "cold") == {"p1/t": 1200.0}
+    assert monitor.out_of_band_s("wh1", "cold", yesterday) == {"p2/t": 30.0}
+    assert store.list() == []
+    for i in range(21, 41):  # 20 minutes more
+        _read(monitor, "p1", midnight + i * 60_000, 9.0)
+    assert monitor.out_of_band_s("wh1", "cold") == {"p1/t": 2400.0}
+    assert monitor.out_of_band_s("wh1", "cold", today) == {"p1/t": 2400.0}
+    [alert] = store.list(type_=CUMULATIVE_TYPE)
+    assert alert.state == "active"
+    assert alert.value == 1860.0  # first above 1800 s at minute 31
+    assert alert.details["day"] == today
+
+
+@pytest.mark.parametrize(("timezone", "midnight", "yesterday", "today"), MIDNIGHTS)
+def test_an_interval_across_local_midnight_counts_for_both_days(
+    tmp_path: Path, timezone: str, midnight: int, yesterday: str, today: str
+) -> None:
+    monitor, _ = _zone_monitor(tmp_path, timezone, limit_s=1800)
+    for offset_s in (-90, -30, 30, 90):
+        _read(monitor, "p1", midnight + offset_s * 1000, 9.0)
+    _read(monitor, "p1", midnight + 150_000, 5.0)  # back in band
+    # 60 s + the 30 s up to midnight for the old day; 30 + 60 + 60 s for the new one
+    assert monitor.out_of_band_s("wh1", "cold", yesterday) == {"p1/t": 90.0}
+    assert monitor.out_of_band_s("wh1", "cold", today) == {"p1/t": 150.0}
+
+
+@pytest.mark.parametrize(("timezone", "midnight", "yesterday", "today"), MIDNIGHTS)
+def test_a_reading_exactly_at_local_midnight_starts_the_new_day(
+    tmp_path: Path, timezone: str, midnight: int, yesterday: str, today: str
+) -> None:
+    monitor, _ = _zone_monitor(tmp_path, timezone, limit_s=1800)
+    state = monitor.zone_states("wh1", "cold")
+    assert state is not None
+    _read(monitor, "p1", midnight - 60_000, 9.0)
+    _read(monitor, "p1", midnight - 1, 9.0)
+    assert state.day == yesterday
+    _read(monitor, "p1", midnight, 9.0)
+    assert state.day == today
+    assert monitor.out_of_band_s("wh1", "cold", yesterday) == {"p1/t": 60.0}
+    assert monitor.out_of_band_s("wh1", "cold", today) == {}
+    _read(monitor, "p1", midnight + 60_000, 5.0)
+    assert monitor.out_of_band_s("wh1", "cold", today) == {"p1/t": 60.0}
+    assert monitor.out_of_band_s("wh1", "cold", yesterday) == {"p1/t": 60.0}
+
+
+@pytest.mark.parametrize(("timezone", "midnight", "yesterday", "today"), MIDNIGHTS)
+def test_the_minutes_before_midnight_can_put_the_old_day_over_its_limit(
+    tmp_path: Path, timezone: str, midnight: int, yesterday: str, today: str
+) -> None:
+    monitor, store = _zone_monitor(tmp_path, timezone, limit_s=600)
+    for k in range(11):  # out from 10.5 minutes before midnight, read every minute
+        _read(monitor, "p1", midnight - 630_000 + k * 60_000, 9.0)
+    assert monitor.out_of_band_s("wh1", "cold", yesterday) == {"p1/t": 600.0}
+    assert store.list() == []  # exactly at the limit is not over it
+    _read(monitor, "p1", midnight + 30_000, 9.0)
+    assert monitor.out_of_band_s("wh1", "cold", yesterday) == {"p1/t": 630.0}
+    assert monitor.out_of_band_s("wh1", "cold", today) == {"p1/t": 30.0}
+    [alert] = store.list(type_=CUMULATIVE_TYPE)
+    assert (alert.value, alert.details["day"], alert.state) == (630.0, yesterday, "cleared")
