@@ -228,7 +228,7 @@ def _socket_failure(exc: BaseException, mqtt: MqttSettings, *, probe: bool) -> s
         return "nothing listens there (connection refused)"
     if isinstance(exc, ConnectionResetError | BrokenPipeError | EOFError | TimeoutError):
         if mqtt.tls.enabled:
-            return _NOT_TLS_TEXT
+            return _probe_own_tls(mqtt) if probe else _NOT_TLS_TEXT
         if probe and speaks_tls(mqtt.host, mqtt.port):
             return f"it speaks TLS and we sent plain MQTT: set {ENV}ENABLED=true and {ENV}CA_FILE"
         what = "no CONNACK in time" if isinstance(exc, TimeoutError) else "connection closed"
@@ -236,6 +236,42 @@ def _socket_failure(exc: BaseException, mqtt: MqttSettings, *, probe: bool) -> s
     if isinstance(exc, OSError):
         return f"cannot connect: {exc.strerror or exc}"
     return f"cannot connect: {exc}"
+
+
+def _probe_own_tls(mqtt: MqttSettings) -> str:
+    """Why a TLS connection dropped before its CONNACK, asked again with our own context.
+
+    With TLS 1.3 the broker judges our client certificate after the handshake has completed
+    on our side, so its refusal only shows as an alert on the first read.
+    """
+    ctx = client_context(mqtt)
+    if ctx is None:  # TLS is off: nothing to ask
+        return _NOT_TLS_TEXT
+    closed = "it accepted TLS but closed the connection before CONNACK (see the broker's log)"
+    try:
+        with socket.create_connection((mqtt.host, mqtt.port), timeout=PROBE_TIMEOUT_S) as raw:
+            try:
+                tls = ctx.wrap_socket(raw, server_hostname=mqtt.host)
+            except OSError as exc:  # ssl.SSLError included
+                return _handshake_text(exc, mqtt)
+            with tls:
+                tls.settimeout(1.0)
+                tls.recv(1)  # nothing is due before CONNECT: only an alert can arrive
+    except TimeoutError:
+        return closed
+    except ssl.SSLError as exc:
+        return _handshake_failure(exc)
+    except OSError as exc:
+        return f"cannot connect: {exc.strerror or exc}"
+    return closed
+
+
+def _handshake_text(exc: OSError, mqtt: MqttSettings) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return _verify_failure(exc, mqtt)
+    if isinstance(exc, ssl.SSLError):
+        return _handshake_failure(exc)
+    return _NOT_TLS_TEXT
 
 
 _NOT_TLS_TEXT = (
