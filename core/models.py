@@ -6,7 +6,7 @@ an offset, or epoch milliseconds) and a per-device ``seq``; one message may batc
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -15,6 +15,17 @@ MAX_READINGS_PER_MESSAGE = 1000
 # 2000-01-01 .. 2100-01-01 in epoch ms: anything outside is a unit mistake (s vs ms vs ns).
 MIN_TS_MS = 946_684_800_000
 MAX_TS_MS = 4_102_444_800_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def datetime_to_ms(value: datetime) -> int:
+    """Epoch milliseconds of an aware datetime, in integers.
+
+    ``int(value.timestamp() * 1000)`` goes through a float and lands one millisecond early for
+    some instants (``2038-07-19T07:35:20.233Z``).
+    """
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
 def to_epoch_ms(value: Any) -> Any:
@@ -34,7 +45,7 @@ def to_epoch_ms(value: Any) -> Any:
             raise ValueError(f"ts {value!r} is not RFC 3339") from None
         if parsed.tzinfo is None:
             raise ValueError(f"ts {value!r} has no UTC offset")
-        millis = int(parsed.timestamp() * 1000)
+        millis = datetime_to_ms(parsed)
         if not MIN_TS_MS <= millis < MAX_TS_MS:
             raise ValueError(f"ts {value!r} is outside 2000..2100")
         return millis

@@ -18,7 +18,10 @@ Channel = Literal["data", "status"]
 KINDS: tuple[str, ...] = get_args(Kind)
 CHANNELS: tuple[str, ...] = get_args(Channel)
 
-SEGMENT_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+# Anchored with \Z, not $: $ also matches before a trailing newline, which would let
+# "dev\n" through (the tag escape then strips it and two devices share one series).
+# Callers use fullmatch all the same.
+SEGMENT_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}\Z")
 
 
 class TopicError(ValueError):
@@ -47,7 +50,7 @@ class Topic:
 def build(site: str, kind: Kind, device: str, channel: Channel = "data") -> str:
     """Return the topic for one device channel, checking every segment."""
     for name, value in (("site", site), ("device", device)):
-        if not SEGMENT_RE.match(value):
+        if not SEGMENT_RE.fullmatch(value):
             raise TopicError(f"{name} {value!r} must match {SEGMENT_RE.pattern}")
     return str(Topic(site=site, kind=kind, device=device, channel=channel))
 
@@ -77,9 +80,9 @@ def _parse(topic: str) -> Topic:
     if len(parts) != 6 or f"{parts[0]}/{parts[1]}" != ROOT:
         raise TopicError(f"topic {topic!r} is not {ROOT}/<site>/<kind>/<device>/<channel>")
     _, _, site, kind, device, channel = parts
-    if not SEGMENT_RE.match(site):
+    if not SEGMENT_RE.fullmatch(site):
         raise TopicError(f"site segment {site!r} must match {SEGMENT_RE.pattern}")
-    if not SEGMENT_RE.match(device):
+    if not SEGMENT_RE.fullmatch(device):
         raise TopicError(f"device segment {device!r} must match {SEGMENT_RE.pattern}")
     if kind not in KINDS:
         raise TopicError(f"kind {kind!r} is not one of {', '.join(KINDS)}")

@@ -151,7 +151,7 @@ class AdapterRoute(BaseModel):
     @field_validator("site")
     @classmethod
     def _site(cls, value: str | None) -> str | None:
-        if value is not None and not topics.SEGMENT_RE.match(value):
+        if value is not None and not topics.SEGMENT_RE.fullmatch(value):
             raise ValueError(f"site {value!r} must match {topics.SEGMENT_RE.pattern}")
         return value
 

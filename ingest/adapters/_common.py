@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from core.errors import ConfigError, PayloadError
-from core.models import MAX_TS_MS, MIN_TS_MS
+from core.models import MAX_TS_MS, MIN_TS_MS, datetime_to_ms
 from ingest.decode import validation_reason
 
 WeightUnit = Literal["kg", "g"]
@@ -27,10 +27,9 @@ MIN_CELSIUS, MAX_CELSIUS = -90.0, 150.0
 MIN_GRAMS, MAX_GRAMS = -1_000_000.0, 10_000_000.0
 MIN_RSSI_DBM, MAX_RSSI_DBM = -130.0, 0.0
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
-EPC_HEX_RE = re.compile(r"^[0-9A-Fa-f]{8,128}$")
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# \Z, not $ (which also matches before a trailing newline); checks use fullmatch as well.
+NAME_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}\Z")
+EPC_HEX_RE = re.compile(r"^[0-9A-Fa-f]{8,128}\Z")
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -52,7 +51,7 @@ class AdapterContext:
     weight_unit: WeightUnit = "kg"
 
     def __post_init__(self) -> None:
-        if not NAME_RE.match(self.site):
+        if not NAME_RE.fullmatch(self.site):
             raise ConfigError(f"site {self.site!r} must match {NAME_RE.pattern}")
         zone(self.timezone)
 
@@ -95,6 +94,10 @@ def load_json(payload: bytes | str) -> Any:
         raise PayloadError("invalid_json", detail) from None
     except RecursionError:
         raise PayloadError("invalid_json", "JSON nested too deeply") from None
+    except ValueError as exc:
+        # CPython refuses integers of more than 4,300 digits (sys.get_int_max_str_digits) with
+        # a plain ValueError; no sensor reports such a number.
+        raise PayloadError("invalid_json", f"number too long: {exc}") from None
 
 
 def validate(model: type[M], value: Any, where: str = "") -> M:
@@ -106,10 +109,17 @@ def validate(model: type[M], value: Any, where: str = "") -> M:
         raise PayloadError(reason, f"{where}{detail}") from None
 
 
-def ms_from_datetime(value: datetime) -> int:
-    """Epoch milliseconds of an aware datetime, in integers (no float rounding)."""
-    delta = value - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+ms_from_datetime = datetime_to_ms
+
+
+def ms_from_seconds(seconds: float, what: str) -> int:
+    """Epoch ms of epoch seconds, refusing values outside 2000..2100 before converting them.
+
+    Checked first: ``1e308 * 1000`` is infinite and ``round()`` of it raises OverflowError.
+    """
+    if not MIN_TS_MS / 1000 <= seconds < MAX_TS_MS / 1000:
+        raise PayloadError("out_of_range", f"{what} {seconds} s is outside 2000..2100")
+    return check_ts_ms(round(seconds * 1000), what)
 
 
 def check_ts_ms(ts_ms: int, what: str) -> int:
@@ -145,7 +155,7 @@ def check_range(value: float, low: float, high: float, what: str) -> float:
 
 def check_name(value: str, what: str, reason: str = "schema") -> str:
     """A device or sensor name usable as an InfluxDB tag and in device keys."""
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):
         raise PayloadError(reason, f"{what} {value!r} must match {NAME_RE.pattern}")
     return value
 

@@ -39,7 +39,6 @@ from ingest.adapters._common import (
     AdapterContext,
     VendorModel,
     check_name,
-    check_range,
     check_ts_ms,
     device_key,
     load_json,
@@ -61,7 +60,7 @@ STATUS_EVENTS = frozenset(
         "heartbeat",
     }
 )
-_B64URL_RE = re.compile(r"^[A-Za-z0-9_\-]+={0,2}$")
+_B64URL_RE = re.compile(r"^[A-Za-z0-9_\-]+={0,2}\Z")
 _NS_PER_MS = 1_000_000
 
 
@@ -176,6 +175,10 @@ def _status_reason(event_type: str, body: Any) -> str:
     if isinstance(body, dict):
         for field in ("antennaPort", "status"):
             value = body.get(field)
+            if isinstance(value, str) and not value.isprintable():
+                # Control characters and lone surrogates (valid in JSON text) are escaped: a
+                # surrogate cannot be encoded as UTF-8 for the InfluxDB write.
+                value = value.encode("unicode_escape").decode("ascii")
             if isinstance(value, str | int) and not isinstance(value, bool):
                 details.append(f"{field}={value}")
     return " ".join([event_type, *details])[:256]
@@ -186,9 +189,15 @@ def _tag(
 ) -> TagSample:
     epc = _epc(tag, where)
     rssi = None
-    if tag.peak_rssi_cdbm is not None:
-        dbm = tag.peak_rssi_cdbm / 100
-        rssi = check_range(dbm, MIN_RSSI_DBM, MAX_RSSI_DBM, f"{where}peakRssiCdbm as dBm")
+    cdbm = tag.peak_rssi_cdbm
+    if cdbm is not None:
+        # Range-checked as an integer first: dividing a huge one raises OverflowError.
+        if not MIN_RSSI_DBM * 100 <= cdbm <= MAX_RSSI_DBM * 100:
+            raise PayloadError(
+                "out_of_range",
+                f"{where}peakRssiCdbm {cdbm} is outside {MIN_RSSI_DBM * 100:.0f}..0 centi-dBm",
+            )
+        rssi = cdbm / 100
     if tag.last_seen_time is not None:
         ts = _ts_ms(tag.last_seen_time, f"{where}lastSeenTime")
     return TagSample(
@@ -204,7 +213,7 @@ def _tag(
 def _epc(tag: TagInventoryEvent, where: str) -> str:
     from_hex = None
     if tag.epc_hex is not None:
-        if not EPC_HEX_RE.match(tag.epc_hex):
+        if not EPC_HEX_RE.fullmatch(tag.epc_hex):
             raise PayloadError("schema", f"{where}epcHex {tag.epc_hex!r} is not 8..128 hex digits")
         from_hex = tag.epc_hex.upper()
     from_b64 = None
@@ -219,13 +228,13 @@ def _epc(tag: TagInventoryEvent, where: str) -> str:
 
 
 def _b64url_to_hex(text: str, where: str) -> str:
-    if not _B64URL_RE.match(text):
+    if not _B64URL_RE.fullmatch(text):
         raise PayloadError("schema", f"{where}epc {text!r} is not base64url")
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise PayloadError("schema", f"{where}epc {text!r} is not base64url") from None
     epc = raw.hex().upper()
-    if not EPC_HEX_RE.match(epc):
+    if not EPC_HEX_RE.fullmatch(epc):
         raise PayloadError("schema", f"{where}epc {text!r} decodes to {len(raw)} bytes, not 4..64")
     return epc

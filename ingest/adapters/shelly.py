@@ -32,10 +32,10 @@ from ingest.adapters._common import (
     VendorModel,
     check_name,
     check_range,
-    check_ts_ms,
     device_key,
     fahrenheit_to_celsius,
     load_json,
+    ms_from_seconds,
     topic_device,
     validate,
 )
@@ -110,7 +110,7 @@ def adapt(topic: str, payload: bytes, received_ms: int, ctx: AdapterContext) -> 
 
 def _temperatures(params: dict[str, Any], device: str, ctx: AdapterContext) -> list[Sample]:
     head = validate(ShellyStatusParams, {"ts": params["ts"]} if "ts" in params else {}, "params.")
-    ts = check_ts_ms(round(head.ts * 1000), "params.ts")
+    ts = ms_from_seconds(head.ts, "params.ts")
     samples: list[Sample] = []
     for name, value in params.items():
         if not name.startswith(TEMPERATURE):

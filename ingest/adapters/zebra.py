@@ -103,7 +103,7 @@ def _sample(event: ZebraEvent, device: str, ctx: AdapterContext, where: str) -> 
 def _tag(data: ZebraTagData, ts: int, device: str, ctx: AdapterContext, where: str) -> TagSample:
     if data.format is not None and data.format.lower() != "epc":
         raise PayloadError("schema", f"{where}data.format {data.format!r}: idHex is not an EPC")
-    if not EPC_HEX_RE.match(data.id_hex):
+    if not EPC_HEX_RE.fullmatch(data.id_hex):
         raise PayloadError("schema", f"{where}data.idHex {data.id_hex!r} is not 8..128 hex digits")
     rssi = None
     if data.peak_rssi is not None:

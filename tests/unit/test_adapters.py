@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from core import topics
 from core.epc import decode_sgtin96, is_sgtin96
 from core.errors import ConfigError, PayloadError
 from core.readings import DeviceStatus, Sample, TagSample, TempSample, WeightSample
+from core.topics import TopicError
 from ingest.adapters import (
     ADAPTERS,
     AdapterContext,
@@ -643,6 +645,88 @@ GARBAGE: list[tuple[str, str, bytes, str]] = [
     ("shelly-no-ts", SHELLY_RPC, _shelly({"temperature:0": {"tC": 19.8}}), "missing_field"),
     ("shelly-no-params", SHELLY_RPC, b'{"src":"x","method":"NotifyStatus"}', "missing_field"),
     ("shelly-no-method", SHELLY_RPC, b'{"src":"x"}', "missing_field"),
+    # numbers that used to raise something other than PayloadError
+    (
+        "tasmota-int-over-the-digit-limit",
+        TASMOTA,
+        b'{"DS18B20":{"Temperature":' + b"1" * 4301 + b"}}",
+        "invalid_json",
+    ),
+    (
+        "shelly-ts-1e308",
+        SHELLY_RPC,
+        _shelly({"ts": 1e308, "temperature:0": {"tC": 5.0}}),
+        "out_of_range",
+    ),
+    ("shelly-ts-negative-1e308", SHELLY_RPC, _shelly({"ts": -1e308}), "out_of_range"),
+    (
+        "shelly-ts-over-the-digit-limit",
+        SHELLY_RPC,
+        _shelly({"ts": 0}).replace(b'"ts": 0', b'"ts": ' + b"9" * 5000),
+        "invalid_json",
+    ),
+    (
+        "shelly-tf-1e308",
+        SHELLY_RPC,
+        _shelly({"ts": TS, "temperature:0": {"tF": 1e308}}),
+        "out_of_range",
+    ),
+    (
+        "impinj-ts-over-the-digit-limit",
+        IMPINJ,
+        _impinj(timestamp=0).replace(b"0", b"1" * 4400, 1),
+        "invalid_json",
+    ),
+    ("impinj-rssi-huge-int", IMPINJ, _impinj_tag(peakRssiCdbm=-(10**400)), "out_of_range"),
+    ("impinj-ts-huge-int", IMPINJ, _impinj(timestamp=10**400), "out_of_range"),
+    (
+        "zebra-rssi-over-the-digit-limit",
+        ZEBRA,
+        _zebra(peakRssi=0).replace(b"0}", b"7" * 5000 + b"}"),
+        "invalid_json",
+    ),
+    ("zebra-rssi-huge-int", ZEBRA, _zebra(peakRssi=-(10**400)), "schema"),
+    (
+        "tasmota-weight-1e308",
+        "tele/shelf-a1/SENSOR",
+        _j({"HX711": {"Weight": 1e308}}),
+        "out_of_range",
+    ),
+    # a trailing newline is not part of a valid name (a regex `$` lets it through)
+    ("tasmota-device-newline", "tele/cold-room-1\n/SENSOR", _tasmota_probe(4.0), "bad_topic"),
+    ("tasmota-sensor-key-newline", TASMOTA, _j({"DS18B20\n": {"Temperature": 4.0}}), "schema"),
+    ("tasmota-hx711-key-newline", TASMOTA, _j({"HX711-1\n": {"Weight": 1.0}}), "schema"),
+    (
+        "shelly-src-newline",
+        SHELLY_RPC,
+        _j({"src": "sh-1\n", "method": "NotifyStatus", "params": {"ts": TS}}),
+        "schema",
+    ),
+    (
+        "shelly-component-newline",
+        SHELLY_RPC,
+        _shelly({"ts": TS, "temperature:0\n": {"tC": 4.0}}),
+        "schema",
+    ),
+    (
+        "shelly-device-segment-newline",
+        "sh-1\n/events/rpc",
+        b'{"method":"NotifyStatus","params":{"ts":1.7e9}}',
+        "bad_topic",
+    ),
+    ("impinj-hostname-newline", IMPINJ, _impinj(hostname="r700-1\n"), "schema"),
+    ("impinj-epc-hex-newline", IMPINJ, _impinj_tag(epcHex=SGTIN + "\n"), "schema"),
+    (
+        "impinj-epc-b64-newline",
+        IMPINJ,
+        _impinj(eventType="tagInventory", tagInventoryEvent={"epc": "MDQle_cZTkAAADA5\n"}),
+        "schema",
+    ),
+    ("zebra-idhex-newline", ZEBRA, _zebra(idHex=ZEBRA_EPC + "\n"), "schema"),
+    ("zebra-device-newline", "zebra/fx7500-2\n/data", _zebra(), "bad_topic"),
+    ("canonical-device-newline", "stocksense/v1/wh1/temp/p1\n/data", b"{}", "bad_topic"),
+    ("canonical-site-newline", "stocksense/v1/wh1\n/temp/p1/data", b"{}", "bad_topic"),
+    ("canonical-seven-levels", "stocksense/v1/wh1/temp/p1/data/extra", b"{}", "bad_topic"),
     # routing
     ("unrouted-topic", "other/vendor/data", b"{}", "no_adapter"),
     ("canonical-bad-topic", "stocksense/v1/wh1/humidity/p1/data", b"{}", "bad_topic"),
@@ -825,3 +909,51 @@ def test_context_validation() -> None:
     with pytest.raises(ConfigError, match="site"):
         AdapterContext(site="")
     assert AdapterContext(site="wh1").tz.key == "UTC"
+
+
+def test_impinj_status_text_is_escaped_so_it_can_be_written() -> None:
+    # JSON allows a lone surrogate; it cannot be encoded as UTF-8 for the InfluxDB write.
+    payload = b'{"timestamp":"%s","eventType":"heartbeat","heartbeatEvent":{"status":"\\ud800\\n"}}'
+    (sample,) = _decode(IMPINJ, payload % ITS.encode())
+    assert isinstance(sample, DeviceStatus)
+    assert sample.reason == "heartbeat status=\\ud800\\n"
+    assert sample.reason.encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload"),
+    [
+        (
+            "stocksense/v1/wh1/temp/p1/data",
+            b'{"ts":1767225600000,"seq":1,"readings":[{"sensor":"t1\\n","celsius":4.0}]}',
+        ),
+        (
+            "stocksense/v1/wh1/weight/s1/data",
+            b'{"ts":1767225600000,"seq":1,"readings":[{"cell":"c1\\n","grams":4.0}]}',
+        ),
+        (
+            "stocksense/v1/wh1/rfid/r1/data",
+            b'{"ts":1767225600000,"seq":1,"reads":[{"epc":"%s\\n"}]}' % SGTIN.encode(),
+        ),
+    ],
+)
+def test_canonical_names_with_a_trailing_newline_are_refused(topic: str, payload: bytes) -> None:
+    assert _reason(topic, payload, []) == "schema"
+
+
+def test_site_names_with_a_trailing_newline_are_refused() -> None:
+    with pytest.raises(ValidationError, match="site"):
+        AdapterRoute(pattern="tele/#", adapter="tasmota", site="wh1\n")
+    with pytest.raises(ConfigError, match="site"):
+        AdapterContext(site="wh1\n")
+    with pytest.raises(TopicError):
+        topics.build("wh1\n", "temp", "p1")
+    with pytest.raises(TopicError):
+        topics.build("wh1", "temp", "p1\n")
+
+
+def test_rfc3339_milliseconds_are_exact() -> None:
+    # Through a float this instant came out one millisecond early.
+    payload = b'{"ts":"2038-07-19T07:35:20.233Z","seq":1,"readings":[{"sensor":"t","celsius":4}]}'
+    (sample,) = _decode("stocksense/v1/wh1/temp/p1/data", payload, [])
+    assert sample.ts_ms == 2_163_137_720_233
