@@ -5,23 +5,32 @@ fsynced into an on-disk spool instead and replayed in order when it returns, so 
 lost across outages or restarts. A batch is "durable" once InfluxDB answered 204 or it sits in
 the spool; only then are the waiters of its lines released (that is when ingest acknowledges
 QoS 1 messages).
+
+A batch InfluxDB refuses, wholly or in part, is never counted as written: the refused lines are
+isolated (by what InfluxDB names, else by bisection), handed to ``on_rejected`` with the reason,
+counted in ``<prefix>_points_rejected_total`` and kept under ``rejected/``; the rest is stored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from core.errors import InfluxWriteError
-from core.influx import InfluxClient
+from core.influx import InfluxClient, InfluxRefusedError, RefusalKind
+
+if TYPE_CHECKING:
+    from core.alerts import AlertStore
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +43,12 @@ class WriterMetrics:
         r = self.registry
         self.written = Counter(f"{prefix}_points_written", "Points written to InfluxDB", registry=r)
         self.spooled = Counter(f"{prefix}_points_spooled", "Points spooled to disk", registry=r)
+        self.rejected = Counter(
+            f"{prefix}_points_rejected",
+            "Points InfluxDB refused, by reason (handed to the rejection hook, never written)",
+            ["reason"],
+            registry=r,
+        )
         self.queue_depth = Gauge(f"{prefix}_buffer_lines", "Lines waiting for a write", registry=r)
         self.spool_batches = Gauge(f"{prefix}_spool_batches", "Batches waiting on disk", registry=r)
         self.write_latency = Histogram(
@@ -67,14 +82,18 @@ class Spool:
     def append(self, body: bytes) -> Path:
         """Store one batch durably and return its path."""
         path = self.directory / f"{self._next:016d}.lp"
+        self.replace(path, body)
+        self._next += 1
+        return path
+
+    def replace(self, path: Path, body: bytes) -> None:
+        """Write ``path`` durably and atomically (a crash leaves the old or the new content)."""
         tmp = path.with_suffix(".tmp")
         with tmp.open("wb") as fh:
             fh.write(body)
             fh.flush()
             os.fsync(fh.fileno())
         tmp.rename(path)
-        self._next += 1
-        return path
 
     def oldest(self) -> Path | None:
         """The next batch to replay, if any."""
@@ -90,6 +109,21 @@ class Spool:
 
 
 WRITE_CONCURRENCY = 2
+# Statuses whose answer is about the data sent: refused lines can be told apart from the rest.
+DATA_STATUSES = frozenset({400, 413, 422})
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One line InfluxDB refused: ``reason`` is a short code, ``message`` InfluxDB's words."""
+
+    line: str
+    reason: RefusalKind
+    message: str
+    status: int
+
+
+RejectionHook = Callable[[list[Rejection]], None]
 
 
 class BatchWriter:
@@ -104,6 +138,7 @@ class BatchWriter:
         batch_lines: int = 5000,
         flush_interval_s: float = 1.0,
         max_buffer_lines: int | None = None,
+        on_rejected: RejectionHook | None = None,
     ) -> None:
         self._client = client
         self._spool = Spool(spool_dir)
@@ -130,6 +165,10 @@ class BatchWriter:
         # Observers (benchmarks, latency probes) get the device times of every durable batch.
         self.on_durable: Callable[[list[int]], None] | None = None
         self._device_ts: list[int] = []
+        # Told about every line InfluxDB refused (ingest dead-letters them).
+        self.on_rejected = on_rejected
+        self.rejected_total = 0
+        self.last_rejection: Rejection | None = None
 
     @property
     def spool(self) -> Spool:
@@ -227,12 +266,14 @@ class BatchWriter:
                 await self._write(lines)
                 if batch.oldest_ms is not None:
                     self._metrics.lag.observe(max(0.0, time.time() - batch.oldest_ms / 1000))
+        except InfluxRefusedError as exc:
+            unresolved = await self._isolate(lines, exc)
+            if unresolved:
+                self._spool_append(unresolved)
         except InfluxWriteError as exc:
-            if exc.retryable:
-                logger.warning("InfluxDB write failed, spooling %d lines: %s", len(lines), exc)
-                self._spool_append(lines)
-            else:
-                self._reject(lines, exc)
+            # Every answer that is not a refusal can succeed later (see core.influx).
+            logger.warning("InfluxDB write failed, spooling %d lines: %s", len(lines), exc)
+            self._spool_append(lines)
         finally:
             self._durable(batch)
 
@@ -243,12 +284,72 @@ class BatchWriter:
         self._metrics.write_latency.observe(time.perf_counter() - started)
         self._metrics.written.inc(len(lines))
 
-    def _reject(self, lines: list[str], exc: InfluxWriteError) -> None:
-        """InfluxDB refused the data itself: keep it on disk for inspection, never drop it."""
+    async def _isolate(self, lines: list[str], refusal: InfluxRefusedError) -> list[str]:
+        """Store what InfluxDB accepts of a refused batch and report exactly the refused lines.
+
+        Lines InfluxDB names are split off, otherwise the batch is halved, and each part is
+        sent again until every line is stored or refused on its own answer. Resending accepted
+        points is harmless: the same series and time overwrite. Returns the lines still
+        undecided because InfluxDB became unreachable meanwhile (for the spool).
+        """
+        rejected: list[Rejection] = []
+        parts, stored = _settle(lines, refusal, rejected)
+        todo = parts[::-1]  # a stack: the next part to send is last
+        unresolved: list[str] = []
+        while todo:
+            part = todo.pop()
+            try:
+                await self._client.write(_body(part))
+            except InfluxRefusedError as again:
+                more, known = _settle(part, again, rejected)
+                todo.extend(reversed(more))
+                stored += known
+                continue
+            except InfluxWriteError as exc:
+                logger.warning("InfluxDB unavailable while isolating refused lines: %s", exc)
+                unresolved = [ln for p in (part, *todo) for ln in p]
+                break
+            stored += len(part)
+        self._metrics.written.inc(stored)
+        self._report(rejected, len(lines))
+        return unresolved
+
+    def _report(self, rejected: list[Rejection], total: int) -> None:
+        """Count refused lines, keep them on disk and tell the hook."""
+        if not rejected:
+            return
+        counts: dict[str, int] = {}
+        for rejection in rejected:
+            counts[rejection.reason] = counts.get(rejection.reason, 0) + 1
+        for reason, count in counts.items():
+            self._metrics.rejected.labels(reason=reason).inc(count)
+        self.rejected_total += len(rejected)
+        self.last_rejection = rejected[-1]
         self._rejected_dir.mkdir(parents=True, exist_ok=True)
-        path = self._rejected_dir / f"{time.time_ns()}.lp"
-        path.write_text("\n".join(lines) + "\n")
-        logger.error("InfluxDB rejected %d lines (kept in %s): %s", len(lines), path, exc)
+        path = self._rejected_dir / f"{time.time_ns()}.jsonl"
+        path.write_text(
+            "".join(
+                json.dumps(
+                    {"line": r.line, "reason": r.reason, "message": r.message, "status": r.status},
+                    ensure_ascii=False,
+                )
+                + "\n"
+                for r in rejected
+            )
+        )
+        logger.error(
+            "InfluxDB refused %d of %d lines (%s; kept in %s): %s",
+            len(rejected),
+            total,
+            ", ".join(f"{k}={v}" for k, v in sorted(counts.items())),
+            path,
+            rejected[0].message,
+        )
+        if self.on_rejected is not None:
+            try:
+                self.on_rejected(rejected)
+            except Exception:
+                logger.exception("the rejection hook failed for %d lines", len(rejected))
 
     async def _replay_loop(self) -> None:
         backoff = 0.1
@@ -265,11 +366,18 @@ class BatchWriter:
             try:
                 started = time.perf_counter()
                 await self._client.write(body)
-            except InfluxWriteError as exc:
-                if not exc.retryable:
-                    self._reject(body.decode().splitlines(), exc)
+            except InfluxRefusedError as exc:
+                unresolved = await self._isolate(body.decode().splitlines(), exc)
+                if unresolved:
+                    # Keep only what is still undecided, so nothing is reported twice.
+                    self._spool.replace(oldest, _body(unresolved))
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                else:
                     oldest.unlink()
-                    continue
+                    self._metrics.spool_batches.set(len(self._spool))
+                continue
+            except InfluxWriteError as exc:
                 if self._closing:
                     return
                 logger.info(
@@ -304,6 +412,85 @@ class BatchWriter:
             await self._flush(lines, batch)
 
 
+STORE_REJECTING_TYPE = "store_rejecting"
+STORE_REJECTING_QUIET_S = 600.0
+# Alerts about StockSense itself belong to no warehouse (as channel_health alerts).
+SYSTEM_SITE = "system"
+
+
+class StoreRejectingAlarm:
+    """A ``store_rejecting`` alert per writer while InfluxDB refuses its points.
+
+    Runs as a rules-engine processor: a tick raises the alert when the writer refused lines
+    since the previous tick, and clears it after ``quiet_s`` without any. Time is the engine's
+    clock (``now_ms``), so replays and tests drive the clear.
+    """
+
+    def __init__(
+        self,
+        store: AlertStore,
+        writers: Mapping[str, BatchWriter],
+        *,
+        quiet_s: float = STORE_REJECTING_QUIET_S,
+    ) -> None:
+        """``writers`` maps an alert source (e.g. ``influxdb/ingest``) to its writer."""
+        self._store = store
+        self._writers = dict(writers)
+        self._quiet_ms = int(quiet_s * 1000)
+        self._seen = dict.fromkeys(self._writers, 0)
+        self._last_ms: dict[str, int] = {}
+        self._adopted = False
+
+    def process(self, samples: Sequence[object]) -> None:
+        """Readings are not this alarm's business."""
+        del samples
+
+    def tick(self, now_ms: int) -> None:
+        """Raise for new refusals, clear after the quiet time."""
+        if not self._adopted:
+            # An alert left open by an earlier run clears after a quiet time from now.
+            self._adopted = True
+            for source in self._writers:
+                if self._store.active(source, STORE_REJECTING_TYPE) is not None:
+                    self._last_ms[source] = now_ms
+        for source, writer in self._writers.items():
+            total = writer.rejected_total
+            if total > self._seen[source]:
+                self._raise(source, writer, total - self._seen[source], now_ms)
+                self._seen[source] = total
+                self._last_ms[source] = now_ms
+            elif source in self._last_ms and now_ms - self._last_ms[source] >= self._quiet_ms:
+                del self._last_ms[source]
+                self._store.clear(
+                    source,
+                    STORE_REJECTING_TYPE,
+                    at_ms=now_ms,
+                    note=f"InfluxDB refused no points for {self._quiet_ms // 1000} s",
+                )
+
+    def _raise(self, source: str, writer: BatchWriter, new: int, now_ms: int) -> None:
+        last = writer.last_rejection
+        reason = "" if last is None else f"{last.reason}: {last.message}"
+        self._store.raise_alert(
+            source=source,
+            type_=STORE_REJECTING_TYPE,
+            severity="major",
+            site=SYSTEM_SITE,
+            zone=None,
+            title="InfluxDB is refusing points",
+            message=f"{new} points refused ({writer.rejected_total} in all); last {reason}"[:1000],
+            value=float(writer.rejected_total),
+            threshold=None,
+            details={
+                "writer": source,
+                "reason": None if last is None else last.reason,
+                "message": None if last is None else last.message[:500],
+                "line": None if last is None else last.line[:500],
+            },
+            at_ms=now_ms,
+        )
+
+
 @dataclass(slots=True)
 class _Batch:
     """What a taken batch of lines owes once durable."""
@@ -317,3 +504,61 @@ def _release(waiters: list[asyncio.Future[None]]) -> None:
     for waiter in waiters:
         if not waiter.done():
             waiter.set_result(None)
+
+
+def _body(lines: list[str]) -> bytes:
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _settle(
+    group: list[str], refusal: InfluxRefusedError, rejected: list[Rejection]
+) -> tuple[list[list[str]], int]:
+    """What a refusal of ``group`` settles: refused lines go to ``rejected``.
+
+    Returns the parts to send again, in order, and how many lines are known to be stored.
+    """
+    if refusal.kind == "unparsable" and refusal.partial and refusal.dropped == 0:
+        # 1.x stored every point it could parse and quoted each line it could not.
+        named = refusal.named(group)
+        if named:
+            _refuse(named, refusal, rejected)
+            return [], len(group) - len(named)
+    status = refusal.status or 400
+    if (
+        len(group) == 1
+        or status not in DATA_STATUSES
+        or (refusal.partial and refusal.dropped >= len(group))
+    ):
+        # InfluxDB counts each refused point once (of one shard only): a lower bound.
+        _refuse(group, refusal, rejected)
+        return [], 0
+    named = [] if refusal.kind == "too_large" else refusal.named(group)
+    if named and refusal.kind == "unparsable":
+        # A line that cannot be parsed never will be: only the others need sending again.
+        _refuse(named, refusal, rejected)
+        rest = _without(group, named)
+        return ([rest] if rest else []), 0
+    if 0 < len(named) < len(group):
+        # The rest goes first (for a new field it sets the common type); the named lines go
+        # alone after it, so that their refusal is confirmed (field types are per shard).
+        rest = _without(group, named)
+        if refusal.dropped > len(named) and len(rest) > 1:
+            # More refused than named (InfluxDB names one reason): halve the rest rather
+            # than resend it whole once per reason.
+            return [rest[: len(rest) // 2], rest[len(rest) // 2 :], named], 0
+        return [rest, named], 0
+    half = len(group) // 2
+    return [group[:half], group[half:]], 0
+
+
+def _without(group: list[str], drop: list[str]) -> list[str]:
+    gone = set(drop)
+    return [ln for ln in group if ln not in gone]
+
+
+def _refuse(lines: list[str], refusal: InfluxRefusedError, rejected: list[Rejection]) -> None:
+    status = refusal.status or 400
+    rejected.extend(
+        Rejection(line=ln, reason=refusal.kind, message=refusal.reason_for(ln), status=status)
+        for ln in lines
+    )
