@@ -27,7 +27,7 @@ from pydantic import TypeAdapter, ValidationError
 from core import device_registry, topics
 from core.errors import ConfigError, PayloadError
 from core.influx import InfluxClient
-from core.influx_writer import BatchWriter
+from core.influx_writer import BatchWriter, Rejection
 from core.mqtt_tls import connect_gmqtt
 from core.readings import Sample
 from core.settings import Settings
@@ -65,6 +65,7 @@ class IngestService:
             self.metrics.writer,
             batch_lines=settings.influx.batch_lines,
             flush_interval_s=settings.influx.flush_interval_s,
+            on_rejected=self._store_rejected,
         )
         try:
             self._routes = TypeAdapter(list[adapters.AdapterRoute]).validate_python(
@@ -235,6 +236,11 @@ class IngestService:
             self._mqtt.publish(
                 topics.DEADLETTER_TOPIC, json.dumps(envelope).encode(), qos=1, retain=False
             )
+
+    def _store_rejected(self, rejections: list[Rejection]) -> None:
+        """Dead-letter each line InfluxDB refused (``store_rejected``; the payload is the line)."""
+        for rejection in rejections:
+            self.dead_letter("", rejection.line.encode(), "store_rejected", rejection.message)
 
     async def stop(self) -> None:
         """Flush the writer and disconnect (the persistent session keeps what arrives meanwhile)."""

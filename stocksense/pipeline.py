@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Sequence
 from core import db
 from core.alerts import AlertStore
 from core.influx import InfluxClient
+from core.influx_writer import BatchWriter, StoreRejectingAlarm
 from core.settings import Settings
 from ingest.service import IngestService
 from rules.anomaly import build_processors
@@ -77,6 +78,12 @@ class Pipeline:
             self.store
         )
         self.ingest = IngestService(settings, sink=self.rules.offer)
+        # Points InfluxDB refuses raise a store_rejecting alert, cleared after a quiet time.
+        writers: dict[str, BatchWriter] = {"influxdb/ingest": self.ingest.writer}
+        if self.inventory.influx is not None:
+            writers["influxdb/inventory"] = self.inventory.influx
+        self.store_alarm = StoreRejectingAlarm(self.store, writers)
+        self.rules.processors.append(self.store_alarm)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
-from core import db
+from core import db, topics
 from core.alerts import AlertStore
 from core.influx import InfluxClient, query_sync, rows
 from core.influx_writer import (
@@ -23,8 +27,10 @@ from core.influx_writer import (
     WriterMetrics,
 )
 from core.settings import InfluxSettings, Settings
-from stocksense.devservices import influxdb
-from tests.conftest import RECENT_T0, until
+from rules.seed import Seed
+from stocksense.devservices import LocalStack, influxdb
+from stocksense.pipeline import Pipeline
+from tests.conftest import RECENT_T0, Publisher, until
 
 pytestmark = pytest.mark.integration
 
@@ -304,3 +310,99 @@ def test_store_rejecting_alert_raises_and_clears_after_the_quiet_time(
     h = run(settings.influx, tmp_path, scenario)
     assert h.written() == 2
     assert h.writer.rejected_total == 3
+
+
+class DeadLetters:
+    """Collects dead-letter envelopes from the broker."""
+
+    def __init__(self, port: int) -> None:
+        self.messages: list[dict[str, Any]] = []
+        subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"dl-{uuid.uuid4().hex}")
+        self.client.on_message = lambda _c, _u, msg: self.messages.append(json.loads(msg.payload))
+        self.client.on_subscribe = lambda *_a: subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(topics.DEADLETTER_TOPIC, qos=1)
+        self.client.loop_start()
+        assert subscribed.wait(10)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def test_refused_readings_are_dead_lettered_and_raise_store_rejecting(
+    settings: Settings, publisher: Publisher, stack: LocalStack
+) -> None:
+    listener = DeadLetters(stack.mqtt_port)
+    cfg = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"qos": 1})})
+    # Someone wrote celsius as an integer first: every float reading now conflicts.
+    seed_line = f"temperature,device=probe-0,sensor=t1,site=wh1 celsius=4i {T0_NS}"
+
+    async def scenario() -> None:
+        client = InfluxClient(cfg.influx)
+        await client.ensure_database()
+        await client.write(seed_line.encode())
+        await client.aclose()
+        pipeline = Pipeline(cfg, seed=Seed(), tick_interval_s=0.05)
+        await pipeline.start()
+        try:
+            temps = {
+                "ts": RECENT_T0,
+                "seq": 1,
+                "readings": [{"sensor": "t1", "celsius": 4.5}, {"sensor": "t2", "celsius": 5.5}],
+            }
+            cells = {
+                "ts": RECENT_T0,
+                "seq": 1,
+                "readings": [
+                    {"cell": f"c{c}", "grams": 100.0 * c, "stable": True} for c in range(3)
+                ],
+            }
+            publisher.publish(topics.build("wh1", "temp", "probe-9"), json.dumps(temps))
+            publisher.publish(topics.build("wh1", "weight", "shelf-9"), json.dumps(cells))
+            publisher.flush()
+            await until(lambda: len(listener.messages) >= 2, what="two dead letters")
+            await until(
+                lambda: pipeline.store.active("influxdb/ingest", STORE_REJECTING_TYPE) is not None,
+                what="the store_rejecting alert",
+            )
+            await until(
+                lambda: (
+                    pipeline.ingest.metrics.value("stocksense_ingest_points_written_total") >= 3
+                ),
+                what="the weight readings written",
+            )
+        finally:
+            await pipeline.stop()
+        metrics = pipeline.ingest.metrics
+        assert metrics.value("stocksense_ingest_points_written_total") == 3
+        assert (
+            metrics.value(
+                "stocksense_ingest_points_rejected_total", {"reason": "field_type_conflict"}
+            )
+            == 2
+        )
+        assert (
+            metrics.value("stocksense_ingest_deadlettered_total", {"reason": "store_rejected"}) == 2
+        )
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        listener.close()
+    letters = listener.messages
+    assert [m["reason"] for m in letters] == ["store_rejected", "store_rejected"]
+    assert sorted(m["payload"].split(" ")[0] for m in letters) == [
+        "temperature,device=probe-9,sensor=t1,site=wh1",
+        "temperature,device=probe-9,sensor=t2,site=wh1",
+    ]
+    assert all(
+        m["detail"] == 'field type conflict: input field "celsius" on measurement "temperature"'
+        " is type float, already exists as type integer"
+        for m in letters
+    )
+    assert all(m["topic"] == "" for m in letters)
+    stored = rows(query_sync(cfg.influx, "SELECT celsius FROM temperature"))
+    assert [r["celsius"] for r in stored] == [4]
+    assert len(rows(query_sync(cfg.influx, "SELECT grams FROM weight"))) == 3
