@@ -4,6 +4,11 @@ They enforce the published contracts, so the notifier is tested against the rule
 in production: DingTalk signatures and the one-hour timestamp window, 20 messages per minute
 per robot with the real error codes (and DingTalk's 10-minute throttle), body size limits and
 JSON shapes. A plain webhook receiver records JSON posts.
+
+Each robot also tells what a group member's client makes of a message it accepted
+(:meth:`DingTalkRobot.rendered`, :meth:`WeComRobot.rendered`): the links a reader can tap, the
+headings, the mentions and the tags that take effect. The model is a generous worst case over
+the robots' clients, so a test that finds nothing there has found nothing a client would act on.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import threading
 import time
 import urllib.parse
@@ -57,6 +63,183 @@ class RobotLog:
             part = body.get(kind) or {}
             out.append(str(part.get("text") or part.get("content") or ""))
         return out
+
+
+# -- what a client renders -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """Where markup takes effect in one message, as the group's clients show it.
+
+    ``mentions`` are the people the robot notifies; ``mention_marks`` every ``@x`` (or
+    ``<@x>``) a reader takes for a mention, honoured or not. ``tags`` are HTML-ish tags the
+    client interprets (``font``, ``a``). ``title`` is DingTalk's plain-text title field.
+    """
+
+    text: str
+    links: tuple[str, ...] = ()
+    headings: tuple[str, ...] = ()
+    mentions: tuple[str, ...] = ()
+    mention_marks: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    title: str = ""
+
+
+# Generous on purpose: any "](" opens a link (inline links, images, nested brackets).
+_LINK_TARGET = re.compile(r"\]\(\s*<?([^)\s>]*)")
+_LINK_SPAN = re.compile(r"!?\[[^\]\n]*\]\([^)\n]*\)?")
+_REF_DEF = re.compile(r"^ {0,3}\[([^\]\n]+)\]:[ \t]*<?([^\s>]+)>?.*$", re.MULTILINE)
+_REF_USE = re.compile(r"\[([^\]\n]+)\](?:\[([^\]\n]*)\])?")
+_ANGLE_LINK = re.compile(r"<([A-Za-z][A-Za-z0-9+.\-]{1,31}:[^\s<>]*|[^\s<>@]+@[^\s<>@]+)>")
+_HTML_LINK = re.compile(r"<(?:a|img)\b[^>]*?\b(?:href|src)\s*=\s*[\"']?([^\"'\s>]+)", re.I)
+# Bare text clients turn into links: URLs, www. hosts, e-mail addresses, host names, IPv4.
+_BARE_LINKS = (
+    re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s<>]+"),
+    re.compile(r"www\.[\w\-][^\s<>]*", re.I),
+    re.compile(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+"),
+    re.compile(r"[\w\-]+(?:\.[\w\-]+)*\.[^\W\d_]{2,}(?:[/:?#][^\s<>]*)?"),
+    re.compile(r"\d{1,3}(?:\.\d{1,3}){3}(?:[/:?#][^\s<>]*)?"),
+)
+_TRAILING = ".,;:!?'\")]}"
+# Block containers a heading may sit in: quotes and list items, nested.
+_CONTAINERS = re.compile(r"^(?:[ \t]{0,3}(?:>[ \t]?|[-+*][ \t]+|\d{1,9}[.)][ \t]+))*")
+_ATX = re.compile(r"[ \t]{0,3}#{1,6}(?:[ \t]+(.*?))?[ \t#]*")
+_SETEXT = re.compile(r"[ \t]{0,3}(?:=+|-+)[ \t]*")
+_HTML_HEADING = re.compile(r"<h[1-6]\b[^>]*>([^<]*)", re.I)
+_TAG = re.compile(r"</?([A-Za-z][\w\-]*)(?:\s[^<>]*)?/?>")
+_AT_MARK = re.compile(r"@([^\s@<>]+)")
+_WECOM_MENTION = re.compile(r"<@([^<>\s]+)>")
+
+
+def _take(pattern: re.Pattern[str], text: str, found: list[str], group: int = 0) -> str:
+    """Collect matches of ``pattern`` into ``found``; return ``text`` with them blanked."""
+
+    def blank(match: re.Match[str]) -> str:
+        found.append(match.group(group).rstrip(_TRAILING))
+        return " "
+
+    return pattern.sub(blank, text)
+
+
+def text_links(text: str) -> list[str]:
+    """Links a client makes of plain text: ``<a href>``, bare URLs, hosts, addresses."""
+    found: list[str] = []
+    rest = _take(_HTML_LINK, text, found, 1)
+    for pattern in _BARE_LINKS:
+        rest = _take(pattern, rest, found)
+    return found
+
+
+def markdown_links(text: str) -> list[str]:
+    """Links a client makes of markdown: inline and reference links, images, autolinks, bare."""
+    defs: dict[str, str] = {m.group(1).strip().lower(): m.group(2) for m in _REF_DEF.finditer(text)}
+    rest = _REF_DEF.sub(" ", text)
+    found = [m.group(1) for m in _LINK_TARGET.finditer(rest)]
+    rest = _LINK_SPAN.sub(" ", rest)
+
+    def reference(match: re.Match[str]) -> str:
+        name = (match.group(2) or match.group(1)).strip().lower()
+        if name in defs:
+            found.append(defs[name])
+            return " "
+        return match.group(0)
+
+    rest = _REF_USE.sub(reference, rest)
+    rest = _take(_ANGLE_LINK, rest, found, 1)
+    return found + text_links(rest)
+
+
+def markdown_headings(text: str) -> list[str]:
+    """Headings: ATX (also inside quotes and list items), setext, and ``<h1>``..``<h6>``."""
+    out: list[str] = []
+    previous = ""
+    for raw in text.splitlines():
+        line = _CONTAINERS.sub("", raw)
+        atx = _ATX.fullmatch(line)
+        if atx:
+            out.append((atx.group(1) or "").strip())
+        elif _SETEXT.fullmatch(raw) and previous.strip():
+            out.append(previous.strip())
+        previous = raw
+    out += [m.group(1).strip() for m in _HTML_HEADING.finditer(text)]
+    return out
+
+
+def markup_tags(text: str) -> list[str]:
+    """Names of the HTML-ish tags in ``text`` (``<@userid>`` mentions are not tags)."""
+    return [m.group(1).lower() for m in _TAG.finditer(text)]
+
+
+def at_marks(text: str) -> list[str]:
+    """Every ``@x`` in ``text``, as a reader sees mentions."""
+    return [m.group(1).rstrip(_TRAILING) for m in _AT_MARK.finditer(text)]
+
+
+def dingtalk_rendering(body: dict[str, Any]) -> Rendering:
+    """What DingTalk's clients make of one robot message.
+
+    ``@<mobile|userid>`` in the text notifies that person when it is also listed in
+    ``at.atMobiles``/``at.atUserIds``; ``isAtAll`` notifies everyone.
+    """
+    kind = str(body.get("msgtype", ""))
+    part: dict[str, Any] = body.get(kind) or {}
+    at: dict[str, Any] = body.get("at") or {}
+    listed = [str(x) for x in [*at.get("atMobiles", []), *at.get("atUserIds", [])]]
+    if kind == "text":
+        text = str(part.get("content", ""))
+        links, headings, tags = text_links(text), [], []
+    else:
+        text = str(part.get("text", ""))
+        links, headings, tags = markdown_links(text), markdown_headings(text), markup_tags(text)
+    for key in ("singleURL", "messageUrl", "picUrl"):
+        if part.get(key):
+            links.append(str(part[key]))
+    links += [str(b.get("actionURL", "")) for b in part.get("btns", []) if isinstance(b, dict)]
+    marks = at_marks(text)
+    mentions = [who for who in listed if any(mark.startswith(who) for mark in marks)]
+    if at.get("isAtAll"):
+        mentions.append("all")
+    return Rendering(
+        text=text,
+        links=tuple(links),
+        headings=tuple(headings),
+        mentions=tuple(mentions),
+        mention_marks=tuple(marks),
+        tags=tuple(tags),
+        title=str(part.get("title", "")),
+    )
+
+
+def wecom_rendering(body: dict[str, Any]) -> Rendering:
+    """What WeCom's clients make of one robot message.
+
+    Markdown mentions are ``<@userid>`` in the content; text messages mention the people in
+    ``mentioned_list``/``mentioned_mobile_list`` only, though ``@x`` in the content reads alike.
+    """
+    kind = str(body.get("msgtype", ""))
+    part: dict[str, Any] = body.get(kind) or {}
+    text = str(part.get("content", ""))
+    if kind == "text":
+        listed = [*part.get("mentioned_list", []), *part.get("mentioned_mobile_list", [])]
+        mentions = [str(x) for x in listed]
+        return Rendering(
+            text=text,
+            links=tuple(text_links(text)),
+            mentions=tuple(mentions),
+            mention_marks=tuple(at_marks(text)),
+            tags=tuple(markup_tags(text)),
+        )
+    mentions = [m.group(1) for m in _WECOM_MENTION.finditer(text)]
+    plain = _WECOM_MENTION.sub(" ", text)
+    return Rendering(
+        text=text,
+        links=tuple(markdown_links(plain)),
+        headings=tuple(markdown_headings(plain)),
+        mentions=tuple(mentions),
+        mention_marks=tuple(mentions + at_marks(plain)),
+        tags=tuple(markup_tags(plain)),
+    )
 
 
 class _Receiver:
@@ -180,6 +363,11 @@ class DingTalkRobot(_Receiver):
         self.log.accepted.append(Received(at=now, body=body))
         return 200, {"errcode": 0, "errmsg": "ok"}
 
+    def rendered(self) -> list[Rendering]:
+        """What the group's clients show of each accepted message."""
+        with self.lock:
+            return [dingtalk_rendering(r.body) for r in self.log.accepted]
+
     def _check_signature(self, query: dict[str, str], now: float) -> str | None:
         assert self.secret is not None
         timestamp, signature = query.get("timestamp"), query.get("sign")
@@ -248,6 +436,11 @@ class WeComRobot(_Receiver):
     def _error(self, code: int, message: str) -> tuple[int, dict[str, Any]]:
         self.log.errors.append(code)
         return 200, {"errcode": code, "errmsg": message}
+
+    def rendered(self) -> list[Rendering]:
+        """What the group's clients show of each accepted message."""
+        with self.lock:
+            return [wecom_rendering(r.body) for r in self.log.accepted]
 
     def handle(self, path: str, query: dict[str, str], raw: bytes) -> tuple[int, dict[str, Any]]:
         """Apply the WeCom contract; failed requests count against the rate limit too."""
