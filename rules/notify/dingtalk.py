@@ -28,7 +28,6 @@ from rules.notify import render
 from rules.notify.base import RobotChannelBase, post_robot
 from rules.notify.digest import DEFAULT_TOP, DigestEntry, build_digest
 from rules.notify.textsplit import (
-    CONTINUATION,
     json_utf8_len,
     protect_in_logs,
     split_numbered,
@@ -179,12 +178,7 @@ class DingTalkChannel(RobotChannelBase):
         title = render.title(alert, event, self.language, "text")
         link = render.alert_link(alert, self._console_url)
         text = render.markdown(alert, event, self.language, self._console_url)
-        chunks = split_numbered(
-            text,
-            self._text_budget(title, link),
-            measure=json_utf8_len,
-            continuation=CONTINUATION,
-        )
+        chunks = split_numbered(text, self._text_budget(title, link), measure=json_utf8_len)
         mention = event != "cleared"
         return [
             self._payload(title, chunk, link, mention=mention and i == 0)

@@ -17,8 +17,6 @@ from collections.abc import Callable, Iterable
 Measure = Callable[[str], int]
 
 NUMBERING = "({i}/{n}) "
-# Starts the rest of a line cut in two, so that it reads as the continuation it is.
-CONTINUATION = "…"
 _NUMBERING_ROOM = NUMBERING.format(i=999, n=999)
 
 
@@ -44,40 +42,31 @@ def _longest_prefix(text: str, max_size: int, measure: Measure) -> int:
     return low
 
 
-def _cut_line(line: str, max_size: int, measure: Measure, continuation: str) -> list[str]:
-    """Cut one over-long line into pieces, preferring a space near the end of each piece.
-
-    Every piece but the first starts with ``continuation``.
-    """
+def _cut_line(line: str, max_size: int, measure: Measure) -> list[str]:
+    """Cut one over-long line into pieces, preferring a space near the end of each piece."""
     pieces: list[str] = []
     rest = line
-    prefix = ""
-    while measure(prefix) + measure(rest) > max_size:
-        k = _longest_prefix(rest, max_size - measure(prefix), measure)
+    while measure(rest) > max_size:
+        k = _longest_prefix(rest, max_size, measure)
         if k == 0:
             raise ValueError(f"a single character does not fit in {max_size}")
         space = rest.rfind(" ", 0, k)
         # A break at a space reads better, but not at the cost of tiny pieces.
         if space > k // 2:
             k = space + 1
-        pieces.append(prefix + rest[:k])
+        pieces.append(rest[:k])
         rest = rest[k:]
-        prefix = continuation
     if rest:
-        pieces.append(prefix + rest)
+        pieces.append(rest)
     return pieces
 
 
-def split_text(
-    text: str, max_size: int, *, measure: Measure = utf8_len, continuation: str = ""
-) -> list[str]:
+def split_text(text: str, max_size: int, *, measure: Measure = utf8_len) -> list[str]:
     """Split ``text`` into chunks of at most ``max_size`` (by ``measure``), on line boundaries.
 
     Lines longer than ``max_size`` are cut between characters (never inside one, since the
     cut is made on the decoded string). Joining the chunks with ``"\\n"`` gives back the text,
-    except that a line cut in the middle gains line breaks, each followed by ``continuation``.
-    Robot messages pass :data:`CONTINUATION`: the rest of a cut line would otherwise start
-    a line of its own, where text from a device could open a markdown heading or list.
+    except that a line cut in the middle gains line breaks.
     """
     if max_size <= 0:
         raise ValueError("max_size must be positive")
@@ -88,7 +77,7 @@ def split_text(
     current: list[str] = []
     size = 0
     for raw_line in text.split("\n"):
-        for line in _cut_line(raw_line, max_size, measure, continuation) or [""]:
+        for line in _cut_line(raw_line, max_size, measure) or [""]:
             line_size = measure(line)
             extra = line_size + (newline if current else 0)
             if current and size + extra > max_size:
@@ -102,15 +91,11 @@ def split_text(
     return [c for c in chunks if c.strip()] or [text[: _longest_prefix(text, max_size, measure)]]
 
 
-def split_numbered(
-    text: str, max_size: int, *, measure: Measure = utf8_len, continuation: str = ""
-) -> list[str]:
+def split_numbered(text: str, max_size: int, *, measure: Measure = utf8_len) -> list[str]:
     """Like :func:`split_text`, prefixing ``(i/n)`` to every chunk when there is more than one."""
     if measure(text) <= max_size:
         return [text]
-    chunks = split_text(
-        text, max_size - measure(_NUMBERING_ROOM), measure=measure, continuation=continuation
-    )
+    chunks = split_text(text, max_size - measure(_NUMBERING_ROOM), measure=measure)
     n = len(chunks)
     return [NUMBERING.format(i=i, n=n) + chunk for i, chunk in enumerate(chunks, start=1)]
 

@@ -21,7 +21,6 @@ from rules.notify import render
 from rules.notify.base import RobotChannelBase, post_robot
 from rules.notify.digest import DEFAULT_TOP, DigestEntry, build_digest
 from rules.notify.textsplit import (
-    CONTINUATION,
     protect_in_logs,
     split_numbered,
     truncate,
@@ -114,7 +113,7 @@ class WeComChannel(RobotChannelBase):
             content = render.markdown(alert, event, self.language, self._console_url)
         else:
             content = render.plain(alert, event, self.language, self._console_url)
-        chunks = split_numbered(content, self._budget(), continuation=CONTINUATION)
+        chunks = split_numbered(content, self._budget())
         mention = event != "cleared"
         return [self._payload(chunk, mention=mention and i == 0) for i, chunk in enumerate(chunks)]
 
