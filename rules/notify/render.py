@@ -232,7 +232,8 @@ def value_text(alert: Alert, language: Language, style: Style = "markdown") -> s
     """``9.3 °C / threshold 8 °C`` or None when the alert carries no value."""
     if alert.value is None:
         return None
-    unit = neutralise(str(alert.details.get("unit") or _UNITS.get(alert.type, "")), style)
+    raw_unit = alert.details.get("unit")
+    unit = neutralise(str(raw_unit), style) if raw_unit else _UNITS.get(alert.type, "")
     suffix = f" {unit}" if unit else ""
     text = f"{_number(alert.value)}{suffix}"
     if alert.threshold is not None:

@@ -216,3 +216,32 @@ def test_resolved_notice_in_english_has_duration_and_no_action() -> None:
 def test_units_from_details_and_fractional_values() -> None:
     alert = make_alert(4, type_="reorder", value=12.5, threshold=20, details={"unit": "pcs"})
     assert render.value_text(alert, "en") == "12.5 pcs / Threshold 20 pcs"
+
+
+def test_data_in_messages_and_digests_is_shown_in_the_style_of_the_message() -> None:
+    hostile = "[x](http://evil) @13800000000"
+    alert = make_alert(
+        9,
+        details={"sku": hostile, "unit": "*kg*"},
+        message=f"line one\n### {hostile}",
+    )
+    markdown = render.markdown(alert, "raised", "en", CONSOLE)
+    assert "- **Detail**: line one ＃＃＃ ［x］(http：//evil) ＠13800000000" in markdown
+    assert "- **Source**: SKU ［x］(http：//evil) ＠13800000000" in markdown
+    assert "9.3 ＊kg＊ / Threshold 8 ＊kg＊" in markdown
+    plain = render.plain(alert, "raised", "en", CONSOLE)
+    # Text messages render no markdown: brackets stay, mentions and links are still broken.
+    assert "Detail: line one ### [x](http：//evil) ＠13800000000" in plain
+    markdown_digest = build_digest(
+        [DigestEntry(1, alert, "raised")], language="en", console_url=CONSOLE, max_size=4096
+    )[0]
+    text_digest = build_digest(
+        [DigestEntry(1, alert, "raised")],
+        language="en",
+        console_url=CONSOLE,
+        max_size=4096,
+        style="text",
+    )[0]
+    assert "SKU ［x］(http：//evil) ＠13800000000" in markdown_digest.text
+    assert "SKU [x](http：//evil) ＠13800000000" in text_digest.text
+    assert markdown_digest.text.endswith(f"[Open console]({CONSOLE})")  # our own markup stays
