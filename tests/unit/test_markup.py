@@ -4,6 +4,7 @@ examples people actually send, and the everyday ids and values left exactly as t
 from __future__ import annotations
 
 import asyncio
+import os
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,8 @@ from simulators.robots import (
 
 CONSOLE = "http://127.0.0.1:8000/console"
 T0 = 1_767_225_600_000
+# The same examples on every CI run; no example database in the tree.
+FIXED = os.environ.get("CI", "").lower() == "true"
 # Pieces of markup, links and mentions, so generated text is mostly attack and little noise.
 TOKENS = [
     *"[]()!#*_`~<>@&|\\:/.=-+ \n\r\t",
@@ -124,7 +127,7 @@ def assert_inert(fragment: str, style: Style) -> None:
 
 
 @pytest.mark.parametrize("style", ["markdown", "text"])
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=FIXED, database=None)
 @given(text=hostile_text)
 @example(text="[click](http://evil)\n### x")
 @example(text="www.-evil.com 1.2.3.4 a_.b")
@@ -238,7 +241,7 @@ def assert_only_ours(
 
 
 @pytest.mark.parametrize("wecom_type", ["markdown", "text"])
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=FIXED, database=None)
 @given(text=hostile_text, event=st.sampled_from(["raised", "cleared"]))
 def test_rendered_messages_carry_only_our_links_headings_and_mentions(
     wecom_type: WeComMsgType, text: str, event: AlertEvent
