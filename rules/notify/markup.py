@@ -11,18 +11,18 @@ What the robots interpret (their documented syntax, plus what their clients do a
   (honoured when also listed in ``at``), and clients turn bare URLs into links.
 - WeCom markdown: headings, bold/italic, links, inline code, quotes, ``<font color=...>``,
   ``<@userid>`` mentions; markdown_v2 adds lists, tables, images.
-- Text messages (WeCom ``text``): no markdown, but bare URLs become links, and WeCom's text
-  renderer is the one that accepts ``<a href>`` in application messages.
+- Text messages (WeCom ``text``): no markdown, but bare URLs and host names become links, and
+  WeCom renders ``<a href>`` in the text messages of its applications.
 
 Neither robot documents backslash escapes, and where one is not honoured the backslash shows
 and the link stays live. So nothing here relies on them: each trigger character is replaced
 by its full-width compatibility form (``[`` by U+FF3B, ``#`` by U+FF03, ``@`` by U+FF20, ...),
 which reads the same, is syntax for no markdown parser or mention matcher, and folds back to
-the original under NFKC. Where no look-alike fits (the dot of a host name, which IDNA would
-map back from a full-width dot) an invisible WORD JOINER is inserted after it, so
-``evil.com`` still reads ``evil.com`` but matches no link detector; the colon of ``://``
-becomes a full-width one.
-Every line break collapses to a space: data never starts a line, so it can open no heading,
+the original under NFKC. Where no look-alike fits (a dot before a letter, digit or hyphen, as
+in host names and dotted addresses; IDNA would read a full-width dot as a dot) an invisible
+WORD JOINER follows it, so ``evil.com`` still reads ``evil.com`` but matches no link
+detector; decimal points (``9.3``) are left alone. The colon of ``://`` becomes a full-width
+one. Every line break collapses to a space: data never starts a line, so it can open no heading,
 quote, list, code block or setext underline, and cannot fake a line of our own template.
 Control characters and bidirectional overrides are dropped (they are invisible, and an
 override can make text read in an order other than the one sent).
