@@ -7,13 +7,66 @@ else in the code base reads ``os.environ``.
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import types
+import typing
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
-PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "placeholder", "xxx"})
+from core.errors import ConfigError
+
+ENV_PREFIX = "STOCKSENSE_"
+ENV_FILE = ".env"
+
+
+def _int_choice(value: object) -> object:
+    # Environment values are strings: "0" must select the 0 of a Literal[0, 1].
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+        return int(value)
+    return value
+
+
+def _upper(value: object) -> object:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _expand(path: Path) -> Path:
+    # A shell expands ~ only when unquoted; systemd units, docker and .env files never do.
+    return path.expanduser()
+
+
+EnvPath = Annotated[Path, AfterValidator(_expand)]
+QoS = Annotated[Literal[0, 1], BeforeValidator(_int_choice)]
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)]
+Environment = Annotated[Literal["local", "production"], BeforeValidator(_lower)]
 
 
 class MqttTlsSettings(BaseModel):
@@ -44,7 +97,7 @@ class MqttSettings(BaseModel):
     username: str | None = None
     password: SecretStr | None = None
     client_id: str = "stocksense-ingest"
-    qos: Literal[0, 1] = 1
+    qos: QoS = 1
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     share_group: str | None = Field(
         default=None, description="Join $share/<group>/... so several workers split the load."
@@ -113,6 +166,11 @@ class ChannelSettings(BaseModel):
     kind: Literal["dingtalk", "wecom", "webhook"]
     url: SecretStr
     secret: SecretStr | None = Field(default=None, description="DingTalk signing secret (SEC...).")
+    allow_unsigned: bool = Field(
+        default=False,
+        description="A DingTalk robot protected by keywords or IP ranges instead of signing: "
+        "production accepts it without a secret.",
+    )
     language: Literal["zh", "en"] = "zh"
     at_mobiles: tuple[str, ...] = ()
     at_user_ids: tuple[str, ...] = ()
@@ -121,7 +179,7 @@ class ChannelSettings(BaseModel):
 class RulesSettings(BaseModel):
     """Rules engine: where the site/zone seed lives."""
 
-    seed_file: Path | None = Field(default=None, description="YAML with sites, zones and bands.")
+    seed_file: EnvPath | None = Field(default=None, description="YAML with sites, zones and bands.")
 
 
 class NotifierSettings(BaseModel):
@@ -278,17 +336,33 @@ class InventorySettings(BaseModel):
     )
 
 
+class StartupSettings(BaseModel):
+    """How long a service waits for the broker and InfluxDB at start before giving up."""
+
+    attempts: int = Field(default=5, ge=1, le=100, description="Tries per service.")
+    backoff_s: float = Field(
+        default=1.0, gt=0, le=60, description="Wait after the first failed try; doubles up to 10 s."
+    )
+
+
 class Settings(BaseSettings):
     """Root settings of a StockSense process."""
 
     model_config = SettingsConfigDict(
-        env_prefix="STOCKSENSE_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_file=ENV_FILE,
+        extra="ignore",
+        # VAR= in a unit file or compose file means "not set", not "the empty string".
+        env_ignore_empty=True,
     )
 
-    environment: Literal["local", "production"] = "local"
-    data_dir: Path = Path("var")
-    database_path: Path | None = Field(default=None, description="SQLite file; default in data_dir")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    environment: Environment = "local"
+    data_dir: EnvPath = Path("var")
+    database_path: EnvPath | None = Field(
+        default=None, description="SQLite file; default in data_dir"
+    )
+    log_level: LogLevel = "INFO"
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
@@ -296,6 +370,26 @@ class Settings(BaseSettings):
     rules: RulesSettings = Field(default_factory=RulesSettings)
     notifier: NotifierSettings = Field(default_factory=NotifierSettings)
     alerting: AlertingSettings = Field(default_factory=AlertingSettings)
+    startup: StartupSettings = Field(default_factory=StartupSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The usual sources, with environment decoding that names the variable at fault."""
+        del env_settings
+        env_file = getattr(dotenv_settings, "env_file", ENV_FILE)
+        return (
+            init_settings,
+            _NamedEnvSource(settings_cls),
+            _NamedDotEnvSource(settings_cls, env_file=env_file),
+            file_secret_settings,
+        )
 
     @property
     def sqlite_path(self) -> Path:
@@ -306,10 +400,359 @@ class Settings(BaseSettings):
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.environment != "production":
             return self
-        for channel in self.notifier.channels:
-            for label, secret in (("url", channel.url), ("secret", channel.secret)):
-                if secret is not None and secret.get_secret_value().strip().lower() in (
-                    PLACEHOLDER_SECRETS
-                ):
-                    raise ValueError(f"channel {channel.name}: {label} is a placeholder")
+        problems = production_problems(self)
+        if problems:
+            raise ValueError(
+                "; ".join(problems)
+                + " (STOCKSENSE_ENVIRONMENT=production refuses placeholders and empty secrets)"
+            )
         return self
+
+
+def load_settings(**values: Any) -> Settings:
+    """Settings from the environment and ``.env`` (``values`` override them).
+
+    Raises :class:`ConfigError` with one line naming each variable at fault, e.g.
+    ``STOCKSENSE_MQTT__PORT: Input should be less than or equal to 65535, got 70000``.
+    """
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(describe_settings_error(exc)) from None
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+# -- environment decoding ----------------------------------------------------------------
+
+if TYPE_CHECKING:
+    _EnvBase = EnvSettingsSource
+else:
+    _EnvBase = object
+
+
+class _NamedDecoding(_EnvBase):
+    """Decoding shared by the environment and the ``.env`` source.
+
+    A value that is not valid JSON where JSON is needed raises :class:`ConfigError` naming its
+    variable (pydantic-settings names only the top-level field), and a list of plain words may
+    be written the shell's way, ``wh1,wh2``, as well as ``["wh1","wh2"]``.
+    """
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        """JSON, or a comma-separated list for a list of plain words."""
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            if (
+                isinstance(value, str)
+                and value.strip()[:1] not in ("[", "{", '"')
+                and field is not None
+                and _is_word_list(field.annotation)
+            ):
+                return [word.strip() for word in value.split(",") if word.strip()]
+            raise
+
+    def explode_env_vars(
+        self, field_name: str, field: FieldInfo, env_vars: Mapping[str, str | None]
+    ) -> dict[str, Any]:
+        """Nested variables (``STOCKSENSE_A__B``), decoded one by one to name the one at fault."""
+        result: dict[str, Any] = {}
+        for name, value in env_vars.items():
+            try:
+                part = super().explode_env_vars(field_name, field, {name: value})
+            except ValueError as exc:
+                raise ConfigError(_unparsable(name, exc)) from None
+            _deep_merge(result, part)
+        return result
+
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        """A top-level value (``STOCKSENSE_NOTIFIER='{...}'``), naming its variable on error."""
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError as exc:
+            raise ConfigError(_unparsable(f"{ENV_PREFIX}{field_name}", exc)) from None
+
+
+class _NamedEnvSource(_NamedDecoding, EnvSettingsSource):
+    """Process environment."""
+
+
+class _NamedDotEnvSource(_NamedDecoding, DotEnvSettingsSource):
+    """The ``.env`` file of the working directory."""
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    """The members of ``X | None`` and ``Annotated[X, ...]``, as a flat list."""
+    if typing.get_origin(annotation) is Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in _unwrap(arg)]
+    return [annotation]
+
+
+def _is_word_list(annotation: Any) -> bool:
+    """True for list/tuple/set of str or Literal strings (``tuple[str, ...] | None``)."""
+    for member in _unwrap(annotation):
+        if typing.get_origin(member) not in (list, tuple, set, frozenset):
+            continue
+        items = [a for a in typing.get_args(member) if a is not Ellipsis]
+        words = [
+            m
+            for item in items
+            for m in _unwrap(item)
+            if m is str or typing.get_origin(m) is Literal
+        ]
+        if items and len(words) == len(items):
+            return True
+    return False
+
+
+def _deep_merge(into: dict[str, Any], part: Mapping[str, Any]) -> None:
+    for key, value in part.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _unparsable(name: str, exc: ValueError) -> str:
+    cause: BaseException = exc
+    while cause.__cause__ is not None and not isinstance(cause, json.JSONDecodeError):
+        cause = cause.__cause__
+    what = (
+        f"{cause.msg.lower()} at character {cause.pos}"
+        if isinstance(cause, json.JSONDecodeError)
+        else str(cause)
+    )
+    return (
+        f"{name.upper()}: not valid JSON ({what}): write lists as [...] and objects as {{...}} "
+        "with double-quoted keys and strings, in single quotes for the shell"
+    )
+
+
+# -- validation errors as one line per variable -----------------------------------------
+
+_SECRET_KEYS = frozenset({"url", "secret", "token", "password"})
+_SHOW_INPUT = frozenset(
+    {
+        "literal_error",
+        "int_parsing",
+        "int_from_float",
+        "float_parsing",
+        "bool_parsing",
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+        "string_pattern_mismatch",
+        "enum",
+    }
+)
+
+
+def env_names_present(env_file: Path = Path(ENV_FILE)) -> set[str]:
+    """Upper-case names of the STOCKSENSE_* variables in the environment and the ``.env`` file."""
+    names = {k.upper() for k in os.environ if k.upper().startswith(ENV_PREFIX)}
+    try:
+        text = env_file.read_text(encoding="utf-8")
+    except OSError:
+        return names
+    for raw in text.splitlines():
+        found = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", raw)
+        if found and found.group(1).upper().startswith(ENV_PREFIX):
+            names.add(found.group(1).upper())
+    return names
+
+
+def unknown_variables(present: Collection[str] | None = None) -> list[str]:
+    """The STOCKSENSE_* variables that name no setting (typos: ``STOCKSENSE_MQTT__PROT``)."""
+    names = env_names_present() if present is None else {n.upper() for n in present}
+    return sorted(n for n in names if not _names_setting(n[len(ENV_PREFIX) :].lower().split("__")))
+
+
+def _names_setting(keys: list[str]) -> bool:
+    model: type[BaseModel] | None = Settings
+    for key in keys:
+        if model is None:
+            return False  # below a plain value
+        field = model.model_fields.get(key)
+        if field is None:
+            return False
+        model = None
+        for member in _unwrap(field.annotation):
+            if typing.get_origin(member) is dict or member is dict:
+                return True  # free keys below, such as alert types
+            if isinstance(member, type) and issubclass(member, BaseModel):
+                model = member
+    return True
+
+
+def describe_settings_error(
+    exc: ValidationError,
+    *,
+    base: tuple[str | int, ...] = (),
+    present: Collection[str] | None = None,
+) -> str:
+    """One line for a settings ValidationError, each problem led by its variable.
+
+    ``base`` is the location of the validated value inside Settings (for values validated
+    later, such as ingest adapter routes); ``present`` the variables that are set (default:
+    environment and ``.env``). Secret values are never shown.
+    """
+    names = env_names_present() if present is None else {n.upper() for n in present}
+    problems: list[str] = []
+    for error in exc.errors(include_url=False):
+        loc = base + tuple(error["loc"])
+        variable, rest = _variable_for(loc, names)
+        where = f"{rest}: " if rest else ""
+        lead = f"{variable}: " if variable else ""
+        problems.append(f"{lead}{where}{_problem_text(error, loc)}")
+    return "; ".join(dict.fromkeys(problems))
+
+
+def _variable_for(loc: tuple[str | int, ...], present: Collection[str]) -> tuple[str, str]:
+    """The variable that holds ``loc`` and the position inside its value."""
+    keys: list[str] = []
+    for part in loc:
+        if not isinstance(part, str):
+            break
+        keys.append(part)
+    if not keys:
+        return "", _position(loc)
+    for cut in range(len(keys), 0, -1):
+        name = ENV_PREFIX + "__".join(k.upper() for k in keys[:cut])
+        if name in present:
+            return name, _position(loc[cut:])
+    # Not set by a variable (a default or a value passed in code): name the variable that
+    # sets the value itself, which is what an operator would change.
+    return ENV_PREFIX + "__".join(k.upper() for k in keys), _position(loc[len(keys) :])
+
+
+def _position(rest: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in rest:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+def _problem_text(error: ErrorDetails, loc: tuple[str | int, ...]) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a known key"
+    message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    secret = any(isinstance(p, str) and p.lower() in _SECRET_KEYS for p in loc)
+    value = error.get("input")
+    if kind in _SHOW_INPUT and not secret and isinstance(value, str | int | float | bool):
+        message += f", got {value!r}"
+    return message
+
+
+# -- production: no placeholders --------------------------------------------------------
+
+_PLACEHOLDER_WORDS = frozenset(
+    {
+        "change",
+        "changeme",
+        "dummy",
+        "example",
+        "fake",
+        "fixme",
+        "insert",
+        "placeholder",
+        "redacted",
+        "replace",
+        "sample",
+        "secret",
+        "tbd",
+        "test",
+        "todo",
+        "your",
+    }
+)
+_TOKEN_PARAMS = ("access_token", "key", "token", "secret")
+_REQUIRED_PARAM = {"dingtalk": "access_token", "wecom": "key"}
+
+
+def placeholder_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a real secret (empty, ``<...>``, ``your-...``, ``CHANGE_ME``,
+    ``xxx``, ``TODO``, ``example``, ``dummy``, ``test`` and the like), or None.
+
+    Real secrets are random strings; the text of the value is never repeated.
+    """
+    text = value.strip()
+    if not text:
+        return "is empty"
+    low = text.lower()
+    compact = re.sub(r"[^a-z0-9]", "", low)
+    words = [w for w in re.split(r"[^a-z0-9]+", low) if w]
+    if (
+        re.fullmatch(r"<.*>|\[.*\]|\{.*\}|\$\{?.*\}?|%.*%|\.{3,}|…|\*+|-+|_+|\?+", low)
+        or any(w in _PLACEHOLDER_WORDS or re.fullmatch(r"(sec)?x{3,}\d*", w) for w in words)
+        or compact.startswith("your")
+        or any(w in compact for w in ("changeme", "placeholder", "example", "dummy"))
+        or not compact
+    ):
+        return "looks like a placeholder"
+    return None
+
+
+def url_problem(url: str, kind: str) -> str | None:
+    """Why a channel URL cannot be the real one, or None (never repeats the URL)."""
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return "is not a valid URL"
+    host = parts.hostname or ""
+    if not text:
+        return "is empty"
+    if any(c in text for c in "<>{}"):
+        return "looks like a placeholder"
+    if parts.scheme not in ("http", "https") or not host:
+        return "is not an http(s) URL"
+    if re.search(r"(^|\.)example(\.|$)", host) or placeholder_problem(host.split(".")[0]):
+        return "has a placeholder host"
+    query = parse_qs(parts.query, keep_blank_values=True)
+    required = _REQUIRED_PARAM.get(kind)
+    problems = [f"has no {required}"] if required is not None and required not in query else []
+    problems += [
+        f"{name} {problem}"
+        for name in _TOKEN_PARAMS
+        for token in query.get(name, [])
+        if (problem := placeholder_problem(token)) is not None
+    ]
+    return problems[0] if problems else None
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """Every secret of ``settings`` that is empty or looks like a placeholder, one text each."""
+    problems: list[str] = []
+    for channel in settings.notifier.channels:
+        lead = f"STOCKSENSE_NOTIFIER__CHANNELS: channel {channel.name!r} ({channel.kind})"
+        problem = url_problem(channel.url.get_secret_value(), channel.kind)
+        if problem is not None:
+            problems.append(f"{lead} url {problem}")
+        if channel.secret is not None:
+            problem = placeholder_problem(channel.secret.get_secret_value())
+            if problem is not None:
+                problems.append(f"{lead} secret {problem}")
+        elif channel.kind == "dingtalk" and not channel.allow_unsigned:
+            problems.append(
+                f"{lead} secret is not set: sign the robot and give its SEC... secret, or set "
+                '"allow_unsigned": true for a robot protected by keywords or IP ranges'
+            )
+    for variable, secret in (
+        ("STOCKSENSE_MQTT__PASSWORD", settings.mqtt.password),
+        ("STOCKSENSE_INFLUX__PASSWORD", settings.influx.password),
+        ("STOCKSENSE_INFLUX__TOKEN", settings.influx.token),
+    ):
+        if secret is not None:
+            problem = placeholder_problem(secret.get_secret_value())
+            if problem is not None:
+                problems.append(f"{variable} {problem}")
+    return problems
