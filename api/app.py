@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from api import console
 from api.deps import Connection
 from api.routes import alerts, inventory
+from api.routes.health import router as health_router
 from core import db
 from core.settings import Settings
 
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(alerts.router)
     app.include_router(inventory.router)
     app.include_router(console.router)
+    app.include_router(health_router)  # before the short /health below, which it extends
 
     @app.get("/health")
     def health(conn: Connection) -> Health:

@@ -191,8 +191,14 @@ def load_seed(path: Path) -> Seed:
     """Load and validate a seed file; errors name the file and the offending key."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read seed {path}: {exc}") from exc
+    except FileNotFoundError:
+        raise ConfigError(f"seed file {path.absolute()} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read seed file {path.absolute()}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        # PyYAML's text spans lines (the problem, then a caret under it): keep one line.
+        where = " ".join(str(exc).split())
+        raise ConfigError(f"seed file {path} is not valid YAML: {where}") from None
     try:
         return Seed.model_validate(raw)
     except ValidationError as exc:

@@ -115,6 +115,9 @@ class VirtualWarehouse:
         self._start_wall = 0.0
         self._start_sim_ms = 0
         self.published = 0
+        # What `stocksense simulate` reports as it goes: readings sent, last cold-room value.
+        self.readings = 0
+        self.cold_celsius = config.cold_setpoint
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sim-{config.site}")
         self._broker = (broker or MqttSettings()).model_copy(
             update={"host": host, "port": port, "keepalive_s": 30}
@@ -168,6 +171,8 @@ class VirtualWarehouse:
     def _publish(self, topic: str, payload: dict[str, object], *, retain: bool = False) -> None:
         self._client.publish(topic, json.dumps(payload), qos=self._qos, retain=retain)
         self.published += 1
+        batch = payload.get("readings", payload.get("reads"))
+        self.readings += len(batch) if isinstance(batch, list) else 0
 
     def _next_seq(self, device: str) -> int:
         seq = self._seq.get(device, 0)
@@ -186,7 +191,8 @@ class VirtualWarehouse:
         c = self.config
         now = self.sim_ms()
         elapsed = self.sim_elapsed_s()
-        cold = {"sensor": "t1", "celsius": round(self.cold_room_celsius(elapsed), 2)}
+        self.cold_celsius = round(self.cold_room_celsius(elapsed), 2)
+        cold = {"sensor": "t1", "celsius": self.cold_celsius}
         self._publish(
             topics.build(c.site, "temp", c.cold_probe),
             {"ts": now, "seq": self._next_seq(c.cold_probe), "readings": [cold]},

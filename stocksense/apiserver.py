@@ -1,44 +1,104 @@
-"""Serve the API and the ops console inside an already running event loop (run and demo)."""
+"""Serve the API and the ops console (and /metrics) inside an already running event loop."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import socket
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import uvicorn
 
 from api.app import create_app
+from api.routes.health import HealthCheck, install
+from core.errors import ConfigError
 from core.settings import Settings
 from stocksense.devservices import ServiceError
 
 
-class ApiServer:
-    """uvicorn on ``host:port`` as a task of the caller's loop; ``stop`` shuts it down."""
+def bind(host: str, port: int, *, what: str, fix: str) -> socket.socket:
+    """A listening socket on ``host:port``; ConfigError saying ``fix`` when it is taken.
 
-    def __init__(self, settings: Settings, *, host: str, port: int) -> None:
+    Binding before anything else starts turns "address in use" into one clear line instead
+    of an error deep inside the server after the pipeline is already up.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    # Same options as uvicorn: a port in TIME_WAIT after a restart is not "in use".
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        why = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be opened ({exc.strerror})"
+        raise ConfigError(f"{what} {host}:{port} {why}: {fix}") from None
+    return sock
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the command that embeds it owns SIGINT and
+    SIGTERM and stops every part in order (uvicorn would re-raise the signal after exit)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class AsgiServer:
+    """An ASGI app on a bound socket, as a task of the caller's loop; ``stop`` shuts it down."""
+
+    def __init__(self, app: Any, sock: socket.socket) -> None:
+        host, port = sock.getsockname()[:2]
+        self.port: int = port
         self.url = f"http://{host}:{port}"
-        config = uvicorn.Config(
-            create_app(settings), host=host, port=port, log_level="warning", lifespan="off"
-        )
-        self._server = uvicorn.Server(config)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off")
+        self._server = _EmbeddedServer(config)
+        self._sock = sock
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, *, timeout: float = 10.0) -> None:
-        """Start serving; returns once the socket listens."""
-        self._task = asyncio.create_task(self._server.serve(), name="api")
+        """Start serving; returns once the server accepts connections."""
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]), name="http")
         deadline = asyncio.get_running_loop().time() + timeout
         while not self._server.started:
             if self._task.done():
                 self._task.result()  # re-raise why it could not start
-                raise ServiceError(f"API server at {self.url} stopped while starting")
+                raise ServiceError(f"HTTP server at {self.url} stopped while starting")
             if asyncio.get_running_loop().time() > deadline:
-                raise ServiceError(f"API server at {self.url} did not start in {timeout:.0f}s")
+                raise ServiceError(f"HTTP server at {self.url} did not start in {timeout:.0f}s")
             await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
-        """Ask the server to exit and wait for it."""
-        if self._task is None:
-            return
-        self._server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        """Ask the server to exit and wait for it; closes the socket."""
+        if self._task is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._sock.close()
+
+
+class ApiServer(AsgiServer):
+    """The API and console on ``host:port`` (or an already bound ``sock``).
+
+    ``health_checks`` and ``spool_batches`` are what ``/health`` reports besides the database.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        sock: socket.socket | None = None,
+        health_checks: Mapping[str, HealthCheck] | None = None,
+        spool_batches: Callable[[], int] | None = None,
+    ) -> None:
+        app = create_app(settings)
+        if health_checks is not None or spool_batches is not None:
+            install(app, health_checks or {}, spool_batches)
+        if sock is None:
+            sock = bind(host, port, what="API port", fix="stop it or pass another --port")
+        super().__init__(app, sock)

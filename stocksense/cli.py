@@ -1,4 +1,9 @@
-"""The ``stocksense`` command line: the composition root of every service."""
+"""The ``stocksense`` command line: the composition root of every service.
+
+Exit codes: 0 done, or stopped by SIGINT or SIGTERM after stopping everything the command
+started; 1 a service it needs stayed unreachable or failed; 2 bad configuration or arguments.
+Every error is one line on stderr that names the variable, file or option at fault.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,31 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import shlex
 import signal
+import socket
 import sys
+import tempfile
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from core.settings import Settings
+from core.errors import ConfigError, StockSenseError
+from core.settings import Settings, describe_settings_error, load_settings, unknown_variables
+from stocksense import __version__
+
+if TYPE_CHECKING:
+    from rules.seed import Seed
+    from stocksense.devservices import LocalStack
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_UNAVAILABLE = 1
+EXIT_CONFIG = 2
+SIMULATE_EXCURSION_AT_S = 30.0
+STOP_HINT = "Ctrl-C or SIGTERM stops it"
 
 
 def _logging(level: str) -> None:
@@ -20,11 +44,107 @@ def _logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _settings() -> Settings:
+    """Settings from the environment and ``.env``; logging at their level."""
+    settings = load_settings()
+    _logging(settings.log_level)
+    for name in unknown_variables():
+        logger.warning(
+            "%s is not a StockSense setting and is ignored: check its spelling against the"
+            " configuration table of the README",
+            name,
+        )
+    logger.debug("effective settings: %s", settings.model_dump_json())
+    return settings
+
+
+def _run(main: Coroutine[Any, Any, int]) -> int:
+    """Run ``main`` until it returns or SIGINT/SIGTERM arrives.
+
+    A signal cancels ``main`` instead of killing the process, so every ``finally`` runs:
+    brokers, databases, servers and the pipeline it started are stopped in order, and the
+    exit code is 0. A second signal while stopping is ignored.
+    """
+    return asyncio.run(_until_signal(main))
+
+
+async def _until_signal(main: Coroutine[Any, Any, int]) -> int:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    received: list[signal.Signals] = []
+
+    def on_signal(signum: signal.Signals) -> None:
+        if received:
+            logger.warning("%s again: still stopping", signum.name)
+            return
+        received.append(signum)
+        logger.info("%s received: stopping", signum.name)
+        task.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        return await main
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        return EXIT_OK
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def _check_routes(settings: Settings) -> None:
+    """Validate the ingest adapter routes now, naming the variable and route at fault."""
+    from pydantic import TypeAdapter, ValidationError  # noqa: PLC0415
+
+    from ingest.adapters import AdapterRoute  # noqa: PLC0415
+
+    try:
+        TypeAdapter(list[AdapterRoute]).validate_python(settings.ingest.adapters)
+    except ValidationError as exc:
+        raise ConfigError(describe_settings_error(exc, base=("ingest", "adapters"))) from None
+
+
+def _site_seed(settings: Settings) -> Seed:
+    """The seed of ``STOCKSENSE_RULES__SEED_FILE`` (empty when unset)."""
+    from rules.seed import Seed, load_seed  # noqa: PLC0415
+
+    if settings.rules.seed_file is None:
+        return Seed()
+    try:
+        return load_seed(settings.rules.seed_file)
+    except ConfigError as exc:
+        raise ConfigError(f"STOCKSENSE_RULES__SEED_FILE: {exc}") from None
+
+
+def _warn_without_cold_chain(settings: Settings, seed: Seed) -> None:
+    if any(zone.temp_band is not None for site in seed.sites for zone in site.zones):
+        return
+    why = (
+        "STOCKSENSE_RULES__SEED_FILE is not set"
+        if settings.rules.seed_file is None
+        else f"{settings.rules.seed_file} has no zone with a temp_band"
+    )
+    logger.warning(
+        "no cold-chain zone: %s, so temperatures are stored but no band is checked"
+        " (see examples/demo-warehouse.yaml)",
+        why,
+    )
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - names the wildcard, binds nothing
+        return socket.gethostname()
+    return f"[{host}]" if ":" in host else host
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from stocksense.demo import run_demo  # noqa: PLC0415 - keep CLI start-up light
 
     _logging("WARNING" if not args.verbose else "INFO")
-    return asyncio.run(
+    return _run(
         run_demo(
             Path(args.data_dir),
             excursion_at_s=args.excursion_at,
@@ -35,103 +155,252 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from stocksense.apiserver import ApiServer  # noqa: PLC0415
+    settings = _settings()
+    if "console_url" not in settings.notifier.model_fields_set:
+        # Messages link to the console this process serves, unless told otherwise.
+        console = f"http://{_url_host(args.host)}:{args.port}/console"
+        notifier = settings.notifier.model_copy(update={"console_url": console})
+        settings = settings.model_copy(update={"notifier": notifier})
+    return _run(_run_everything(settings, args))
+
+
+async def _run_everything(settings: Settings, args: argparse.Namespace) -> int:
+    from stocksense import probes  # noqa: PLC0415
+    from stocksense.apiserver import ApiServer, AsgiServer, bind  # noqa: PLC0415
+    from stocksense.metrics import PipelineCollector, metrics_app  # noqa: PLC0415
     from stocksense.pipeline import Pipeline  # noqa: PLC0415
 
-    settings = Settings()
-    _logging(settings.log_level)
-
-    async def everything() -> None:
-        api = None if args.no_api else ApiServer(settings, host=args.host, port=args.port)
-        if api is not None:
+    _check_routes(settings)
+    seed = _site_seed(settings)
+    async with contextlib.AsyncExitStack() as stack:
+        # Ports first: a port in use is reported before anything connects or starts.
+        api_sock = None
+        if not args.no_api:
+            api_sock = bind(args.host, args.port, what="API port", fix="free it or pass --port")
+            stack.callback(api_sock.close)
+        metrics_sock = None
+        if settings.ingest.metrics_port is not None:
+            metrics_sock = bind(
+                "0.0.0.0",  # noqa: S104 - scraped from elsewhere, like `stocksense ingest`
+                settings.ingest.metrics_port,
+                what="metrics port",
+                fix="set STOCKSENSE_INGEST__METRICS_PORT to a free port",
+            )
+            stack.callback(metrics_sock.close)
+        await probes.wait_reachable(
+            [probes.influxdb(settings.influx), probes.broker(settings.mqtt)], settings.startup
+        )
+        pipeline = Pipeline(settings, seed=seed)
+        stack.push_async_callback(pipeline.stop)
+        await pipeline.start()
+        _warn_without_cold_chain(settings, seed)
+        collector = PipelineCollector(pipeline)
+        lines = [
+            (
+                f"ingest mqtt://{settings.mqtt.host}:{settings.mqtt.port} QoS {settings.mqtt.qos}"
+                f" into InfluxDB {settings.influx.url} database {settings.influx.database!r};"
+                f" data in {settings.data_dir.absolute()}"
+            )
+        ]
+        if api_sock is not None:
+            api = ApiServer(
+                settings,
+                sock=api_sock,
+                health_checks=probes.health_checks(settings),
+                spool_batches=collector.spool_batches,
+            )
             await api.start()
-            logging.getLogger(__name__).info("API and console at %s/console", api.url)
-        try:
-            await Pipeline(settings).run_forever()
-        finally:
-            if api is not None:
-                await api.stop()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(everything())
-    return 0
+            stack.push_async_callback(api.stop)
+            lines.append(
+                f"API {api.url} (health {api.url}/health), console"
+                f" {settings.notifier.console_url}"
+            )
+        if metrics_sock is not None:
+            metrics = AsgiServer(metrics_app(pipeline, collector), metrics_sock)
+            await metrics.start()
+            stack.push_async_callback(metrics.stop)
+            lines.append(f"Prometheus metrics at http://{_url_host('0.0.0.0')}:{metrics.port}/metrics")  # noqa: S104
+        for line in lines:
+            print(f"stocksense run: {line}")
+        print(f"stocksense run: running; {STOP_HINT}", flush=True)
+        await asyncio.Event().wait()
+    return EXIT_OK
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from ingest.service import run_ingest  # noqa: PLC0415
-
-    settings = Settings()
-    _logging(settings.log_level)
     del args
-    return asyncio.run(run_ingest(settings))
+    settings = _settings()
+    _check_routes(settings)
+    return _run(_ingest(settings))
+
+
+async def _ingest(settings: Settings) -> int:
+    from ingest.service import run_ingest  # noqa: PLC0415
+    from stocksense import probes  # noqa: PLC0415
+    from stocksense.apiserver import bind  # noqa: PLC0415
+
+    if settings.ingest.metrics_port is not None:
+        bind(
+            "0.0.0.0",  # noqa: S104 - where run_ingest serves /metrics
+            settings.ingest.metrics_port,
+            what="metrics port",
+            fix="set STOCKSENSE_INGEST__METRICS_PORT to a free port",
+        ).close()
+    await probes.wait_reachable(
+        [probes.influxdb(settings.influx), probes.broker(settings.mqtt)], settings.startup
+    )
+    return await run_ingest(settings)
 
 
 def _cmd_api(args: argparse.Namespace) -> int:
-    import uvicorn  # noqa: PLC0415
+    settings = _settings()
+    return _run(_api(settings, args))
 
-    from api.app import create_app  # noqa: PLC0415
 
-    settings = Settings()
-    _logging(settings.log_level)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
-    return 0
+async def _api(settings: Settings, args: argparse.Namespace) -> int:
+    from stocksense.apiserver import ApiServer  # noqa: PLC0415
+
+    api = ApiServer(settings, host=args.host, port=args.port)
+    await api.start()
+    try:
+        print(f"stocksense api: API {api.url} (docs /docs, console /console, health /health)")
+        print(f"stocksense api: running; {STOP_HINT}", flush=True)
+        await asyncio.Event().wait()
+    finally:
+        await api.stop()
+    return EXIT_OK
+
+
+def _exports(stack: LocalStack) -> None:
+    """The variables that point StockSense at ``stack``, for ``eval "$(...)"``."""
+    for name, value in (
+        ("STOCKSENSE_MQTT__HOST", "127.0.0.1"),
+        ("STOCKSENSE_MQTT__PORT", str(stack.mqtt_port)),
+        ("STOCKSENSE_INFLUX__URL", stack.influx_url),
+    ):
+        print(f"export {name}={shlex.quote(value)}")
 
 
 def _cmd_services(args: argparse.Namespace) -> int:
-    from stocksense.devservices import local_stack  # noqa: PLC0415
+    from stocksense.devservices import stop_stack  # noqa: PLC0415
 
     _logging("INFO")
+    if args.stop is not None:
+        root = Path(args.stop)
+        stopped = stop_stack(root)
+        what = " and ".join(stopped) if stopped else "nothing (no service of ours runs there)"
+        print(f"# stopped {what} under {root.resolve()}")
+        return EXIT_OK
+    if args.detach:
+        root = Path(args.data_dir or tempfile.mkdtemp(prefix="stocksense-services-"))
+        return _run(_services_detached(root))
+    return _run(_services(Path(args.data_dir) if args.data_dir else None))
 
-    def stop_on_sigterm(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt  # so the context manager below stops what it started
 
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
-    with local_stack(Path(args.data_dir) if args.data_dir else None) as stack:
-        print(f"STOCKSENSE_MQTT__PORT={stack.mqtt_port}")
-        print(f"STOCKSENSE_INFLUX__URL={stack.influx_url}")
-        print("# services running; Ctrl-C stops them", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            while True:
-                time.sleep(3600)
-    return 0
+async def _services(root: Path | None) -> int:
+    from stocksense.devservices import local_stack  # noqa: PLC0415
+
+    with local_stack(root) as stack:
+        _exports(stack)
+        print(f"# Mosquitto and InfluxDB run under {stack.root}; {STOP_HINT}", flush=True)
+        await asyncio.Event().wait()
+    return EXIT_OK
+
+
+async def _services_detached(root: Path) -> int:
+    from stocksense.devservices import start_stack  # noqa: PLC0415
+
+    stack = start_stack(root)
+    try:
+        await asyncio.sleep(0)  # a signal that came while starting stops them again
+    except asyncio.CancelledError:
+        stack.stop()
+        raise
+    _exports(stack)
+    print(f"# Mosquitto and InfluxDB keep running; stop them: stocksense services --stop {root}")
+    return EXIT_OK
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from simulators.warehouse import Excursion, VirtualWarehouse, WarehouseConfig  # noqa: PLC0415
 
-    settings = Settings()
-    _logging(settings.log_level)
-    excursions = (
-        [Excursion(start_s=args.excursion_at, duration_s=args.excursion_for)]
-        if (args.excursion_for > 0)
-        else []
-    )
+    if args.excursion_at is not None and args.excursion_for is None:
+        raise ConfigError(
+            "--excursion-at needs --excursion-for: give the fault's duration in simulated seconds"
+        )
+    settings = _settings()
+    excursions = []
+    if args.excursion_for is not None:
+        start = SIMULATE_EXCURSION_AT_S if args.excursion_at is None else args.excursion_at
+        excursions.append(Excursion(start_s=start, duration_s=args.excursion_for))
     config = WarehouseConfig(
         site=args.site, speed=args.speed, interval_s=args.interval, excursions=excursions
     )
     warehouse = VirtualWarehouse(
         config, host=settings.mqtt.host, port=settings.mqtt.port, broker=settings.mqtt
-    ).start()
-    with contextlib.suppress(KeyboardInterrupt):
-        time.sleep(args.duration if args.duration > 0 else 10**9)
-    warehouse.stop()
-    print(f"published {warehouse.published} messages")
-    return 0
+    )
+    return _run(_simulate(settings, warehouse, args))
+
+
+async def _simulate(settings: Settings, warehouse: Any, args: argparse.Namespace) -> int:
+    from stocksense import probes  # noqa: PLC0415
+
+    await probes.wait_reachable([probes.broker(settings.mqtt)], settings.startup)
+    site, broker = args.site, f"mqtt://{settings.mqtt.host}:{settings.mqtt.port}"
+    warehouse.start()
+    started = time.monotonic()
+    faults = ", ".join(
+        f"cold room at {e.celsius} °C from t={e.start_s:.0f}s for {e.duration_s:.0f}s"
+        for e in warehouse.config.excursions
+    )
+    print(
+        f"stocksense simulate: site {site} to {broker}, a round every {args.interval:g}"
+        f" simulated s at {args.speed:g}x; {faults or 'no fault'}; {STOP_HINT}",
+        flush=True,
+    )
+    deadline = started + args.duration if args.duration > 0 else None
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            pause = args.progress if args.progress > 0 else 3600.0
+            if deadline is not None:
+                pause = min(pause, deadline - time.monotonic())
+            await asyncio.sleep(max(0.0, pause))
+            if args.progress > 0:
+                print(
+                    f"stocksense simulate: t={warehouse.sim_elapsed_s():.0f} s simulated:"
+                    f" {warehouse.published} messages, {warehouse.readings} readings;"
+                    f" cold room {warehouse.cold_celsius:.1f} °C",
+                    flush=True,
+                )
+    finally:
+        warehouse.stop()
+        print(
+            f"stocksense simulate: stopped after {time.monotonic() - started:.1f} s"
+            f" ({warehouse.sim_elapsed_s():.0f} simulated s): published"
+            f" {warehouse.published} messages with {warehouse.readings} readings to {broker}",
+            flush=True,
+        )
+    return EXIT_OK
 
 
 def _cmd_seed(args: argparse.Namespace) -> int:
     from core import db  # noqa: PLC0415
-    from core.errors import ConfigError  # noqa: PLC0415
     from core.inventory import InventoryStore, now_ms  # noqa: PLC0415
     from rules.seed import load_seed  # noqa: PLC0415
 
-    settings = Settings()
-    _logging(settings.log_level)
-    try:
-        seed = load_seed(Path(args.file))
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    settings = _settings()
+    seed = load_seed(Path(args.file))
+    if not (seed.skus or seed.shelves or seed.rfid_zones or seed.lots):
+        where = (
+            f": it describes sites ({', '.join(s.id for s in seed.sites)}), which the rules read"
+            " from STOCKSENSE_RULES__SEED_FILE"
+            if seed.sites
+            else ""
+        )
+        raise ConfigError(
+            f"{args.file} holds no catalog (no skus, shelves, rfid_zones or lots){where};"
+            " seed a catalog such as examples/demo-catalog.yaml"
+        )
     conn = db.connect(settings.sqlite_path)
     try:
         counts = InventoryStore(conn).load_catalog(
@@ -145,18 +414,28 @@ def _cmd_seed(args: argparse.Namespace) -> int:
         conn.close()
     loaded = ", ".join(f"{n} {what}" for what, n in counts.items())
     print(f"loaded into {settings.sqlite_path}: {loaded}")
-    return 0
+    return EXIT_OK
 
 
 def _cmd_notify(args: argparse.Namespace) -> int:
+    del args
+    settings = _settings()
+    return _run(_notify(settings))
+
+
+async def _notify(settings: Settings) -> int:
     from rules.notify.service import run_notifier  # noqa: PLC0415
 
-    settings = Settings()
-    _logging(settings.log_level)
+    await run_notifier(settings)
+    return EXIT_OK
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
     del args
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_notifier(settings))
-    return 0
+    settings = _settings()
+    _check_routes(settings)
+    print(settings.model_dump_json(indent=2))
+    return EXIT_OK
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:
@@ -165,52 +444,219 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     return command(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, like every other error of the command."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``prog: message`` and exit 2."""
+        self.exit(EXIT_CONFIG, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
+    return value
+
+
+def _not_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be below 0")
+    return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests)."""
-    parser = argparse.ArgumentParser(prog="stocksense", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(
+        prog="stocksense",
+        description=__doc__,
+        epilog="Settings come from STOCKSENSE_* variables or a .env file (README: Configuration);"
+        " `stocksense config` prints them.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"stocksense {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
-    demo = sub.add_parser("demo", help="live demo: services, pipeline, virtual warehouse, alert")
-    demo.add_argument("--data-dir", default="var", help="where run data and service logs go")
-    demo.add_argument("--excursion-at", type=float, default=8.0, help="seconds until the fault")
-    demo.add_argument("--excursion-for", type=float, default=25.0, help="fault duration, s")
-    demo.add_argument("--linger", type=float, default=3.0, help="seconds to keep running after")
-    demo.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
+    demo = sub.add_parser(
+        "demo",
+        help="live demo: local broker and InfluxDB, pipeline, virtual warehouse, alert",
+        description="Start Mosquitto, InfluxDB, the pipeline, the API, a local DingTalk robot"
+        " and a virtual warehouse; a cold-room excursion is alerted, delivered and resolved."
+        " Exit 0 once the resolved notice was delivered.",
+    )
+    demo.add_argument(
+        "--data-dir",
+        default="var",
+        help="directory for the run's database, spools and service logs (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--excursion-at",
+        type=_not_negative,
+        default=8.0,
+        metavar="S",
+        help="seconds after start when the cold room warms (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--excursion-for",
+        type=_positive,
+        default=25.0,
+        metavar="S",
+        help="seconds the cold room stays warm (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--linger",
+        type=_not_negative,
+        default=3.0,
+        metavar="S",
+        help="seconds to keep everything running after the summary (default: %(default)s)",
+    )
+    demo.add_argument("-v", "--verbose", action="store_true", help="log at INFO, not WARNING")
     demo.set_defaults(func=_cmd_demo)
 
-    run = sub.add_parser("run", help="ingest, rules, notifier and API from STOCKSENSE_* settings")
-    run.add_argument("--host", default="127.0.0.1", help="API address")
-    run.add_argument("--port", type=int, default=8000, help="API port")
+    run = sub.add_parser(
+        "run",
+        help="ingest, rules, notifier, API and console in one process",
+        description="Run the whole pipeline from STOCKSENSE_* settings; /metrics on"
+        " STOCKSENSE_INGEST__METRICS_PORT when set. Waits for the broker and InfluxDB"
+        " (STOCKSENSE_STARTUP__ATTEMPTS) and exits 1 when they stay unreachable.",
+    )
+    run.add_argument(
+        "--host", default="127.0.0.1", help="address the API listens on (default: %(default)s)"
+    )
+    run.add_argument(
+        "--port",
+        type=_port,
+        default=8000,
+        help="TCP port of the API and console (default: %(default)s); messages link to it"
+        " unless STOCKSENSE_NOTIFIER__CONSOLE_URL is set",
+    )
     run.add_argument("--no-api", action="store_true", help="run without the API and console")
     run.set_defaults(func=_cmd_run)
 
-    notify = sub.add_parser("notify", help="run the notifier alone: deliver the alert outbox")
+    notify = sub.add_parser(
+        "notify", help="the notifier alone: deliver the alert outbox to the channels"
+    )
     notify.set_defaults(func=_cmd_notify)
 
-    ingest = sub.add_parser("ingest", help="run an ingest worker alone (STOCKSENSE_* settings)")
+    ingest = sub.add_parser(
+        "ingest",
+        help="one ingest worker alone: MQTT to InfluxDB",
+        description="One ingest worker; /metrics on STOCKSENSE_INGEST__METRICS_PORT when set.",
+    )
     ingest.set_defaults(func=_cmd_ingest)
 
-    api = sub.add_parser("api", help="serve the HTTP API")
-    api.add_argument("--host", default="127.0.0.1")
-    api.add_argument("--port", type=int, default=8000)
+    api = sub.add_parser("api", help="the HTTP API and ops console alone")
+    api.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    api.add_argument(
+        "--port", type=_port, default=8000, help="TCP port to listen on (default: %(default)s)"
+    )
     api.set_defaults(func=_cmd_api)
 
-    services = sub.add_parser("services", help="start a local Mosquitto and InfluxDB")
-    services.add_argument("--data-dir", default=None)
+    services = sub.add_parser(
+        "services",
+        help="a local Mosquitto and InfluxDB on free ports, for trying and testing",
+        description="Start Mosquitto and InfluxDB 1.x on free loopback ports and print export"
+        ' lines for them: eval "$(stocksense services --detach)" points this shell at them.',
+    )
+    services.add_argument(
+        "--data-dir",
+        default=None,
+        help="directory for their config, data and logs (default: a new temporary directory)",
+    )
+    mode = services.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--detach",
+        action="store_true",
+        help="leave them running and exit after printing the export lines",
+    )
+    mode.add_argument(
+        "--stop",
+        metavar="DIR",
+        default=None,
+        help="stop the services a --detach run left in DIR",
+    )
     services.set_defaults(func=_cmd_services)
 
-    seed = sub.add_parser("seed", help="load a seed YAML (SKUs, shelves, RFID zones, lots)")
-    seed.add_argument("file", help="seed file, e.g. examples/demo-catalog.yaml")
+    seed = sub.add_parser(
+        "seed", help="load a catalog YAML (SKUs, shelves, RFID zones, lots) into the database"
+    )
+    seed.add_argument("file", help="catalog file, e.g. examples/demo-catalog.yaml")
     seed.set_defaults(func=_cmd_seed)
 
-    simulate = sub.add_parser("simulate", help="publish a virtual warehouse to the broker")
-    simulate.add_argument("--site", default="wh1")
-    simulate.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
-    simulate.add_argument("--interval", type=float, default=1.0, help="simulated s between rounds")
-    simulate.add_argument("--duration", type=float, default=0, help="real seconds; 0 = forever")
-    simulate.add_argument("--excursion-at", type=float, default=30.0)
-    simulate.add_argument("--excursion-for", type=float, default=0.0)
+    simulate = sub.add_parser(
+        "simulate",
+        help="publish a virtual warehouse to the configured broker",
+        description="Publish a virtual warehouse (cold room, ambient probe, shelves, dock"
+        " reader) to the STOCKSENSE_MQTT__* broker, printing what it sent every few seconds"
+        " and a summary when stopped.",
+    )
+    simulate.add_argument(
+        "--site", default="wh1", help="site id in the topics (default: %(default)s)"
+    )
+    simulate.add_argument(
+        "--speed",
+        type=_positive,
+        default=1.0,
+        help="simulated seconds per real second (default: %(default)s)",
+    )
+    simulate.add_argument(
+        "--interval",
+        type=_positive,
+        default=1.0,
+        metavar="S",
+        help="simulated seconds between two rounds of readings (default: %(default)s)",
+    )
+    simulate.add_argument(
+        "--duration",
+        type=_not_negative,
+        default=0.0,
+        metavar="S",
+        help="real seconds to run; 0 runs until stopped (default: %(default)s)",
+    )
+    simulate.add_argument(
+        "--excursion-at",
+        type=_not_negative,
+        default=None,
+        metavar="S",
+        help=f"simulated second when the cold room warms (default: {SIMULATE_EXCURSION_AT_S:g});"
+        " needs --excursion-for",
+    )
+    simulate.add_argument(
+        "--excursion-for",
+        type=_positive,
+        default=None,
+        metavar="S",
+        help="simulated seconds the cold room stays warm (default: no excursion)",
+    )
+    simulate.add_argument(
+        "--progress",
+        type=_not_negative,
+        default=5.0,
+        metavar="S",
+        help="real seconds between progress lines; 0 prints only the summary"
+        " (default: %(default)s)",
+    )
     simulate.set_defaults(func=_cmd_simulate)
+
+    config = sub.add_parser(
+        "config", help="check the STOCKSENSE_* settings and print them (secrets masked)"
+    )
+    config.set_defaults(func=_cmd_config)
 
     from stocksense.devices import configure_parser  # noqa: PLC0415
 
@@ -221,9 +667,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``stocksense`` command."""
+    """Entry point of the ``stocksense`` command; errors become one line and an exit code."""
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        return _fail(args, exc, EXIT_CONFIG)
+    except StockSenseError as exc:
+        # Unreachable or failing services: ServiceError, BrokerConnectError, StoreError.
+        return _fail(args, exc, EXIT_UNAVAILABLE)
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        return _fail(args, f"{exc.filename}: {exc.strerror or exc}", EXIT_CONFIG)
+    except KeyboardInterrupt:
+        return EXIT_OK  # Ctrl-C before the command's own handling was in place
+    return code
+
+
+def _fail(args: argparse.Namespace, error: object, code: int) -> int:
+    text = " ".join(str(error).split())
+    print(f"stocksense {args.command}: {text}", file=sys.stderr, flush=True)
     return code
 
 

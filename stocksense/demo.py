@@ -113,7 +113,7 @@ async def run_demo(
     dingtalk.start()
     webhook.start()
     try:
-        with local_stack(run_dir / "services", keep=True) as stack:
+        with local_stack(run_dir / "services") as stack:
             settings = Settings(
                 data_dir=run_dir,
                 mqtt=MqttSettings(port=stack.mqtt_port, client_id="stocksense-demo"),
@@ -130,6 +130,10 @@ async def run_demo(
             return await _run(settings, stack.mqtt_port, stack.influx_url, dingtalk, api_port,
                               excursion_at_s=excursion_at_s, excursion_s=excursion_s,
                               linger_s=linger_s)  # fmt: skip
+    except asyncio.CancelledError:
+        # SIGINT or SIGTERM: everything above is stopped by now; the caller exits 0.
+        _banner("Stopped: the pipeline, Mosquitto and InfluxDB are shut down")
+        raise
     finally:
         dingtalk.stop()
         webhook.stop()

@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -116,14 +117,25 @@ class ManagedProcess:
             start_new_session=True,
         )
         log.close()
+        # A detached `stocksense services` is stopped later by another process: leave the pid.
+        self.pid_path.write_text(f"{self.process.pid}\n")
         try:
             wait_until(self._alive_and_ready, timeout=timeout, what=f"{self.name}")
-        except ServiceError:
-            tail = self.log_path.read_text(errors="replace")[-2000:]
+        except ServiceError as exc:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
             self.stop()
-            raise ServiceError(f"{self.name} did not become ready; log tail:\n{tail}") from None
+            last = f": {lines[-1].strip()}" if lines else ""
+            raise ServiceError(
+                f"{self.name} did not become ready on 127.0.0.1:{self.port} ({exc}){last}"
+                f" (full log: {self.log_path})"
+            ) from None
         logger.info("%s ready on 127.0.0.1:%d (pid %d)", self.name, self.port, self.process.pid)
         return self
+
+    @property
+    def pid_path(self) -> Path:
+        """Where the pid of the running service is kept."""
+        return self.workdir / f"{self.name}.pid"
 
     def _alive_and_ready(self) -> bool:
         if self.process is None or self.process.poll() is not None:
@@ -134,6 +146,7 @@ class ManagedProcess:
     def stop(self, *, timeout: float = 15.0) -> None:
         """Stop the process we started (SIGTERM, then SIGKILL); no-op when not running."""
         if self.process is None or self.process.poll() is not None:
+            self.pid_path.unlink(missing_ok=True)
             return
         self.process.send_signal(signal.SIGTERM)
         try:
@@ -141,12 +154,14 @@ class ManagedProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=timeout)
+        self.pid_path.unlink(missing_ok=True)
 
     def kill(self) -> None:
         """SIGKILL, for outage tests."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+        self.pid_path.unlink(missing_ok=True)
 
     def restart(self, *, timeout: float = 30.0) -> ManagedProcess:
         """Stop and start again on the same port and data directory."""
@@ -273,6 +288,63 @@ class LocalStack:
         self.influx.stop()
 
 
+def start_stack(root: Path) -> LocalStack:
+    """Start Mosquitto and InfluxDB under ``root`` and leave them running.
+
+    On a failure the one already started is stopped again. :func:`stop_stack` stops a stack
+    started this way by another process (a detached ``stocksense services``).
+    """
+    root = root.resolve()
+    broker = mosquitto(root / "mosquitto")
+    influx = influxdb(root / "influxdb")
+    try:
+        broker.start()
+        influx.start()
+    except BaseException:
+        broker.stop()
+        influx.stop()
+        raise
+    return LocalStack(broker=broker, influx=influx, root=root)
+
+
+def _running_under(pid: int, root: Path) -> bool:
+    """True when ``pid`` is alive and was started with a config file under ``root``."""
+    proc = Path("/proc") / str(pid)
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        argv = (proc / "cmdline").read_bytes().split(b"\0")
+    except (OSError, IndexError):
+        return False
+    # A zombie has exited already; a pid taken over by another program is not ours.
+    return state != "Z" and any(str(root).encode() in arg for arg in argv)
+
+
+def _gone(pid: int, root: Path) -> bool:
+    return not _running_under(pid, root)
+
+
+def stop_stack(root: Path, *, timeout: float = 15.0) -> list[str]:
+    """Stop the services a detached stack runs under ``root``; returns the names stopped."""
+    root = root.resolve()
+    stopped: list[str] = []
+    for pid_path in sorted(root.glob("*/*.pid")):
+        try:
+            pid = int(pid_path.read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if _running_under(pid, root):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            try:
+                wait_until(partial(_gone, pid, root), timeout=timeout, what=pid_path.stem)
+            except ServiceError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            stopped.append(pid_path.stem)
+        pid_path.unlink(missing_ok=True)
+    return stopped
+
+
 @contextlib.contextmanager
 def local_stack(root: Path | None = None, *, keep: bool = False) -> Iterator[LocalStack]:
     """Start Mosquitto and InfluxDB under ``root`` (a temp dir by default); stop them after."""
@@ -280,15 +352,12 @@ def local_stack(root: Path | None = None, *, keep: bool = False) -> Iterator[Loc
     if root is None:
         tmp = tempfile.mkdtemp(prefix="stocksense-")
         root = Path(tmp)
-    root = root.resolve()
-    broker = mosquitto(root / "mosquitto")
-    influx = influxdb(root / "influxdb")
     try:
-        broker.start()
-        influx.start()
-        yield LocalStack(broker=broker, influx=influx, root=root)
+        stack = start_stack(root)
+        try:
+            yield stack
+        finally:
+            stack.stop()
     finally:
-        broker.stop()
-        influx.stop()
         if tmp is not None and not keep:
             shutil.rmtree(tmp, ignore_errors=True)
