@@ -67,6 +67,17 @@ class BrokerConnectError(StockSenseError):
     """The MQTT broker could not be reached or refused us; the message names it and says why."""
 
 
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """Closes itself when its handshake fails: paho leaves such a socket open."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
 class _NamedContext(ssl.SSLContext):
     """Checks the broker's certificate against ``server_name`` instead of the host dialled.
 
@@ -136,6 +147,7 @@ def client_context(mqtt: MqttSettings) -> ssl.SSLContext | None:
     ctx = _NamedContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the name by default
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.server_name = tls.server_name
+    ctx.sslsocket_class = _ClosingSSLSocket
     if tls.ca_file is None:
         ctx.load_default_certs()
     else:
