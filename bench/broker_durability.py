@@ -48,7 +48,13 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from stocksense.devservices import ManagedProcess, find_binary, free_port, wait_until
+from stocksense.devservices import (
+    ManagedProcess,
+    ServiceError,
+    find_binary,
+    free_port,
+    wait_until,
+)
 
 TOPIC_ROOT = "bench/durability"
 SUBSCRIBER_ID = "durability-subscriber"
@@ -157,35 +163,78 @@ def save_now(server: ManagedProcess, *, timeout: float = 30.0) -> None:
     """Have Mosquitto write its database now (SIGUSR1) and wait until the new file is in place.
 
     Every save writes ``mosquitto.db.new`` and renames it over ``mosquitto.db``, so a file that
-    changed since the signal means a save that started after it has completed.
+    changed since the signal means a save that started after it has completed. Mosquitto 2.0.11
+    acts on only about every other SIGUSR1 of an idle broker, so the signal is repeated each
+    second until a save shows; an extra save is harmless.
     """
     if server.process is None:
         raise RuntimeError("the broker is not running")
     path = server.workdir / "mosquitto.db"
     before = _db_identity(path)
-    os.kill(server.process.pid, signal.SIGUSR1)
-    wait_until(lambda: _db_identity(path) not in (None, before), timeout=timeout, what="a save")
+    deadline = time.monotonic() + timeout
+    while True:
+        os.kill(server.process.pid, signal.SIGUSR1)
+        try:
+            wait_until(lambda: _db_identity(path) not in (None, before), timeout=1.0, what="")
+        except ServiceError:
+            if time.monotonic() >= deadline:
+                raise ServiceError(f"no save within {timeout:.0f}s of SIGUSR1") from None
+            continue
+        return
 
 
-def _client(client_id: str, *, clean_session: bool) -> mqtt.Client:
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and as whom a client connects: a loopback port, an account, TLS trusting a CA."""
+
+    port: int
+    username: str | None = None
+    password: str | None = None
+    ca_file: Path | None = None
+
+
+def _client(endpoint: Endpoint, client_id: str, *, clean_session: bool) -> mqtt.Client:
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session
     )
     client.max_inflight_messages_set(IN_FLIGHT)
     client.max_queued_messages_set(0)
+    if endpoint.username is not None:
+        client.username_pw_set(endpoint.username, endpoint.password)
+    if endpoint.ca_file is not None:
+        client.tls_set(ca_certs=str(endpoint.ca_file))
     return client
+
+
+def _connect(client: mqtt.Client, endpoint: Endpoint, *, timeout: float = 30.0) -> None:
+    """Connect and wait for a successful CONNACK (refused credentials raise)."""
+    result: list[object] = []
+    ready = threading.Event()
+
+    def on_connect(_c: object, _u: object, _f: object, reason: object, _p: object) -> None:
+        result.append(reason)
+        ready.set()
+
+    client.on_connect = on_connect
+    client.connect("127.0.0.1", endpoint.port)
+    client.loop_start()
+    if not ready.wait(timeout) or getattr(result[0], "is_failure", False):
+        client.loop_stop()
+        raise ConnectionError(f"broker on port {endpoint.port} refused the connection: {result}")
 
 
 class Subscriber:
     """A persistent QoS 1 session (clean session false): the stand-in for an ingest worker."""
 
-    def __init__(self, port: int, *, client_id: str = SUBSCRIBER_ID, topic: str = TOPIC_ROOT):
-        self.port, self.client_id, self.topic = port, client_id, topic
+    def __init__(
+        self, endpoint: Endpoint, *, client_id: str = SUBSCRIBER_ID, topic: str = TOPIC_ROOT
+    ) -> None:
+        self.endpoint, self.client_id, self.topic = endpoint, client_id, topic
         self.received: set[int] = set()
         self.messages = 0
         self.sentinel = threading.Event()
         self._subscribed = threading.Event()
-        self._client = _client(client_id, clean_session=False)
+        self._client = _client(endpoint, client_id, clean_session=False)
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
 
@@ -200,10 +249,9 @@ class Subscriber:
         self.received.add(int(msg.payload))
 
     def connect(self, *, subscribe: bool, timeout: float = 30.0) -> Subscriber:
-        """Connect (resuming the session); with ``subscribe`` also subscribe and wait for the
-        SUBACK, so the broker queues for us from then on."""
-        self._client.connect("127.0.0.1", self.port)
-        self._client.loop_start()
+        """Connect (resuming the session); with ``subscribe`` also subscribe to ``topic/#`` and
+        wait for the SUBACK, so the broker queues for us from then on."""
+        _connect(self._client, self.endpoint, timeout=timeout)
         if subscribe:
             self._client.subscribe(f"{self.topic}/#", qos=1)
             if not self._subscribed.wait(timeout):
@@ -215,14 +263,18 @@ class Subscriber:
         self._client.disconnect()
         self._client.loop_stop()
 
-    def drain(self, *, timeout: float = 60.0) -> None:
-        """Publish a sentinel behind everything queued for us and wait for it: once it arrives,
-        the queue the broker restored has been delivered in full."""
-        pub = _client(f"sentinel-{uuid.uuid4().hex[:8]}", clean_session=True)
-        pub.connect("127.0.0.1", self.port)
-        pub.loop_start()
+    def drain(
+        self, publisher: Endpoint | None = None, topic: str | None = None, *, timeout: float = 60.0
+    ) -> None:
+        """Publish a sentinel behind everything queued for us (as ``publisher``, on ``topic``
+        under our filter) and wait for it: once it arrives, the queue the broker restored has
+        been delivered in full."""
+        endpoint = publisher or self.endpoint
+        pub = _client(endpoint, f"sentinel-{uuid.uuid4().hex[:8]}", clean_session=True)
+        _connect(pub, endpoint, timeout=timeout)
         try:
-            pub.publish(f"{self.topic}/sentinel", SENTINEL, qos=1).wait_for_publish(timeout)
+            sentinel = topic or f"{self.topic}/sentinel"
+            pub.publish(sentinel, SENTINEL, qos=1).wait_for_publish(timeout)
             if not self.sentinel.wait(timeout):
                 raise TimeoutError("the sentinel did not arrive")
         finally:
@@ -231,7 +283,8 @@ class Subscriber:
 
 
 class Stream:
-    """One QoS 1 publisher sending numbered messages as fast as PUBACKs come back.
+    """One QoS 1 publisher sending numbered messages (as fast as PUBACKs come back, or at
+    ``rate`` per second), ``total`` of them or until stopped.
 
     :meth:`acked` maps each PUBACKed sequence number to the monotonic time it was *published*:
     the client's PUBACK handling lags the broker under load, while the publish time is a firm
@@ -239,8 +292,15 @@ class Stream:
     what the broker it talked to accepted.
     """
 
-    def __init__(self, port: int, *, topic: str = TOPIC_ROOT, total: int | None = None) -> None:
-        self.port, self.topic, self.total = port, f"{topic}/data", total
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        topic: str = f"{TOPIC_ROOT}/data",
+        total: int | None = None,
+        rate: float | None = None,
+    ) -> None:
+        self.endpoint, self.topic, self.total, self.rate_limit = endpoint, topic, total, rate
         self.started = 0.0
         # Append-only and paired afterwards: paho calls on_publish under its own lock, so a
         # lock of ours around publish() could deadlock against it.
@@ -249,10 +309,9 @@ class Stream:
         self._stop = threading.Event()
         self.disconnected = threading.Event()
         self.done = threading.Event()
-        self._client = _client(f"stream-{uuid.uuid4().hex[:8]}", clean_session=True)
+        self._client = _client(endpoint, f"stream-{uuid.uuid4().hex[:8]}", clean_session=True)
         self._client.reconnect_delay_set(min_delay=3600, max_delay=3600)
         self._client.on_publish = self._on_publish
-        self._client.on_disconnect = self._on_disconnect
         self._thread = threading.Thread(target=self._run, daemon=True, name="stream")
 
     def _on_publish(self, client: object, userdata: object, mid: int, *args: object) -> None:
@@ -266,8 +325,8 @@ class Stream:
 
     def start(self) -> Stream:
         """Connect and stream from a thread until :meth:`stop`, ``total`` or a disconnect."""
-        self._client.connect("127.0.0.1", self.port)
-        self._client.loop_start()
+        _connect(self._client, self.endpoint)
+        self._client.on_disconnect = self._on_disconnect
         self.started = time.monotonic()
         self._thread.start()
         return self
@@ -275,8 +334,12 @@ class Stream:
     def _run(self) -> None:
         seq = 0
         while not self._stop.is_set() and (self.total is None or seq < self.total):
-            if len(self._published) - len(self._pubacks) >= STREAM_IN_FLIGHT:
-                time.sleep(0.0005)  # back-pressure: wait for PUBACKs, not a synchronisation
+            ahead = (
+                self.started + seq / self.rate_limit - time.monotonic() if self.rate_limit else 0
+            )
+            if ahead > 0 or len(self._published) - len(self._pubacks) >= STREAM_IN_FLIGHT:
+                # Pacing, or back-pressure while PUBACKs are due: not a synchronisation.
+                time.sleep(min(max(ahead, 0.0005), 0.01))
                 continue
             at = time.monotonic()
             info = self._client.publish(self.topic, str(seq).encode(), qos=1)
@@ -347,11 +410,12 @@ def kill_trial(root: Path, persistence: Persistence, *, seconds: float) -> Trial
     restart it and count what the subscriber gets back."""
     workdir = Path(tempfile.mkdtemp(prefix="trial-", dir=root))
     server = broker(workdir, persistence).start()
+    endpoint = Endpoint(server.port)
     try:
-        Subscriber(server.port).connect(subscribe=True).disconnect()
+        Subscriber(endpoint).connect(subscribe=True).disconnect()
         # The session itself must be on disk, or a kill before the first save loses it too.
         save_now(server)
-        stream = Stream(server.port).start()
+        stream = Stream(endpoint).start()
         time.sleep(seconds)  # the stream runs for this long: a duration, not a synchronisation
         killed_at = time.monotonic()
         server.kill()
@@ -361,7 +425,7 @@ def kill_trial(root: Path, persistence: Persistence, *, seconds: float) -> Trial
         acked = stream.acked()
         rate = stream.rate()
         server.start()
-        subscriber = Subscriber(server.port).connect(subscribe=False)
+        subscriber = Subscriber(endpoint).connect(subscribe=False)
         try:
             subscriber.drain()
         finally:
@@ -404,7 +468,7 @@ def throughput(
     server = broker(workdir, persistence).start()
     consumer = None
     try:
-        Subscriber(server.port).connect(subscribe=True).disconnect()
+        Subscriber(Endpoint(server.port)).connect(subscribe=True).disconnect()
         for start in range(0, prefill, MAX_PUB_LINES):
             _flood(server.port, min(MAX_PUB_LINES, prefill - start))
         if online:
