@@ -149,6 +149,14 @@ class IngestSettings(BaseModel):
     )
     rules_queue_size: int = Field(default=100_000, ge=100)
     metrics_port: int | None = Field(default=None, description="Serve /metrics on this port.")
+    max_tracked_devices: int = Field(
+        default=50_000, ge=1, description="Devices whose last seq is kept (least recent go)."
+    )
+    max_devices_per_site: int = Field(
+        default=10_000,
+        ge=0,
+        description="Device names accepted per site; more are dead-lettered. 0: no limit.",
+    )
     known_devices_only: bool = Field(
         default=False,
         description="Dead-letter (unknown_device) readings of devices not enrolled in "

@@ -93,12 +93,25 @@ def _parse(topic: str) -> Topic:
     )
 
 
+# Levels below ``{ROOT}/{site}``: the contract's three and deeper (``#`` also matches its
+# parent level), then two and one.
+_SHAPES = ("+/+/+/#", "+/+", "+")
+
+
 def subscription(
     share_group: str | None = None, sites: tuple[str, ...] = (), extra: tuple[str, ...] = ()
 ) -> list[str]:
     """Topic filters for an ingest worker: all sites or only ``sites``, plus ``extra`` vendor
-    filters; every filter is shared when a group is set."""
-    filters = [f"{ROOT}/{site}/+/+/+" for site in sites] if sites else [f"{ROOT}/+/+/+/+"]
+    filters; every filter is shared when a group is set.
+
+    Besides the contract's depth, the filters take topics one or two levels shallower and any
+    deeper, so that a device publishing on a wrong topic is dead-lettered (``bad_topic``)
+    instead of never being seen. The filters do not overlap (a broker may deliver a message
+    once per matching filter), and none matches ``{ROOT}/<name>``, where the dead-letter
+    topic lives.
+    """
+    scopes = [f"{ROOT}/{site}" for site in sites] if sites else [f"{ROOT}/+"]
+    filters = [f"{scope}/{levels}" for scope in scopes for levels in _SHAPES]
     filters += [f for f in extra if not f.startswith(f"{ROOT}/")]
     if share_group:
         return [f"$share/{share_group}/{f}" for f in filters]

@@ -15,6 +15,7 @@ import json
 import logging
 import signal
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,13 +74,24 @@ class IngestService:
             )
         except ValidationError as exc:
             raise ConfigError(f"ingest adapter routes are invalid: {exc}") from None
-        self._last_seq: dict[str, int] = {}
+        # Last seq per device key, least recently seen first: bounded, since device names come
+        # from the network (an evicted device that returns just starts a new sequence).
+        self._last_seq: OrderedDict[str, int] = OrderedDict()
+        self._max_tracked = settings.ingest.max_tracked_devices
+        self._max_devices_per_site = settings.ingest.max_devices_per_site
+        self._site_devices: dict[str, set[str]] = {}
+        self._failed_types: set[str] = set()
         self._max_future_ms = int(settings.ingest.max_future_skew_s * 1000)
         self._max_past_ms = int(settings.ingest.max_past_age_s * 1000)
         self._registry = device_registry.from_settings(settings.ingest)
         self._mqtt: Any = None
         self._subscribed = asyncio.Event()
         self._stopping = False
+
+    @property
+    def tracked_devices(self) -> int:
+        """Devices whose last ``seq`` is remembered (at most ``max_tracked_devices``)."""
+        return len(self._last_seq)
 
     async def start(self) -> None:
         """Create the database if needed, connect, subscribe and start the writer."""
@@ -148,6 +160,9 @@ class IngestService:
         except PayloadError as exc:
             self.dead_letter(topic, payload, exc.reason, exc.detail)
             return None
+        except Exception as exc:  # noqa: BLE001 - a decoder bug must not wedge the session
+            self._decoder_failed(topic, payload, exc)
+            return None
         if not decoded.samples:
             self.metrics.ignored.inc()  # well-formed, but nothing to store (see ingest.adapters)
             return None
@@ -155,17 +170,108 @@ class IngestService:
             reason, detail = device_registry.UNKNOWN_DEVICE, self._registry.why(decoded.device_key)
             self.dead_letter(topic, payload, reason, detail)
             return None
+        if self._max_devices_per_site and self._over_device_limit(topic, payload, decoded):
+            return None
         restamped = self._check_clock(decoded, received_ms)
         if decoded.seq is not None:
-            last = self._last_seq.get(decoded.device_key)
-            if last is not None and decoded.seq > last + 1:
-                self.metrics.seq_gaps.inc(decoded.seq - last - 1)
-            if last is None or decoded.seq > last:
-                self._last_seq[decoded.device_key] = decoded.seq
+            self._track_seq(decoded.device_key, decoded.seq)
         self.metrics.hot.readings += len(decoded.samples)
         if self._sink is not None:
             self._sink(decoded.samples)
         return decoded, restamped, received_ns
+
+    def _decoder_failed(self, topic: str | bytes, payload: bytes, exc: Exception) -> None:
+        """Dead-letter a message whose decoder raised something other than PayloadError.
+
+        The message is acknowledged all the same: raising from the handler would withhold the
+        PUBACK, the broker would redeliver the message forever, and enough such messages fill
+        the in-flight window so that nothing else is received.
+        """
+        if isinstance(topic, bytes):
+            # gmqtt hands over a topic that is not UTF-8 as bytes; the decoders expect text.
+            text = topic.decode("utf-8", "backslashreplace")
+            self.dead_letter(text, payload, "bad_topic", "topic is not UTF-8 text")
+            return
+        name = type(exc).__qualname__
+        if name not in self._failed_types:
+            self._failed_types.add(name)
+            logger.error(
+                "decoding a message on %s raised %s; such messages are dead-lettered as"
+                " internal_error (logged once per exception type)",
+                topic,
+                name,
+                exc_info=exc,
+            )
+        try:
+            message = str(exc)[:500]
+        except Exception:  # noqa: BLE001 - the guard itself must not raise
+            message = "<unprintable>"
+        self.dead_letter(topic, payload, "internal_error", f"{name}: {message}")
+
+    def _track_seq(self, key: str, seq: int) -> None:
+        """Count the messages missing before ``seq`` and remember it as the device's last."""
+        last_seq = self._last_seq
+        last = last_seq.get(key)
+        if last is None:
+            last_seq[key] = seq
+            if len(last_seq) > self._max_tracked:
+                last_seq.popitem(last=False)
+            return
+        last_seq.move_to_end(key)
+        if seq > last + 1:
+            self.metrics.seq_gaps.inc(seq - last - 1)
+        if seq > last:
+            last_seq[key] = seq
+
+    def _over_device_limit(self, topic: str, payload: bytes, decoded: Decoded) -> bool:
+        """Dead-letter the message if it names a device past its site's limit."""
+        samples = decoded.samples
+        first = samples[0]
+        known = self._site_devices.get(first.site)
+        if known is not None and first.device in known and len(samples) == 1:
+            return False  # the hot path: one reading of a known device
+        refused = self._refused_device(samples)
+        if refused is None:
+            return False
+        detail = (
+            f"new device {refused!r} would take site {first.site!r} past its limit of"
+            f" {self._max_devices_per_site} devices (max_devices_per_site)"
+        )
+        self.dead_letter(topic, payload, "too_many_devices", detail)
+        return True
+
+    def _refused_device(self, samples: list[Sample]) -> str | None:
+        """A device new to its site that would take the site past its limit, else None.
+
+        Known devices are always accepted. The limit holds per worker and since its start.
+        """
+        first = samples[0]
+        site, device = first.site, first.device
+        for sample in samples:
+            if sample.device != device or sample.site != site:
+                return self._refused_among(samples)
+        known = self._site_devices.get(site)
+        if known is None:
+            known = self._site_devices[site] = set()
+        if device in known:
+            return None
+        if len(known) >= self._max_devices_per_site:
+            return device
+        known.add(device)
+        return None
+
+    def _refused_among(self, samples: list[Sample]) -> str | None:
+        """The same for a message naming several devices: all are admitted, or none."""
+        new: dict[str, set[str]] = {}
+        for sample in samples:
+            if sample.device not in self._site_devices.get(sample.site, ()):
+                new.setdefault(sample.site, set()).add(sample.device)
+        for site, devices in new.items():
+            if len(self._site_devices.get(site, ())) + len(devices) > self._max_devices_per_site:
+                return min(devices)
+        for site, devices in new.items():
+            self._site_devices.setdefault(site, set()).update(devices)
+        return None
 
     def _check_clock(self, decoded: Decoded, received_ms: int) -> dict[int, int] | None:
         """Re-stamp readings whose device time is implausible; returns index -> device time."""

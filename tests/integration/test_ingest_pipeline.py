@@ -172,6 +172,10 @@ BAD_MESSAGES: list[tuple[str, bytes, str]] = [
         "out_of_range",
     ),
     ("stocksense/v1/wh1/pressure/p1/data", b'{"ts": 1795309200000, "seq": 5}', "bad_topic"),
+    # deeper and shallower than the contract: received all the same, and refused
+    ("stocksense/v1/wh1/temp/p1/data/extra", b'{"ts": 1795309200000, "seq": 6}', "bad_topic"),
+    ("stocksense/v1/wh1/temp/p1", b'{"ts": 1795309200000, "seq": 7}', "bad_topic"),
+    ("stocksense/v1/wh1/temp", b'{"ts": 1795309200000, "seq": 8}', "bad_topic"),
     ("stocksense/v1/wh1/temp/p1/data", b'{"pad": "' + b"x" * (300 * 1024) + b'"}', "oversize"),
 ]
 

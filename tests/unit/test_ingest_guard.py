@@ -1,0 +1,205 @@
+"""The ingest worker's per-message outcomes: last-resort guard, device limits, bounded state.
+
+Messages go through the handler gmqtt calls, with no broker: a refused message is counted and
+dead-lettered, an accepted one is buffered for InfluxDB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core import topics
+from core.settings import IngestSettings, Settings
+from ingest import adapters
+from ingest.adapters import AdapterContext, topic_matches
+from ingest.decode import Decoded
+from ingest.service import PUBACK_SUCCESS, IngestService
+
+TS = 1_767_225_600_000
+TASMOTA_ROUTE = {"pattern": "tele/+/SENSOR", "adapter": "tasmota", "site": "wh1"}
+SHELLY_ROUTE = {"pattern": "+/events/rpc", "adapter": "shelly", "site": "wh1"}
+HUGE_INT_TASMOTA = b'{"DS18B20":{"Temperature":' + b"1" * 4301 + b"}}"
+SHELLY_1E308 = b'{"method":"NotifyStatus","params":{"ts":1e308,"temperature:0":{"tC":4.0}}}'
+
+
+def _service(tmp_path: Path, **ingest: Any) -> IngestService:
+    return IngestService(Settings(data_dir=tmp_path, ingest=IngestSettings(**ingest)))
+
+
+def _temp(site: str, device: str, seq: int = 0) -> tuple[str, bytes]:
+    payload = {"ts": TS, "seq": seq, "readings": [{"sensor": "t1", "celsius": 4.5}]}
+    return topics.build(site, "temp", device), json.dumps(payload).encode()
+
+
+def _send(service: IngestService, topic: str, payload: bytes) -> None:
+    assert service._on_message_qos0(None, topic, payload, 0, None) == PUBACK_SUCCESS
+
+
+def _send_qos1(service: IngestService, topic: str, payload: bytes) -> int:
+    result: int = asyncio.run(service._on_message_qos1(None, topic, payload, 1, None))
+    return result
+
+
+def _dead(service: IngestService, reason: str) -> float:
+    return service.metrics.value("stocksense_ingest_deadlettered_total", {"reason": reason})
+
+
+def _readings(service: IngestService) -> float:
+    return service.metrics.value("stocksense_ingest_readings_total")
+
+
+# --- the last-resort guard --------------------------------------------------------------------
+
+
+def _broken_adapter(topic: str, payload: bytes, received_ms: int, ctx: AdapterContext) -> Decoded:
+    """An adapter with a bug: it fails on its input with an exception nobody maps."""
+    del topic, received_ms, ctx
+    return Decoded([], None, str(int(payload) // 0))
+
+
+def test_a_decoder_bug_is_dead_lettered_acknowledged_and_logged_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(adapters.ADAPTERS, "tasmota", _broken_adapter)
+    service = _service(tmp_path, adapters=[TASMOTA_ROUTE])
+    with caplog.at_level(logging.ERROR, logger="ingest.service"):
+        for _ in range(3):
+            assert _send_qos1(service, "tele/d1/SENSOR", b"7") == PUBACK_SUCCESS
+        _send(service, "tele/d1/SENSOR", b"8")
+    assert _dead(service, "internal_error") == 4
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1  # once per exception type, with the traceback
+    assert "ZeroDivisionError" in errors[0].getMessage()
+    assert errors[0].exc_info is not None
+    # The canonical path is untouched and goes on.
+    _send(service, *_temp("wh1", "p1"))
+    assert _readings(service) == 1
+    assert service.writer.buffered == 1
+
+
+def test_a_topic_that_is_not_utf8_is_a_bad_topic(tmp_path: Path) -> None:
+    service = _service(tmp_path, adapters=[TASMOTA_ROUTE])
+    # gmqtt hands such a topic over as bytes
+    topic: Any = b"tele/\xff/SENSOR"
+    _send(service, topic, b"{}")
+    assert _dead(service, "bad_topic") == 1
+    assert _dead(service, "internal_error") == 0
+
+
+@pytest.mark.parametrize(
+    ("route", "topic", "payload", "reason"),
+    [
+        (TASMOTA_ROUTE, "tele/cold-room-1/SENSOR", HUGE_INT_TASMOTA, "invalid_json"),
+        (SHELLY_ROUTE, "shelly-1/events/rpc", SHELLY_1E308, "out_of_range"),
+    ],
+)
+def test_poison_payloads_are_acknowledged_with_their_reason(
+    tmp_path: Path, route: dict[str, Any], topic: str, payload: bytes, reason: str
+) -> None:
+    service = _service(tmp_path, adapters=[route])
+    assert _send_qos1(service, topic, payload) == PUBACK_SUCCESS
+    assert _dead(service, reason) == 1
+    assert _dead(service, "internal_error") == 0
+
+
+def test_a_deeper_canonical_topic_is_a_bad_topic(tmp_path: Path) -> None:
+    service = _service(tmp_path)
+    topic, payload = _temp("wh1", "p1")
+    _send(service, f"{topic}/extra", payload)
+    _send(service, topic.replace("/p1/", "/p1\n/"), payload)
+    assert _dead(service, "bad_topic") == 2
+    assert _readings(service) == 0
+
+
+# --- the subscription -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sites", [(), ("wh1",)])
+def test_subscription_takes_every_wrong_depth_once_and_never_dead_letters(
+    sites: tuple[str, ...],
+) -> None:
+    filters = topics.subscription(None, sites)
+    for depth in range(4, 10):
+        topic = "/".join(["stocksense", "v1", "wh1", *[f"l{i}" for i in range(depth - 3)]])
+        assert sum(topic_matches(f, topic) for f in filters) == 1, topic
+    assert not any(topic_matches(f, topics.DEADLETTER_TOPIC) for f in filters)
+    if sites:
+        assert not any(topic_matches(f, "stocksense/v1/wh2/temp/p1/data") for f in filters)
+    shared = topics.subscription("g", sites, ("tele/+/SENSOR", "stocksense/v1/#"))
+    assert shared == [f"$share/g/{f}" for f in [*filters, "tele/+/SENSOR"]]
+
+
+# --- devices per site -------------------------------------------------------------------------
+
+
+def test_devices_per_site_limit_boundary(tmp_path: Path) -> None:
+    service = _service(tmp_path, max_devices_per_site=3)
+    for device in ("p0", "p1", "p2"):  # exactly the limit: accepted
+        _send(service, *_temp("wh1", device))
+    assert _readings(service) == 3
+    _send(service, *_temp("wh1", "p3"))  # limit + 1: refused
+    assert _dead(service, "too_many_devices") == 1
+    status = topics.build("wh1", "temp", "p4", "status")
+    _send(service, status, b'{"online": true}')
+    assert _dead(service, "too_many_devices") == 2
+    _send(service, *_temp("wh1", "p0", seq=1))  # known devices keep being accepted
+    _send(service, *_temp("wh1", "p2", seq=1))
+    _send(service, topics.build("wh1", "temp", "p1", "status"), b'{"online": true}')
+    _send(service, *_temp("wh2", "p3"))  # the limit is per site
+    assert _readings(service) == 7
+    assert service.writer.buffered == 7
+    assert _dead(service, "too_many_devices") == 2
+
+
+def test_a_vendor_batch_naming_several_devices_is_admitted_whole_or_not_at_all(
+    tmp_path: Path,
+) -> None:
+    route = {"pattern": "impinj/+/events", "adapter": "impinj", "site": "wh1"}
+    service = _service(tmp_path, adapters=[route], max_devices_per_site=2)
+
+    def heartbeat(host: str) -> dict[str, Any]:
+        return {"timestamp": "2026-01-01T00:00:00Z", "hostname": host, "eventType": "heartbeat"}
+
+    _send(service, "impinj/r1/events", json.dumps([heartbeat("r1"), heartbeat("r1")]).encode())
+    _send(service, "impinj/r1/events", json.dumps([heartbeat("r1"), heartbeat("r2")]).encode())
+    assert _readings(service) == 4
+    three = [heartbeat("r1"), heartbeat("r3"), heartbeat("r4")]
+    _send(service, "impinj/r1/events", json.dumps(three).encode())
+    assert _dead(service, "too_many_devices") == 1
+    _send(service, "impinj/r3/events", json.dumps(heartbeat("r3")).encode())
+    assert _dead(service, "too_many_devices") == 2  # r3 was not admitted by the refused batch
+    assert _readings(service) == 4
+
+
+def test_zero_means_no_device_limit(tmp_path: Path) -> None:
+    service = _service(tmp_path, max_devices_per_site=0)
+    for index in range(200):
+        _send(service, *_temp("wh1", f"p{index}"))
+    assert _readings(service) == 200
+    assert _dead(service, "too_many_devices") == 0
+
+
+# --- bounded per-device state -----------------------------------------------------------------
+
+
+def test_last_seq_is_an_lru_of_bounded_size(tmp_path: Path) -> None:
+    service = _service(tmp_path, max_tracked_devices=2, max_devices_per_site=0)
+    _send(service, *_temp("wh1", "d1", seq=0))
+    _send(service, *_temp("wh1", "d2", seq=0))
+    _send(service, *_temp("wh1", "d1", seq=1))  # d1 is now the most recently seen
+    _send(service, *_temp("wh1", "d3", seq=0))  # evicts d2
+    assert service.tracked_devices == 2
+    _send(service, *_temp("wh1", "d2", seq=5))  # forgotten: a new sequence, no gap (evicts d1)
+    assert service.metrics.value("stocksense_ingest_seq_gaps_total") == 0
+    _send(service, *_temp("wh1", "d3", seq=3))  # still tracked: 1 and 2 are missing
+    assert service.metrics.value("stocksense_ingest_seq_gaps_total") == 2
+    for index in range(1000):
+        _send(service, *_temp("wh1", f"x{index}"))
+    assert service.tracked_devices == 2
+    assert _readings(service) == 1006
