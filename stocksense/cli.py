@@ -36,6 +36,11 @@ EXIT_UNAVAILABLE = 1
 EXIT_CONFIG = 2
 SIMULATE_EXCURSION_AT_S = 30.0
 STOP_HINT = "Ctrl-C or SIGTERM stops it"
+EXIT_CODES = (
+    "Exit codes: 0 done, or stopped by SIGINT or SIGTERM after stopping everything the command\n"
+    "started; 1 a service it needs stayed unreachable or failed; 2 bad configuration or\n"
+    "arguments. Every error is one line on stderr naming the variable, file or option at fault."
+)
 
 
 def _logging(level: str) -> None:
@@ -482,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests)."""
     parser = _Parser(
         prog="stocksense",
-        description=__doc__,
+        description=f"StockSense: IoT warehouse sensing and alerting.\n\n{EXIT_CODES}",
         epilog="Settings come from STOCKSENSE_* variables or a .env file (README: Configuration);"
         " `stocksense config` prints them.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
