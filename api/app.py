@@ -9,7 +9,7 @@ from typing import Literal
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from api import console
+from api import console, errors
 from api.deps import Connection
 from api.routes import alerts, inventory
 from api.routes.health import router as health_router
@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for ``settings`` (read from the environment when omitted)."""
     app = FastAPI(title="StockSense API", version="1")
     app.state.settings = settings or Settings()
+    errors.install(app)
     app.include_router(alerts.router)
     app.include_router(inventory.router)
     app.include_router(console.router)

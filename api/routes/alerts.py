@@ -3,15 +3,18 @@
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.deps import Connection
+from api.errors import answers, invalid
+from api.fields import MAX_TEXT, EpochInt, RowId, TextFilter
 from core.alerts import Alert, AlertStore, Silence, now_ms
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 
 
 Who = Annotated[str, Field(min_length=1, max_length=128)]
+Match = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class AckRequest(BaseModel):
@@ -34,14 +37,16 @@ class SilenceRequest(BaseModel):
     Give ``ends_at`` (epoch ms) or ``duration_s``; ``starts_at`` defaults to now.
     """
 
-    site: str | None = None
-    zone: str | None = None
-    type: str | None = None
-    starts_at: int | None = Field(default=None, ge=0)
-    ends_at: int | None = Field(default=None, ge=0)
-    duration_s: float | None = Field(default=None, gt=0, le=366 * 86_400)
+    model_config = ConfigDict(strict=True)
+
+    site: Match | None = None
+    zone: Match | None = None
+    type: Match | None = None
+    starts_at: EpochInt | None = None
+    ends_at: EpochInt | None = None
+    duration_s: float | None = Field(default=None, gt=0, le=366 * 86_400, allow_inf_nan=False)
     created_by: Who
-    reason: Annotated[str, Field(min_length=1, max_length=1000)]
+    reason: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
 
     @model_validator(mode="after")
     def _one_end(self) -> "SilenceRequest":
@@ -59,7 +64,7 @@ def list_silences(
     return alerts.silences(at_ms=at, include_deleted=include_deleted)
 
 
-@router.post("/silences", status_code=201)
+@router.post("/silences", status_code=201, responses=answers(400))
 def create_silence(body: SilenceRequest, alerts: Store) -> Silence:
     """Silence alerts matching site/zone/type from ``starts_at`` to the end."""
     starts = body.starts_at if body.starts_at is not None else now_ms()
@@ -69,7 +74,7 @@ def create_silence(body: SilenceRequest, alerts: Store) -> Silence:
         assert body.duration_s is not None
         ends = starts + int(body.duration_s * 1000)
     if ends <= starts:
-        raise HTTPException(status_code=422, detail="the silence must end after it starts")
+        raise invalid(("body", "ends_at"), "the silence must end after it starts", ends)
     return alerts.create_silence(
         site=body.site,
         zone=body.zone,
@@ -81,9 +86,9 @@ def create_silence(body: SilenceRequest, alerts: Store) -> Silence:
     )
 
 
-@router.delete("/silences/{silence_id}", status_code=204)
+@router.delete("/silences/{silence_id}", status_code=204, responses=answers(404))
 def delete_silence(
-    silence_id: int, alerts: Store, by: Annotated[str, Query(min_length=1)]
+    silence_id: RowId, alerts: Store, by: Annotated[str, Query(min_length=1, max_length=128)]
 ) -> Response:
     """End a silence now (it is kept, marked deleted, for the record)."""
     if alerts.delete_silence(silence_id, by=by) is None:
@@ -95,16 +100,16 @@ def delete_silence(
 def list_alerts(
     alerts: Store,
     state: Literal["active", "cleared"] | None = None,
-    type: str | None = None,  # noqa: A002 - the query parameter's public name
-    site: str | None = None,
+    type: TextFilter = None,  # noqa: A002 - the query parameter's public name
+    site: TextFilter = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[Alert]:
     """Newest first."""
     return alerts.list(state=state, limit=limit, type_=type, site=site)
 
 
-@router.get("/{alert_id}")
-def get_alert(alert_id: int, alerts: Store) -> Alert:
+@router.get("/{alert_id}", responses=answers(404))
+def get_alert(alert_id: RowId, alerts: Store) -> Alert:
     """One alert."""
     found = alerts.get(alert_id)
     if found is None:
@@ -112,8 +117,8 @@ def get_alert(alert_id: int, alerts: Store) -> Alert:
     return found
 
 
-@router.post("/{alert_id}/ack")
-def ack_alert(alert_id: int, body: AckRequest, alerts: Store) -> Alert:
+@router.post("/{alert_id}/ack", responses=answers(400, 404))
+def ack_alert(alert_id: RowId, body: AckRequest, alerts: Store) -> Alert:
     """Acknowledge: records who and when; stops escalation."""
     acked = alerts.ack(alert_id, by=body.by)
     if acked is None:
@@ -121,8 +126,8 @@ def ack_alert(alert_id: int, body: AckRequest, alerts: Store) -> Alert:
     return acked
 
 
-@router.get("/{alert_id}/events")
-def alert_events(alert_id: int, alerts: Store) -> list[dict[str, object]]:
+@router.get("/{alert_id}/events", responses=answers(404))
+def alert_events(alert_id: RowId, alerts: Store) -> list[dict[str, object]]:
     """History of one alert (raised, acked, flapping, silenced, escalated, cleared ...)."""
     if alerts.get(alert_id) is None:
         raise HTTPException(status_code=404, detail=f"alert {alert_id} does not exist")

@@ -77,3 +77,67 @@ async def _bad_input(client: httpx.AsyncClient, store: AlertStore) -> None:
     assert "at least 1 character" in empty_actor.text
     assert (await client.get("/alerts", params={"state": "open"})).status_code == 422
     assert (await client.get("/alerts", params={"limit": 0})).status_code == 422
+
+
+def test_ids_beyond_64_bits_are_refused_not_crashed_on(tmp_path: Path) -> None:
+    _run(tmp_path, _huge_ids)
+
+
+async def _huge_ids(client: httpx.AsyncClient, store: AlertStore) -> None:
+    del store
+    for path in ("/alerts/9223372036854775808", "/alerts/9223372036854775808/events"):
+        too_big = await client.get(path)
+        assert too_big.status_code == 422
+        (error,) = too_big.json()["detail"]
+        assert (error["loc"], error["msg"]) == (
+            ["path", "alert_id"],
+            "Input should be less than or equal to 9223372036854775807",
+        )
+    largest = await client.get("/alerts/9223372036854775807")
+    assert largest.status_code == 404
+    assert largest.json() == {"detail": "alert 9223372036854775807 does not exist"}
+    silence = await client.delete("/alerts/silences/18446744073709551616", params={"by": "li"})
+    assert silence.status_code == 422
+
+
+def test_silence_bounds(tmp_path: Path) -> None:
+    _run(tmp_path, _silence_bounds)
+
+
+async def _silence_bounds(client: httpx.AsyncClient, store: AlertStore) -> None:
+    del store
+    base = {"created_by": "li.wei", "reason": "maintenance"}
+    backwards = await client.post(
+        "/alerts/silences", json={**base, "starts_at": 2000, "ends_at": 1000}
+    )
+    assert backwards.status_code == 422
+    (error,) = backwards.json()["detail"]
+    assert (error["loc"], error["msg"]) == (
+        ["body", "ends_at"],
+        "the silence must end after it starts",
+    )
+    far = await client.post("/alerts/silences", json={**base, "ends_at": 2**63})
+    assert far.status_code == 422
+    assert far.json()["detail"][0]["loc"] == ["body", "ends_at"]
+    whole = await client.post(
+        "/alerts/silences", json={**base, "starts_at": 1000.0, "duration_s": 60}
+    )
+    assert whole.status_code == 201
+    assert (whole.json()["starts_at"], whole.json()["ends_at"]) == (1000, 61_000)
+    flag = await client.post("/alerts/silences", json={**base, "starts_at": True, "duration_s": 60})
+    assert flag.status_code == 422
+
+
+def test_a_crash_still_answers_in_the_error_shape(tmp_path: Path) -> None:
+    occupied = tmp_path / "data"
+    occupied.write_text("a file where the data directory should be")
+
+    async def fetch() -> httpx.Response:
+        app = create_app(Settings(data_dir=occupied))
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            return await client.get("/alerts")
+
+    response = asyncio.run(fetch())
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal error"}

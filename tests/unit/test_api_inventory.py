@@ -155,7 +155,11 @@ async def _bad_input(client: httpx.AsyncClient, store: InventoryStore) -> None:
     assert extra.status_code == 422
     mismatch = await client.put("/inventory/skus/TEA", json=RICE)
     assert mismatch.status_code == 422
-    assert "differs from the path" in mismatch.json()["detail"]
+    (error,) = mismatch.json()["detail"]
+    assert (error["loc"], error["msg"]) == (
+        ["body", "sku"],
+        "sku in the body (RICE) differs from the path (TEA)",
+    )
     unknown = await client.post(
         "/inventory/demand", json={"site": "wh1", "sku": "NOPE", "qty": 1, "due_at": 1}
     )
@@ -172,3 +176,51 @@ async def _bad_input(client: httpx.AsyncClient, store: InventoryStore) -> None:
     )
     assert bad_date.status_code == 422
     assert "not an ISO 8601 date/time or epoch ms: 'soon'" in bad_date.text
+
+
+def test_lot_changes_refuse_null_where_it_means_nothing(tmp_path: Path) -> None:
+    _run(tmp_path, _lot_nulls)
+
+
+async def _lot_nulls(client: httpx.AsyncClient, store: InventoryStore) -> None:
+    await client.post("/inventory/skus", json=RICE)
+    lot = {"lot": "L1", "sku": "RICE", "site": "wh1", "location": "A1", "qty": 8}
+    lot_id = (await client.post("/inventory/lots", json={**lot, "alert_at": 5})).json()["id"]
+    for field in ("location", "qty"):
+        cleared = await client.patch(f"/inventory/lots/{lot_id}", json={field: None})
+        assert cleared.status_code == 422
+        (error,) = cleared.json()["detail"]
+        assert (error["loc"], error["msg"]) == (
+            ["body", field],
+            f"{field} cannot be null; leave it out to keep the current value",
+        )
+    unchanged = store.get_lot(lot_id)
+    assert (unchanged.location, unchanged.qty, unchanged.alert_at) == ("A1", 8.0, 5)
+    # A date set to null is cleared: that null means something.
+    dated = await client.patch(f"/inventory/lots/{lot_id}", json={"alert_at": None})
+    assert dated.status_code == 200
+    assert store.get_lot(lot_id).alert_at is None
+
+
+def test_numbers_are_json_numbers_within_bounds(tmp_path: Path) -> None:
+    _run(tmp_path, _numbers)
+
+
+async def _numbers(client: httpx.AsyncClient, store: InventoryStore) -> None:
+    await client.post("/inventory/skus", json=RICE)
+    lot = {"lot": "L1", "sku": "RICE", "site": "wh1", "location": "A1"}
+    for bad in ({"qty": False}, {"qty": "5"}, {"qty": 1e10}, {"received_at": 2**63}):
+        refused = await client.post("/inventory/lots", json={**lot, **bad})
+        assert refused.status_code == 422, bad
+        assert refused.json()["detail"][0]["loc"] == ["body", next(iter(bad))]
+    whole = await client.post("/inventory/lots", json={**lot, "qty": 8, "received_at": 1000.0})
+    assert whole.status_code == 201
+    assert (whole.json()["qty"], whole.json()["received_at"]) == (8.0, 1000)
+    assert store.on_hand("wh1", "RICE") == 8.0
+    for path in ("/inventory/lots/9223372036854775808", "/inventory/suggestions/0"):
+        assert (await client.get(path)).status_code == 422
+    undecodable = await client.post(
+        "/inventory/skus", content=b"\xff{", headers={"content-type": "application/json"}
+    )
+    assert undecodable.status_code == 400
+    assert undecodable.json() == {"detail": "There was an error parsing the body"}
