@@ -26,12 +26,19 @@ from pydantic import TypeAdapter
 
 from core.device_registry import enrolled_devices
 from core.influx import query_sync, rows
-from core.settings import IngestSettings, Settings
+from core.settings import ChannelSettings, IngestSettings, NotifierSettings, Settings
 from ingest.adapters import AdapterRoute, decode, topic_matches
 from ingest.service import IngestService
+from rules.notify import dingtalk, wecom
+from rules.notify.digest import DEFAULT_TOP, DigestEntry
+from rules.notify.dingtalk import DingTalkChannel
+from rules.notify.pacing import TokenBucket
+from rules.notify.service import MAX_BACKOFF_S
+from rules.notify.wecom import WeComChannel
 from rules.seed import ProbeZones, Seed, load_seed
 from tests.conftest import Publisher, until
 from tests.integration.test_vendor_ingest import FIXTURES
+from tests.unit.test_digest import make_alert
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
@@ -221,3 +228,80 @@ def test_documented_message_lands_as_documented(
         assert _stored(cfg, point) == [point.fields], f"{vendor}: {point}"
     # One message, all of its readings written: nothing was dead-lettered or ignored.
     assert service.metrics.value("stocksense_ingest_messages_received_total") == 1
+
+
+# -- docs/robots.md ---------------------------------------------------------------------------
+
+
+def _env_lines(block: Block) -> dict[str, str]:
+    """``NAME=value`` lines of an env block; single-quoted values unquoted."""
+    out = {}
+    for line in block.text.strip().splitlines():
+        name, _, value = line.partition("=")
+        if value[:1] == "'":
+            assert value[-1] == "'", f"{name}: unbalanced quotes"
+            value = value[1:-1]
+        out[name] = value
+    return out
+
+
+def test_every_documented_channel_is_a_valid_channel() -> None:
+    channels = blocks("robots.md", "channel")
+    assert {"dingtalk-signed", "dingtalk-keyword", "wecom", "wecom-mobiles"} <= set(channels)
+    parsed = [ChannelSettings.model_validate_json(b.text) for b in channels.values()]
+    assert len({c.name for c in parsed}) == len(parsed)
+    env = _env_lines(blocks("robots.md", "channels-env")[""])
+    listed = TypeAdapter(list[ChannelSettings]).validate_json(env["STOCKSENSE_NOTIFIER__CHANNELS"])
+    assert [c.kind for c in listed] == ["dingtalk", "wecom"]
+    settings = Settings(
+        notifier=NotifierSettings(
+            channels=listed, console_url=env["STOCKSENSE_NOTIFIER__CONSOLE_URL"]
+        )
+    )
+    assert settings.notifier.console_url.endswith("/console")
+
+
+def test_documented_limits_are_the_code_s() -> None:
+    doc = " ".join((DOCS / "robots.md").read_text(encoding="utf-8").split())
+    bucket = TokenBucket.for_robot(DingTalkChannel.rate_limit_per_minute)
+    assert bucket.capacity == 19
+    for phrase in (
+        f"at most **{bucket.capacity} messages in any {bucket.window_s:g} s** per robot",
+        (
+            f"pauses **{DingTalkChannel.throttle_penalty_s:g} s** (DingTalk) or "
+            f"**{WeComChannel.throttle_penalty_s:g} s** (WeCom)"
+        ),
+        f"**{dingtalk.MAX_BODY_BYTES:,} bytes** (errcode 460101 above it)",
+        (
+            f"markdown content **{wecom.MARKDOWN_MAX_BYTES:,} bytes**, text content "
+            f"**{wecom.TEXT_MAX_BYTES:,} bytes**"
+        ),
+        f"each of the **{DEFAULT_TOP}** most severe",
+        f"at most **{MAX_BACKOFF_S:g} s**",
+        f"After **{NotifierSettings().max_attempts}** attempts",
+        f"errcode **{next(iter(DingTalkChannel.rate_limit_codes))}**",
+        f"errcode **{next(iter(WeComChannel.rate_limit_codes))}**",
+    ):
+        assert phrase in doc, phrase
+
+
+@pytest.mark.parametrize(("language", "keyword"), [("zh", "查看控制台"), ("en", "Open console")])
+def test_documented_keyword_is_in_every_dingtalk_message(language: str, keyword: str) -> None:
+    cfg = ChannelSettings.model_validate_json(
+        blocks("robots.md", "channel")["dingtalk-keyword"].text
+    )
+    cfg = cfg.model_copy(update={"language": language})
+    channel = DingTalkChannel(cfg, console_url="https://stocksense.wh1.example.com/console")
+    doc = (DOCS / "robots.md").read_text(encoding="utf-8")
+    assert f"**{keyword}**" in doc
+    alert = make_alert(1, severity="major")
+    payloads = [p for e in ("raised", "escalated") for p in channel.render(alert, e)]
+    payloads += channel.render(make_alert(2, cleared_at=alert.raised_at + 60_000), "cleared")
+    # A storm big enough for the digest to continue over several parts.
+    storm = [DigestEntry(key=i, alert=make_alert(i), event="raised") for i in range(1, 5001)]
+    parts = [payload for payload, _ in channel.render_digest(storm)]
+    assert len(parts) >= 2
+    payloads += parts
+    for payload in payloads:
+        assert keyword in payload["markdown"]["text"]
+    asyncio.run(channel.aclose())
