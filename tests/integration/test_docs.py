@@ -25,8 +25,15 @@ import pytest
 from pydantic import TypeAdapter
 
 from core.device_registry import enrolled_devices
+from core.errors import ConfigError
 from core.influx import query_sync, rows
-from core.settings import ChannelSettings, IngestSettings, NotifierSettings, Settings
+from core.settings import (
+    ChannelSettings,
+    IngestSettings,
+    InventorySettings,
+    NotifierSettings,
+    Settings,
+)
 from ingest.adapters import AdapterRoute, decode, topic_matches
 from ingest.service import IngestService
 from rules.notify import dingtalk, wecom
@@ -35,7 +42,7 @@ from rules.notify.dingtalk import DingTalkChannel
 from rules.notify.pacing import TokenBucket
 from rules.notify.service import MAX_BACKOFF_S
 from rules.notify.wecom import WeComChannel
-from rules.seed import ProbeZones, Seed, load_seed
+from rules.seed import ProbeZones, Seed, Zone, load_seed
 from tests.conftest import Publisher, until
 from tests.integration.test_vendor_ingest import FIXTURES
 from tests.unit.test_digest import make_alert
@@ -305,3 +312,41 @@ def test_documented_keyword_is_in_every_dingtalk_message(language: str, keyword:
     for payload in payloads:
         assert keyword in payload["markdown"]["text"]
     asyncio.run(channel.aclose())
+
+
+# -- docs/catalog-and-zones.md ----------------------------------------------------------------
+
+
+def test_documented_zones_and_catalog_load(tmp_path: Path) -> None:
+    seeds = blocks("catalog-and-zones.md", "seed")
+    zones, catalog = _seed(seeds["zones"], tmp_path), _seed(seeds["catalog"], tmp_path)
+    assert [z.id for z in zones.sites[0].zones] == ["cold-room", "freezer", "ambient", "dispatch"]
+    assert [zones.skus, zones.shelves, zones.rfid_zones, zones.lots] == [[], [], [], []]
+    assert not catalog.sites
+    assert {s.sku for s in catalog.skus} == {s.sku for s in catalog.shelves}
+    # One file with both works as well: the sections simply add up.
+    both = tmp_path / "both.yaml"
+    both.write_text(seeds["zones"].text + seeds["catalog"].text, encoding="utf-8")
+    sections = {k: v for k, v in catalog if k != "sites"}
+    assert load_seed(both) == zones.model_copy(update=sections)
+    # The two demo files the page points at load as described.
+    assert load_seed(REPO / "examples" / "demo-warehouse.yaml").sites
+    assert load_seed(REPO / "examples" / "demo-catalog.yaml").skus
+
+
+def test_documented_defaults_are_the_code_s() -> None:
+    doc = " ".join((DOCS / "catalog-and-zones.md").read_text(encoding="utf-8").split())
+    interval = InventorySettings().evaluate_interval_s
+    assert f"(`STOCKSENSE_INVENTORY__EVALUATE_INTERVAL_S`, {interval:g} s)" in doc
+    assert f"(default {Zone(id='z').allowance_s:g})" in doc
+
+
+INVALID = blocks("catalog-and-zones.md", "invalid")
+
+
+@pytest.mark.parametrize("name", sorted(INVALID))
+def test_documented_mistake_gives_the_documented_message(name: str, tmp_path: Path) -> None:
+    expected = blocks("catalog-and-zones.md", "error")[name].text.strip()
+    with pytest.raises(ConfigError) as caught:
+        _seed(INVALID[name], tmp_path)
+    assert str(caught.value).endswith(f" is invalid: {expected}")
