@@ -25,6 +25,12 @@ pytestmark = pytest.mark.integration
 T0 = RECENT_T0
 
 
+def only_sites(settings: Settings, *sites: str) -> Settings:
+    """Subscribed to ``sites`` only: retained messages other tests leave on the session broker
+    under other sites would otherwise be ingested too and counted."""
+    return settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"sites": sites})})
+
+
 def _expected_and_publish(publisher: Publisher) -> dict[str, list[dict[str, Any]]]:
     """Publish 1,000 readings (400 temperature, 300 weight, 300 RFID) and return what to expect."""
     expected: dict[str, list[dict[str, Any]]] = {"temperature": [], "weight": [], "rfid": []}
@@ -93,7 +99,7 @@ def _expected_and_publish(publisher: Publisher) -> dict[str, list[dict[str, Any]
 
 def test_thousand_readings_land_exactly(settings: Settings, publisher: Publisher) -> None:
     async def scenario() -> None:
-        service = IngestService(settings)
+        service = IngestService(only_sites(settings, "wh1", "wh2"))
         await service.start()
         try:
             expected = _expected_and_publish(publisher)
@@ -186,7 +192,7 @@ def test_malformed_messages_are_dead_lettered_and_the_pipeline_goes_on(
     listener = DeadLetterListener(stack.mqtt_port)
 
     async def scenario() -> None:
-        service = IngestService(settings)
+        service = IngestService(only_sites(settings, "wh1"))
         await service.start()
         try:
             for topic, payload, _ in BAD_MESSAGES:
@@ -231,7 +237,7 @@ def test_implausible_device_time_is_replaced_and_flagged(
     ten_years_back = T0 - 10 * 365 * 86_400_000
 
     async def scenario() -> None:
-        service = IngestService(settings)
+        service = IngestService(only_sites(settings, "wh1"))
         await service.start()
         try:
             for seq, ts in enumerate([T0, year_ahead, ten_years_back]):
@@ -259,7 +265,7 @@ def test_implausible_device_time_is_replaced_and_flagged(
 
 def test_seq_gaps_and_buffer_depth_are_exported(settings: Settings, publisher: Publisher) -> None:
     async def scenario() -> IngestService:
-        service = IngestService(settings)
+        service = IngestService(only_sites(settings, "wh1"))
         await service.start()
         try:
             for seq in (0, 1, 5, 6, 4, 10):  # 2-4 and 7-9 missing when they are counted

@@ -19,7 +19,7 @@ from core.settings import IngestSettings, Settings
 from ingest.service import RECEIVE_MAXIMUM, IngestService
 from stocksense.devservices import LocalStack, find_binary
 from tests.conftest import RECENT_T0, Publisher, until
-from tests.integration.test_ingest_pipeline import DeadLetterListener
+from tests.integration.test_ingest_pipeline import DeadLetterListener, only_sites
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +74,7 @@ def _count(settings: Settings) -> int:
 def test_poison_floods_are_dead_lettered_and_good_messages_still_land(
     settings: Settings, publisher: Publisher, stack: LocalStack
 ) -> None:
-    cfg = settings.model_copy(update={"ingest": IngestSettings(adapters=ROUTES)})
+    cfg = only_sites(settings, "wh1").model_copy(update={"ingest": IngestSettings(adapters=ROUTES)})
 
     async def scenario() -> IngestService:
         service = IngestService(cfg)
@@ -128,7 +128,7 @@ def test_device_limit_and_seq_tracking_bounds_through_the_broker(
     settings: Settings, publisher: Publisher, stack: LocalStack
 ) -> None:
     limits = IngestSettings(max_devices_per_site=3, max_tracked_devices=2)
-    cfg = settings.model_copy(update={"ingest": limits})
+    cfg = only_sites(settings, "wh1").model_copy(update={"ingest": limits})
     listener = DeadLetterListener(stack.mqtt_port)
 
     def temp(device: str, seq: int) -> None:

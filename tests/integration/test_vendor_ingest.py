@@ -13,6 +13,7 @@ from core.influx import query_sync, rows
 from core.settings import IngestSettings, Settings
 from ingest.service import IngestService
 from tests.conftest import Publisher, until
+from tests.integration.test_ingest_pipeline import only_sites
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +33,9 @@ def _fixture(name: str) -> tuple[str, bytes]:
 
 
 def test_vendor_payloads_land_in_influxdb(settings: Settings, publisher: Publisher) -> None:
-    cfg = settings.model_copy(update={"ingest": IngestSettings(adapters=ROUTES)})
+    cfg = only_sites(settings, "wh1", "wh2").model_copy(
+        update={"ingest": IngestSettings(adapters=ROUTES)}
+    )
 
     async def scenario() -> IngestService:
         service = IngestService(cfg)
