@@ -15,15 +15,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
 import time
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from core import db
 from core.device_registry import enrolled_devices
 from core.errors import ConfigError
 from core.influx import query_sync, rows
@@ -43,7 +53,8 @@ from rules.notify.pacing import TokenBucket
 from rules.notify.service import MAX_BACKOFF_S
 from rules.notify.wecom import WeComChannel
 from rules.seed import ProbeZones, Seed, Zone, load_seed
-from tests.conftest import Publisher, until
+from stocksense.cli import build_parser
+from tests.conftest import Publisher, until, wait_for
 from tests.integration.test_vendor_ingest import FIXTURES
 from tests.unit.test_digest import make_alert
 
@@ -350,3 +361,271 @@ def test_documented_mistake_gives_the_documented_message(name: str, tmp_path: Pa
     with pytest.raises(ConfigError) as caught:
         _seed(INVALID[name], tmp_path)
     assert str(caught.value).endswith(f" is invalid: {expected}")
+
+
+# -- docs/running-as-a-service.md -------------------------------------------------------------
+
+SYSTEMD = REPO / "deploy" / "systemd"
+SERVICE_DOC = "running-as-a-service.md"
+UNITS = {
+    "stocksense.service": ("run", 45),
+    "stocksense-api.service": ("api", 15),
+    "stocksense-ingest.service": ("ingest", 30),
+    "stocksense-notify.service": ("notify", 30),
+}
+INSTALLED_COMMAND = "/opt/stocksense/.venv/bin/stocksense"
+
+
+def _unit(name: str) -> dict[str, list[str]]:
+    """The directives of a unit file, each with every value it is given."""
+    out: dict[str, list[str]] = {}
+    for raw in (SYSTEMD / name).read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";", "[")):
+            continue
+        key, _, value = line.partition("=")
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        pytest.skip("systemd-analyze is not installed (Debian package 'systemd')")
+    command = Path(sys.executable).with_name("stocksense")
+    assert command.exists(), "the stocksense command is not installed in this virtualenv"
+    for name in UNITS:
+        text = (SYSTEMD / name).read_text(encoding="utf-8")
+        # verify checks that the command exists: point it at this checkout's.
+        (tmp_path / name).write_text(text.replace(INSTALLED_COMMAND, str(command)))
+    done = subprocess.run(
+        [tool, "verify", *(str(tmp_path / name) for name in UNITS)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("name", sorted(UNITS))
+def test_unit_runs_the_documented_command_as_documented(name: str) -> None:
+    command, stop_s = UNITS[name]
+    unit = _unit(name)
+    assert unit["User"] == unit["Group"] == ["stocksense"]
+    assert unit["Restart"] == ["on-failure"]
+    assert unit["EnvironmentFile"][0] == "/etc/stocksense/stocksense.env"
+    assert unit["KillSignal"] == ["SIGTERM"]
+    assert unit["TimeoutStopSec"] == [str(stop_s)]
+    assert unit["NoNewPrivileges"] == unit["PrivateTmp"] == ["yes"]
+    assert unit["ProtectSystem"] == ["strict"]
+    assert unit["ReadWritePaths"] == ["/var/lib/stocksense"]
+    (exec_start,) = unit["ExecStart"]
+    argv = shlex.split(exec_start)
+    assert argv[0] == INSTALLED_COMMAND
+    args = build_parser().parse_args(argv[1:])
+    assert args.command == command
+    assert callable(args.func)
+    doc = (DOCS / SERVICE_DOC).read_text(encoding="utf-8")
+    assert f"| `{name}` | `stocksense {' '.join(argv[1:])}` |" in doc
+
+
+def _members(annotation: Any) -> list[Any]:
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _members(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in _members(arg)]
+    return [annotation]
+
+
+def _names_a_setting(variable: str) -> bool:
+    model: type[BaseModel] = Settings
+    keys = variable.removeprefix("STOCKSENSE_").lower().split("__")
+    for depth, key in enumerate(keys):
+        field = model.model_fields.get(key)
+        if field is None:
+            return False
+        if depth == len(keys) - 1:
+            return True
+        nested = [
+            m
+            for m in _members(field.annotation)
+            if isinstance(m, type) and issubclass(m, BaseModel)
+        ]
+        if not nested:
+            return False
+        model = nested[0]
+    return False
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    """NAME=value lines, checked for what systemd's EnvironmentFile reads differently."""
+    out = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        if not raw.strip() or raw.startswith("#"):
+            continue
+        name, sep, value = raw.partition("=")
+        assert sep, f"{path.name}: {raw!r} is not NAME=value"
+        assert name.startswith("STOCKSENSE_"), name
+        if value.startswith("'"):
+            assert value.endswith("'"), f"{name}: unbalanced quote"
+            value = value[1:-1]
+        else:
+            assert not re.search(r"[\s\"'#\\]", value), f"{name}: quote a value like this"
+        out[name] = value
+    return out
+
+
+@pytest.mark.parametrize("example", ["stocksense.env", "ingest.env"])
+def test_example_environment_names_only_settings(example: str) -> None:
+    variables = _env_file(SYSTEMD / example)
+    assert variables
+    unknown = sorted(v for v in variables if not _names_a_setting(v))
+    assert unknown == []
+
+
+def test_example_environment_builds_the_settings_the_units_expect(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("STOCKSENSE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    common = SYSTEMD / "stocksense.env"
+    settings = Settings(_env_file=common, environment="local")
+    assert settings.data_dir == Path(_unit("stocksense.service")["ReadWritePaths"][0])
+    assert settings.mqtt.port == 8883
+    assert settings.mqtt.tls.enabled
+    assert ROUTES.validate_python(settings.ingest.adapters)
+    assert [c.kind for c in settings.notifier.channels] == ["dingtalk"]
+    # The unedited example cannot go live: production refuses its placeholders.
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings(_env_file=common)
+    # The extra worker: the common file, then ingest.env, whose values win.
+    worker = Settings(_env_file=(common, SYSTEMD / "ingest.env"), environment="local")
+    assert worker.mqtt.client_id != settings.mqtt.client_id
+    assert worker.mqtt.sites == ("wh2",)
+    assert worker.mqtt.share_group is None
+    assert {r.site for r in ROUTES.validate_python(worker.ingest.adapters)} == {"wh2"}
+
+
+def _local(text: str, data: Path, backups: Path) -> str:
+    """A documented shell block with the machine's paths made the test's, root steps skipped."""
+    swaps = {
+        "runuser -u stocksense -- ": "",
+        "install -o stocksense -g stocksense ": "install ",
+        "/var/lib/stocksense": str(data),
+        "/var/backups/stocksense": str(backups),
+    }
+    lines = []
+    for line in text.strip().splitlines():
+        if line.startswith("systemctl "):
+            continue
+        local = line
+        for old, new in swaps.items():
+            local = local.replace(old, new)
+        lines.append(local)
+    return "\n".join(lines)
+
+
+WRITER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA journal_mode=WAL")
+n = 0
+while True:
+    conn.execute("INSERT INTO backup_probe (n) VALUES (?)", (n,))
+    n += 1
+    if n % 50 == 0:
+        print(n, flush=True)
+"""
+
+
+def _count(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        return int(conn.execute("SELECT COUNT(*) FROM backup_probe").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_documented_backup_and_restore_on_a_live_database(tmp_path: Path) -> None:
+    if shutil.which("sqlite3") is None:
+        pytest.skip("the sqlite3 tool is not installed (Debian package 'sqlite3')")
+    data, backups = tmp_path / "var-lib-stocksense", tmp_path / "backups"
+    data.mkdir()
+    backups.mkdir()
+    live = data / "stocksense.db"
+    conn = db.connect(live)
+    versions = db.schema_versions(conn)
+    conn.execute("CREATE TABLE backup_probe (n INTEGER NOT NULL)")
+    conn.close()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(live)], stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout is not None
+    progress = [int(writer.stdout.readline())]  # it writes: the database is live from here
+    reader = threading.Thread(
+        target=lambda: progress.extend(int(line) for line in writer.stdout or ()), daemon=True
+    )
+    reader.start()
+    try:
+        backup = _local(blocks(SERVICE_DOC, "backup-sqlite3")[""].text, data, backups)
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", backup], capture_output=True, text=True, check=True
+        )
+        assert done.stdout.strip() == "ok"
+        exec(_local(blocks(SERVICE_DOC, "backup-python")[""].text, data, backups), {})
+        copies = [backups / "stocksense-backup.db", backups / "stocksense-python.db"]
+        counts = [_count(copy) for copy in copies]
+        for copy in copies:
+            assert not copy.with_name(copy.name + "-wal").exists(), "a backup is one file"
+        # Consistent snapshots of a database being written: every row committed before.
+        assert min(counts) >= progress[0]
+        wait_for(lambda: progress[-1] > max(counts) + 500, what="the writer to go on")
+    finally:
+        writer.kill()  # a crash: what it committed since its last checkpoint is in the -wal
+        writer.wait()
+    reader.join(timeout=10)
+    writer.stdout.close()
+    assert live.with_name("stocksense.db-wal").stat().st_size > 0
+    crashed = _count(live)  # opened read-write: replays its WAL
+    assert crashed >= progress[-1] > max(counts)
+    script = _local(blocks(SERVICE_DOC, "restore")[""].text, data, backups)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "ok"
+    # The restored database is the backup: no WAL of the replaced one replayed into it...
+    assert _count(live) == counts[0]
+    restored = db.connect(live)
+    assert db.schema_versions(restored) == versions
+    restored.close()
+    # ...and the replaced one is kept whole beside it.
+    assert _count(data / "before-restore" / "stocksense.db") == crashed
+
+
+def test_documented_logrotate_configuration_parses(tmp_path: Path) -> None:
+    tool = shutil.which("logrotate") or next(
+        (p for p in ("/usr/sbin/logrotate", "/sbin/logrotate") if Path(p).exists()), None
+    )
+    if tool is None:
+        pytest.skip("logrotate is not installed (Debian package 'logrotate')")
+    logs = tmp_path / "log"
+    logs.mkdir()
+    (logs / "stocksense.log").write_text("one line\n")
+    conf = tmp_path / "stocksense"
+    conf.write_text(
+        blocks(SERVICE_DOC, "logrotate")[""].text.replace("/var/log/stocksense", str(logs))
+    )
+    conf.chmod(0o644)
+    done = subprocess.run(
+        [tool, "--debug", "--force", "--state", str(tmp_path / "state"), str(conf)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "error" not in output.lower(), output
+    assert "copytruncate" in output or "truncating" in output, output
