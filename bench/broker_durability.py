@@ -35,7 +35,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -53,6 +52,7 @@ from stocksense.devservices import (
     ServiceError,
     find_binary,
     free_port,
+    mosquitto_with_conf,
     wait_until,
 )
 
@@ -106,28 +106,6 @@ SETTINGS: tuple[Persistence, ...] = (
 )
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def broker_from_conf(workdir: Path, conf_text: str, port: int) -> ManagedProcess:
-    """A Mosquitto (not started) running ``conf_text`` from ``workdir``; ``port`` is the port the
-    config listens on, used to tell when it is ready."""
-    workdir = workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(conf_text)
-    return ManagedProcess(
-        name="mosquitto",
-        port=port,
-        workdir=workdir,
-        argv=[find_binary("mosquitto"), "-c", str(conf)],
-        ready=lambda p: _port_open(p.port),
-    )
-
-
 def broker(workdir: Path, persistence: Persistence, *, port: int | None = None) -> ManagedProcess:
     """A loopback Mosquitto with ``persistence`` and queues deep enough never to drop."""
     port = port or free_port()
@@ -147,7 +125,7 @@ def broker(workdir: Path, persistence: Persistence, *, port: int | None = None) 
         "log_type warning",
         "",
     ]
-    return broker_from_conf(workdir, "\n".join(lines), port)
+    return mosquitto_with_conf(workdir, "\n".join(lines), port)
 
 
 def _db_identity(path: Path) -> tuple[int, int, int] | None:

@@ -83,7 +83,8 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str) -> N
     raise ServiceError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
+    """True when something accepts TCP connections on 127.0.0.1:``port``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -166,7 +167,7 @@ class ManagedProcess:
     def restart(self, *, timeout: float = 30.0) -> ManagedProcess:
         """Stop and start again on the same port and data directory."""
         self.stop()
-        wait_until(lambda: not _port_open(self.port), timeout=timeout, what=f"{self.name} to exit")
+        wait_until(lambda: not port_open(self.port), timeout=timeout, what=f"{self.name} to exit")
         return self.start(timeout=timeout)
 
 
@@ -175,39 +176,58 @@ def mosquitto(workdir: Path, *, port: int | None = None) -> ManagedProcess:
     port = port or free_port()
     # Services run with their own work dir as cwd: every path handed to them must be absolute.
     workdir = workdir.resolve()
+    conf = "\n".join(
+        [
+            f"listener {port} 127.0.0.1",
+            "allow_anonymous true",
+            # Started as root, Mosquitto would switch to the 'mosquitto' user and could no
+            # longer write its persistence file into our temp dir: stay who we are.
+            f"user {getpass.getuser()}",
+            "persistence true",
+            f"persistence_location {workdir}/",
+            # Saves every 2 s (interval + 1), as the shipped production broker: see
+            # docs/broker-durability.md for what a SIGKILL loses with each setting.
+            "autosave_interval 1",
+            "autosave_on_changes false",
+            # Ingest acknowledges QoS 1 only once readings are durable, so allow a deep
+            # window and queue instead of dropping while a consumer catches up.
+            "max_inflight_messages 0",
+            "max_queued_messages 2000000",
+            "max_queued_bytes 0",
+            "message_size_limit 0",
+            "log_dest stdout",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "",
+        ]
+    )
+    return mosquitto_with_conf(workdir, conf, port)
+
+
+def mosquitto_with_conf(
+    workdir: Path,
+    conf_text: str,
+    port: int,
+    *,
+    name: str = "mosquitto",
+    also_listening: tuple[int, ...] = (),
+) -> ManagedProcess:
+    """A Mosquitto (not started) running ``conf_text`` from ``workdir``.
+
+    ``port`` and ``also_listening`` are the ports the config listens on: it is ready once they
+    all accept connections.
+    """
+    workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "mosquitto.conf"
-    conf.write_text(
-        "\n".join(
-            [
-                f"listener {port} 127.0.0.1",
-                "allow_anonymous true",
-                # Started as root, Mosquitto would switch to the 'mosquitto' user and could no
-                # longer write its persistence file into our temp dir: stay who we are.
-                f"user {getpass.getuser()}",
-                "persistence true",
-                f"persistence_location {workdir}/",
-                "autosave_interval 5",
-                # Ingest acknowledges QoS 1 only once readings are durable, so allow a deep
-                # window and queue instead of dropping while a consumer catches up.
-                "max_inflight_messages 0",
-                "max_queued_messages 2000000",
-                "max_queued_bytes 0",
-                "message_size_limit 0",
-                "log_dest stdout",
-                "log_type error",
-                "log_type warning",
-                "log_type notice",
-                "",
-            ]
-        )
-    )
+    conf.write_text(conf_text)
     return ManagedProcess(
-        name="mosquitto",
+        name=name,
         port=port,
         workdir=workdir,
         argv=[find_binary("mosquitto"), "-c", str(conf)],
-        ready=lambda p: _port_open(p.port),
+        ready=lambda p: all(port_open(q) for q in (p.port, *also_listening)),
     )
 
 

@@ -49,6 +49,9 @@ _BLANKS = re.compile(r"[\t\x1f]")
 _INVISIBLE = re.compile(
     "[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
 )
+# Lone surrogates are valid in JSON text (an API caller can send "\ud800") but cannot be encoded
+# as UTF-8: left in, they would fail the whole message at send time.
+_SURROGATES = re.compile("[\ud800-\udfff]")
 _SCHEME = re.compile(r":(?=//)")
 _DOT = re.compile(r"\.(?=[\w\-])")
 _DIGITS_AND_DOTS = frozenset("0123456789.")
@@ -98,6 +101,7 @@ def neutralise(text: str, style: Style) -> str:
     actionCard) or ``text`` (plain text messages, DingTalk titles).
     """
     text = _BREAKS.sub(" ", _INVISIBLE.sub("", text))
+    text = _SURROGATES.sub("\ufffd", text)
     text = _BLANKS.sub(" ", text)
     text = _SCHEME.sub("：", text)
     text = _DOT.sub(_break_dot, text)

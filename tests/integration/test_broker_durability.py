@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.broker_durability import Endpoint, Stream, Subscriber, broker_from_conf, save_now
+from bench.broker_durability import Endpoint, Stream, Subscriber, save_now
 from core import topics
 from stocksense.devices import add_device
-from stocksense.devservices import find_binary, free_port
+from stocksense.devservices import find_binary, free_port, mosquitto_with_conf
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +115,7 @@ def test_sigkill_loses_at_most_the_last_two_seconds(tmp_path: Path) -> None:
     port = free_port()
     conf = _render((SHIPPED / "mosquitto.conf").read_text(), port, values, tls=ca_file is not None)
     assert re.search(r"^autosave_interval 1$", conf, re.MULTILINE)
-    process = broker_from_conf(root, conf, port)
+    process = mosquitto_with_conf(root, conf, port)
     ingest = Endpoint(port, INGEST_USER, ingest_password, ca_file)
     publisher = Endpoint(port, device.username, device.password, ca_file)
     own_topic = topics.build(SITE, "temp", "probe-1")

@@ -40,6 +40,7 @@ from stocksense.devservices import (
     ManagedProcess,
     find_binary,
     free_port,
+    mosquitto_with_conf,
     wait_until,
 )
 from tests.conftest import RECENT_T0, wait_for
@@ -298,13 +299,8 @@ keyfile {server.key}
 require_certificate true
 log_dest stdout
 """
-    (root / "mosquitto.conf").write_text(conf)
-    process = ManagedProcess(
-        name="mosquitto-secure",
-        port=tls_port,
-        workdir=root,
-        argv=[find_binary("mosquitto"), "-c", str(root / "mosquitto.conf")],
-        ready=lambda p: _listening(p.port) and _listening(mtls_port),
+    process = mosquitto_with_conf(
+        root, conf, tls_port, name="mosquitto-secure", also_listening=(mtls_port,)
     )
     process.start()
     try:
@@ -324,14 +320,6 @@ log_dest stdout
         )
     finally:
         process.stop()
-
-
-def _listening(port: int) -> bool:
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def ingest_env(

@@ -335,9 +335,12 @@ def test_refused_readings_are_dead_lettered_and_raise_store_rejecting(
     settings: Settings, publisher: Publisher, stack: LocalStack
 ) -> None:
     listener = DeadLetters(stack.mqtt_port)
-    cfg = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"qos": 1})})
+    # Canonical topics of this test's own site only: retained status messages that other tests
+    # leave on the session broker must not add to the counts.
+    mqtt = settings.mqtt.model_copy(update={"qos": 1, "sites": ("rejects",)})
+    cfg = settings.model_copy(update={"mqtt": mqtt})
     # Someone wrote celsius as an integer first: every float reading now conflicts.
-    seed_line = f"temperature,device=probe-0,sensor=t1,site=wh1 celsius=4i {T0_NS}"
+    seed_line = f"temperature,device=probe-0,sensor=t1,site=rejects celsius=4i {T0_NS}"
 
     async def scenario() -> None:
         client = InfluxClient(cfg.influx)
@@ -359,8 +362,8 @@ def test_refused_readings_are_dead_lettered_and_raise_store_rejecting(
                     {"cell": f"c{c}", "grams": 100.0 * c, "stable": True} for c in range(3)
                 ],
             }
-            publisher.publish(topics.build("wh1", "temp", "probe-9"), json.dumps(temps))
-            publisher.publish(topics.build("wh1", "weight", "shelf-9"), json.dumps(cells))
+            publisher.publish(topics.build("rejects", "temp", "probe-9"), json.dumps(temps))
+            publisher.publish(topics.build("rejects", "weight", "shelf-9"), json.dumps(cells))
             publisher.flush()
             await until(lambda: len(listener.messages) >= 2, what="two dead letters")
             await until(
@@ -394,8 +397,8 @@ def test_refused_readings_are_dead_lettered_and_raise_store_rejecting(
     letters = listener.messages
     assert [m["reason"] for m in letters] == ["store_rejected", "store_rejected"]
     assert sorted(m["payload"].split(" ")[0] for m in letters) == [
-        "temperature,device=probe-9,sensor=t1,site=wh1",
-        "temperature,device=probe-9,sensor=t2,site=wh1",
+        "temperature,device=probe-9,sensor=t1,site=rejects",
+        "temperature,device=probe-9,sensor=t2,site=rejects",
     ]
     assert all(
         m["detail"] == 'field type conflict: input field "celsius" on measurement "temperature"'

@@ -279,3 +279,10 @@ def test_a_message_cut_to_fit_opens_no_heading_on_its_cut_lines(wecom_type: WeCo
             )
         for payload in wecoms:
             assert_only_ours(wecom_rendering(payload), alert, mentions={"zhangsan"}, heading=None)
+
+
+@pytest.mark.parametrize("style", ["markdown", "text"])
+def test_lone_surrogates_become_replacement_characters_that_encode(style: Style) -> None:
+    shown = neutralise("wh1\ud800/\udfff", style)
+    assert shown == "wh1\ufffd/\ufffd"
+    assert shown.encode() == "wh1\ufffd/\ufffd".encode()

@@ -66,6 +66,32 @@ CASES: dict[str, tuple[str, Check, Any]] = {
     "STOCKSENSE_MQTT__QOS": ("0", lambda s: s.mqtt.qos, 0),
     "STOCKSENSE_MQTT__SHARE_GROUP": ("ingest", lambda s: s.mqtt.share_group, "ingest"),
     "STOCKSENSE_MQTT__SITES": ("wh1,wh2", lambda s: s.mqtt.sites, ("wh1", "wh2")),
+    "STOCKSENSE_MQTT__TLS__ENABLED": ("true", lambda s: s.mqtt.tls.enabled, True),
+    "STOCKSENSE_MQTT__TLS__CA_FILE": (
+        "/etc/stocksense/ca.pem",
+        lambda s: s.mqtt.tls.ca_file,
+        Path("/etc/stocksense/ca.pem"),
+    ),
+    "STOCKSENSE_MQTT__TLS__CERT_FILE": (
+        "/etc/stocksense/ingest.pem",
+        lambda s: s.mqtt.tls.cert_file,
+        Path("/etc/stocksense/ingest.pem"),
+    ),
+    "STOCKSENSE_MQTT__TLS__KEY_FILE": (
+        "/etc/stocksense/ingest.key",
+        lambda s: s.mqtt.tls.key_file,
+        Path("/etc/stocksense/ingest.key"),
+    ),
+    "STOCKSENSE_MQTT__TLS__VERIFY_HOSTNAME": (
+        "false",
+        lambda s: s.mqtt.tls.verify_hostname,
+        False,
+    ),
+    "STOCKSENSE_MQTT__TLS__SERVER_NAME": (
+        "broker.wh1.internal",
+        lambda s: s.mqtt.tls.server_name,
+        "broker.wh1.internal",
+    ),
     "STOCKSENSE_INFLUX__URL": ("http://influx:8086", lambda s: s.influx.url, "http://influx:8086"),
     "STOCKSENSE_INFLUX__DATABASE": ("wh1", lambda s: s.influx.database, "wh1"),
     "STOCKSENSE_INFLUX__TOKEN": (
@@ -86,6 +112,26 @@ CASES: dict[str, tuple[str, Check, Any]] = {
         json.dumps([ROUTE]),
         lambda s: _routes(s)[0].model_dump(),
         ROUTE,
+    ),
+    "STOCKSENSE_INGEST__MAX_DEVICES_PER_SITE": (
+        "0",
+        lambda s: s.ingest.max_devices_per_site,
+        0,
+    ),
+    "STOCKSENSE_INGEST__MAX_TRACKED_DEVICES": (
+        "1000",
+        lambda s: s.ingest.max_tracked_devices,
+        1000,
+    ),
+    "STOCKSENSE_INGEST__KNOWN_DEVICES_ONLY": (
+        "true",
+        lambda s: s.ingest.known_devices_only,
+        True,
+    ),
+    "STOCKSENSE_INGEST__DEVICE_ACL_FILE": (
+        "/etc/mosquitto/stocksense.acl",
+        lambda s: s.ingest.device_acl_file,
+        Path("/etc/mosquitto/stocksense.acl"),
     ),
     "STOCKSENSE_INGEST__METRICS_PORT": ("9102", lambda s: s.ingest.metrics_port, 9102),
     "STOCKSENSE_RULES__SEED_FILE": (
