@@ -241,7 +241,7 @@ RELOAD_HINT = (
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """The ``devices`` subcommands: add, remove, list."""
-    actions = parser.add_subparsers(dest="action", required=True)
+    actions = parser.add_subparsers(dest="action", required=True, help="what to do")
     for name, text in (
         ("add", "enrol a device: generated password, ACL for its own topics only"),
         ("remove", "revoke a device: remove it from the password file and the ACL"),
