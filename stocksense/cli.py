@@ -443,6 +443,30 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_edge(args: argparse.Namespace) -> int:
+    from edge.config import load_config  # noqa: PLC0415
+
+    config = load_config(Path(args.config))
+    _logging(args.log_level)
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # we log each failed poll once
+    return _run(_edge(config))
+
+
+async def _edge(config: Any) -> int:
+    from edge.agent import EdgeAgent  # noqa: PLC0415
+
+    agent = EdgeAgent(config)
+    names = ", ".join(d.name for d in config.devices)
+    print(
+        f"stocksense edge: site {config.site}, {len(config.devices)} devices ({names}) to"
+        f" mqtt://{config.broker.host}:{config.broker.port}; queue {config.queue.path}",
+        flush=True,
+    )
+    print(f"stocksense edge: running; {STOP_HINT}", flush=True)
+    await agent.run()
+    return EXIT_OK
+
+
 def _cmd_devices(args: argparse.Namespace) -> int:
     from stocksense.devices import command  # noqa: PLC0415
 
@@ -481,6 +505,24 @@ def _port(text: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
     return int(text)
+
+
+def _edge_parser(sub: Any) -> None:
+    """The ``edge`` subcommand."""
+    edge = sub.add_parser(
+        "edge",
+        help="the edge agent: Modbus and serial devices to the broker, store-and-forward",
+        description="Poll the devices of a YAML file (docs/edge.md), queue every reading on"
+        " disk and publish the canonical contract to the broker; exit 2 on a bad file.",
+    )
+    edge.add_argument("--config", required=True, help="agent YAML, e.g. examples/edge-shelf.yaml")
+    edge.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="logging level (default: %(default)s)",
+    )
+    edge.set_defaults(func=_cmd_edge)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -662,6 +704,8 @@ def build_parser() -> argparse.ArgumentParser:
         "config", help="check the STOCKSENSE_* settings and print them (secrets masked)"
     )
     config.set_defaults(func=_cmd_config)
+
+    _edge_parser(sub)
 
     from stocksense.devices import configure_parser  # noqa: PLC0415
 
