@@ -34,7 +34,7 @@ from core.readings import Sample
 from core.settings import Settings
 from ingest import adapters
 from ingest.decode import Decoded, decode_canonical
-from ingest.lines import message_lines
+from ingest.lines import StampLedger, message_lines, stamp_key
 from ingest.metrics import IngestMetrics
 
 logger = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ class IngestService:
         self._max_future_ms = int(settings.ingest.max_future_skew_s * 1000)
         self._max_past_ms = int(settings.ingest.max_past_age_s * 1000)
         self._registry = device_registry.from_settings(settings.ingest)
+        self._stamps = StampLedger(stamps_path(settings, self.client_id))
         self._mqtt: Any = None
         self._subscribed = asyncio.Event()
         self._stopping = False
@@ -172,13 +173,13 @@ class IngestService:
             return None
         if self._max_devices_per_site and self._over_device_limit(topic, payload, decoded):
             return None
-        restamped = self._check_clock(decoded, received_ms)
+        restamped, stamp_ns = self._check_clock(decoded, received_ns, topic, payload)
         if decoded.seq is not None:
             self._track_seq(decoded.device_key, decoded.seq)
         self.metrics.hot.readings += len(decoded.samples)
         if self._sink is not None:
             self._sink(decoded.samples)
-        return decoded, restamped, received_ns
+        return decoded, restamped, stamp_ns
 
     def _decoder_failed(self, topic: str | bytes, payload: bytes, exc: Exception) -> None:
         """Dead-letter a message whose decoder raised something other than PayloadError.
@@ -273,30 +274,39 @@ class IngestService:
             self._site_devices.setdefault(site, set()).update(devices)
         return None
 
-    def _check_clock(self, decoded: Decoded, received_ms: int) -> dict[int, int] | None:
-        """Re-stamp readings whose device time is implausible; returns index -> device time."""
+    def _check_clock(
+        self, decoded: Decoded, received_ns: int, topic: str, payload: bytes
+    ) -> tuple[dict[int, int] | None, int]:
+        """Re-stamp readings whose device time is implausible.
+
+        Returns index -> device time of the re-stamped readings, and their stamp (ns): the
+        first receipt time of this very message, so that every redelivery of it lands on the
+        same points (see docs/wire-contract.md, "Point time").
+        """
         samples = decoded.samples
+        received_ms = received_ns // 1_000_000
         earliest = received_ms - self._max_past_ms
         latest = received_ms + self._max_future_ms
         for sample in samples:
             if not earliest <= sample.ts_ms <= latest:
                 break
         else:
-            return None
+            return None, 0
+        stamp_ns = self._stamps.stamp(stamp_key(topic, payload), received_ns)
+        stamp_ms = stamp_ns // 1_000_000
         restamped: dict[int, int] = {}
         for index, sample in enumerate(samples):
             if not earliest <= sample.ts_ms <= latest:
                 restamped[index] = sample.ts_ms
-                samples[index] = dataclasses.replace(sample, ts_ms=received_ms)
-        if restamped:
-            self.metrics.clock_skew.inc(len(restamped))
-            logger.info(
-                "%s: %d readings re-stamped with receive time (device clock off by %.0fs)",
-                decoded.device_key,
-                len(restamped),
-                (next(iter(restamped.values())) - received_ms) / 1000,
-            )
-        return restamped
+                samples[index] = dataclasses.replace(sample, ts_ms=stamp_ms)
+        self.metrics.clock_skew.inc(len(restamped))
+        logger.info(
+            "%s: %d readings re-stamped with first receipt time (device clock off by %.0fs)",
+            decoded.device_key,
+            len(restamped),
+            (next(iter(restamped.values())) - received_ms) / 1000,
+        )
+        return restamped, stamp_ns
 
     def _on_message_qos0(
         self, client: Any, topic: str, payload: bytes, qos: int, props: Any
@@ -304,8 +314,10 @@ class IngestService:
         del client, qos, props
         result = self._decode(topic, payload)
         if result is not None:
-            decoded, restamped, received_ns = result
-            lines = message_lines(decoded.samples, decoded.seq, restamped, received_ns)
+            decoded, restamped, stamp_ns = result
+            lines = message_lines(decoded.samples, decoded.seq, restamped, stamp_ns)
+            if restamped:
+                self._stamps.sync_soon()
             self.writer.add_nowait(lines, decoded.samples[0].ts_ms)
         return PUBACK_SUCCESS
 
@@ -315,8 +327,12 @@ class IngestService:
         del client, qos, props
         result = self._decode(topic, payload)
         if result is not None:
-            decoded, restamped, received_ns = result
-            lines = message_lines(decoded.samples, decoded.seq, restamped, received_ns)
+            decoded, restamped, stamp_ns = result
+            lines = message_lines(decoded.samples, decoded.seq, restamped, stamp_ns)
+            if restamped:
+                # The stamp is on disk before any point carrying it can be: a crash after the
+                # write and before the PUBACK must find it when the message comes back.
+                await self._stamps.synced()
             await self.writer.add(lines, decoded.samples[0].ts_ms)
         return PUBACK_SUCCESS
 
@@ -361,6 +377,7 @@ class IngestService:
             with contextlib.suppress(Exception):
                 await self._mqtt.disconnect()
         await self.writer.close()
+        await self._stamps.close()
         await self._influx.aclose()
 
 
@@ -385,3 +402,8 @@ async def run_ingest(settings: Settings) -> int:
 def spool_dir(settings: Settings, client_id: str) -> Path:
     """Where a worker spools batches while InfluxDB is unavailable."""
     return settings.data_dir / "spool" / client_id
+
+
+def stamps_path(settings: Settings, client_id: str) -> Path:
+    """Where a worker keeps the first-receipt stamps of re-stamped messages."""
+    return settings.data_dir / "stamps" / f"{client_id}.bin"
