@@ -231,7 +231,7 @@ def _print_inventory(pipeline: Pipeline) -> None:
     for suggestion in inventory.suggestions():
         print(
             f"  purchase suggestion #{suggestion.id}: {suggestion.qty:.0f} x {suggestion.sku} "
-            f"({suggestion.state}; projected {suggestion.projected:.0f} <= "
+            f"({suggestion.state}; projected {suggestion.projected:.0f}, trigger level "
             f"{suggestion.trigger_level:.0f}): {suggestion.reason}"
         )
     print("  alerts:")
