@@ -25,6 +25,7 @@ from stocksense import __version__
 logger = logging.getLogger(__name__)
 
 FIRMWARE = f"stocksense-edge {__version__}"
+DRAIN_S = 5.0  # on stop, time given to send what is queued while connected
 DeviceConfig = ModbusTcpDevice | ModbusRtuDevice | SerialScaleDevice
 
 
@@ -192,6 +193,7 @@ class EdgeAgent:
             with contextlib.suppress(EdgeError):
                 await asyncio.to_thread(self._flush, state)
             await close_quietly(state.driver)
+        await asyncio.to_thread(self.forwarder.drain, DRAIN_S)
         final = [(self.agent_topic, status_payload(False, reason="stopped"))]
         final += [
             (s.status_topic, status_payload(False, reason="agent stopped")) for s in self.devices

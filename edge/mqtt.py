@@ -14,7 +14,9 @@ import contextlib
 import json
 import logging
 import threading
+import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -62,8 +64,9 @@ class Forwarder(threading.Thread):
         self._lock = threading.Lock()
         self._statuses: dict[str, bytes] = {}
         self._client: paho.Client | None = None
-        self._acked: list[tuple[int, int]] = []
+        self._acks: deque[int] = deque()
         self._ack_event = threading.Event()
+        self._drained = threading.Event()
         self._inflight: dict[int, tuple[int, int]] = {}
 
     def set_status(self, topic: str, payload: bytes) -> None:
@@ -80,6 +83,17 @@ class Forwarder(threading.Thread):
             client = self._client if self.connected.is_set() else None
         if client is not None:
             client.publish(topic, payload, qos=1, retain=True)
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait while connected until the queue is empty; whether it is."""
+        deadline = time.monotonic() + timeout_s
+        while self.queue.depth()[0] and self.connected.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._drained.wait(min(remaining, 0.1))
+            self._drained.clear()
+        return self.queue.depth()[0] == 0
 
     def stop(self, final: list[tuple[str, bytes]]) -> None:
         """Publish ``final`` statuses (retained) if connected, disconnect cleanly, end."""
@@ -132,12 +146,9 @@ class Forwarder(threading.Thread):
         return client
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, _rc: Any, _p: Any) -> None:
-        with self._lock:
-            entry = self._inflight.pop(mid, None)
-            if entry is not None:
-                self._acked.append(entry)
-        if entry is not None:
-            self._ack_event.set()
+        # Only queued here: the forwarder thread owns the in-flight map (see _settle).
+        self._acks.append(mid)
+        self._ack_event.set()
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if not self._stopping.is_set():
@@ -148,10 +159,10 @@ class Forwarder(threading.Thread):
 
     def _forward(self, client: paho.Client) -> None:
         client.on_disconnect = self._on_disconnect
+        self._inflight.clear()
+        self._acks.clear()
         with self._lock:
             self._client = client
-            self._inflight.clear()
-            self._acked.clear()
             statuses = list(self._statuses.items())
         self.connected.set()
         client.publish(self.will_topic, self.birth(), qos=1, retain=True)
@@ -160,8 +171,7 @@ class Forwarder(threading.Thread):
         last_id = 0
         while self.connected.is_set() and not self._stopping.is_set():
             self._settle()
-            with self._lock:
-                room = self.max_inflight - len(self._inflight)
+            room = self.max_inflight - len(self._inflight)
             if room <= 0:
                 self._ack_event.wait(0.2)
                 self._ack_event.clear()
@@ -170,20 +180,24 @@ class Forwarder(threading.Thread):
             for row in rows:
                 if not self.connected.is_set():
                     break
-                with self._lock:
-                    info = client.publish(row.topic, row.payload, qos=1)
-                    if info.rc != paho.MQTT_ERR_SUCCESS:
-                        break
-                    self._inflight[info.mid] = (row.id, row.readings)
+                # No lock of ours around publish: paho calls on_publish holding its own.
+                info = client.publish(row.topic, row.payload, qos=1)
+                if info.rc != paho.MQTT_ERR_SUCCESS:
+                    break
+                self._inflight[info.mid] = (row.id, row.readings)
                 last_id = row.id
         self._settle()
 
     def _settle(self) -> None:
-        with self._lock:
-            acked, self._acked = self._acked, []
+        acked: list[tuple[int, int]] = []
+        while self._acks:
+            entry = self._inflight.pop(self._acks.popleft(), None)
+            if entry is not None:  # None: a status message's PUBACK
+                acked.append(entry)
         if acked:
             self.queue.remove([row_id for row_id, _ in acked])
             self.on_published(len(acked), sum(n for _, n in acked))
+            self._drained.set()
 
 
 class WillHolders:

@@ -100,7 +100,7 @@ class DiskQueue:
         return max(0.0, (time.time() if now is None else now) - float(row[0]))
 
     def counter(self, name: str) -> int:
-        """A persisted counter (``dropped_messages``, ``dropped_readings``)."""
+        """A persisted counter: ``queued_readings``, ``dropped_messages``, ``dropped_readings``."""
         with self._lock:
             row = self._db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
         return int(row[0]) if row else 0
@@ -123,6 +123,11 @@ class DiskQueue:
                     "INSERT INTO outbox(device, topic, payload, readings, created)"
                     " VALUES(?, ?, ?, ?, ?)",
                     (device, topic, payload, readings, now),
+                )
+                self._db.execute(
+                    "INSERT INTO counters(name, value) VALUES('queued_readings', ?) "
+                    "ON CONFLICT(name) DO UPDATE SET value=value+excluded.value",
+                    (readings,),
                 )
                 self._count += 1
                 self._bytes += len(payload)
