@@ -5,20 +5,33 @@ dependency annotations at definition time.
 """
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from api import console, errors
-from api.routes import alerts, inventory
+from api.routes import alerts, audit, auth, inventory
 from api.routes.health import router as health_router
+from api.security import CSRF_HEADER, GUARDED
 from core.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for ``settings`` (read from the environment when omitted)."""
     app = FastAPI(title="StockSense API", version="1")
-    app.state.settings = settings or Settings()
+    app.state.settings = settings = settings or Settings()
     errors.install(app)
-    app.include_router(alerts.router)
-    app.include_router(inventory.router)
+    if settings.api.cors_origins:
+        # Off unless origins are named: the console is served by the API itself. Cross-origin
+        # callers use tokens, so no credentials (cookies) are allowed across origins.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.api.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", CSRF_HEADER],
+        )
+    app.include_router(auth.router)
+    app.include_router(alerts.router, responses=GUARDED)
+    app.include_router(inventory.router, responses=GUARDED)
+    app.include_router(audit.router, responses=GUARDED)
     app.include_router(console.router)
     app.include_router(health_router)
     return app

@@ -1,7 +1,7 @@
 """Relational store: SQLite (WAL) by default, with ordered schema migrations per component.
 
 Services share the database, never each other's modules; the schema lives in ``core.schema``.
-Each component (alerts, inventory) has its own ordered migration list and its own version
+Each component (alerts, inventory, auth) has its own ordered migration list and its own version
 row in ``schema_versions``, so components evolve independently.
 """
 
@@ -11,13 +11,14 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from core.schema import alerts, inventory
+from core.schema import alerts, auth, inventory
 
 logger = logging.getLogger(__name__)
 
 COMPONENTS: dict[str, list[str]] = {
     "alerts": alerts.MIGRATIONS,
     "inventory": inventory.MIGRATIONS,
+    "auth": auth.MIGRATIONS,
 }
 
 

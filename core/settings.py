@@ -353,6 +353,27 @@ class StartupSettings(BaseModel):
     )
 
 
+class ApiSettings(BaseModel):
+    """Who may use the HTTP API and console, and from where."""
+
+    auth: bool = Field(
+        default=True, description="Require sign-in (a token or a console session) for the API."
+    )
+    cors_origins: tuple[str, ...] = Field(
+        default=(), description="Origins allowed to call the API from a browser; empty: none."
+    )
+    session_ttl_s: float = Field(
+        default=28_800.0, gt=0, le=30 * 86_400, description="Console session lifetime."
+    )
+    cookie_secure: bool = Field(
+        default=False, description="Mark the session cookie Secure (the console is on HTTPS)."
+    )
+    login_max_failures: int = Field(
+        default=5, ge=1, le=1000, description="Failed logins per name or address in the window."
+    )
+    login_window_s: float = Field(default=300.0, gt=0, le=86_400)
+
+
 class Settings(BaseSettings):
     """Root settings of a StockSense process."""
 
@@ -379,6 +400,7 @@ class Settings(BaseSettings):
     notifier: NotifierSettings = Field(default_factory=NotifierSettings)
     alerting: AlertingSettings = Field(default_factory=AlertingSettings)
     startup: StartupSettings = Field(default_factory=StartupSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -763,4 +785,6 @@ def production_problems(settings: Settings) -> list[str]:
             problem = placeholder_problem(secret.get_secret_value())
             if problem is not None:
                 problems.append(f"{variable} {problem}")
+    if not settings.api.auth:
+        problems.append("STOCKSENSE_API__AUTH is false: anyone reaching the API could change it")
     return problems

@@ -8,7 +8,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from api.deps import Connection
 from api.errors import answers, invalid
 from api.fields import MAX_TEXT, EpochInt, RowId, TextFilter
+from api.security import (
+    CanAck,
+    CanRead,
+    CanSilence,
+    actor,
+    audit,
+    check_site,
+    site_filters,
+)
 from core.alerts import Alert, AlertStore, Silence, now_ms
+from core.auth import Principal
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 
@@ -18,9 +28,11 @@ Match = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class AckRequest(BaseModel):
-    """Who acknowledges an alert."""
+    """An acknowledgement; the signed-in user is recorded as who acked."""
 
-    by: Who
+    by: Who | None = Field(
+        default=None, description="Ignored with sign-in on: the signed-in user is recorded"
+    )
 
 
 def alert_store(conn: Connection) -> AlertStore:
@@ -45,7 +57,9 @@ class SilenceRequest(BaseModel):
     starts_at: EpochInt | None = None
     ends_at: EpochInt | None = None
     duration_s: float | None = Field(default=None, gt=0, le=366 * 86_400, allow_inf_nan=False)
-    created_by: Who
+    created_by: Who | None = Field(
+        default=None, description="Ignored with sign-in on: the signed-in user is recorded"
+    )
     reason: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
 
     @model_validator(mode="after")
@@ -57,16 +71,23 @@ class SilenceRequest(BaseModel):
 
 @router.get("/silences")
 def list_silences(
-    alerts: Store, include_expired: bool = False, include_deleted: bool = False
+    alerts: Store, who: CanRead, include_expired: bool = False, include_deleted: bool = False
 ) -> list[Silence]:
-    """Silences not yet over (or all of them), oldest first."""
+    """Silences not yet over (or all of them), oldest first; those of every site included."""
     at = None if include_expired else now_ms()
-    return alerts.silences(at_ms=at, include_deleted=include_deleted)
+    found = alerts.silences(at_ms=at, include_deleted=include_deleted)
+    return [s for s in found if s.site is None or who.covers(s.site)]
 
 
 @router.post("/silences", status_code=201, responses=answers(400))
-def create_silence(body: SilenceRequest, alerts: Store) -> Silence:
-    """Silence alerts matching site/zone/type from ``starts_at`` to the end."""
+def create_silence(
+    body: SilenceRequest, alerts: Store, who: CanSilence, conn: Connection
+) -> Silence:
+    """Silence alerts matching site/zone/type from ``starts_at`` to the end.
+
+    A user limited to some sites must name one of them: a silence without a site silences all.
+    """
+    check_site(who, body.site, "a silence")
     starts = body.starts_at if body.starts_at is not None else now_ms()
     if body.ends_at is not None:
         ends = body.ends_at
@@ -75,60 +96,102 @@ def create_silence(body: SilenceRequest, alerts: Store) -> Silence:
         ends = starts + int(body.duration_s * 1000)
     if ends <= starts:
         raise invalid(("body", "ends_at"), "the silence must end after it starts", ends)
-    return alerts.create_silence(
+    silence = alerts.create_silence(
         site=body.site,
         zone=body.zone,
         type_=body.type,
         starts_at=starts,
         ends_at=ends,
-        created_by=body.created_by,
+        created_by=actor(who, body.created_by),
         reason=body.reason,
     )
+    audit(conn, who, "silence.create", f"silence {silence.id}", site=body.site, after=silence)
+    return silence
 
 
 @router.delete("/silences/{silence_id}", status_code=204, responses=answers(404))
 def delete_silence(
-    silence_id: RowId, alerts: Store, by: Annotated[str, Query(min_length=1, max_length=128)]
+    silence_id: RowId,
+    alerts: Store,
+    who: CanSilence,
+    conn: Connection,
+    by: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=128,
+            description="Ignored with sign-in on: the signed-in user is recorded",
+        ),
+    ] = None,
 ) -> Response:
     """End a silence now (it is kept, marked deleted, for the record)."""
-    if alerts.delete_silence(silence_id, by=by) is None:
+    before = alerts.silence(silence_id)
+    if before is None or before.deleted_at is not None:
         raise HTTPException(status_code=404, detail=f"silence {silence_id} does not exist")
+    check_site(who, before.site, f"silence {silence_id}")
+    after = alerts.delete_silence(silence_id, by=actor(who, by))
+    if after is None:
+        raise HTTPException(status_code=404, detail=f"silence {silence_id} does not exist")
+    audit(conn, who, "silence.end", f"silence {silence_id}", site=before.site, before=before,
+          after=after)  # fmt: skip
     return Response(status_code=204)
 
 
 @router.get("")
 def list_alerts(
+    *,
     alerts: Store,
+    who: CanRead,
     state: Literal["active", "cleared"] | None = None,
     type: TextFilter = None,  # noqa: A002 - the query parameter's public name
     site: TextFilter = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[Alert]:
-    """Newest first."""
-    return alerts.list(state=state, limit=limit, type_=type, site=site)
+    """Newest first; only the caller's sites."""
+    found = [
+        alert
+        for where in site_filters(who, site)
+        for alert in alerts.list(state=state, limit=limit, type_=type, site=where)
+    ]
+    found.sort(key=lambda a: (a.raised_at, a.id), reverse=True)
+    return found[:limit]
 
 
 @router.get("/{alert_id}", responses=answers(404))
-def get_alert(alert_id: RowId, alerts: Store) -> Alert:
+def get_alert(alert_id: RowId, alerts: Store, who: CanRead) -> Alert:
     """One alert."""
+    return _visible_alert(alerts, who, alert_id)
+
+
+def _visible_alert(alerts: AlertStore, who: Principal, alert_id: int) -> Alert:
     found = alerts.get(alert_id)
     if found is None:
         raise HTTPException(status_code=404, detail=f"alert {alert_id} does not exist")
+    check_site(who, found.site, f"alert {alert_id}")
     return found
 
 
-@router.post("/{alert_id}/ack", responses=answers(400, 404))
-def ack_alert(alert_id: RowId, body: AckRequest, alerts: Store) -> Alert:
-    """Acknowledge: records who and when; stops escalation."""
-    acked = alerts.ack(alert_id, by=body.by)
+@router.post("/{alert_id}/ack", responses=answers(400, 404, 409))
+def ack_alert(
+    alert_id: RowId, body: AckRequest, alerts: Store, who: CanAck, conn: Connection
+) -> Alert:
+    """Acknowledge: records who and when; stops escalation (409 once acknowledged)."""
+    before = _visible_alert(alerts, who, alert_id)
+    if before.acked_by is not None:
+        # Acknowledging again would overwrite who answered first.
+        raise HTTPException(
+            status_code=409, detail=f"alert {alert_id} is acknowledged already by {before.acked_by}"
+        )
+    acked = alerts.ack(alert_id, by=actor(who, body.by))
     if acked is None:
         raise HTTPException(status_code=404, detail=f"alert {alert_id} does not exist")
+    audit(conn, who, "alert.ack", f"alert {alert_id}", site=acked.site, before=before,
+          after=acked)  # fmt: skip
     return acked
 
 
 @router.get("/{alert_id}/events", responses=answers(404))
-def alert_events(alert_id: RowId, alerts: Store) -> list[dict[str, object]]:
+def alert_events(alert_id: RowId, alerts: Store, who: CanRead) -> list[dict[str, object]]:
     """History of one alert (raised, acked, flapping, silenced, escalated, cleared ...)."""
-    if alerts.get(alert_id) is None:
-        raise HTTPException(status_code=404, detail=f"alert {alert_id} does not exist")
+    _visible_alert(alerts, who, alert_id)
     return alerts.events(alert_id)

@@ -4,7 +4,8 @@ Unknown ids answer 404, lifecycle conflicts and references still in use 409 (the
 errors, mapped in ``api.errors``), malformed bodies 422 (pydantic's message names the field).
 """
 
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Response
 
@@ -21,6 +22,16 @@ from api.bodies import (
 from api.deps import Connection
 from api.errors import answers, invalid
 from api.fields import Antenna, EpochFilter, IdentFilter, RowId, Segment
+from api.security import (
+    CanEditCatalog,
+    CanEditLots,
+    CanPurchase,
+    CanRead,
+    audit,
+    check_site,
+    site_filters,
+    visible,
+)
 from core.inventory import (
     ConflictError,
     Demand,
@@ -52,6 +63,7 @@ def inventory_store(conn: Connection) -> InventoryStore:
 
 Store = Annotated[InventoryStore, Depends(inventory_store)]
 Limit = Annotated[int, Query(ge=1, le=10_000)]
+R = TypeVar("R")
 
 
 def _same(name: str, body: object, path: object) -> None:
@@ -61,42 +73,62 @@ def _same(name: str, body: object, path: object) -> None:
         raise invalid(("body", name), message, body)
 
 
+def _maybe(get: Callable[..., R], *key: object) -> R | None:
+    """The record as stored before a create-or-replace, None when it is new."""
+    try:
+        return get(*key)
+    except NotFoundError:
+        return None
+
+
 # ------------------------------------------------------------------------------ SKUs
 
 
 @router.get("/skus")
-def list_skus(store: Store) -> list[Sku]:
+def list_skus(store: Store, who: CanRead) -> list[Sku]:
     """Every SKU."""
     return store.skus()
 
 
 @router.post("/skus", status_code=201, responses=answers(400, 409))
-def create_sku(body: SkuRequest, store: Store) -> Sku:
+def create_sku(body: SkuRequest, store: Store, who: CanEditCatalog, conn: Connection) -> Sku:
     """Add a SKU (409 if the id or the GTIN exists)."""
+    check_site(who, None, "the catalog")
     try:
         store.get_sku(body.sku)
     except NotFoundError:
-        return store.put_sku(body)
+        created = store.put_sku(body)
+        audit(conn, who, "sku.create", f"sku {created.sku}", after=created)
+        return created
     raise ConflictError(f"SKU {body.sku} already exists")
 
 
 @router.get("/skus/{sku}", responses=answers(404))
-def get_sku(sku: Segment, store: Store) -> Sku:
+def get_sku(sku: Segment, store: Store, who: CanRead) -> Sku:
     """One SKU."""
     return store.get_sku(sku)
 
 
 @router.put("/skus/{sku}", responses=answers(400, 409))
-def put_sku(sku: Segment, body: SkuRequest, store: Store) -> Sku:
+def put_sku(
+    sku: Segment, body: SkuRequest, store: Store, who: CanEditCatalog, conn: Connection
+) -> Sku:
     """Create or replace a SKU (409 if another SKU has the GTIN)."""
     _same("sku", body.sku, sku)
-    return store.put_sku(body)
+    check_site(who, None, "the catalog")
+    before = _maybe(store.get_sku, sku)
+    after = store.put_sku(body)
+    audit(conn, who, "sku.put", f"sku {sku}", before=before, after=after)
+    return after
 
 
 @router.delete("/skus/{sku}", status_code=204, responses=answers(404, 409))
-def delete_sku(sku: Segment, store: Store) -> Response:
+def delete_sku(sku: Segment, store: Store, who: CanEditCatalog, conn: Connection) -> Response:
     """Delete a SKU no shelf or lot refers to."""
+    check_site(who, None, "the catalog")
+    before = store.get_sku(sku)
     store.delete_sku(sku)
+    audit(conn, who, "sku.delete", f"sku {sku}", before=before)
     return Response(status_code=204)
 
 
@@ -104,32 +136,57 @@ def delete_sku(sku: Segment, store: Store) -> Response:
 
 
 @router.get("/shelves")
-def list_shelves(store: Store, site: IdentFilter = None) -> list[Shelf]:
+def list_shelves(store: Store, who: CanRead, site: IdentFilter = None) -> list[Shelf]:
     """Shelf cell bindings."""
-    return store.shelves(site)
+    site_filters(who, site)
+    return visible(who, store.shelves(site))
 
 
 @router.put("/shelves/{site}/{device}/{cell}", responses=answers(400, 404))
 def put_shelf(
-    site: Segment, device: Segment, cell: Segment, body: ShelfRequest, store: Store
+    *,
+    site: Segment,
+    device: Segment,
+    cell: Segment,
+    body: ShelfRequest,
+    store: Store,
+    who: CanEditCatalog,
+    conn: Connection,
 ) -> Shelf:
     """Bind a shelf cell to a SKU (create or replace; 404 if the SKU does not exist)."""
     _same("site", body.site, site)
     _same("device", body.device, device)
     _same("cell", body.cell, cell)
-    return store.put_shelf(body)
+    check_site(who, site, "the shelf")
+    before = _maybe(store.get_shelf, site, device, cell)
+    after = store.put_shelf(body)
+    target = f"shelf {site}/{device}/{cell}"
+    audit(conn, who, "shelf.put", target, site=site, before=before, after=after)
+    return after
 
 
 @router.get("/shelves/{site}/{device}/{cell}", responses=answers(404))
-def get_shelf(site: Segment, device: Segment, cell: Segment, store: Store) -> Shelf:
+def get_shelf(site: Segment, device: Segment, cell: Segment, store: Store, who: CanRead) -> Shelf:
     """One shelf cell binding."""
+    check_site(who, site, "the shelf")
     return store.get_shelf(site, device, cell)
 
 
 @router.delete("/shelves/{site}/{device}/{cell}", status_code=204, responses=answers(404))
-def delete_shelf(site: Segment, device: Segment, cell: Segment, store: Store) -> Response:
+def delete_shelf(
+    *,
+    site: Segment,
+    device: Segment,
+    cell: Segment,
+    store: Store,
+    who: CanEditCatalog,
+    conn: Connection,
+) -> Response:
     """Unbind a shelf cell."""
+    check_site(who, site, "the shelf")
+    before = store.get_shelf(site, device, cell)
     store.delete_shelf(site, device, cell)
+    audit(conn, who, "shelf.delete", f"shelf {site}/{device}/{cell}", site=site, before=before)
     return Response(status_code=204)
 
 
@@ -137,32 +194,60 @@ def delete_shelf(site: Segment, device: Segment, cell: Segment, store: Store) ->
 
 
 @router.get("/rfid-zones")
-def list_rfid_zones(store: Store, site: IdentFilter = None) -> list[RfidZone]:
+def list_rfid_zones(store: Store, who: CanRead, site: IdentFilter = None) -> list[RfidZone]:
     """Reader antenna bindings."""
-    return store.rfid_zones(site)
+    site_filters(who, site)
+    return visible(who, store.rfid_zones(site))
 
 
 @router.put("/rfid-zones/{site}/{device}/{antenna}", responses=answers(400))
 def put_rfid_zone(
-    site: Segment, device: Segment, antenna: Antenna, body: RfidZoneRequest, store: Store
+    *,
+    site: Segment,
+    device: Segment,
+    antenna: Antenna,
+    body: RfidZoneRequest,
+    store: Store,
+    who: CanEditCatalog,
+    conn: Connection,
 ) -> RfidZone:
     """Bind a reader antenna to a zone (create or replace)."""
     _same("site", body.site, site)
     _same("device", body.device, device)
     _same("antenna", body.antenna, antenna)
-    return store.put_rfid_zone(body)
+    check_site(who, site, "the reader")
+    before = _maybe(store.get_rfid_zone, site, device, antenna)
+    after = store.put_rfid_zone(body)
+    target = f"rfid-zone {site}/{device}/{antenna}"
+    audit(conn, who, "rfid_zone.put", target, site=site, before=before, after=after)
+    return after
 
 
 @router.get("/rfid-zones/{site}/{device}/{antenna}", responses=answers(404))
-def get_rfid_zone(site: Segment, device: Segment, antenna: Antenna, store: Store) -> RfidZone:
+def get_rfid_zone(
+    site: Segment, device: Segment, antenna: Antenna, store: Store, who: CanRead
+) -> RfidZone:
     """One antenna binding."""
+    check_site(who, site, "the reader")
     return store.get_rfid_zone(site, device, antenna)
 
 
 @router.delete("/rfid-zones/{site}/{device}/{antenna}", status_code=204, responses=answers(404))
-def delete_rfid_zone(site: Segment, device: Segment, antenna: Antenna, store: Store) -> Response:
+def delete_rfid_zone(
+    *,
+    site: Segment,
+    device: Segment,
+    antenna: Antenna,
+    store: Store,
+    who: CanEditCatalog,
+    conn: Connection,
+) -> Response:
     """Unbind a reader antenna."""
+    check_site(who, site, "the reader")
+    before = store.get_rfid_zone(site, device, antenna)
     store.delete_rfid_zone(site, device, antenna)
+    target = f"rfid-zone {site}/{device}/{antenna}"
+    audit(conn, who, "rfid_zone.delete", target, site=site, before=before)
     return Response(status_code=204)
 
 
@@ -171,34 +256,53 @@ def delete_rfid_zone(site: Segment, device: Segment, antenna: Antenna, store: St
 
 @router.get("/lots")
 def list_lots(
-    store: Store, site: IdentFilter = None, sku: IdentFilter = None, in_stock: bool = False
+    store: Store,
+    who: CanRead,
+    site: IdentFilter = None,
+    sku: IdentFilter = None,
+    in_stock: bool = False,
 ) -> list[Lot]:
     """Lots in FEFO order (per-lot stock)."""
-    return store.lots(site=site, sku=sku, in_stock=in_stock)
+    site_filters(who, site)
+    return visible(who, store.lots(site=site, sku=sku, in_stock=in_stock))
 
 
 @router.post("/lots", status_code=201, responses=answers(400, 404, 409))
-def create_lot(body: LotRequest, store: Store) -> Lot:
+def create_lot(body: LotRequest, store: Store, who: CanEditLots, conn: Connection) -> Lot:
     """Register a lot of a known SKU; its quantity is booked as a receipt."""
-    return store.add_lot(body, ts_ms=now_ms())
+    check_site(who, body.site, "the lot")
+    created = store.add_lot(body, ts_ms=now_ms())
+    audit(conn, who, "lot.create", f"lot {created.id}", site=created.site, after=created)
+    return created
 
 
 @router.get("/lots/{lot_id}", responses=answers(404))
-def get_lot(lot_id: RowId, store: Store) -> Lot:
+def get_lot(lot_id: RowId, store: Store, who: CanRead) -> Lot:
     """One lot."""
-    return store.get_lot(lot_id)
+    found = store.get_lot(lot_id)
+    check_site(who, found.site, f"lot {lot_id}")
+    return found
 
 
 @router.patch("/lots/{lot_id}", responses=answers(400, 404))
-def update_lot(lot_id: RowId, body: LotChange, store: Store) -> Lot:
+def update_lot(
+    lot_id: RowId, body: LotChange, store: Store, who: CanEditLots, conn: Connection
+) -> Lot:
     """Change dates or location; a new quantity is booked as an adjustment."""
-    return store.update_lot(lot_id, body, ts_ms=now_ms())
+    before = store.get_lot(lot_id)
+    check_site(who, before.site, f"lot {lot_id}")
+    after = store.update_lot(lot_id, body, ts_ms=now_ms())
+    audit(conn, who, "lot.update", f"lot {lot_id}", site=after.site, before=before, after=after)
+    return after
 
 
 @router.delete("/lots/{lot_id}", status_code=204, responses=answers(404, 409))
-def delete_lot(lot_id: RowId, store: Store) -> Response:
+def delete_lot(lot_id: RowId, store: Store, who: CanEditLots, conn: Connection) -> Response:
     """Delete an empty lot (409 while it holds stock)."""
+    before = store.get_lot(lot_id)
+    check_site(who, before.site, f"lot {lot_id}")
     store.delete_lot(lot_id)
+    audit(conn, who, "lot.delete", f"lot {lot_id}", site=before.site, before=before)
     return Response(status_code=204)
 
 
@@ -207,15 +311,21 @@ def delete_lot(lot_id: RowId, store: Store) -> Response:
 
 @router.get("/stock")
 def stock_levels(
-    store: Store, site: IdentFilter = None, sku: IdentFilter = None, location: IdentFilter = None
+    store: Store,
+    who: CanRead,
+    site: IdentFilter = None,
+    sku: IdentFilter = None,
+    location: IdentFilter = None,
 ) -> list[StockLevel]:
     """Stock per (site, location, SKU)."""
-    return store.stock(site=site, sku=sku, location=location)
+    site_filters(who, site)
+    return visible(who, store.stock(site=site, sku=sku, location=location))
 
 
 @router.get("/movements")
 def movements(
     store: Store,
+    who: CanRead,
     *,
     site: IdentFilter = None,
     sku: IdentFilter = None,
@@ -225,24 +335,32 @@ def movements(
     limit: Limit = 1000,
 ) -> list[LedgerEntry]:
     """Ledger movements, oldest first."""
-    return store.ledger(
-        site=site,
-        sku=sku,
-        since_ms=since,
-        until_ms=until,
-        kinds=(kind,) if kind else (),
-        limit=limit,
-    )
+    found = [
+        entry
+        for where in site_filters(who, site)
+        for entry in store.ledger(
+            site=where,
+            sku=sku,
+            since_ms=since,
+            until_ms=until,
+            kinds=(kind,) if kind else (),
+            limit=limit,
+        )
+    ]
+    found.sort(key=lambda e: (e.ts, e.id))
+    return found[:limit]
 
 
 @router.get("/report")
 def report(
     store: Store,
+    who: CanRead,
     period_days: Annotated[int, Query(ge=1, le=3650)] = 30,
     dead_after_days: Annotated[float, Query(gt=0, le=3650)] = 90,
 ) -> list[SkuReport]:
     """Days on hand / of supply, turnover and dead stock per (site, SKU)."""
-    return store.report(at_ms=now_ms(), period_days=period_days, dead_after_days=dead_after_days)
+    found = store.report(at_ms=now_ms(), period_days=period_days, dead_after_days=dead_after_days)
+    return visible(who, found)
 
 
 # ------------------------------------------------------------------------------ suggestions
@@ -251,32 +369,44 @@ def report(
 @router.get("/suggestions")
 def list_suggestions(
     store: Store,
+    who: CanRead,
     site: IdentFilter = None,
     sku: IdentFilter = None,
     state: SuggestionState | None = None,
 ) -> list[Suggestion]:
     """Purchase suggestions, oldest first."""
-    return store.suggestions(site=site, sku=sku, state=state)
+    site_filters(who, site)
+    return visible(who, store.suggestions(site=site, sku=sku, state=state))
 
 
 @router.get("/suggestions/{suggestion_id}", responses=answers(404))
-def get_suggestion(suggestion_id: RowId, store: Store) -> Suggestion:
+def get_suggestion(suggestion_id: RowId, store: Store, who: CanRead) -> Suggestion:
     """One suggestion."""
-    return store.get_suggestion(suggestion_id)
+    found = store.get_suggestion(suggestion_id)
+    check_site(who, found.site, f"suggestion {suggestion_id}")
+    return found
 
 
 @router.post("/suggestions/{suggestion_id}/{step}", responses=answers(400, 404, 409))
 def move_suggestion(
+    *,
     suggestion_id: RowId,
     step: Literal["ordered", "received", "cancelled"],
     store: Store,
+    who: CanPurchase,
+    conn: Connection,
     body: Transition | None = None,
 ) -> Suggestion:
     """suggested → ordered → received, or cancelled; other steps answer 409."""
     body = body or Transition()
-    return store.transition_suggestion(
+    before = store.get_suggestion(suggestion_id)
+    check_site(who, before.site, f"suggestion {suggestion_id}")
+    after = store.transition_suggestion(
         suggestion_id, step, ts_ms=now_ms(), eta_ms=body.eta, location=body.location
     )
+    target = f"suggestion {suggestion_id}"
+    audit(conn, who, f"suggestion.{step}", target, site=after.site, before=before, after=after)
+    return after
 
 
 # ------------------------------------------------------------------------------ demand, inbound
@@ -285,38 +415,59 @@ def move_suggestion(
 @router.get("/demand")
 def list_demand(
     store: Store,
+    who: CanRead,
     site: IdentFilter = None,
     sku: IdentFilter = None,
     status: DemandStatus | None = None,
 ) -> list[Demand]:
     """Demand lines by due date."""
-    return store.demand(site=site, sku=sku, status=status)
+    site_filters(who, site)
+    return visible(who, store.demand(site=site, sku=sku, status=status))
 
 
 @router.post("/demand", status_code=201, responses=answers(400, 404))
-def add_demand(body: DemandRequest, store: Store) -> Demand:
+def add_demand(body: DemandRequest, store: Store, who: CanPurchase, conn: Connection) -> Demand:
     """Add a confirmed sales or production order line of a known SKU."""
-    return store.add_demand(body, ts_ms=now_ms())
+    check_site(who, body.site, "the demand line")
+    created = store.add_demand(body, ts_ms=now_ms())
+    audit(conn, who, "demand.create", f"demand {created.id}", site=created.site, after=created)
+    return created
 
 
 @router.post("/demand/{demand_id}/{step}", responses=answers(404, 409))
-def close_demand(demand_id: RowId, step: Literal["fulfilled", "cancelled"], store: Store) -> Demand:
+def close_demand(
+    demand_id: RowId,
+    step: Literal["fulfilled", "cancelled"],
+    store: Store,
+    who: CanPurchase,
+    conn: Connection,
+) -> Demand:
     """Close a confirmed line (409 if it is closed already)."""
-    return store.set_demand_status(demand_id, step, ts_ms=now_ms())
+    before = store.get_demand(demand_id)
+    check_site(who, before.site, f"demand {demand_id}")
+    after = store.set_demand_status(demand_id, step, ts_ms=now_ms())
+    target = f"demand {demand_id}"
+    audit(conn, who, f"demand.{step}", target, site=after.site, before=before, after=after)
+    return after
 
 
 @router.get("/inbound")
 def list_inbound(
     store: Store,
+    who: CanRead,
     site: IdentFilter = None,
     sku: IdentFilter = None,
     status: InboundStatus | None = None,
 ) -> list[Inbound]:
     """Open purchase orders and shipments in transit, by ETA."""
-    return store.inbound(site=site, sku=sku, status=status)
+    site_filters(who, site)
+    return visible(who, store.inbound(site=site, sku=sku, status=status))
 
 
 @router.post("/inbound", status_code=201, responses=answers(400, 404))
-def add_inbound(body: InboundRequest, store: Store) -> Inbound:
+def add_inbound(body: InboundRequest, store: Store, who: CanPurchase, conn: Connection) -> Inbound:
     """Record an open purchase order or a shipment in transit of a known SKU."""
-    return store.add_inbound(body, ts_ms=now_ms())
+    check_site(who, body.site, "the inbound line")
+    created = store.add_inbound(body, ts_ms=now_ms())
+    audit(conn, who, "inbound.create", f"inbound {created.id}", site=created.site, after=created)
+    return created

@@ -40,6 +40,7 @@ from simulators.robots import (
     text_links,
     wecom_rendering,
 )
+from tests.authutil import bearer
 
 CONSOLE = "http://127.0.0.1:8000/console"
 MOBILE = "13800000000"
@@ -319,7 +320,10 @@ def test_sku_name_and_supplier_from_the_api_reach_both_robots_inert(
 
     async def go() -> None:
         transport = httpx.ASGITransport(app=create_app(settings))
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        headers = bearer(settings)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://api", headers=headers
+        ) as client:
             sku = {"sku": "COFFEE", "name": name, "supplier": supplier, "min_qty": 10,
                    "max_qty": 40, "pack_multiple": 6}  # fmt: skip
             created = await client.post("/inventory/skus", json=sku)

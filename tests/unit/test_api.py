@@ -13,6 +13,7 @@ from api.app import create_app
 from core import db
 from core.alerts import AlertStore
 from core.settings import Settings
+from tests.authutil import bearer
 
 Scenario = Callable[[httpx.AsyncClient, AlertStore], Awaitable[None]]
 
@@ -24,7 +25,10 @@ def _run(tmp_path: Path, scenario: Scenario) -> None:
 
     async def main() -> None:
         transport = httpx.ASGITransport(app=create_app(settings))
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        headers = bearer(settings, "operator")
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://api", headers=headers
+        ) as client:
             await scenario(client, store)
 
     asyncio.run(main())

@@ -12,6 +12,7 @@ from api.app import create_app
 from core import db
 from core.inventory import InventoryStore
 from core.settings import Settings
+from tests.authutil import bearer
 
 Scenario = Callable[[httpx.AsyncClient, InventoryStore], Awaitable[None]]
 
@@ -24,7 +25,10 @@ def _run(tmp_path: Path, scenario: Scenario) -> None:
 
     async def main() -> None:
         transport = httpx.ASGITransport(app=create_app(settings))
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        headers = bearer(settings)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://api", headers=headers
+        ) as client:
             await scenario(client, InventoryStore(conn))
 
     try:

@@ -39,6 +39,7 @@ from core import db
 from core.alerts import AlertStore
 from core.inventory import InventoryStore, LotIn, RfidZone, Shelf, Sku
 from core.settings import Settings
+from tests.authutil import api_token
 
 BASE_URL = "http://testserver"
 MAX_EXAMPLES = 25
@@ -131,7 +132,11 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
 
 @pytest.fixture(scope="module")
 def send(app: FastAPI) -> Iterator[Send]:
-    """Send a case to the app in-process; a crash comes back as the 500 a server would send."""
+    """Send a case to the app in-process; a crash comes back as the 500 a server would send.
+
+    Every request carries an admin's API token: the spec is checked as an admin sees it.
+    """
+    token = api_token(app.state.settings)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     with asyncio.Runner() as runner:
         client = httpx.AsyncClient(transport=transport, base_url=BASE_URL)
@@ -148,6 +153,7 @@ def send(app: FastAPI) -> Iterator[Send]:
                 data=kwargs.get("data"),
             ).prepare()
             headers = {k: v if isinstance(v, str) else v.decode() for k, v in wire.headers.items()}
+            headers["Authorization"] = f"Bearer {token}"
             body = wire.body.encode() if isinstance(wire.body, str) else wire.body
             assert body is None or isinstance(body, bytes)  # a prepared body is text or bytes
             return runner.run(

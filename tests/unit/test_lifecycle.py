@@ -16,6 +16,7 @@ from core.settings import AlertingSettings, RouteSettings, Settings, TypePolicy
 from rules.lifecycle import AlertLifecycle, channel_health_hooks
 from rules.notify.base import DeliveryError
 from rules.notify.service import Notifier
+from tests.authutil import bearer
 
 T0 = 1_795_309_200_000
 CHANNELS = ["influxdb", "ops", "oncall", "erp"]
@@ -329,7 +330,10 @@ def test_api_silences_and_ack(tmp_path: Path) -> None:
 
     async def main() -> None:
         transport = httpx.ASGITransport(app=create_app(settings))
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        headers = bearer(settings, "operator")
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://api", headers=headers
+        ) as client:
             created = await client.post(
                 "/alerts/silences",
                 json={

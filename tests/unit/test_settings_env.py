@@ -191,6 +191,17 @@ CASES: dict[str, tuple[str, Check, Any]] = {
     ),
     "STOCKSENSE_STARTUP__ATTEMPTS": ("3", lambda s: s.startup.attempts, 3),
     "STOCKSENSE_STARTUP__BACKOFF_S": ("0.5", lambda s: s.startup.backoff_s, 0.5),
+    # "false" is refused in production, which the all-at-once case sets.
+    "STOCKSENSE_API__AUTH": ("yes", lambda s: s.api.auth, True),
+    "STOCKSENSE_API__CORS_ORIGINS": (
+        "https://erp.wh1.internal,https://wms.wh1.internal",
+        lambda s: s.api.cors_origins,
+        ("https://erp.wh1.internal", "https://wms.wh1.internal"),
+    ),
+    "STOCKSENSE_API__SESSION_TTL_S": ("3600", lambda s: s.api.session_ttl_s, 3600.0),
+    "STOCKSENSE_API__COOKIE_SECURE": ("true", lambda s: s.api.cookie_secure, True),
+    "STOCKSENSE_API__LOGIN_MAX_FAILURES": ("3", lambda s: s.api.login_max_failures, 3),
+    "STOCKSENSE_API__LOGIN_WINDOW_S": ("600", lambda s: s.api.login_window_s, 600.0),
 }
 
 # The same class of values written other ways a shell or a unit file writes them.
@@ -214,6 +225,8 @@ MORE_CASES: list[tuple[str, str, Check, Any]] = [
      lambda s: s.alerting.policy("cold_chain_excursion").debounce_s, 30.0),
     ("STOCKSENSE_ALERTING__COLD_CHAIN_ZONES", '{"wh1/cold": {"mkt_threshold_c": 8}}',
      lambda s: s.alerting.cold_chain_for("wh1", "cold").mkt_threshold_c, 8.0),
+    ("STOCKSENSE_API__AUTH", "false", lambda s: s.api.auth, False),
+    ("STOCKSENSE_API__CORS_ORIGINS", "", lambda s: s.api.cors_origins, ()),
     ("STOCKSENSE_DATA_DIR", "/var/lib/stocksense", lambda s: s.sqlite_path,
      Path("/var/lib/stocksense/stocksense.db")),
 ]  # fmt: skip
