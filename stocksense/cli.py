@@ -473,6 +473,13 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     return command(args)
 
 
+def _cmd_users(args: argparse.Namespace) -> int:
+    from stocksense.users import command  # noqa: PLC0415
+
+    _settings()
+    return command(args)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors, like every other error of the command."""
 
@@ -712,7 +719,21 @@ def build_parser() -> argparse.ArgumentParser:
     devices = sub.add_parser("devices", help="enrol or revoke a device on a Mosquitto broker")
     configure_parser(devices)
     devices.set_defaults(func=_cmd_devices)
+    _add_users(sub)
     return parser
+
+
+def _add_users(sub: Any) -> None:
+    from stocksense.users import configure_parser  # noqa: PLC0415
+
+    users = sub.add_parser(
+        "users",
+        help="API and console logins: add, token, revoke, list, remove",
+        description="Users of the API and console, their roles and sites (docs/access.md)."
+        " Passwords and tokens are printed once and stored only as argon2 hashes.",
+    )
+    configure_parser(users)
+    users.set_defaults(func=_cmd_users)
 
 
 def main(argv: list[str] | None = None) -> int:
