@@ -165,6 +165,10 @@ class BatchWriter:
         # Observers (benchmarks, latency probes) get the device times of every durable batch.
         self.on_durable: Callable[[list[int]], None] | None = None
         self._device_ts: list[int] = []
+        # Told the tokens given with the lines of every durable batch, in one call per batch:
+        # ingest acknowledges its QoS 1 messages so, without a future and a task per message.
+        self.on_tokens_durable: Callable[[list[int]], None] | None = None
+        self._tokens: list[int] = []
         # Told about every line InfluxDB refused (ingest dead-letters them).
         self.on_rejected = on_rejected
         self.rejected_total = 0
@@ -187,11 +191,18 @@ class BatchWriter:
             asyncio.create_task(self._replay_loop(), name="influx-replay"),
         ]
 
-    def add_nowait(self, lines: list[str], device_ts_ms: int | None = None) -> None:
-        """Queue lines without waiting (QoS 0). Over the buffer bound, lines go straight to disk."""
+    def add_nowait(
+        self, lines: list[str], device_ts_ms: int | None = None, token: int | None = None
+    ) -> None:
+        """Queue lines without waiting. Over the buffer bound, lines go straight to disk.
+
+        ``token`` is handed to ``on_tokens_durable`` once these lines are durable.
+        """
         if len(self._lines) >= self._max_buffer:
             self._spill()
         self._lines.extend(lines)
+        if token is not None:
+            self._tokens.append(token)
         if device_ts_ms is not None:
             if self._oldest_ms is None:
                 self._oldest_ms = device_ts_ms
@@ -211,15 +222,18 @@ class BatchWriter:
         await waiter
 
     def _take(self) -> tuple[list[str], _Batch]:
-        batch = _Batch(self._waiters, self._oldest_ms, self._device_ts)
+        batch = _Batch(self._waiters, self._oldest_ms, self._device_ts, self._tokens)
         lines = self._lines
         self._lines, self._waiters, self._oldest_ms, self._device_ts = [], [], None, []
+        self._tokens = []
         self._full.clear()
         return lines, batch
 
     def _durable(self, batch: _Batch) -> None:
         """Release the messages of a batch that is now written or spooled."""
         _release(batch.waiters)
+        if self.on_tokens_durable is not None and batch.tokens:
+            self.on_tokens_durable(batch.tokens)
         if self.on_durable is not None and batch.device_ts:
             self.on_durable(batch.device_ts)
 
@@ -498,6 +512,7 @@ class _Batch:
     waiters: list[asyncio.Future[None]]
     oldest_ms: int | None
     device_ts: list[int]
+    tokens: list[int]
 
 
 def _release(waiters: list[asyncio.Future[None]]) -> None:

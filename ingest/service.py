@@ -1,8 +1,9 @@
 """The ingest worker: MQTT in, validated readings out to InfluxDB and to the rules engine.
 
-gmqtt is the MQTT client (measured fastest on this hardware, see DESIGN). QoS 0 messages take a
-synchronous path with no task per message; QoS 1 messages are acknowledged (PUBACK) only after
-their readings are durable, which gmqtt does when an async handler returns.
+gmqtt is the MQTT client (measured fastest on this hardware, see DESIGN). Both QoS take a
+synchronous path with no task per message. QoS 1 messages are acknowledged (PUBACK) only after
+their readings are durable: the writer hands back the packet ids of each durable batch and
+their PUBACKs go out in one write.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import dataclasses
 import json
 import logging
 import signal
+import struct
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -88,6 +90,11 @@ class IngestService:
         self._mqtt: Any = None
         self._subscribed = asyncio.Event()
         self._stopping = False
+        # Packet ids are per connection: a PUBACK owed on a lost connection must not go out on
+        # the next one, where the broker may have given that id to another message (it
+        # redelivers the first one instead). Tokens are generation << 16 | packet id.
+        self._generation = 0
+        self._waiting_stamps: set[asyncio.Task[None]] = set()
 
     @property
     def tracked_devices(self) -> int:
@@ -115,6 +122,13 @@ class IngestService:
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message_qos1 if mqtt.qos == 1 else self._on_message_qos0
+        if mqtt.qos == 1:
+            # gmqtt would run the async handler as one task per message and send one PUBACK
+            # per write; taking the packet with its id lets a whole batch be acknowledged at
+            # once when it is durable (gmqtt 0.8.0, pinned: tests/integration/test_no_loss.py
+            # and test_redelivery.py fail if this stops acknowledging).
+            client._package_handler._handle_qos_1_publish_packet = self._on_publish_qos1
+            self.writer.on_tokens_durable = self._acknowledge
         if mqtt.username:
             password = mqtt.password.get_secret_value() if mqtt.password else None
             client.set_auth_credentials(mqtt.username, password)
@@ -144,6 +158,7 @@ class IngestService:
     def _on_disconnect(self, client: Any, packet: Any, exc: Exception | None = None) -> None:
         del client, packet
         self._subscribed.clear()
+        self._generation += 1
         if not self._stopping:
             logger.warning("ingest %s lost the broker, reconnecting: %s", self.client_id, exc)
 
@@ -336,6 +351,42 @@ class IngestService:
             await self.writer.add(lines, decoded.samples[0].ts_ms)
         return PUBACK_SUCCESS
 
+    def _on_publish_qos1(self, mid: int, payload: bytes, topic: str, properties: Any) -> None:
+        """A QoS 1 PUBLISH: its PUBACK goes out once its readings are durable."""
+        del properties
+        token = self._generation << 16 | mid
+        result = self._decode(topic, payload)
+        if result is None:
+            self._acknowledge([token])  # dead-lettered or ignored: nothing to wait for
+            return
+        decoded, restamped, stamp_ns = result
+        lines = message_lines(decoded.samples, decoded.seq, restamped, stamp_ns)
+        if restamped:
+            # The stamp is on disk before any point carrying it can be: a crash after the
+            # write and before the PUBACK must find it when the message comes back.
+            task = asyncio.get_running_loop().create_task(
+                self._add_once_stamped(lines, decoded.samples[0].ts_ms, token)
+            )
+            self._waiting_stamps.add(task)
+            task.add_done_callback(self._waiting_stamps.discard)
+            return
+        self.writer.add_nowait(lines, decoded.samples[0].ts_ms, token)
+
+    async def _add_once_stamped(self, lines: list[str], ts_ms: int, token: int) -> None:
+        await self._stamps.synced()
+        self.writer.add_nowait(lines, ts_ms, token)
+
+    def _acknowledge(self, tokens: list[int]) -> None:
+        """Send the PUBACKs of durable messages received on the current connection, at once."""
+        client = self._mqtt
+        generation = self._generation
+        mids = [t & 0xFFFF for t in tokens if t >> 16 == generation]
+        if not mids or client is None or not client.is_connected:
+            return  # the broker delivers those messages again: their points are idempotent
+        # PUBACK, remaining length 2 (MQTT 5 omits reason code 0 and no properties), packet id.
+        packets = struct.pack(f"!{len(mids)}I", *[0x4002_0000 | mid for mid in mids])
+        client._connection.send_package(packets)
+
     def dead_letter(self, topic: str, payload: bytes, reason: str, detail: str) -> None:
         """Publish the message with its reason to the dead-letter topic and count it."""
         self.metrics.deadlettered.labels(reason=reason).inc()
@@ -370,6 +421,8 @@ class IngestService:
         # Acknowledge what is in hand while the connection is still up: make it durable, then
         # let the handlers return so gmqtt sends their PUBACKs. Anything arriving after this is
         # not acknowledged and the broker delivers it again to the next session.
+        if self._waiting_stamps:
+            await asyncio.gather(*self._waiting_stamps)
         await self.writer.drain()
         for _ in range(3):
             await asyncio.sleep(0)
