@@ -164,7 +164,8 @@ def run_case(
     seconds = report["done_mono"] - published
     print(
         f"  {name}: {seconds:.2f}s, consumer CPU {report['cpu_s']:.2f}s,"
-        f" peak RSS {report['peak_rss_kb'] / 1024:.0f} MB",
+        f" peak RSS {report['peak_rss_kb'] / 1024:.0f} MB"
+        + (f", {report['spooled']:,} lines spooled" if report.get("spooled") else ""),
         flush=True,
     )
     influx = InfluxSettings(url=stack.influx_url, database=db)
@@ -279,6 +280,8 @@ async def _stocksense_worker(args: argparse.Namespace) -> dict[str, Any]:
         "done_mono": done,
         "cpu_s": cpu,
         "written": int(service.metrics.value(written)),
+        # Lines that went through the on-disk spool (the buffer was full): extra work.
+        "spooled": int(service.metrics.value("stocksense_ingest_points_spooled_total")),
         "peak_rss_kb": _peak_rss_kb(),
     }
     if latencies:

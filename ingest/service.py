@@ -114,8 +114,8 @@ class IngestService:
             optimistic_acknowledgement=False,
             session_expiry_interval=0xFFFFFFFF,
             # Unacknowledged QoS 1 messages in flight at once: enough for two full batches and
-            # the flush interval at full speed, small enough to keep memory flat (each one is a
-            # pending task until its batch is durable).
+            # the flush interval at full speed, small enough to keep memory flat (each one holds
+            # its lines in the writer until its batch is durable).
             receive_maximum=RECEIVE_MAXIMUM,
         )
         client.on_connect = self._on_connect
@@ -134,7 +134,8 @@ class IngestService:
             client.set_auth_credentials(mqtt.username, password)
         client.set_config({"reconnect_retries": -1, "reconnect_delay": 1})
         self._mqtt = client
-        # QoS 1 needs MQTT 5 (gmqtt acknowledges after an async handler only on v5); QoS 0
+        # QoS 1 needs MQTT 5 for receive_maximum (on 3.1.1 the broker's own in-flight limit
+        # applies, 20 messages by default on Mosquitto, and gmqtt acknowledges on receipt); QoS 0
         # uses 3.1.1, whose messages carry no properties to parse (about 10 % faster).
         version = MQTTv50 if mqtt.qos == 1 else MQTTv311
         await connect_gmqtt(client, mqtt, version=version)  # TLS as configured
