@@ -27,7 +27,8 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -84,6 +85,45 @@ class Alert(BaseModel):
         data = dict(row)
         data["details"] = json.loads(data["details"])
         return cls.model_validate(data)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertCondition:
+    """A rule's sighting of a condition, handed to the lifecycle (never to the store directly).
+
+    ``severity``, ``title`` and ``message`` are the rule's own; the lifecycle may override the
+    severity per type. ``at_ms`` is the time the condition was seen (reading or clock time).
+    """
+
+    source: str
+    type: str
+    site: str
+    zone: str | None = None
+    severity: Severity
+    title: str
+    message: str
+    value: float | None = None
+    threshold: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    at_ms: int
+
+
+class AlertReporter(Protocol):
+    """Where rules hand conditions over: :class:`rules.lifecycle.AlertLifecycle`."""
+
+    def report(self, condition: AlertCondition) -> Alert | None:
+        """The condition holds; returns the alert once it is raised."""
+        ...
+
+    def resolve(
+        self, source: str, type_: str, *, at_ms: int, note: str | None = None
+    ) -> Alert | None:
+        """The condition is gone; returns the cleared alert, if one was open."""
+        ...
+
+    def is_open(self, source: str, type_: str) -> bool:
+        """True if an alert is open for (source, type)."""
+        ...
 
 
 class OutboxItem(BaseModel):
@@ -190,26 +230,17 @@ class AlertStore:
         )
         return [Alert.from_row(r) for r in rows.fetchall()]
 
-    def raise_alert(
-        self,
-        *,
-        source: str,
-        type_: str,
-        severity: Severity,
-        site: str,
-        zone: str | None,
-        title: str,
-        message: str,
-        value: float | None,
-        threshold: float | None,
-        details: dict[str, Any],
-        at_ms: int,
-    ) -> tuple[Alert, bool]:
-        """Open an alert unless one is already active; returns (alert, created).
+    def raise_alert(self, condition: AlertCondition) -> tuple[Alert, bool]:
+        """Record ``condition`` as an alert unless one is already active; (alert, created).
 
-        An alert cleared less than ``reopen_window_s`` before ``at_ms`` is reopened instead of
-        a new one being created (``created`` is True: it is a new occurrence).
+        Only the lifecycle calls this, with debounce and severity policy already applied. An
+        alert cleared less than ``reopen_window_s`` before ``at_ms`` is reopened instead of a
+        new one being created (``created`` is True: it is a new occurrence).
         """
+        source, type_, at_ms = condition.source, condition.type, condition.at_ms
+        severity, site, zone = condition.severity, condition.site, condition.zone
+        title, message = condition.title, condition.message
+        value, threshold, details = condition.value, condition.threshold, condition.details
         existing = self.active(source, type_)
         if existing is not None:
             if existing.pending_clear_at is not None:

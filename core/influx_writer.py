@@ -26,11 +26,12 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from core.alerts import AlertCondition
 from core.errors import InfluxWriteError
 from core.influx import InfluxClient, InfluxRefusedError, RefusalKind
 
 if TYPE_CHECKING:
-    from core.alerts import AlertStore
+    from core.alerts import AlertReporter
 
 logger = logging.getLogger(__name__)
 
@@ -442,13 +443,14 @@ class StoreRejectingAlarm:
 
     def __init__(
         self,
-        store: AlertStore,
+        alerts: AlertReporter,
         writers: Mapping[str, BatchWriter],
         *,
         quiet_s: float = STORE_REJECTING_QUIET_S,
     ) -> None:
-        """``writers`` maps an alert source (e.g. ``influxdb/ingest``) to its writer."""
-        self._store = store
+        """``writers`` maps an alert source (e.g. ``influxdb/ingest``) to its writer; ``alerts``
+        is the alert lifecycle."""
+        self._alerts = alerts
         self._writers = dict(writers)
         self._quiet_ms = int(quiet_s * 1000)
         self._seen = dict.fromkeys(self._writers, 0)
@@ -465,7 +467,7 @@ class StoreRejectingAlarm:
             # An alert left open by an earlier run clears after a quiet time from now.
             self._adopted = True
             for source in self._writers:
-                if self._store.active(source, STORE_REJECTING_TYPE) is not None:
+                if self._alerts.is_open(source, STORE_REJECTING_TYPE):
                     self._last_ms[source] = now_ms
         for source, writer in self._writers.items():
             total = writer.rejected_total
@@ -475,7 +477,7 @@ class StoreRejectingAlarm:
                 self._last_ms[source] = now_ms
             elif source in self._last_ms and now_ms - self._last_ms[source] >= self._quiet_ms:
                 del self._last_ms[source]
-                self._store.clear(
+                self._alerts.resolve(
                     source,
                     STORE_REJECTING_TYPE,
                     at_ms=now_ms,
@@ -485,23 +487,24 @@ class StoreRejectingAlarm:
     def _raise(self, source: str, writer: BatchWriter, new: int, now_ms: int) -> None:
         last = writer.last_rejection
         reason = "" if last is None else f"{last.reason}: {last.message}"
-        self._store.raise_alert(
-            source=source,
-            type_=STORE_REJECTING_TYPE,
-            severity="major",
-            site=SYSTEM_SITE,
-            zone=None,
-            title="InfluxDB is refusing points",
-            message=f"{new} points refused ({writer.rejected_total} in all); last {reason}"[:1000],
-            value=float(writer.rejected_total),
-            threshold=None,
-            details={
-                "writer": source,
-                "reason": None if last is None else last.reason,
-                "message": None if last is None else last.message[:500],
-                "line": None if last is None else last.line[:500],
-            },
-            at_ms=now_ms,
+        message = f"{new} points refused ({writer.rejected_total} in all); last {reason}"
+        self._alerts.report(
+            AlertCondition(
+                source=source,
+                type=STORE_REJECTING_TYPE,
+                severity="major",
+                site=SYSTEM_SITE,
+                title="InfluxDB is refusing points",
+                message=message[:1000],
+                value=float(writer.rejected_total),
+                details={
+                    "writer": source,
+                    "reason": None if last is None else last.reason,
+                    "message": None if last is None else last.message[:500],
+                    "line": None if last is None else last.line[:500],
+                },
+                at_ms=now_ms,
+            )
         )
 
 

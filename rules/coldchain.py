@@ -1,8 +1,9 @@
 """Cold-chain rule: a zone's band with a duration allowance.
 
 A probe out of band starts an excursion; only when it has lasted longer than the zone's
-allowance is one alert raised (brief door openings do not page anyone). The alert clears when
-every probe of the zone is back in band. Time is the readings' own time, so replayed or
+allowance is the condition reported to the alert lifecycle (brief door openings do not page
+anyone), which raises one alert after the type's debounce. The alert clears when every probe of
+the zone is back in band. Time is the readings' own time, so replayed or
 simulated data behave exactly like live data.
 """
 
@@ -11,8 +12,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from core.alerts import AlertStore
+from core.alerts import AlertCondition
 from core.readings import TempSample
+from rules.lifecycle import AlertLifecycle
 from rules.seed import ProbeZones, Seed, Zone
 
 logger = logging.getLogger(__name__)
@@ -32,15 +34,11 @@ class ProbeState:
 class ColdChainRule:
     """Evaluates temperature samples against the zone bands of the seed."""
 
-    def __init__(self, seed: Seed, store: AlertStore) -> None:
-        self._store = store
+    def __init__(self, seed: Seed, lifecycle: AlertLifecycle) -> None:
+        self._lifecycle = lifecycle
         self._probe_zones = ProbeZones(seed)
         self._probes: dict[tuple[str, str, str], ProbeState] = {}
         self._out: dict[str, set[str]] = {}
-        # Zones with an open alert, so in-band readings cost no database round trip.
-        self._open: set[str] = {
-            a.source for a in store.list(state="active", limit=100_000) if a.type == ALERT_TYPE
-        }
 
     def zones_for(self, sample: TempSample) -> tuple[Zone, ...]:
         """Cold zones this probe belongs to."""
@@ -69,45 +67,44 @@ class ColdChainRule:
         if band.low <= sample.celsius <= band.high:
             state.out_since_ms = None
             out_probes.discard(probe)
-            if not out_probes and source in self._open:
-                self._open.discard(source)
+            if not out_probes:
+                # Also forgets an excursion still debouncing: it ended before it was raised.
                 note = f"back in band at {sample.celsius:.1f} °C"
-                if self._store.clear(source, ALERT_TYPE, at_ms=sample.ts_ms, note=note):
+                if self._lifecycle.resolve(source, ALERT_TYPE, at_ms=sample.ts_ms, note=note):
                     logger.info("cold chain back in band: %s", source)
             return
         out_probes.add(probe)
         if state.out_since_ms is None:
             state.out_since_ms = sample.ts_ms
         duration_s = (sample.ts_ms - state.out_since_ms) / 1000
-        if duration_s <= zone.allowance_s or source in self._open:
+        if duration_s <= zone.allowance_s or self._lifecycle.is_open(source, ALERT_TYPE):
             return
         threshold = band.high if sample.celsius > band.high else band.low
         direction = "above" if sample.celsius > band.high else "below"
-        alert, created = self._store.raise_alert(
-            source=source,
-            type_=ALERT_TYPE,
-            severity="critical",
-            site=sample.site,
-            zone=zone.id,
-            title=f"Cold-chain excursion in {zone.name or zone.id}",
-            message=(
-                f"{sample.device}/{sample.sensor} reads {sample.celsius:.1f} °C, {direction} the "
-                f"{band.low:g}–{band.high:g} °C band for {duration_s:.0f} s "
-                f"(allowance {zone.allowance_s:g} s)"
-            ),
-            value=sample.celsius,
-            threshold=threshold,
-            details={
-                "device": sample.device,
-                "sensor": sample.sensor,
-                "band_low": band.low,
-                "band_high": band.high,
-                "allowance_s": zone.allowance_s,
-                "duration_s": round(duration_s, 1),
-                "out_since_ms": state.out_since_ms,
-            },
-            at_ms=sample.ts_ms,
+        self._lifecycle.report(
+            AlertCondition(
+                source=source,
+                type=ALERT_TYPE,
+                severity="critical",
+                site=sample.site,
+                zone=zone.id,
+                title=f"Cold-chain excursion in {zone.name or zone.id}",
+                message=(
+                    f"{sample.device}/{sample.sensor} reads {sample.celsius:.1f} °C, {direction}"
+                    f" the {band.low:g}–{band.high:g} °C band for {duration_s:.0f} s "
+                    f"(allowance {zone.allowance_s:g} s)"
+                ),
+                value=sample.celsius,
+                threshold=threshold,
+                details={
+                    "device": sample.device,
+                    "sensor": sample.sensor,
+                    "band_low": band.low,
+                    "band_high": band.high,
+                    "allowance_s": zone.allowance_s,
+                    "duration_s": round(duration_s, 1),
+                    "out_since_ms": state.out_since_ms,
+                },
+                at_ms=sample.ts_ms,
+            )
         )
-        self._open.add(source)
-        if created:
-            logger.warning("cold-chain excursion raised: %s (alert %d)", source, alert.id)

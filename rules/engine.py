@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from core.alerts import AlertStore
 from core.readings import Sample, TempSample
 from rules.coldchain import ColdChainRule
+from rules.lifecycle import AlertLifecycle
 from rules.seed import Seed
 
 logger = logging.getLogger(__name__)
@@ -56,12 +56,12 @@ class RulesEngine:
     def __init__(
         self,
         seed: Seed,
-        store: AlertStore,
+        lifecycle: AlertLifecycle,
         *,
         processors: Sequence[Processor] = (),
         queue_size: int = 100_000,
     ) -> None:
-        self.cold_chain = ColdChainRule(seed, store)
+        self.cold_chain = ColdChainRule(seed, lifecycle)
         self.processors: list[Processor] = [ColdChainProcessor(self.cold_chain), *processors]
         self._queue: asyncio.Queue[list[Sample]] = asyncio.Queue(maxsize=queue_size)
         self.dropped = 0

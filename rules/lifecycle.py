@@ -1,24 +1,27 @@
-"""Alert lifecycle between the detectors and the store: debounce, escalation, settling.
+"""Alert lifecycle between every rule and the store: debounce, severity, escalation, settling.
 
-Detectors call :meth:`AlertLifecycle.report` every time they see a condition and
-:meth:`AlertLifecycle.resolve` when it is gone. A condition becomes an alert only after it has
-held ``debounce_s`` seconds *and* been seen ``debounce_count`` times (per type, from
-``AlertingSettings.types``; the defaults raise at once). Debounce progress is kept in memory:
-after a restart a pending condition starts counting again, which can only delay an alert by one
-debounce period. Everything else (open alerts, flapping, silences, escalation) is in the
-database, so :meth:`AlertLifecycle.tick` — escalation of unacked alerts and settling of
-flapping ones — behaves the same after a restart.
+It is the one way alerts are raised and cleared: the cold-chain rule, the inventory rules,
+the anomaly detectors, the InfluxDB refusal alarm and the notifier's channel health all hand
+an :class:`~core.alerts.AlertCondition` to :meth:`AlertLifecycle.report` every time they see
+their condition, and call :meth:`AlertLifecycle.resolve` when it is gone. A condition becomes
+an alert only after it has held ``debounce_s`` seconds *and* been seen ``debounce_count``
+times (per type, from ``AlertingSettings.types``; the defaults raise at once); the type's
+``severity`` replaces the rule's. Progress is kept per (source, type) and forgotten when the
+condition is resolved, so a condition that stops before its debounce raises nothing. It is
+kept in memory: after a restart a pending condition starts counting again, which can only
+delay an alert by one debounce period. Everything else (open alerts, flapping, silences,
+escalation) is in the database, so :meth:`AlertLifecycle.tick` — escalation of unacked alerts
+and settling of flapping ones — behaves the same after a restart.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
 
-from core.alerts import CHANNEL_HEALTH_TYPE, Alert, AlertStore, Severity
+from core.alerts import CHANNEL_HEALTH_TYPE, Alert, AlertCondition, AlertStore
 from core.readings import Sample
 from core.settings import AlertingSettings
 
@@ -36,7 +39,7 @@ class _Pending:
 
 
 class AlertLifecycle:
-    """Debounces detector conditions into alerts; its ``tick`` escalates and settles.
+    """Debounces every rule's conditions into alerts; its ``tick`` escalates and settles.
 
     It is also a rules-engine processor (``process`` does nothing), so adding it to the
     engine's processors gets it ticked.
@@ -55,26 +58,21 @@ class AlertLifecycle:
         """True if this lifecycle raised (or found) an open alert for (source, type)."""
         return (source, type_) in self._open
 
-    def report(
-        self,
-        *,
-        source: str,
-        type_: str,
-        severity: Severity,
-        site: str,
-        zone: str | None,
-        title: str,
-        message: str,
-        value: float | None,
-        threshold: float | None,
-        details: dict[str, Any],
-        at_ms: int,
-    ) -> Alert | None:
-        """The condition holds at ``at_ms``; returns the alert once it is raised."""
-        key = (source, type_)
+    def is_pending(self, source: str, type_: str) -> bool:
+        """True if (source, type) has been reported but not yet raised (debouncing)."""
+        return (source, type_) in self._pending
+
+    def tracked(self, types: Collection[str]) -> set[tuple[str, str]]:
+        """(source, type) pairs of ``types`` that are pending or open."""
+        return {k for k in (*self._pending, *self._open) if k[1] in types}
+
+    def report(self, condition: AlertCondition) -> Alert | None:
+        """The condition holds at ``condition.at_ms``; returns the alert once it is raised."""
+        key = (condition.source, condition.type)
         if key in self._open:
             return None
-        policy = self.settings.policy(type_)
+        policy = self.settings.policy(condition.type)
+        at_ms = condition.at_ms
         pending = self._pending.get(key)
         if pending is None:
             pending = _Pending(first_ms=at_ms, count=0)
@@ -85,21 +83,21 @@ class AlertLifecycle:
             return None
         del self._pending[key]
         alert, created = self.store.raise_alert(
-            source=source,
-            type_=type_,
-            severity=policy.severity or severity,
-            site=site,
-            zone=zone,
-            title=title,
-            message=message,
-            value=value,
-            threshold=threshold,
-            details={**details, "debounce_count": pending.count, "held_s": round(held_s, 1)},
-            at_ms=at_ms,
+            replace(
+                condition,
+                severity=policy.severity or condition.severity,
+                details={
+                    **condition.details,
+                    "debounce_count": pending.count,
+                    "held_s": round(held_s, 1),
+                },
+            )
         )
         self._open.add(key)
         if created:
-            logger.warning("%s raised for %s (alert %d)", type_, source, alert.id)
+            logger.warning(
+                "%s raised for %s (alert %d)", condition.type, condition.source, alert.id
+            )
         return alert
 
     def resolve(
@@ -127,7 +125,7 @@ class AlertLifecycle:
 
 
 def channel_health_hooks(
-    store: AlertStore, *, clock: Callable[[], float] = time.time
+    lifecycle: AlertLifecycle, *, clock: Callable[[], float] = time.time
 ) -> tuple[ProblemHook, RecoveryHook]:
     """``(on_channel_problem, on_channel_recovered)`` for the notifier.
 
@@ -136,22 +134,21 @@ def channel_health_hooks(
     """
 
     def on_problem(channel: str, message: str) -> None:
-        store.raise_alert(
-            source=f"notifier/{channel}",
-            type_=CHANNEL_HEALTH_TYPE,
-            severity="major",
-            site=CHANNEL_HEALTH_SITE,
-            zone=None,
-            title=f"Notification channel {channel} is failing",
-            message=message,
-            value=None,
-            threshold=None,
-            details={"channel": channel},
-            at_ms=int(clock() * 1000),
+        lifecycle.report(
+            AlertCondition(
+                source=f"notifier/{channel}",
+                type=CHANNEL_HEALTH_TYPE,
+                severity="major",
+                site=CHANNEL_HEALTH_SITE,
+                title=f"Notification channel {channel} is failing",
+                message=message,
+                details={"channel": channel},
+                at_ms=int(clock() * 1000),
+            )
         )
 
     def on_recovered(channel: str) -> None:
-        store.clear(
+        lifecycle.resolve(
             f"notifier/{channel}",
             CHANNEL_HEALTH_TYPE,
             at_ms=int(clock() * 1000),

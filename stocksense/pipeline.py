@@ -18,7 +18,7 @@ from ingest.service import IngestService
 from rules.anomaly import build_processors
 from rules.engine import Processor, RulesEngine
 from rules.inventory.service import InventoryProcessor, build_inventory_processor
-from rules.lifecycle import channel_health_hooks
+from rules.lifecycle import AlertLifecycle, channel_health_hooks
 from rules.notify.base import Channel
 from rules.notify.service import Notifier, build_channels
 from rules.seed import Seed, load_seed
@@ -52,16 +52,23 @@ class Pipeline:
         self.store = AlertStore(
             self.conn, [c.name for c in self.channels], alerting=settings.alerting
         )
+        # The one lifecycle every rule raises and clears alerts through (debounce, severity).
+        self.lifecycle = AlertLifecycle(self.store, settings.alerting)
         self.anomaly = build_processors(
-            seed, self.store, settings.alerting, sites=anomaly_sites, clock=clock
+            seed,
+            self.store,
+            settings.alerting,
+            sites=anomaly_sites,
+            clock=clock,
+            lifecycle=self.lifecycle,
         )
         self._clock = clock
         self.inventory = inventory or build_inventory_processor(
-            settings, self.conn, self.store, self._alert_influx
+            settings, self.conn, self.store, self._alert_influx, lifecycle=self.lifecycle
         )
         self.rules = RulesEngine(
             seed,
-            self.store,
+            self.lifecycle,
             processors=[self.inventory, *self.anomaly.all(), *processors],
             queue_size=settings.ingest.rules_queue_size,
         )
@@ -75,14 +82,14 @@ class Pipeline:
         # Deliver as soon as an alert is recorded instead of at the next poll.
         self.store.on_enqueue = self.notifier.wake
         self.notifier.on_channel_problem, self.notifier.on_channel_recovered = channel_health_hooks(
-            self.store
+            self.lifecycle
         )
         self.ingest = IngestService(settings, sink=self.rules.offer)
         # Points InfluxDB refuses raise a store_rejecting alert, cleared after a quiet time.
         writers: dict[str, BatchWriter] = {"influxdb/ingest": self.ingest.writer}
         if self.inventory.influx is not None:
             writers["influxdb/inventory"] = self.inventory.influx
-        self.store_alarm = StoreRejectingAlarm(self.store, writers)
+        self.store_alarm = StoreRejectingAlarm(self.lifecycle, writers)
         self.rules.processors.append(self.store_alarm)
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -60,11 +60,13 @@ def build_processors(
     *,
     sites: Collection[str] | None = None,
     clock: Callable[[], float] = time.time,
+    lifecycle: AlertLifecycle | None = None,
 ) -> AnomalyProcessors:
-    """Every anomaly detector over one lifecycle; ``sites`` limits offline detection and
-    ``clock`` stamps the arrival of readings for it."""
+    """Every anomaly detector over one lifecycle (``lifecycle``, shared with the other rules,
+    else a new one); ``sites`` limits offline detection and ``clock`` stamps the arrival of
+    readings for it."""
     alerting = settings or store.alerting
-    lifecycle = AlertLifecycle(store, alerting)
+    lifecycle = lifecycle or AlertLifecycle(store, alerting)
     return AnomalyProcessors(
         lifecycle=lifecycle,
         cold_chain=ColdChainMonitor(seed, lifecycle, alerting),

@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
+from core.alerts import AlertCondition
 from core.readings import Sample, TempSample
 from core.settings import AlertingSettings, ColdChainPolicy
 from rules.lifecycle import AlertLifecycle
@@ -258,27 +259,29 @@ class ColdChainMonitor:
                 )
             return
         self._lifecycle.report(
-            source=state.source,
-            type_=CUMULATIVE_TYPE,
-            severity="major",
-            site=state.site,
-            zone=state.zone.id,
-            title=f"Cold-chain time out of range today in {state.zone.name or state.zone.id}",
-            message=(
-                f"{probe} has been outside {state.band.low:g}–{state.band.high:g} °C for "
-                f"{total_ms / 1000:.0f} s on {day} (limit {limit_s:g} s)"
+            AlertCondition(
+                source=state.source,
+                type=CUMULATIVE_TYPE,
+                severity="major",
+                site=state.site,
+                zone=state.zone.id,
+                title=f"Cold-chain time out of range today in {state.zone.name or state.zone.id}",
+                message=(
+                    f"{probe} has been outside {state.band.low:g}–{state.band.high:g} °C for "
+                    f"{total_ms / 1000:.0f} s on {day} (limit {limit_s:g} s)"
+                ),
+                value=round(total_ms / 1000, 1),
+                threshold=limit_s,
+                details={
+                    "device": sample.device,
+                    "sensor": sample.sensor,
+                    "day": day,
+                    "unit": "s",
+                    "band_low": state.band.low,
+                    "band_high": state.band.high,
+                },
+                at_ms=at_ms,
             ),
-            value=round(total_ms / 1000, 1),
-            threshold=limit_s,
-            details={
-                "device": sample.device,
-                "sensor": sample.sensor,
-                "day": day,
-                "unit": "s",
-                "band_low": state.band.low,
-                "band_high": state.band.high,
-            },
-            at_ms=at_ms,
         )
 
     def _check_mkt(self, state: _ZoneState, sample: TempSample) -> None:
@@ -295,25 +298,29 @@ class ColdChainMonitor:
         )
         if mkt > threshold:
             self._lifecycle.report(
-                source=state.source,
-                type_=MKT_TYPE,
-                severity="major",
-                site=state.site,
-                zone=state.zone.id,
-                title=f"Mean kinetic temperature over limit in {state.zone.name or state.zone.id}",
-                message=(
-                    f"MKT over the last {policy.mkt_window_s / 3600:g} h is {mkt:.2f} °C, above "
-                    f"{threshold:g} °C ({len(state.mkt)} readings)"
+                AlertCondition(
+                    source=state.source,
+                    type=MKT_TYPE,
+                    severity="major",
+                    site=state.site,
+                    zone=state.zone.id,
+                    title=(
+                        f"Mean kinetic temperature over limit in {state.zone.name or state.zone.id}"
+                    ),
+                    message=(
+                        f"MKT over the last {policy.mkt_window_s / 3600:g} h is {mkt:.2f} °C, "
+                        f"above {threshold:g} °C ({len(state.mkt)} readings)"
+                    ),
+                    value=round(mkt, 3),
+                    threshold=threshold,
+                    details={
+                        "window_s": policy.mkt_window_s,
+                        "readings": len(state.mkt),
+                        "device": sample.device,
+                        "sensor": sample.sensor,
+                    },
+                    at_ms=sample.ts_ms,
                 ),
-                value=round(mkt, 3),
-                threshold=threshold,
-                details={
-                    "window_s": policy.mkt_window_s,
-                    "readings": len(state.mkt),
-                    "device": sample.device,
-                    "sensor": sample.sensor,
-                },
-                at_ms=sample.ts_ms,
             )
         elif mkt <= threshold - policy.mkt_clear_margin_c:
             self._lifecycle.resolve(

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
+from core.alerts import AlertCondition
 from core.readings import DeviceStatus, Sample, TagSample, TempSample, WeightSample
 from core.settings import OfflinePolicy
 from rules.lifecycle import AlertLifecycle
@@ -171,21 +172,23 @@ class OfflineDetector:
         timeout_s: float | None,
     ) -> None:
         self._lifecycle.report(
-            source=state.source,
-            type_=ALERT_TYPE,
-            severity=self.policy.severity,
-            site=state.site,
-            zone=None,
-            title=f"Sensor {state.device} offline",
-            message=message,
-            value=None if silent_s is None else round(silent_s, 1),
-            threshold=timeout_s,
-            details={
-                "device": state.device,
-                "kind": state.kind,
-                "reason": state.down_reason or "timeout",
-                "last_seen_ms": state.last_ms,
-                "unit": "s",
-            },
-            at_ms=at_ms,
+            AlertCondition(
+                source=state.source,
+                type=ALERT_TYPE,
+                severity=self.policy.severity,
+                site=state.site,
+                zone=None,
+                title=f"Sensor {state.device} offline",
+                message=message,
+                value=None if silent_s is None else round(silent_s, 1),
+                threshold=timeout_s,
+                details={
+                    "device": state.device,
+                    "kind": state.kind,
+                    "reason": state.down_reason or "timeout",
+                    "last_seen_ms": state.last_ms,
+                    "unit": "s",
+                },
+                at_ms=at_ms,
+            ),
         )

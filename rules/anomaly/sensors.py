@@ -24,6 +24,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from core.alerts import AlertCondition
 from core.readings import Sample, TempSample
 from core.settings import SensorHealthPolicy
 from rules.lifecycle import AlertLifecycle
@@ -138,25 +139,27 @@ class SensorHealthDetector:
         ):
             return
         self._lifecycle.report(
-            source=probe.source,
-            type_=STUCK_TYPE,
-            severity="minor",
-            site=sample.site,
-            zone=self._zone_id(sample, probe),
-            title=f"Sensor {sample.device}/{sample.sensor} stuck",
-            message=(
-                f"{sample.device}/{sample.sensor} has read exactly {sample.celsius:g} °C "
-                f"{probe.same_count} times over {held_s:.0f} s"
+            AlertCondition(
+                source=probe.source,
+                type=STUCK_TYPE,
+                severity="minor",
+                site=sample.site,
+                zone=self._zone_id(sample, probe),
+                title=f"Sensor {sample.device}/{sample.sensor} stuck",
+                message=(
+                    f"{sample.device}/{sample.sensor} has read exactly {sample.celsius:g} °C "
+                    f"{probe.same_count} times over {held_s:.0f} s"
+                ),
+                value=sample.celsius,
+                threshold=None,
+                details={
+                    "device": sample.device,
+                    "sensor": sample.sensor,
+                    "samples": probe.same_count,
+                    "duration_s": round(held_s, 1),
+                },
+                at_ms=sample.ts_ms,
             ),
-            value=sample.celsius,
-            threshold=None,
-            details={
-                "device": sample.device,
-                "sensor": sample.sensor,
-                "samples": probe.same_count,
-                "duration_s": round(held_s, 1),
-            },
-            at_ms=sample.ts_ms,
         )
 
     # -- drift ----------------------------------------------------------------------------
@@ -191,26 +194,28 @@ class SensorHealthDetector:
         drift = probe.ewma
         if abs(drift) > policy.drift_threshold_c:
             self._lifecycle.report(
-                source=probe.source,
-                type_=DRIFT_TYPE,
-                severity="minor",
-                site=sample.site,
-                zone=zone_key.split("/", 1)[1],
-                title=f"Sensor {sample.device}/{sample.sensor} drifting",
-                message=(
-                    f"{sample.device}/{sample.sensor} reads {drift:+.2f} °C away from the "
-                    f"zone's other probes (reference {reference:.2f} °C, usual offset "
-                    f"{offset:+.2f} °C)"
+                AlertCondition(
+                    source=probe.source,
+                    type=DRIFT_TYPE,
+                    severity="minor",
+                    site=sample.site,
+                    zone=zone_key.split("/", 1)[1],
+                    title=f"Sensor {sample.device}/{sample.sensor} drifting",
+                    message=(
+                        f"{sample.device}/{sample.sensor} reads {drift:+.2f} °C away from the "
+                        f"zone's other probes (reference {reference:.2f} °C, usual offset "
+                        f"{offset:+.2f} °C)"
+                    ),
+                    value=round(drift, 3),
+                    threshold=policy.drift_threshold_c,
+                    details={
+                        "device": sample.device,
+                        "sensor": sample.sensor,
+                        "reference_c": round(reference, 3),
+                        "offset_c": round(offset, 3),
+                    },
+                    at_ms=sample.ts_ms,
                 ),
-                value=round(drift, 3),
-                threshold=policy.drift_threshold_c,
-                details={
-                    "device": sample.device,
-                    "sensor": sample.sensor,
-                    "reference_c": round(reference, 3),
-                    "offset_c": round(offset, 3),
-                },
-                at_ms=sample.ts_ms,
             )
         elif abs(drift) < policy.drift_clear_c and self._lifecycle.is_open(
             probe.source, DRIFT_TYPE

@@ -35,13 +35,12 @@ import tempfile
 import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from core.alerts import AlertStore, Severity
+from core.alerts import AlertCondition, AlertStore
 from core.influx import InfluxClient, line
 from core.influx_writer import BatchWriter, WriterMetrics
 from core.inventory import (
@@ -67,6 +66,7 @@ from rules.inventory.replenishment import (
 )
 from rules.inventory.rfid import RfidEvent, RfidTracker, ZoneEnter, ZoneExit
 from rules.inventory.weight import AmbiguousChange, CellConfig, CellTracker, Movement
+from rules.lifecycle import AlertLifecycle
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ class InventoryProcessor:
         *,
         store: InventoryStore,
         alerts: AlertStore,
+        lifecycle: AlertLifecycle | None = None,
         influx: InfluxClient | None = None,
         config: InventorySettings | None = None,
         spool_dir: Path | None = None,
@@ -122,6 +123,8 @@ class InventoryProcessor:
     ) -> None:
         self.store = store
         self.alerts = alerts
+        # Alerts are raised and cleared only through the lifecycle (debounce, severity).
+        self.lifecycle = lifecycle or AlertLifecycle(alerts)
         self.config = config or InventorySettings()
         # Stock, movement and suggestion points go through the same durable writer as the
         # readings: batched, never blocking the rules loop, spooled to disk while InfluxDB is
@@ -152,7 +155,9 @@ class InventoryProcessor:
         self._picked: dict[tuple[str, str], deque[list[int]]] = {}
         self._loss_checks: deque[_LossCheck] = deque()
         self._misplaced: dict[tuple[str, str], _Misplaced] = {}
-        self._misplaced_active: set[tuple[str, str, str]] = set()
+        # Settled misplaced tags, with the condition reported for them (again each tick while
+        # a debounce holds it back).
+        self._misplaced_active: dict[tuple[str, str, str], AlertCondition] = {}
         self._levels: dict[tuple[str, str], tuple[int, float, str]] = {}
         self._last_sweep_ms: int | None = None
         self.reload_catalog()
@@ -311,19 +316,21 @@ class InventoryProcessor:
         shelf = entry.shelf
         entry.last_ambiguous_ms = change.ts_ms
         self._raise(
-            source=f"{shelf.site}/{shelf.device}/{shelf.cell}",
-            type_="weight_ambiguous",
-            severity="warning",
-            site=shelf.site,
-            title=f"Ambiguous weight change on {shelf.device}/{shelf.cell}",
-            message=(
-                f"{change.delta_grams:+.1f} g is {change.units_estimate:+.2f} units of "
-                f"{shelf.sku}: not a whole number, stock not changed; please count the shelf"
+            AlertCondition(
+                source=f"{shelf.site}/{shelf.device}/{shelf.cell}",
+                type="weight_ambiguous",
+                severity="warning",
+                site=shelf.site,
+                title=f"Ambiguous weight change on {shelf.device}/{shelf.cell}",
+                message=(
+                    f"{change.delta_grams:+.1f} g is {change.units_estimate:+.2f} units of "
+                    f"{shelf.sku}: not a whole number, stock not changed; please count the shelf"
+                ),
+                value=change.units_estimate,
+                threshold=None,
+                details={"sku": shelf.sku, "delta_grams": round(change.delta_grams, 1)},
+                at_ms=change.ts_ms,
             ),
-            value=change.units_estimate,
-            threshold=None,
-            details={"sku": shelf.sku, "delta_grams": round(change.delta_grams, 1)},
-            at_ms=change.ts_ms,
         )
 
     def _rfid_events(
@@ -560,9 +567,17 @@ class InventoryProcessor:
             return None
         suggestion = self._suggest(rule, projected=projected, reason=reason, at_ms=at_ms)
         if suggestion is None:
+            if self.lifecycle.is_pending(source, "reorder"):
+                # Still below the trigger while debouncing: the open suggestion covers the
+                # gap, and the condition must keep being seen to be raised once it has held.
+                covering = self.store.open_suggestions(site, sku_id)
+                pending = [s for s in covering if s.state == "suggested"] or covering
+                if pending:
+                    self._raise(self._reorder_condition(rule, sku, projected, pending[0], at_ms))
             return None
-        qty = suggestion.qty
-        logger.info("purchase suggestion %d: %s qty %g (%s)", suggestion.id, source, qty, reason)
+        logger.info(
+            "purchase suggestion %d: %s qty %g (%s)", suggestion.id, source, suggestion.qty, reason
+        )
         self._write(
             [
                 line(
@@ -579,23 +594,29 @@ class InventoryProcessor:
                 )
             ]
         )
-        self._raise(
-            source=source,
-            type_="reorder",
+        self._raise(self._reorder_condition(rule, sku, projected, suggestion, at_ms))
+        return suggestion
+
+    def _reorder_condition(
+        self, rule: ReorderRule, sku: Sku, projected: float, suggestion: Suggestion, at_ms: int
+    ) -> AlertCondition:
+        qty = suggestion.qty
+        return AlertCondition(
+            source=f"{rule.site}/{rule.sku}",
+            type="reorder",
             severity="minor",
-            site=site,
-            title=f"Reorder {sku_id} at {site}",
+            site=rule.site,
+            title=f"Reorder {rule.sku} at {rule.site}",
             message=(
-                f"{sku.name or sku_id}: projected {projected:g} {rule.trigger_op} "
+                f"{sku.name or rule.sku}: projected {projected:g} {rule.trigger_op} "
                 f"{rule.trigger_level:g}; "
                 f"suggested purchase of {qty:g}" + (f" from {sku.supplier}" if sku.supplier else "")
             ),
             value=projected,
             threshold=rule.trigger_level,
-            details={"suggestion_id": suggestion.id, "qty": qty, "reason": reason},
+            details={"suggestion_id": suggestion.id, "qty": qty, "reason": suggestion.reason},
             at_ms=at_ms,
         )
-        return suggestion
 
     def _suggest(
         self, rule: ReorderRule, *, projected: float, reason: str, at_ms: int
@@ -661,36 +682,44 @@ class InventoryProcessor:
             if removal is not None and now_ms >= removal:
                 live.add((source, "expired_on_shelf"))
                 self._raise(
-                    source=source,
-                    type_="expired_on_shelf",
-                    severity="major",
-                    site=lot.site,
-                    title=f"Lot {lot.lot} of {lot.sku} past its removal date",
-                    message=(
-                        f"{lot.qty:g} units of lot {lot.lot} at {lot.location} must be taken "
-                        "out of stock; they no longer count as available"
+                    AlertCondition(
+                        source=source,
+                        type="expired_on_shelf",
+                        severity="major",
+                        site=lot.site,
+                        title=f"Lot {lot.lot} of {lot.sku} past its removal date",
+                        message=(
+                            f"{lot.qty:g} units of lot {lot.lot} at {lot.location} must be taken "
+                            "out of stock; they no longer count as available"
+                        ),
+                        value=lot.qty,
+                        threshold=None,
+                        details={"lot": lot.lot, "location": lot.location, "removal_at": removal},
+                        at_ms=now_ms,
                     ),
-                    value=lot.qty,
-                    threshold=None,
-                    details={"lot": lot.lot, "location": lot.location, "removal_at": removal},
-                    at_ms=now_ms,
                 )
             if lot.alert_at is not None and now_ms >= lot.alert_at:
                 live.add((source, "expiry_alert"))
                 self._raise(
-                    source=source,
-                    type_="expiry_alert",
-                    severity="warning",
-                    site=lot.site,
-                    title=f"Lot {lot.lot} of {lot.sku} reached its alert date",
-                    message=(
-                        f"{lot.qty:g} units at {lot.location}; expires "
-                        f"{_date(lot.expiration_at)}, removal {_date(removal)}"
+                    AlertCondition(
+                        source=source,
+                        type="expiry_alert",
+                        severity="warning",
+                        site=lot.site,
+                        title=f"Lot {lot.lot} of {lot.sku} reached its alert date",
+                        message=(
+                            f"{lot.qty:g} units at {lot.location}; expires "
+                            f"{_date(lot.expiration_at)}, removal {_date(removal)}"
+                        ),
+                        value=lot.qty,
+                        threshold=None,
+                        details={
+                            "lot": lot.lot,
+                            "location": lot.location,
+                            "alert_at": lot.alert_at,
+                        },
+                        at_ms=now_ms,
                     ),
-                    value=lot.qty,
-                    threshold=None,
-                    details={"lot": lot.lot, "location": lot.location, "alert_at": lot.alert_at},
-                    at_ms=now_ms,
                 )
         self._clear_gone(("expired_on_shelf", "expiry_alert"), live, now_ms, "lot is empty")
 
@@ -717,16 +746,18 @@ class InventoryProcessor:
             days = figures.days_since_outflow or 0.0
             cost = self._skus[sku].unit_cost if sku in self._skus else 0.0
             self._raise(
-                source=source,
-                type_="dead_stock",
-                severity="minor",
-                site=site,
-                title=f"Dead stock: {sku} at {site}",
-                message=f"{stock:g} units, no outflow for {days:.0f} days",
-                value=days,
-                threshold=self.config.dead_after_days,
-                details={"sku": sku, "stock": stock, "value": stock * cost},
-                at_ms=now_ms,
+                AlertCondition(
+                    source=source,
+                    type="dead_stock",
+                    severity="minor",
+                    site=site,
+                    title=f"Dead stock: {sku} at {site}",
+                    message=f"{stock:g} units, no outflow for {days:.0f} days",
+                    value=days,
+                    threshold=self.config.dead_after_days,
+                    details={"sku": sku, "stock": stock, "value": stock * cost},
+                    at_ms=now_ms,
+                ),
             )
         self._clear_gone(("dead_stock",), live, now_ms, "stock moved again")
 
@@ -752,24 +783,27 @@ class InventoryProcessor:
             source = f"{item.site}/{item.sku}"
             live.add((source, "supply_imbalance"))
             self._raise(
-                source=source,
-                type_="supply_imbalance",
-                severity="major",
-                site=item.site,
-                title=f"Short of {item.sku} at {item.site}: {item.shortfall:g} units",
-                message=(
-                    f"confirmed demand {item.demand:g} due within "
-                    f"{self.config.imbalance_horizon_days:g} days; available {item.available:g},"
-                    f" inbound {item.in_transit:g}; value at risk {item.value_at_risk:.2f}"
+                AlertCondition(
+                    source=source,
+                    type="supply_imbalance",
+                    severity="major",
+                    site=item.site,
+                    title=f"Short of {item.sku} at {item.site}: {item.shortfall:g} units",
+                    message=(
+                        f"confirmed demand {item.demand:g} due within "
+                        f"{self.config.imbalance_horizon_days:g} days; available "
+                        f"{item.available:g}, inbound {item.in_transit:g}; "
+                        f"value at risk {item.value_at_risk:.2f}"
+                    ),
+                    value=item.value_at_risk,
+                    threshold=None,
+                    details={
+                        "rank": rank,
+                        "shortfall": item.shortfall,
+                        "first_due_at": item.first_due_ms,
+                    },
+                    at_ms=now_ms,
                 ),
-                value=item.value_at_risk,
-                threshold=None,
-                details={
-                    "rank": rank,
-                    "shortfall": item.shortfall,
-                    "first_due_at": item.first_due_ms,
-                },
-                at_ms=now_ms,
             )
         self._clear_gone(("supply_imbalance",), live, now_ms, "demand covered")
 
@@ -781,19 +815,21 @@ class InventoryProcessor:
                 continue
             source = f"{check.site}/{check.device}/{check.cell}"
             self._raise(
-                source=source,
-                type_="unexplained_loss",
-                severity="major",
-                site=check.site,
-                title=f"Unexplained loss of {check.units} × {check.sku}",
-                message=(
-                    f"{check.device}/{check.cell} lost {check.units} units with no RFID exit "
-                    f"and no recorded pick within {self.config.loss_window_s:g} s"
+                AlertCondition(
+                    source=source,
+                    type="unexplained_loss",
+                    severity="major",
+                    site=check.site,
+                    title=f"Unexplained loss of {check.units} × {check.sku}",
+                    message=(
+                        f"{check.device}/{check.cell} lost {check.units} units with no RFID exit "
+                        f"and no recorded pick within {self.config.loss_window_s:g} s"
+                    ),
+                    value=float(check.units),
+                    threshold=None,
+                    details={"sku": check.sku, "drop_at": check.ts_ms},
+                    at_ms=check.ts_ms + window,
                 ),
-                value=float(check.units),
-                threshold=None,
-                details={"sku": check.sku, "drop_at": check.ts_ms},
-                at_ms=check.ts_ms + window,
             )
 
     def _loss_explained(self, check: _LossCheck, window: int) -> bool:
@@ -825,6 +861,7 @@ class InventoryProcessor:
 
     def _check_misplaced(self, now_ms: int) -> None:
         settle = round(self.config.misplaced_after_s * 1000)
+        fresh: set[tuple[str, str, str]] = set()
         for key, item in list(self._misplaced.items()):
             if now_ms - item.ts_ms < settle:
                 continue
@@ -832,10 +869,9 @@ class InventoryProcessor:
             tracker = self._rfid.get(item.site)
             if tracker is None or tracker.zone_of(item.epc) != item.zone:
                 continue
-            self._misplaced_active.add((item.site, item.zone, item.sku))
-            self._raise(
+            condition = AlertCondition(
                 source=f"{item.site}/{item.zone}/{item.sku}",
-                type_="misplaced_item",
+                type="misplaced_item",
                 severity="minor",
                 site=item.site,
                 zone=item.zone,
@@ -849,55 +885,38 @@ class InventoryProcessor:
                 details={"epc": item.epc, "home_zone": item.home},
                 at_ms=item.ts_ms + settle,
             )
-        for site, zone, sku in list(self._misplaced_active):
+            self._misplaced_active[(item.site, item.zone, item.sku)] = condition
+            fresh.add((item.site, item.zone, item.sku))
+            self._raise(condition)
+        for where, condition in list(self._misplaced_active.items()):
+            site, zone, sku = where
             tracker = self._rfid.get(site)
             if tracker is None or tracker.count(zone, sku) == 0:
-                self._misplaced_active.discard((site, zone, sku))
+                del self._misplaced_active[where]
                 self._clear(f"{site}/{zone}/{sku}", "misplaced_item", now_ms, "tag left the zone")
+            elif where not in fresh and self.lifecycle.is_pending(condition.source, condition.type):
+                self._raise(replace(condition, at_ms=now_ms))
 
     # ------------------------------------------------------------------ alerts
 
-    def _raise(
-        self,
-        *,
-        source: str,
-        type_: str,
-        severity: Severity,
-        site: str,
-        title: str,
-        message: str,
-        value: float | None,
-        threshold: float | None,
-        details: dict[str, Any],
-        at_ms: int,
-        zone: str | None = None,
-    ) -> None:
-        _, created = self.alerts.raise_alert(
-            source=source,
-            type_=type_,
-            severity=severity,
-            site=site,
-            zone=zone,
-            title=title,
-            message=message,
-            value=value,
-            threshold=threshold,
-            details=details,
-            at_ms=at_ms,
-        )
-        if created:
-            logger.info("alert %s raised for %s: %s", type_, source, title)
+    def _raise(self, condition: AlertCondition) -> None:
+        # Every sweep that still sees the condition reports it: the lifecycle debounces.
+        if self.lifecycle.report(condition) is not None:
+            logger.info(
+                "alert %s raised for %s: %s", condition.type, condition.source, condition.title
+            )
 
     def _clear(self, source: str, type_: str, at_ms: int, note: str) -> None:
-        if self.alerts.clear(source, type_, at_ms=at_ms, note=note) is not None:
+        if self.lifecycle.resolve(source, type_, at_ms=at_ms, note=note) is not None:
             logger.info("alert %s cleared for %s: %s", type_, source, note)
 
     def _clear_gone(
         self, types: tuple[str, ...], live: set[tuple[str, str]], at_ms: int, note: str
     ) -> None:
-        for alert in self.alerts.list(state="active", limit=100_000):
-            if alert.type in types and (alert.source, alert.type) not in live:
-                self._clear(alert.source, alert.type, at_ms, note)
+        # Open alerts and conditions still debouncing alike: a condition gone before its
+        # debounce ended must start again from zero.
+        for source, type_ in sorted(self.lifecycle.tracked(types) - live):
+            self._clear(source, type_, at_ms, note)
 
     def _write(self, lines: Sequence[str]) -> None:
         if self.influx is not None:
@@ -939,14 +958,17 @@ def build_inventory_processor(
     influx: InfluxClient | None,
     *,
     config: InventorySettings | None = None,
+    lifecycle: AlertLifecycle | None = None,
 ) -> InventoryProcessor:
     """The inventory processor over the pipeline's database connection and alert store.
 
-    Tuning comes from ``config``, else ``settings.inventory``.
+    Tuning comes from ``config``, else ``settings.inventory``; alerts go through
+    ``lifecycle`` (the pipeline's shared one), else a new one over ``store``.
     """
     return InventoryProcessor(
         store=InventoryStore(conn),
         alerts=store,
+        lifecycle=lifecycle,
         influx=influx,
         config=config or settings.inventory,
         spool_dir=settings.data_dir / "spool" / "inventory",

@@ -35,7 +35,7 @@ from core import db
 from core.alerts import Alert, AlertStore, OutboxItem
 from core.influx import InfluxClient
 from core.settings import Settings
-from rules.lifecycle import channel_health_hooks
+from rules.lifecycle import AlertLifecycle, channel_health_hooks
 from rules.notify.base import Channel, DeliveryError
 from rules.notify.digest import DigestEntry
 from rules.notify.dingtalk import DingTalkChannel
@@ -423,7 +423,7 @@ async def run_notifier(settings: Settings) -> None:
     influx = InfluxClient(settings.influx)
     channels = build_channels(settings, influx)
     store = AlertStore(conn, [c.name for c in channels], alerting=settings.alerting)
-    on_problem, on_recovered = channel_health_hooks(store)
+    on_problem, on_recovered = channel_health_hooks(AlertLifecycle(store, settings.alerting))
     notifier = Notifier(
         store,
         channels,

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from core import db
-from core.alerts import Alert, AlertStore, Severity
+from core.alerts import Alert, AlertCondition, AlertStore, Severity
 from core.settings import ChannelSettings
+from rules.lifecycle import AlertLifecycle
 from rules.notify.base import DeliveryError
 from rules.notify.dingtalk import MAX_BODY_BYTES, DingTalkChannel
 from rules.notify.service import Notifier
@@ -189,18 +190,20 @@ def test_dingtalk_wrong_secret_is_permanent_not_retried_and_redacted(
 ) -> None:
     wrong = "SEC" + secrets.token_hex(24)
     store = AlertStore(db.connect(tmp_path / "a.db"), ["dingtalk-ops"])
-    store.raise_alert(
-        source="s",
-        type_="cold_chain_excursion",
-        severity="critical",
-        site="WH1",
-        zone="cold",
-        title="t",
-        message="m",
-        value=9.0,
-        threshold=8.0,
-        details={},
-        at_ms=int(clock() * 1000),
+    AlertLifecycle(store).report(
+        AlertCondition(
+            source="s",
+            type="cold_chain_excursion",
+            severity="critical",
+            site="WH1",
+            zone="cold",
+            title="t",
+            message="m",
+            value=9.0,
+            threshold=8.0,
+            details={},
+            at_ms=int(clock() * 1000),
+        )
     )
     problems: list[tuple[str, str]] = []
     channel = DingTalkChannel(ding_settings(dingtalk, wrong), console_url=CONSOLE, clock=clock)
@@ -329,18 +332,20 @@ def test_wecom_wrong_key_is_permanent(wecom: WeComRobot, clock: FakeClock, tmp_p
         {"name": "wecom-ops", "kind": "wecom", "url": wecom.url.replace(wecom.key, "wrong-key-123")}
     )
     store = AlertStore(db.connect(tmp_path / "a.db"), ["wecom-ops"])
-    store.raise_alert(
-        source="s",
-        type_="sensor_offline",
-        severity="major",
-        site="WH1",
-        zone=None,
-        title="t",
-        message="m",
-        value=None,
-        threshold=None,
-        details={},
-        at_ms=int(clock() * 1000),
+    AlertLifecycle(store).report(
+        AlertCondition(
+            source="s",
+            type="sensor_offline",
+            severity="major",
+            site="WH1",
+            zone=None,
+            title="t",
+            message="m",
+            value=None,
+            threshold=None,
+            details={},
+            at_ms=int(clock() * 1000),
+        )
     )
     notifier = Notifier(store, [WeComChannel(settings, console_url=CONSOLE)], clock=clock)
 
@@ -367,25 +372,28 @@ def run_storm(
 ) -> list[int]:
     """Raise ``alerts`` within one simulated minute while delivering, then keep delivering."""
     ids: list[int] = []
+    lifecycle = AlertLifecycle(store)
 
     async def go() -> None:
         try:
             for second in range(60 * minutes):
                 for i in range(len(ids), min(alerts, (second + 1) * alerts // 60)):
-                    alert, created = store.raise_alert(
-                        source=f"WH{i % 3}/zone{i % 7}/probe{i}",
-                        type_="cold_chain_excursion",
-                        severity=SEVERITIES[i % 5],
-                        site=f"WH{i % 3}",
-                        zone=f"zone{i % 7}",
-                        title="t",
-                        message=f"probe{i} out of band",
-                        value=9.0 + i / 100,
-                        threshold=8.0,
-                        details={"sensor": f"probe{i}"},
-                        at_ms=int(clock() * 1000),
+                    alert = lifecycle.report(
+                        AlertCondition(
+                            source=f"WH{i % 3}/zone{i % 7}/probe{i}",
+                            type="cold_chain_excursion",
+                            severity=SEVERITIES[i % 5],
+                            site=f"WH{i % 3}",
+                            zone=f"zone{i % 7}",
+                            title="t",
+                            message=f"probe{i} out of band",
+                            value=9.0 + i / 100,
+                            threshold=8.0,
+                            details={"sensor": f"probe{i}"},
+                            at_ms=int(clock() * 1000),
+                        )
                     )
-                    assert created
+                    assert alert is not None
                     ids.append(alert.id)
                 await notifier.deliver_due()
                 clock.advance(1)

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 from core import db
-from core.alerts import AlertStore
+from core.alerts import AlertCondition, AlertStore
 from core.settings import Settings
+from rules.lifecycle import AlertLifecycle
 from simulators.robots import Received, WebhookReceiver
 from tests.conftest import RECENT_T0, wait_for
 
@@ -79,20 +80,24 @@ def test_notifier_sigkill_mid_delivery_delivers_all_50_once(tmp_path: Path) -> N
     settings = Settings(data_dir=tmp_path / "data")
     store = AlertStore(db.connect(settings.sqlite_path), ["hook"])
     ids = []
+    lifecycle = AlertLifecycle(store)
     for i in range(TOTAL):
-        alert, _ = store.raise_alert(
-            source=f"wh1/temp/probe-{i}",
-            type_="sensor_offline",
-            severity="major",
-            site="wh1",
-            zone=None,
-            title=f"probe-{i} offline",
-            message="m",
-            value=None,
-            threshold=None,
-            details={},
-            at_ms=RECENT_T0 + i,
+        alert = lifecycle.report(
+            AlertCondition(
+                source=f"wh1/temp/probe-{i}",
+                type="sensor_offline",
+                severity="major",
+                site="wh1",
+                zone=None,
+                title=f"probe-{i} offline",
+                message="m",
+                value=None,
+                threshold=None,
+                details={},
+                at_ms=RECENT_T0 + i,
+            )
         )
+        assert alert is not None
         ids.append(alert.id)
     assert len(store.outbox(status="pending")) == TOTAL
     hook = DedupingReceiver(hold_at=HOLD_AT).start()

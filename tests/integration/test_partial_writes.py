@@ -27,6 +27,7 @@ from core.influx_writer import (
     WriterMetrics,
 )
 from core.settings import InfluxSettings, Settings
+from rules.lifecycle import AlertLifecycle
 from rules.seed import Seed
 from stocksense.devservices import LocalStack, influxdb
 from stocksense.pipeline import Pipeline
@@ -273,7 +274,7 @@ def test_store_rejecting_alert_raises_and_clears_after_the_quiet_time(
         return store.active("influxdb/test", STORE_REJECTING_TYPE) is not None
 
     async def scenario(h: Harness) -> None:
-        alarm = StoreRejectingAlarm(store, {"influxdb/test": h.writer}, quiet_s=600)
+        alarm = StoreRejectingAlarm(AlertLifecycle(store), {"influxdb/test": h.writer}, quiet_s=600)
         await h.write([temp("p6", 0, "1.0")])
         alarm.tick(t0)
         assert not active()
@@ -300,7 +301,9 @@ def test_store_rejecting_alert_raises_and_clears_after_the_quiet_time(
         alarm.tick(t0 + 30 * MINUTE_MS)
         assert active()
         # After a restart, a new alarm clears what the old one left open, after a quiet time.
-        successor = StoreRejectingAlarm(store, {"influxdb/test": h.writer}, quiet_s=600)
+        successor = StoreRejectingAlarm(
+            AlertLifecycle(store), {"influxdb/test": h.writer}, quiet_s=600
+        )
         successor.tick(t0 + 31 * MINUTE_MS)
         successor.tick(t0 + 40 * MINUTE_MS)
         assert active()

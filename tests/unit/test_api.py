@@ -11,8 +11,9 @@ import httpx
 
 from api.app import create_app
 from core import db
-from core.alerts import AlertStore
+from core.alerts import AlertCondition, AlertStore
 from core.settings import Settings
+from rules.lifecycle import AlertLifecycle
 from tests.authutil import bearer
 
 Scenario = Callable[[httpx.AsyncClient, AlertStore], Awaitable[None]]
@@ -43,19 +44,22 @@ def test_alerts_list_get_and_ack(tmp_path: Path) -> None:
 
 
 async def _list_get_and_ack(client: httpx.AsyncClient, store: AlertStore) -> None:
-    alert, _ = store.raise_alert(
-        source="wh1/cold",
-        type_="cold_chain_excursion",
-        severity="critical",
-        site="wh1",
-        zone="cold",
-        title="t",
-        message="m",
-        value=9.5,
-        threshold=8.0,
-        details={},
-        at_ms=1000,
+    alert = AlertLifecycle(store).report(
+        AlertCondition(
+            source="wh1/cold",
+            type="cold_chain_excursion",
+            severity="critical",
+            site="wh1",
+            zone="cold",
+            title="t",
+            message="m",
+            value=9.5,
+            threshold=8.0,
+            details={},
+            at_ms=1000,
+        )
     )
+    assert alert is not None
     listed = _json(await client.get("/alerts", params={"state": "active"}))
     assert [(a["id"], a["source"], a["value"]) for a in listed] == [(alert.id, "wh1/cold", 9.5)]
     acked = await client.post(f"/alerts/{alert.id}/ack", json={"by": "li.wei"})

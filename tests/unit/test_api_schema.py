@@ -36,9 +36,10 @@ from schemathesis.config import SchemathesisConfig
 from api.app import create_app
 from api.fields import INT64_MAX
 from core import db
-from core.alerts import AlertStore
+from core.alerts import AlertCondition, AlertStore
 from core.inventory import InventoryStore, LotIn, RfidZone, Shelf, Sku
 from core.settings import Settings
+from rules.lifecycle import AlertLifecycle
 from tests.authutil import api_token
 
 BASE_URL = "http://testserver"
@@ -90,18 +91,20 @@ def _seed(settings: Settings) -> None:
             site="wh1", sku="TEA", qty=36, reason="min", projected=9, trigger_level=10, ts_ms=1
         )
         alerts = AlertStore(conn, [])
-        alerts.raise_alert(
-            source="wh1/cold",
-            type_="cold_chain_excursion",
-            severity="critical",
-            site="wh1",
-            zone="cold",
-            title="cold room warm",
-            message="11.5 °C",
-            value=11.5,
-            threshold=8.0,
-            details={},
-            at_ms=1000,
+        AlertLifecycle(alerts).report(
+            AlertCondition(
+                source="wh1/cold",
+                type="cold_chain_excursion",
+                severity="critical",
+                site="wh1",
+                zone="cold",
+                title="cold room warm",
+                message="11.5 °C",
+                value=11.5,
+                threshold=8.0,
+                details={},
+                at_ms=1000,
+            )
         )
         alerts.create_silence(
             site="wh1",

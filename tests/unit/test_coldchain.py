@@ -10,6 +10,7 @@ from core import db
 from core.alerts import AlertStore
 from core.readings import TempSample
 from rules.coldchain import ALERT_TYPE, ColdChainRule
+from rules.lifecycle import AlertLifecycle
 from rules.seed import Seed, SensorRef, Site, TempBand, Zone
 
 T0 = 1_795_309_200_000
@@ -35,7 +36,7 @@ def _rule(tmp_path: Path, allowance_s: float = 60) -> tuple[ColdChainRule, Alert
         ]
     )
     store = AlertStore(db.connect(tmp_path / "a.db"), ["webhook"])
-    return ColdChainRule(seed, store), store
+    return ColdChainRule(seed, AlertLifecycle(store)), store
 
 
 def _feed(

@@ -11,7 +11,7 @@ import httpx
 
 from api.app import create_app
 from core import db
-from core.alerts import Alert, AlertStore
+from core.alerts import Alert, AlertCondition, AlertStore
 from core.settings import AlertingSettings, RouteSettings, Settings, TypePolicy
 from rules.lifecycle import AlertLifecycle, channel_health_hooks
 from rules.notify.base import DeliveryError
@@ -37,17 +37,18 @@ def _report(
     zone: str | None = "cold",
 ) -> Alert | None:
     return life.report(
-        source=source,
-        type_=type_,
-        severity=severity,
-        site=site,
-        zone=zone,
-        title="t",
-        message="m",
-        value=9.0,
-        threshold=8.0,
-        details={},
-        at_ms=at_ms,
+        AlertCondition(
+            source=source,
+            type=type_,
+            severity=severity,
+            site=site,
+            zone=zone,
+            title="t",
+            message="m",
+            value=9.0,
+            threshold=8.0,
+            at_ms=at_ms,
+        )
     )
 
 
@@ -301,10 +302,10 @@ def test_channel_health_alert_raised_on_problem_and_cleared_on_recovery(tmp_path
     ops, erp = _Recorder("ops"), _Recorder("erp")
     clock = [time.time() + 1]  # the outbox schedules on wall time
     notifier = Notifier(store, [ops, erp], clock=lambda: clock[0])
-    notifier.on_channel_problem, notifier.on_channel_recovered = channel_health_hooks(
-        store, clock=lambda: clock[0]
-    )
     life = AlertLifecycle(store)
+    notifier.on_channel_problem, notifier.on_channel_recovered = channel_health_hooks(
+        life, clock=lambda: clock[0]
+    )
     ops.fail = True
     _report(life, T0)
     asyncio.run(notifier.deliver_due())
@@ -352,19 +353,22 @@ def test_api_silences_and_ack(tmp_path: Path) -> None:
             assert [s["id"] for s in listed] == [body["id"]]
             bad = await client.post("/alerts/silences", json={"created_by": "x", "reason": "y"})
             assert bad.status_code == 422
-            alert, _ = store.raise_alert(
-                source="wh1/temp/p1",
-                type_="sensor_offline",
-                severity="major",
-                site="wh1",
-                zone=None,
-                title="t",
-                message="m",
-                value=None,
-                threshold=None,
-                details={},
-                at_ms=body["starts_at"] + 1000,
+            alert = AlertLifecycle(store).report(
+                AlertCondition(
+                    source="wh1/temp/p1",
+                    type="sensor_offline",
+                    severity="major",
+                    site="wh1",
+                    zone=None,
+                    title="t",
+                    message="m",
+                    value=None,
+                    threshold=None,
+                    details={},
+                    at_ms=body["starts_at"] + 1000,
+                )
             )
+            assert alert is not None
             assert alert.silenced_by == body["id"]
             assert store.outbox(alert_id=alert.id) == []
             acked = await client.post(f"/alerts/{alert.id}/ack", json={"by": "li.wei"})

@@ -14,8 +14,9 @@ import pytest
 from pydantic import SecretStr
 
 from core import db
-from core.alerts import Alert, AlertEvent, AlertStore
+from core.alerts import Alert, AlertCondition, AlertEvent, AlertStore
 from core.settings import ChannelSettings
+from rules.lifecycle import AlertLifecycle
 from rules.notify.base import DeliveryError
 from rules.notify.digest import DigestEntry
 from rules.notify.pacing import RobotChannel, TokenBucket
@@ -148,21 +149,24 @@ def make_store(tmp_path: Path, channels: list[str]) -> AlertStore:
 
 def raise_many(store: AlertStore, n: int, *, at_ms: int) -> list[int]:
     ids = []
+    lifecycle = AlertLifecycle(store)
     for i in range(n):
-        alert, created = store.raise_alert(
-            source=f"WH1/cold/t{i}",
-            type_="cold_chain_excursion",
-            severity="critical",
-            site="WH1",
-            zone="cold",
-            title="t",
-            message="m",
-            value=9.0,
-            threshold=8.0,
-            details={},
-            at_ms=at_ms,
+        alert = lifecycle.report(
+            AlertCondition(
+                source=f"WH1/cold/t{i}",
+                type="cold_chain_excursion",
+                severity="critical",
+                site="WH1",
+                zone="cold",
+                title="t",
+                message="m",
+                value=9.0,
+                threshold=8.0,
+                details={},
+                at_ms=at_ms,
+            )
         )
-        assert created
+        assert alert is not None
         ids.append(alert.id)
     return ids
 
@@ -242,37 +246,41 @@ def test_permanent_failure_is_dead_at_once_and_reported_once(tmp_path: Path) -> 
     assert health.problem == str(bad_sign)
     assert health.permanent_failures == [str(bad_sign)]
     # A second permanent failure is recorded but not reported again ...
-    raise_many_second = store.raise_alert(
-        source="other",
-        type_="sensor_offline",
-        severity="major",
-        site="WH1",
-        zone=None,
-        title="t",
-        message="m",
-        value=None,
-        threshold=None,
-        details={},
-        at_ms=0,
+    raise_many_second = AlertLifecycle(store).report(
+        AlertCondition(
+            source="other",
+            type="sensor_offline",
+            severity="major",
+            site="WH1",
+            zone=None,
+            title="t",
+            message="m",
+            value=None,
+            threshold=None,
+            details={},
+            at_ms=0,
+        )
     )
-    assert raise_many_second[1]
+    assert raise_many_second is not None
     clock.advance(1)
     asyncio.run(notifier.deliver_due())
     assert problems == [("robot", str(bad_sign))]
     assert len(health.permanent_failures) == 2
     # ... and a success clears the problem.
-    store.raise_alert(
-        source="third",
-        type_="sensor_offline",
-        severity="major",
-        site="WH1",
-        zone=None,
-        title="t",
-        message="m",
-        value=None,
-        threshold=None,
-        details={},
-        at_ms=0,
+    AlertLifecycle(store).report(
+        AlertCondition(
+            source="third",
+            type="sensor_offline",
+            severity="major",
+            site="WH1",
+            zone=None,
+            title="t",
+            message="m",
+            value=None,
+            threshold=None,
+            details={},
+            at_ms=0,
+        )
     )
     clock.advance(1)
     assert asyncio.run(notifier.deliver_due()) == 1
