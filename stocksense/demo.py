@@ -21,6 +21,7 @@ from pathlib import Path
 
 from core import db
 from core.alerts import Alert, AlertStore
+from core.auth import AuthStore, Role
 from core.influx import query_sync, rows
 from core.inventory import InventoryStore, now_ms
 from core.settings import ChannelSettings, InfluxSettings, MqttSettings, NotifierSettings, Settings
@@ -45,6 +46,7 @@ SEED = EXAMPLES / "demo-warehouse.yaml"
 CATALOG = EXAMPLES / "demo-catalog.yaml"
 COFFEE_GTIN = "80614141123458"
 DINGTALK = "dingtalk-ops"
+DEMO_USER = "demo-operator"
 
 
 async def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
@@ -98,6 +100,16 @@ def _load_catalog(settings: Settings, catalog: Seed) -> None:
         )
     finally:
         conn.close()
+
+
+def _demo_login(settings: Settings) -> tuple[str, str]:
+    """An operator login for the console of this run (its database is new each run)."""
+    conn = db.connect(settings.sqlite_path)
+    try:
+        user, password = AuthStore(conn).add_user(DEMO_USER, Role.OPERATOR)
+    finally:
+        conn.close()
+    return user.name, password
 
 
 async def run_demo(
@@ -163,6 +175,8 @@ async def _run(
     api = ApiServer(settings, host="127.0.0.1", port=api_port)
     await api.start()
     print(f"Ops console    {settings.notifier.console_url}  (API docs at {api.url}/docs)")
+    user, password = _demo_login(settings)
+    print(f"Console login  {user} / {password}  (operator: ack and silence alerts)")
     config = _warehouse()
     config.excursions.append(Excursion(start_s=excursion_at_s, duration_s=excursion_s))
     warehouse = VirtualWarehouse(config, host="127.0.0.1", port=mqtt_port).start()

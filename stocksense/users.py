@@ -35,7 +35,9 @@ def _name(text: str) -> str:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """The ``add``, ``token``, ``revoke``, ``list`` and ``remove`` actions."""
-    actions = parser.add_subparsers(dest="action", required=True, metavar="action")
+    actions = parser.add_subparsers(
+        dest="action", required=True, metavar="action", help="what to do"
+    )
     add = actions.add_parser("add", help="create a user; prints a generated password once")
     add.add_argument("name", type=_name, help="login name, e.g. li.wei or erp-sync")
     add.add_argument(

@@ -458,3 +458,12 @@ def test_every_change_is_audited_with_before_and_after(tmp_path: Path) -> None:
         assert len(since) + len(until) == len(entries)
 
     _serve(settings, scenario)
+
+
+def test_the_console_page_signs_in_and_sends_the_csrf_header() -> None:
+    page = (Path(__file__).resolve().parents[2] / "api" / "static" / "console.html").read_text()
+    assert '<form id="login"' in page
+    assert 'type="password"' in page
+    assert 'headers["X-CSRF-Token"] = csrf' in page
+    assert 'api("/auth/login", {method: "POST"' in page
+    assert "prompt(\"Your name" not in page  # who acted is the signed-in user, not a typed name
