@@ -188,8 +188,13 @@ class StampLedger:
     def sync_soon(self) -> None:
         """Start writing pending stamps without waiting for it (QoS 0: nothing is redelivered
         by the broker, but a publisher's resend may still come after a restart)."""
-        if self._pending and self._writing is None:
-            self._writing = asyncio.get_running_loop().create_task(self._write())
+        if not self._pending or self._writing is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # called outside the service's loop: written with the next sync or at close
+        self._writing = loop.create_task(self._write())
 
     async def _write(self) -> None:
         data, upto = bytes(self._pending), self._appended
