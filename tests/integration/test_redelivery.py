@@ -129,7 +129,10 @@ def _worker(settings: Settings, metrics_port: int, log: Path) -> subprocess.Pope
         "STOCKSENSE_MQTT__CLIENT_ID": settings.mqtt.client_id,
         "STOCKSENSE_INFLUX__URL": settings.influx.url,
         "STOCKSENSE_INFLUX__DATABASE": settings.influx.database,
-        "STOCKSENSE_INFLUX__FLUSH_INTERVAL_S": "0.2",
+        # Each batch of the test below is one write of exactly 1,000 lines, never cut by the
+        # flush timer: the write left in flight at the SIGKILL then holds the whole batch.
+        "STOCKSENSE_INFLUX__BATCH_LINES": "1000",
+        "STOCKSENSE_INFLUX__FLUSH_INTERVAL_S": "60",
         # Longer than InfluxDB stays paused below: the write must stay in flight, not spool.
         "STOCKSENSE_INFLUX__TIMEOUT_S": "120",
         "STOCKSENSE_INGEST__METRICS_PORT": str(metrics_port),
@@ -203,7 +206,8 @@ def test_sigkill_between_write_and_puback_redelivers_onto_the_same_points(
             return m.get(received) == 2 * batch and m.get(buffered) == 0
 
         wait_until(sent, timeout=30, what="the second batch taken for writing")
-        wait_until(lambda: _queued_at(influx_port) > 0, timeout=30, what="its write at InfluxDB")
+        # Past the request's headers (a few hundred bytes): its body is sent in one piece.
+        wait_until(lambda: _queued_at(influx_port) > 1024, timeout=30, what="its write at InfluxDB")
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
         os.kill(influxd.pid, signal.SIGCONT)
