@@ -62,6 +62,10 @@ class AlertLifecycle:
         """True if (source, type) has been reported but not yet raised (debouncing)."""
         return (source, type_) in self._pending
 
+    def is_tracked(self, source: str, type_: str) -> bool:
+        """True if (source, type) is open or debouncing: its condition has to be resolved."""
+        return (source, type_) in self._open or (source, type_) in self._pending
+
     def tracked(self, types: Collection[str]) -> set[tuple[str, str]]:
         """(source, type) pairs of ``types`` that are pending or open."""
         return {k for k in (*self._pending, *self._open) if k[1] in types}

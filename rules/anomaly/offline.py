@@ -118,7 +118,7 @@ class OfflineDetector:
         if state.last_data_ms is None or ts_ms > state.last_data_ms:
             state.last_data_ms = ts_ms
         state.last_ms = max(state.last_ms, ts_ms, arrived_ms)
-        if state.down_reason is not None or self._lifecycle.is_open(state.source, ALERT_TYPE):
+        if state.down_reason is not None or self._lifecycle.is_tracked(state.source, ALERT_TYPE):
             state.down_reason = None
             self._lifecycle.resolve(state.source, ALERT_TYPE, at_ms=ts_ms, note="data again")
 

@@ -122,7 +122,7 @@ class SensorHealthDetector:
             probe.changes += 1
             probe.same_count = 1
             probe.same_since_ms = sample.ts_ms
-            if self._lifecycle.is_open(probe.source, STUCK_TYPE):
+            if self._lifecycle.is_tracked(probe.source, STUCK_TYPE):
                 self._lifecycle.resolve(
                     probe.source,
                     STUCK_TYPE,
@@ -217,7 +217,7 @@ class SensorHealthDetector:
                     at_ms=sample.ts_ms,
                 ),
             )
-        elif abs(drift) < policy.drift_clear_c and self._lifecycle.is_open(
+        elif abs(drift) < policy.drift_clear_c and self._lifecycle.is_tracked(
             probe.source, DRIFT_TYPE
         ):
             self._lifecycle.resolve(

@@ -567,9 +567,9 @@ class InventoryProcessor:
             return None
         suggestion = self._suggest(rule, projected=projected, reason=reason, at_ms=at_ms)
         if suggestion is None:
-            if self.lifecycle.is_pending(source, "reorder"):
-                # Still below the trigger while debouncing: the open suggestion covers the
-                # gap, and the condition must keep being seen to be raised once it has held.
+            if not self.lifecycle.is_open(source, "reorder"):
+                # Below the trigger with an open suggestion covering the gap: the condition
+                # holds, and must keep being seen for a debounce to end and raise it.
                 covering = self.store.open_suggestions(site, sku_id)
                 pending = [s for s in covering if s.state == "suggested"] or covering
                 if pending:

@@ -9,6 +9,7 @@ import pytest
 from core import db
 from core.alerts import AlertStore
 from core.readings import TempSample
+from core.settings import AlertingSettings, TypePolicy
 from rules.coldchain import ALERT_TYPE, ColdChainRule
 from rules.lifecycle import AlertLifecycle
 from rules.seed import Seed, SensorRef, Site, TempBand, Zone
@@ -16,7 +17,9 @@ from rules.seed import Seed, SensorRef, Site, TempBand, Zone
 T0 = 1_795_309_200_000
 
 
-def _rule(tmp_path: Path, allowance_s: float = 60) -> tuple[ColdChainRule, AlertStore]:
+def _rule(
+    tmp_path: Path, allowance_s: float = 60, alerting: AlertingSettings | None = None
+) -> tuple[ColdChainRule, AlertStore]:
     seed = Seed(
         sites=[
             Site(
@@ -35,7 +38,7 @@ def _rule(tmp_path: Path, allowance_s: float = 60) -> tuple[ColdChainRule, Alert
             )
         ]
     )
-    store = AlertStore(db.connect(tmp_path / "a.db"), ["webhook"])
+    store = AlertStore(db.connect(tmp_path / "a.db"), ["webhook"], alerting=alerting)
     return ColdChainRule(seed, AlertLifecycle(store)), store
 
 
@@ -123,6 +126,36 @@ def test_unbound_probes_and_late_readings_are_ignored(tmp_path: Path) -> None:
         TempSample(site="wh1", device="probe-1", sensor="t1", ts_ms=T0, celsius=5)
     )  # late
     assert len(store.list(state="active")) == 1
+
+
+def test_debounce_counts_from_the_first_reading_past_the_allowance(tmp_path: Path) -> None:
+    policy = TypePolicy(debounce_s=30, severity="major")
+    rule, store = _rule(tmp_path, alerting=AlertingSettings(types={ALERT_TYPE: policy}))
+    # out from T0+10 s; past the 60 s allowance at T0+80 s; 30 s later is T0+110 s
+    _feed(rule, [5, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9])  # up to T0+100 s: 20 s of debounce
+    assert store.list() == []
+    _feed(rule, [9], start=T0 + 109_999)
+    assert store.list() == []
+    _feed(rule, [9], start=T0 + 110_000)  # exactly at the limit
+    (alert,) = store.list()
+    assert (alert.raised_at, alert.severity, alert.details["held_s"]) == (
+        T0 + 110_000,
+        "major",
+        30.0,
+    )
+
+
+def test_excursion_ending_before_its_debounce_raises_nothing_and_starts_over(
+    tmp_path: Path,
+) -> None:
+    policy = TypePolicy(debounce_s=30)
+    rule, store = _rule(tmp_path, alerting=AlertingSettings(types={ALERT_TYPE: policy}))
+    _feed(rule, [9, 9, 9, 9, 9, 9, 9, 9, 9, 5])  # past the allowance at T0+70..80 s, then back
+    _feed(rule, [9, 9, 9, 9, 9, 9, 9, 9, 9], start=T0 + 100_000)  # past it at T0+170 s
+    # a debounce remembered from the first excursion would have raised at T0+170 s
+    assert store.list() == []
+    _feed(rule, [9, 9, 9], start=T0 + 190_000)  # T0+190..210 s
+    assert [a.raised_at for a in store.list()] == [T0 + 200_000]
 
 
 @pytest.mark.parametrize("band", [(8, 2), (5, 5)])

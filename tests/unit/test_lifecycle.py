@@ -84,6 +84,70 @@ def test_debounce_by_duration_and_count(tmp_path: Path) -> None:
     assert len(store.list()) == 2
 
 
+def test_debounce_raises_exactly_at_the_duration_and_count_limits(tmp_path: Path) -> None:
+    both = TypePolicy(debounce_s=60, debounce_count=3)
+    store = _store(tmp_path, AlertingSettings(types={"cold_chain_mkt": both}))
+    life = AlertLifecycle(store)
+    assert _report(life, T0) is None
+    assert _report(life, T0 + 59_999) is None  # seen twice, held 1 ms short
+    assert life.is_pending("wh1/cold", "cold_chain_mkt")
+    assert _report(life, T0 + 60_000) is not None  # both limits met exactly: third sighting
+    assert not life.is_pending("wh1/cold", "cold_chain_mkt")
+    # the count limit alone: held long enough, seen one time too few
+    other = {"source": "wh1/other"}
+    assert _report(life, T0, **other) is None
+    assert _report(life, T0 + 120_000, **other) is None
+    alert = _report(life, T0 + 120_001, **other)
+    assert alert is not None
+    assert (alert.raised_at, alert.details["debounce_count"], alert.details["held_s"]) == (
+        T0 + 120_001,
+        3,
+        120.0,
+    )
+
+
+def test_debounce_progress_is_per_source_and_type(tmp_path: Path) -> None:
+    policy = TypePolicy(debounce_s=30)
+    alerting = AlertingSettings(types={"cold_chain_mkt": policy, "sensor_drift": policy})
+    life = AlertLifecycle(_store(tmp_path, alerting))
+    assert _report(life, T0) is None
+    assert _report(life, T0 + 29_000, source="wh1/b") is None
+    assert _report(life, T0 + 29_000, type_="sensor_drift") is None
+    assert life.tracked({"cold_chain_mkt"}) == {
+        ("wh1/cold", "cold_chain_mkt"),
+        ("wh1/b", "cold_chain_mkt"),
+    }
+    raised = _report(life, T0 + 30_000)
+    assert raised is not None
+    assert (raised.source, raised.type) == ("wh1/cold", "cold_chain_mkt")
+    # the others started later and are still debouncing
+    assert _report(life, T0 + 30_000, source="wh1/b") is None
+    assert _report(life, T0 + 30_000, type_="sensor_drift") is None
+    assert life.tracked({"cold_chain_mkt"}) == {
+        ("wh1/cold", "cold_chain_mkt"),
+        ("wh1/b", "cold_chain_mkt"),
+    }
+    # a resolved pending condition raises nothing and leaves nothing behind
+    assert life.resolve("wh1/b", "cold_chain_mkt", at_ms=T0 + 31_000) is None
+    assert life.tracked({"cold_chain_mkt"}) == {("wh1/cold", "cold_chain_mkt")}
+    assert [a.source for a in life.store.list()] == ["wh1/cold"]
+
+
+def test_overridden_severity_is_what_the_routes_see(tmp_path: Path) -> None:
+    alerting = AlertingSettings(
+        types={"cold_chain_mkt": TypePolicy(severity="critical")},
+        routes=[
+            RouteSettings(severities=("critical",), channels=("oncall",)),
+            RouteSettings(severities=("major",), channels=("ops",)),
+        ],
+    )
+    store = _store(tmp_path, alerting)
+    alert = _report(AlertLifecycle(store), T0, severity="major")
+    assert alert is not None
+    assert alert.severity == "critical"
+    assert _sent_to(store) == [("influxdb", "raised"), ("oncall", "raised")]
+
+
 def test_severity_override_from_settings(tmp_path: Path) -> None:
     store = _store(
         tmp_path, AlertingSettings(types={"cold_chain_mkt": TypePolicy(severity="info")})
