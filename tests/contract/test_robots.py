@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from core import db
-from core.alerts import Alert, AlertCondition, AlertStore, Severity
+from core.alerts import Alert, AlertStore, Severity
 from core.settings import ChannelSettings
 from rules.lifecycle import AlertLifecycle
 from rules.notify.base import DeliveryError
@@ -21,6 +21,7 @@ from rules.notify.dingtalk import MAX_BODY_BYTES, DingTalkChannel
 from rules.notify.service import Notifier
 from rules.notify.wecom import WeComChannel
 from simulators.robots import DingTalkRobot, RobotLog, WeComRobot
+from tests.alertutil import condition
 
 CONSOLE = "http://127.0.0.1:8000/console"
 SEVERITIES: list[Severity] = ["critical", "major", "minor", "warning", "info"]
@@ -191,18 +192,15 @@ def test_dingtalk_wrong_secret_is_permanent_not_retried_and_redacted(
     wrong = "SEC" + secrets.token_hex(24)
     store = AlertStore(db.connect(tmp_path / "a.db"), ["dingtalk-ops"])
     AlertLifecycle(store).report(
-        AlertCondition(
-            source="s",
+        condition(
+            "s",
+            at_ms=int(clock() * 1000),
             type="cold_chain_excursion",
             severity="critical",
             site="WH1",
             zone="cold",
-            title="t",
-            message="m",
             value=9.0,
             threshold=8.0,
-            details={},
-            at_ms=int(clock() * 1000),
         )
     )
     problems: list[tuple[str, str]] = []
@@ -332,21 +330,7 @@ def test_wecom_wrong_key_is_permanent(wecom: WeComRobot, clock: FakeClock, tmp_p
         {"name": "wecom-ops", "kind": "wecom", "url": wecom.url.replace(wecom.key, "wrong-key-123")}
     )
     store = AlertStore(db.connect(tmp_path / "a.db"), ["wecom-ops"])
-    AlertLifecycle(store).report(
-        AlertCondition(
-            source="s",
-            type="sensor_offline",
-            severity="major",
-            site="WH1",
-            zone=None,
-            title="t",
-            message="m",
-            value=None,
-            threshold=None,
-            details={},
-            at_ms=int(clock() * 1000),
-        )
-    )
+    AlertLifecycle(store).report(condition("s", at_ms=int(clock() * 1000), site="WH1"))
     notifier = Notifier(store, [WeComChannel(settings, console_url=CONSOLE)], clock=clock)
 
     async def go() -> None:
@@ -379,18 +363,17 @@ def run_storm(
             for second in range(60 * minutes):
                 for i in range(len(ids), min(alerts, (second + 1) * alerts // 60)):
                     alert = lifecycle.report(
-                        AlertCondition(
-                            source=f"WH{i % 3}/zone{i % 7}/probe{i}",
+                        condition(
+                            f"WH{i % 3}/zone{i % 7}/probe{i}",
+                            at_ms=int(clock() * 1000),
                             type="cold_chain_excursion",
                             severity=SEVERITIES[i % 5],
                             site=f"WH{i % 3}",
                             zone=f"zone{i % 7}",
-                            title="t",
                             message=f"probe{i} out of band",
                             value=9.0 + i / 100,
                             threshold=8.0,
                             details={"sensor": f"probe{i}"},
-                            at_ms=int(clock() * 1000),
                         )
                     )
                     assert alert is not None

@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 
 from core import db
-from core.alerts import AlertCondition, AlertStore
+from core.alerts import AlertStore
 from core.settings import Settings
 from rules.lifecycle import AlertLifecycle
 from simulators.robots import Received, WebhookReceiver
+from tests.alertutil import condition
 from tests.conftest import RECENT_T0, wait_for
 
 pytestmark = pytest.mark.integration
@@ -83,19 +84,7 @@ def test_notifier_sigkill_mid_delivery_delivers_all_50_once(tmp_path: Path) -> N
     lifecycle = AlertLifecycle(store)
     for i in range(TOTAL):
         alert = lifecycle.report(
-            AlertCondition(
-                source=f"wh1/temp/probe-{i}",
-                type="sensor_offline",
-                severity="major",
-                site="wh1",
-                zone=None,
-                title=f"probe-{i} offline",
-                message="m",
-                value=None,
-                threshold=None,
-                details={},
-                at_ms=RECENT_T0 + i,
-            )
+            condition(f"wh1/temp/probe-{i}", at_ms=RECENT_T0 + i, title=f"probe-{i} offline")
         )
         assert alert is not None
         ids.append(alert.id)

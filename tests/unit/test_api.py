@@ -11,9 +11,10 @@ import httpx
 
 from api.app import create_app
 from core import db
-from core.alerts import AlertCondition, AlertStore
+from core.alerts import AlertStore
 from core.settings import Settings
 from rules.lifecycle import AlertLifecycle
+from tests.alertutil import condition
 from tests.authutil import bearer
 
 Scenario = Callable[[httpx.AsyncClient, AlertStore], Awaitable[None]]
@@ -45,18 +46,14 @@ def test_alerts_list_get_and_ack(tmp_path: Path) -> None:
 
 async def _list_get_and_ack(client: httpx.AsyncClient, store: AlertStore) -> None:
     alert = AlertLifecycle(store).report(
-        AlertCondition(
-            source="wh1/cold",
+        condition(
+            "wh1/cold",
+            at_ms=1000,
             type="cold_chain_excursion",
             severity="critical",
-            site="wh1",
             zone="cold",
-            title="t",
-            message="m",
             value=9.5,
             threshold=8.0,
-            details={},
-            at_ms=1000,
         )
     )
     assert alert is not None

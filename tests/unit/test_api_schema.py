@@ -36,10 +36,11 @@ from schemathesis.config import SchemathesisConfig
 from api.app import create_app
 from api.fields import INT64_MAX
 from core import db
-from core.alerts import AlertCondition, AlertStore
+from core.alerts import AlertStore
 from core.inventory import InventoryStore, LotIn, RfidZone, Shelf, Sku
 from core.settings import Settings
 from rules.lifecycle import AlertLifecycle
+from tests.alertutil import condition
 from tests.authutil import api_token
 
 BASE_URL = "http://testserver"
@@ -92,18 +93,16 @@ def _seed(settings: Settings) -> None:
         )
         alerts = AlertStore(conn, [])
         AlertLifecycle(alerts).report(
-            AlertCondition(
-                source="wh1/cold",
+            condition(
+                "wh1/cold",
+                at_ms=1000,
                 type="cold_chain_excursion",
                 severity="critical",
-                site="wh1",
                 zone="cold",
                 title="cold room warm",
                 message="11.5 °C",
                 value=11.5,
                 threshold=8.0,
-                details={},
-                at_ms=1000,
             )
         )
         alerts.create_silence(

@@ -11,11 +11,12 @@ import httpx
 
 from api.app import create_app
 from core import db
-from core.alerts import Alert, AlertCondition, AlertStore
+from core.alerts import Alert, AlertStore
 from core.settings import AlertingSettings, RouteSettings, Settings, TypePolicy
 from rules.lifecycle import AlertLifecycle, channel_health_hooks
 from rules.notify.base import DeliveryError
 from rules.notify.service import Notifier
+from tests.alertutil import condition
 from tests.authutil import bearer
 
 T0 = 1_795_309_200_000
@@ -37,17 +38,15 @@ def _report(
     zone: str | None = "cold",
 ) -> Alert | None:
     return life.report(
-        AlertCondition(
-            source=source,
+        condition(
+            source,
+            at_ms=at_ms,
             type=type_,
             severity=severity,
             site=site,
             zone=zone,
-            title="t",
-            message="m",
             value=9.0,
             threshold=8.0,
-            at_ms=at_ms,
         )
     )
 
@@ -418,19 +417,7 @@ def test_api_silences_and_ack(tmp_path: Path) -> None:
             bad = await client.post("/alerts/silences", json={"created_by": "x", "reason": "y"})
             assert bad.status_code == 422
             alert = AlertLifecycle(store).report(
-                AlertCondition(
-                    source="wh1/temp/p1",
-                    type="sensor_offline",
-                    severity="major",
-                    site="wh1",
-                    zone=None,
-                    title="t",
-                    message="m",
-                    value=None,
-                    threshold=None,
-                    details={},
-                    at_ms=body["starts_at"] + 1000,
-                )
+                condition("wh1/temp/p1", at_ms=body["starts_at"] + 1000)
             )
             assert alert is not None
             assert alert.silenced_by == body["id"]

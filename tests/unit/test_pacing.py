@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from core import db
-from core.alerts import Alert, AlertCondition, AlertEvent, AlertStore
+from core.alerts import Alert, AlertEvent, AlertStore
 from core.settings import ChannelSettings
 from rules.lifecycle import AlertLifecycle
 from rules.notify.base import DeliveryError
@@ -22,6 +22,7 @@ from rules.notify.digest import DigestEntry
 from rules.notify.pacing import RobotChannel, TokenBucket
 from rules.notify.service import Notifier
 from rules.notify.wecom import WeComChannel
+from tests.alertutil import condition
 
 
 class FakeClock:
@@ -152,18 +153,15 @@ def raise_many(store: AlertStore, n: int, *, at_ms: int) -> list[int]:
     lifecycle = AlertLifecycle(store)
     for i in range(n):
         alert = lifecycle.report(
-            AlertCondition(
-                source=f"WH1/cold/t{i}",
+            condition(
+                f"WH1/cold/t{i}",
+                at_ms=at_ms,
                 type="cold_chain_excursion",
                 severity="critical",
                 site="WH1",
                 zone="cold",
-                title="t",
-                message="m",
                 value=9.0,
                 threshold=8.0,
-                details={},
-                at_ms=at_ms,
             )
         )
         assert alert is not None
@@ -246,42 +244,14 @@ def test_permanent_failure_is_dead_at_once_and_reported_once(tmp_path: Path) -> 
     assert health.problem == str(bad_sign)
     assert health.permanent_failures == [str(bad_sign)]
     # A second permanent failure is recorded but not reported again ...
-    raise_many_second = AlertLifecycle(store).report(
-        AlertCondition(
-            source="other",
-            type="sensor_offline",
-            severity="major",
-            site="WH1",
-            zone=None,
-            title="t",
-            message="m",
-            value=None,
-            threshold=None,
-            details={},
-            at_ms=0,
-        )
-    )
+    raise_many_second = AlertLifecycle(store).report(condition("other", at_ms=0, site="WH1"))
     assert raise_many_second is not None
     clock.advance(1)
     asyncio.run(notifier.deliver_due())
     assert problems == [("robot", str(bad_sign))]
     assert len(health.permanent_failures) == 2
     # ... and a success clears the problem.
-    AlertLifecycle(store).report(
-        AlertCondition(
-            source="third",
-            type="sensor_offline",
-            severity="major",
-            site="WH1",
-            zone=None,
-            title="t",
-            message="m",
-            value=None,
-            threshold=None,
-            details={},
-            at_ms=0,
-        )
-    )
+    AlertLifecycle(store).report(condition("third", at_ms=0, site="WH1"))
     clock.advance(1)
     assert asyncio.run(notifier.deliver_due()) == 1
     assert health.problem is None
