@@ -186,9 +186,12 @@ class ThreadedDevices:
 
     def _run(self, host: str) -> None:
         asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self.devices.serve(host, self.port))
-        self._ready.set()
-        self._loop.run_forever()
+        try:
+            self._loop.run_until_complete(self.devices.serve(host, self.port))
+            self._ready.set()
+            self._loop.run_forever()
+        finally:
+            self._loop.close()
 
     def start(self) -> ThreadedDevices:
         """Start and wait until listening."""
