@@ -141,6 +141,9 @@ def test_reorder_debounce_across_sweeps_and_severity(
             ),
             # A sweep at every tick of this test (ticks are at least 1 ms apart).
             "inventory": InventorySettings(evaluate_interval_s=0.001, loss_window_s=60),
+            # This test's site only: other tests' retained status messages stay out of the
+            # processed count it waits on.
+            "mqtt": settings.mqtt.model_copy(update={"sites": (SITE,)}),
         }
     )
     conn = db.connect(cfg.sqlite_path)

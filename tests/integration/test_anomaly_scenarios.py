@@ -142,6 +142,9 @@ async def running(
         update={
             "notifier": NotifierSettings(channels=channels, poll_interval_s=0.05),
             "alerting": alerting,
+            # This scenario's site only: retained status messages of other tests would count
+            # as processed readings and end the "rules caught up" waits early.
+            "mqtt": settings.mqtt.model_copy(update={"sites": (site,)}),
         }
     )
     # The scenarios drive time themselves: readings arrive "at" T0 as far as the rules know.

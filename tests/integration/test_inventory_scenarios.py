@@ -36,7 +36,7 @@ from tests.conftest import RECENT_T0, Publisher, until
 pytestmark = pytest.mark.integration
 
 T0 = RECENT_T0
-SITE = "wh1"
+SITE = "inv-scenarios"
 GTIN_A = "80614141123458"
 GTIN_B = "06901234567892"
 CATALOG = [
@@ -124,6 +124,11 @@ class Shelves:
 
 
 def _run(settings: Settings, body: Callable[[Pipeline, Recorder], Awaitable[None]]) -> None:
+    # This site's topics only: retained status messages other tests leave on the session broker
+    # would count as processed readings and end the "rules caught up" waits early.
+    settings = settings.model_copy(
+        update={"mqtt": settings.mqtt.model_copy(update={"sites": (SITE,)})}
+    )
     conn = db.connect(settings.sqlite_path)
     influx = InfluxClient(settings.influx)
 
