@@ -222,9 +222,14 @@ class EdgeAgent:
     async def _poll_loop(self, state: DeviceState) -> None:
         device = state.config
         loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
         next_at = loop.time()
         while True:
             await self._poll_once(state)
+            if task is not None and task.cancelling():
+                # Python 3.11's wait_for drops a cancellation that arrives as the poll completes:
+                # stop anyway, or SIGTERM would leave the agent polling forever.
+                raise asyncio.CancelledError
             if state.batch and (
                 len(state.batch) >= MAX_READINGS_PER_MESSAGE
                 or time.monotonic() - state.batch_started >= device.batch_interval_s

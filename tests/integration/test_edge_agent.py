@@ -61,10 +61,16 @@ class Agent:
         return self
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(20)
-        self.proc = None
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # never leave it behind, then say why the test failed
+            proc.wait(10)
+            pytest.fail(f"stocksense edge did not stop within 20 s of {sig.name}")
 
 
 @pytest.fixture
@@ -269,6 +275,7 @@ def test_outage_and_sigkill_lose_nothing(
     """About 400 readings/s through a 25 s broker outage with a SIGKILL of the agent in it."""
     site = _site()
     broker = mosquitto(tmp_path / "broker").start()
+    agent: Agent | None = None
     try:
         config = shelf_config(site, broker.port, modbus.port, tmp_path / "q.sqlite")
         temp = config["devices"][1]
@@ -323,6 +330,8 @@ def test_outage_and_sigkill_lose_nothing(
 
         run_with_ingest(ingest, scenario)
     finally:
+        if agent is not None:
+            agent.stop(signal.SIGKILL)  # only if a failure left it running
         broker.stop()
     got = temps()
     per_sensor: dict[str, list[int]] = {}
