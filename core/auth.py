@@ -32,6 +32,18 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
+def _new_token() -> str:
+    """43 URL-safe characters (256 random bits) that never start with ``-``.
+
+    A token's first characters are how ``stocksense users revoke PREFIX`` names it, and a prefix
+    starting with ``-`` would be read as an option.
+    """
+    while True:
+        token = secrets.token_urlsafe(32)
+        if not token.startswith("-"):
+            return token
+
+
 class Role(StrEnum):
     """What a user may do; see ``PERMISSIONS`` and docs/access.md."""
 
@@ -213,7 +225,7 @@ class AuthStore:
         user = self.user(name)
         if user is None:
             raise AuthError(f"no user {name!r}")
-        token = secrets.token_urlsafe(32)
+        token = _new_token()
         cur = self._conn.execute(
             "INSERT INTO auth_tokens (user_id, prefix, token_hash, label, created_at)"
             " VALUES (?, ?, ?, ?, ?)",

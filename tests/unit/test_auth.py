@@ -467,3 +467,11 @@ def test_the_console_page_signs_in_and_sends_the_csrf_header() -> None:
     assert 'headers["X-CSRF-Token"] = csrf' in page
     assert 'api("/auth/login", {method: "POST"' in page
     assert "prompt(\"Your name" not in page  # who acted is the signed-in user, not a typed name
+
+
+def test_tokens_never_start_with_a_dash_so_their_prefix_is_no_option() -> None:
+    from core.auth import _new_token  # noqa: PLC0415
+
+    tokens = [_new_token() for _ in range(2000)]  # about 31 would start with '-' by chance
+    assert all(not t.startswith("-") and len(t) == 43 for t in tokens)
+    assert len(set(tokens)) == len(tokens)
