@@ -103,3 +103,17 @@ def publisher(stack: LocalStack) -> Iterator[Publisher]:
     pub = Publisher(stack.mqtt_port)
     yield pub
     pub.close()
+
+
+class FakeClock:
+    """Simulated seconds since the epoch, shared by the code under test and the receivers."""
+
+    def __init__(self, start: float = 1_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward."""
+        self.now += seconds

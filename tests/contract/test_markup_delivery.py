@@ -6,10 +6,8 @@ hostile text is still there to read."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 import unicodedata
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -41,6 +39,7 @@ from simulators.robots import (
     wecom_rendering,
 )
 from tests.authutil import bearer
+from tests.conftest import FakeClock
 
 CONSOLE = "http://127.0.0.1:8000/console"
 MOBILE = "13800000000"
@@ -52,41 +51,6 @@ HOSTILE = [
     "x\r# carriage\u2028## separator",
     "title\n===\n[ref]: http://evil\n[ref]",
 ]
-
-
-class FakeClock:
-    """Simulated seconds since the epoch, shared by the channel and the receiver."""
-
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    # Ahead of the wall clock, so outbox rows stamped with wall time are due at once.
-    return FakeClock(time.time() + 10)
-
-
-@pytest.fixture
-def secret() -> str:
-    return "SEC" + secrets.token_hex(24)
-
-
-@pytest.fixture
-def dingtalk(clock: FakeClock, secret: str) -> Iterator[DingTalkRobot]:
-    robot = DingTalkRobot(secrets.token_hex(16), secret, clock=clock).start()
-    yield robot
-    robot.stop()
-
-
-@pytest.fixture
-def wecom(clock: FakeClock) -> Iterator[WeComRobot]:
-    robot = WeComRobot(secrets.token_hex(16), clock=clock).start()
-    yield robot
-    robot.stop()
 
 
 def ding_channel(

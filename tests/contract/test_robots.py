@@ -7,7 +7,6 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,49 +21,10 @@ from rules.notify.service import Notifier
 from rules.notify.wecom import WeComChannel
 from simulators.robots import DingTalkRobot, RobotLog, WeComRobot
 from tests.alertutil import condition
+from tests.conftest import FakeClock
 
 CONSOLE = "http://127.0.0.1:8000/console"
 SEVERITIES: list[Severity] = ["critical", "major", "minor", "warning", "info"]
-
-
-class FakeClock:
-    """Simulated seconds since the epoch, shared by the notifier and the receiver."""
-
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    # Ahead of the wall clock, so rows the store stamps with wall time are due at once.
-    return FakeClock(time.time() + 10)
-
-
-@pytest.fixture
-def secret() -> str:
-    return "SEC" + secrets.token_hex(24)
-
-
-@pytest.fixture
-def dingtalk(clock: FakeClock, secret: str) -> Iterator[DingTalkRobot]:
-    robot = DingTalkRobot(secrets.token_hex(16), secret, clock=clock)
-    robot.start()
-    yield robot
-    robot.stop()
-
-
-@pytest.fixture
-def wecom(clock: FakeClock) -> Iterator[WeComRobot]:
-    robot = WeComRobot(secrets.token_hex(16), clock=clock)
-    robot.start()
-    yield robot
-    robot.stop()
 
 
 def ding_settings(robot: DingTalkRobot, secret: str, **extra: object) -> ChannelSettings:

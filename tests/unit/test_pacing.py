@@ -23,20 +23,7 @@ from rules.notify.pacing import RobotChannel, TokenBucket
 from rules.notify.service import Notifier
 from rules.notify.wecom import WeComChannel
 from tests.alertutil import condition
-
-
-class FakeClock:
-    """Simulated seconds since the epoch."""
-
-    def __init__(self, start: float = 1_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
+from tests.conftest import FakeClock
 
 # -- bucket -----------------------------------------------------------------------------------
 
