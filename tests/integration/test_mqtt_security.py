@@ -503,20 +503,26 @@ def test_removed_device_is_refused_after_reload(broker: SecureBroker) -> None:
     assert "is not enrolled" in again.stderr
 
 
-def test_unknown_device_is_dead_lettered(broker: SecureBroker, ingest: RunningIngest) -> None:
-    """A gateway may write a whole site, so the broker lets any device name through; ingest
-    accepts only enrolled devices."""
-    enrol(broker, "temp", "probe-g")
-    gateway = Account("gateway-test", uuid.uuid4().hex)
+def site_gateway(broker: SecureBroker, username: str, site: str) -> Account:
+    """A hand-written account that may write every device of ``site`` (a gateway's)."""
+    gateway = Account(username, uuid.uuid4().hex)
     with broker.acl_file.open("a") as acl:
-        acl.write(f"\nuser {gateway.username}\ntopic write {topics.ROOT}/{SITE}/#\n")
+        acl.write(f"\nuser {gateway.username}\ntopic write {topics.ROOT}/{site}/#\n")
     subprocess.run(
         [find_binary("mosquitto_passwd"), "-b", str(broker.password_file), *vars(gateway).values()],
         check=True,
         capture_output=True,
     )
     broker.reload()
-    wait_until(lambda: _can_connect(broker, gateway), timeout=20, what="gateway account")
+    wait_until(lambda: _can_connect(broker, gateway), timeout=20, what=f"{username} account")
+    return gateway
+
+
+def test_unknown_device_is_dead_lettered(broker: SecureBroker, ingest: RunningIngest) -> None:
+    """A gateway may write a whole site, so the broker lets any device name through; ingest
+    accepts only enrolled devices."""
+    enrol(broker, "temp", "probe-g")
+    gateway = site_gateway(broker, "gateway-test", SITE)
     auditor = Device(broker, broker.ingest)
     device = Device(broker, gateway)
     try:
@@ -592,16 +598,7 @@ def test_client_certificate_is_presented_when_the_broker_requires_one(
 
 
 def test_simulate_publishes_over_tls(broker: SecureBroker, tmp_path: Path) -> None:
-    gateway = Account("simulator-test", uuid.uuid4().hex)
-    with broker.acl_file.open("a") as acl:
-        acl.write(f"\nuser {gateway.username}\ntopic write {topics.ROOT}/wh-sim/#\n")
-    subprocess.run(
-        [find_binary("mosquitto_passwd"), "-b", str(broker.password_file), *vars(gateway).values()],
-        check=True,
-        capture_output=True,
-    )
-    broker.reload()
-    wait_until(lambda: _can_connect(broker, gateway), timeout=20, what="simulator account")
+    gateway = site_gateway(broker, "simulator-test", "wh-sim")
     settings = broker.settings(gateway)
     env = {
         "STOCKSENSE_MQTT__PORT": str(settings.port),
