@@ -20,23 +20,24 @@ Two reorder rule flavours follow the ERPs buyers already know:
 - :class:`ReorderLevelRule` (ERPNext item reorder): when the projected quantity is below the
   reorder level, order ``max(reorder_qty, level - projected)``.
 
-:class:`SuggestionBook` turns rule evaluations into :class:`PurchaseSuggestion` objects and
-never suggests twice for a gap that open suggestions already cover.
+:func:`suggestion_change` decides from a rule and the open suggestions whether to suggest a
+purchase, revise a pending one or do nothing, and never suggests twice for a gap that open
+suggestions already cover.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from statistics import NormalDist
-from typing import ClassVar, Literal
+from typing import ClassVar, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from rules.inventory import InvalidParameterError, SuggestionStateError
+from rules.inventory import InvalidParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -256,153 +257,59 @@ ReorderRule = MinMaxRule | ReorderPointRule | ReorderLevelRule
 
 # --------------------------------------------------------------------------- suggestions
 
-SuggestionState = Literal["suggested", "ordered", "received", "cancelled"]
-OPEN_STATES: frozenset[SuggestionState] = frozenset({"suggested", "ordered"})
 
-_TRANSITIONS: dict[SuggestionState, frozenset[SuggestionState]] = {
-    "suggested": frozenset({"ordered", "cancelled"}),
-    "ordered": frozenset({"received", "cancelled"}),
-    "received": frozenset(),
-    "cancelled": frozenset(),
-}
-
-
-@dataclass(slots=True, kw_only=True)
-class PurchaseSuggestion:
-    """A proposed purchase: suggested → ordered → received, or cancelled before receipt."""
-
-    id: int
-    site: str
-    sku: str
-    qty: float
-    created_ms: int
-    updated_ms: int
-    projected: float
-    trigger_level: float
-    state: SuggestionState = "suggested"
-    history: list[tuple[SuggestionState, int]] = field(default_factory=list)
+class OpenSuggestion(Protocol):
+    """What the decision needs of a suggested or ordered purchase (a stored suggestion)."""
 
     @property
-    def is_open(self) -> bool:
-        """Open suggestions still count towards covering the gap."""
-        return self.state in OPEN_STATES
+    def id(self) -> int: ...
 
-    def transition(self, to: SuggestionState, *, ts_ms: int) -> None:
-        """Move to ``to``; raises :class:`SuggestionStateError` if the lifecycle forbids it."""
-        if to not in _TRANSITIONS[self.state]:
-            raise SuggestionStateError(
-                f"suggestion {self.id} ({self.sku}) cannot go from {self.state} to {to}"
-            )
-        self.state = to
-        self.updated_ms = ts_ms
-        self.history.append((to, ts_ms))
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def qty(self) -> float: ...
 
 
-class SuggestionBook:
-    """Purchase suggestions per (site, SKU), evaluated idempotently.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewSuggestion:
+    """Suggest buying ``qty``."""
 
-    ``projected`` handed to :meth:`evaluate` is on hand + on order - reserved *excluding* the
-    quantities of this book's open suggestions: the book adds those itself, so a gap already
-    covered by a suggested or ordered purchase is never suggested again. Once a suggestion is
-    received its quantity is on hand, and so part of ``projected``.
+    qty: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RevisedSuggestion:
+    """Change the quantity of pending (not yet ordered) suggestion ``id`` to ``qty``."""
+
+    id: int
+    qty: float
+
+
+SuggestionChange = NewSuggestion | RevisedSuggestion
+
+
+def suggestion_change(
+    rule: ReorderRule, *, projected: float, open_suggestions: Sequence[OpenSuggestion]
+) -> SuggestionChange | None:
+    """What to do about purchase suggestions for ``rule``'s SKU, or ``None`` for nothing.
+
+    ``projected`` is on hand + on order - reserved, where on order already holds the ordered
+    suggestions; ``open_suggestions`` are the suggested or ordered ones, oldest first. A gap
+    that pending suggestions cover is not suggested again; a gap that grew before the buyer
+    ordered revises the pending suggestion instead of adding a second one. The same inputs
+    always give the same answer, so evaluating again changes nothing.
     """
-
-    def __init__(self) -> None:
-        self._items: dict[int, PurchaseSuggestion] = {}
-        self._by_key: dict[tuple[str, str], list[int]] = {}
-        self._next_id = 1
-
-    def __iter__(self) -> Iterator[PurchaseSuggestion]:
-        return iter(self._items.values())
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def get(self, suggestion_id: int) -> PurchaseSuggestion:
-        """Look a suggestion up by id (``KeyError`` if unknown)."""
-        return self._items[suggestion_id]
-
-    def open_for(self, site: str, sku: str) -> list[PurchaseSuggestion]:
-        """Suggested or ordered purchases of this SKU at this site."""
-        return [s for i in self._by_key.get((site, sku), []) if (s := self._items[i]).is_open]
-
-    def open_qty(self, site: str, sku: str) -> float:
-        """Quantity of open suggestions of this SKU at this site."""
-        return sum(s.qty for s in self.open_for(site, sku))
-
-    def evaluate(
-        self, rule: ReorderRule, *, projected: float, ts_ms: int
-    ) -> PurchaseSuggestion | None:
-        """Suggest (or revise) a purchase if the rule fires and the gap is not yet covered.
-
-        Returns the created or revised suggestion, or ``None`` when nothing changed; calling it
-        again with the same inputs changes nothing.
-        """
-        open_items = self.open_for(rule.site, rule.sku)
-        pending = [s for s in open_items if s.state == "suggested"]
-        ordered_qty = sum(s.qty for s in open_items if s.state == "ordered")
-        covered = projected + ordered_qty + sum(s.qty for s in pending)
-        if open_items and not rule.triggered(covered):
-            return None
-        base = projected + ordered_qty  # what is certain to come, before any pending suggestion
-        qty = rule.order_qty(base)
-        if qty <= 0:
-            return None
-        if pending:
-            # The gap grew while the buyer had not yet ordered: revise the pending suggestion
-            # rather than adding a second one for the same SKU.
-            current = pending[0]
-            if math.isclose(current.qty, qty):
-                return None
-            logger.info(
-                "suggestion %d for %s/%s revised %g -> %g",
-                current.id,
-                rule.site,
-                rule.sku,
-                current.qty,
-                qty,
-            )
-            current.qty = qty
-            current.projected = projected
-            current.updated_ms = ts_ms
-            return current
-        suggestion = PurchaseSuggestion(
-            id=self._next_id,
-            site=rule.site,
-            sku=rule.sku,
-            qty=qty,
-            created_ms=ts_ms,
-            updated_ms=ts_ms,
-            projected=projected,
-            trigger_level=rule.trigger_level,
-            history=[("suggested", ts_ms)],
-        )
-        self._next_id += 1
-        self._items[suggestion.id] = suggestion
-        self._by_key.setdefault((rule.site, rule.sku), []).append(suggestion.id)
-        logger.info(
-            "purchase suggested: %s/%s qty %g (projected %g, trigger %g)",
-            rule.site,
-            rule.sku,
-            qty,
-            projected,
-            rule.trigger_level,
-        )
-        return suggestion
-
-    def mark_ordered(self, suggestion_id: int, *, ts_ms: int) -> PurchaseSuggestion:
-        """The buyer placed the order."""
-        return self._move(suggestion_id, "ordered", ts_ms)
-
-    def mark_received(self, suggestion_id: int, *, ts_ms: int) -> PurchaseSuggestion:
-        """The goods arrived; from now on they are part of the projected quantity."""
-        return self._move(suggestion_id, "received", ts_ms)
-
-    def cancel(self, suggestion_id: int, *, ts_ms: int) -> PurchaseSuggestion:
-        """Withdraw a suggestion or cancel its order."""
-        return self._move(suggestion_id, "cancelled", ts_ms)
-
-    def _move(self, suggestion_id: int, to: SuggestionState, ts_ms: int) -> PurchaseSuggestion:
-        suggestion = self._items[suggestion_id]
-        suggestion.transition(to, ts_ms=ts_ms)
-        return suggestion
+    pending = [s for s in open_suggestions if s.state == "suggested"]
+    covered = projected + sum(s.qty for s in pending)
+    if open_suggestions and not rule.triggered(covered):
+        return None
+    qty = rule.order_qty(projected)
+    if qty <= 0:
+        return None
+    if not pending:
+        return NewSuggestion(qty=qty)
+    current = pending[0]
+    if math.isclose(current.qty, qty):
+        return None
+    return RevisedSuggestion(id=current.id, qty=qty)

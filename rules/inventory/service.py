@@ -61,8 +61,10 @@ from rules.inventory.replenishment import (
     ReorderLevelRule,
     ReorderPointRule,
     ReorderRule,
+    RevisedSuggestion,
     dynamic_levels,
     projected_qty,
+    suggestion_change,
 )
 from rules.inventory.rfid import RfidEvent, RfidTracker, ZoneEnter, ZoneExit
 from rules.inventory.weight import AmbiguousChange, CellConfig, CellTracker, Movement
@@ -621,27 +623,21 @@ class InventoryProcessor:
     def _suggest(
         self, rule: ReorderRule, *, projected: float, reason: str, at_ms: int
     ) -> Suggestion | None:
-        # The SuggestionBook semantics, over the stored suggestions.
-        open_items = self.store.open_suggestions(rule.site, rule.sku)
-        pending = [s for s in open_items if s.state == "suggested"]
-        covered = projected + sum(s.qty for s in pending)
-        if open_items and not rule.triggered(covered):
+        change = suggestion_change(
+            rule,
+            projected=projected,
+            open_suggestions=self.store.open_suggestions(rule.site, rule.sku),
+        )
+        if change is None:
             return None
-        qty = rule.order_qty(projected)
-        if qty <= 0:
-            return None
-        if pending:
-            # The gap grew before the buyer ordered: revise rather than add a second one.
-            current = pending[0]
-            if math.isclose(current.qty, qty):
-                return None
+        if isinstance(change, RevisedSuggestion):
             return self.store.revise_suggestion(
-                current.id, qty=qty, projected=projected, reason=reason, ts_ms=at_ms
+                change.id, qty=change.qty, projected=projected, reason=reason, ts_ms=at_ms
             )
         return self.store.add_suggestion(
             site=rule.site,
             sku=rule.sku,
-            qty=qty,
+            qty=change.qty,
             reason=reason,
             projected=projected,
             trigger_level=rule.trigger_level,

@@ -1,4 +1,4 @@
-"""Replenishment formulas against published values, reorder rules and the suggestion book."""
+"""Replenishment formulas against published values, reorder rules and suggestion decisions."""
 
 from __future__ import annotations
 
@@ -7,18 +7,21 @@ import math
 import numpy as np
 import pytest
 
-from rules.inventory import InvalidParameterError, SuggestionStateError
+from core.inventory import Suggestion, SuggestionState
+from rules.inventory import InvalidParameterError
 from rules.inventory.replenishment import (
     MinMaxRule,
+    NewSuggestion,
     ReorderLevelRule,
     ReorderPointRule,
-    SuggestionBook,
+    RevisedSuggestion,
     dynamic_levels,
     eoq,
     projected_qty,
     reorder_point,
     round_up_to_multiple,
     safety_stock,
+    suggestion_change,
     z_for_service_level,
 )
 
@@ -171,145 +174,96 @@ def test_dynamic_rule_fires_at_or_below_the_reorder_point() -> None:
 
 # --------------------------------------------------------------------------- suggestions
 
+# ``projected`` is on hand + on order - reserved, where on order holds the ordered suggestions
+# (ordering one opens an inbound line): the processor's definition.
+
 
 def _odoo_rule() -> MinMaxRule:
     return MinMaxRule(site="wh1", sku="A", min_qty=10, max_qty=40, multiple=6)
 
 
+def _open(suggestion_id: int, state: SuggestionState, qty: float) -> Suggestion:
+    return Suggestion(
+        id=suggestion_id,
+        site="wh1",
+        sku="A",
+        qty=qty,
+        state=state,
+        reason="below min",
+        projected=0,
+        trigger_level=10,
+        created_at=T0,
+        updated_at=T0,
+    )
+
+
 def test_suggestion_is_made_once_and_reevaluation_is_idempotent() -> None:
-    book = SuggestionBook()
     rule = _odoo_rule()
-    first = book.evaluate(rule, projected=8, ts_ms=T0)
-    assert first is not None
-    assert first.qty == 36
-    assert first.state == "suggested"
-    for i in range(5):
-        assert book.evaluate(rule, projected=8, ts_ms=T0 + i + 1) is None
-    assert len(book) == 1
-    assert book.open_qty("wh1", "A") == 36
+    assert suggestion_change(rule, projected=8, open_suggestions=[]) == NewSuggestion(qty=36)
+    pending = [_open(1, "suggested", 36)]
+    for projected in (8, 8, 9):
+        assert suggestion_change(rule, projected=projected, open_suggestions=pending) is None
 
 
-def test_no_suggestion_above_the_trigger() -> None:
-    book = SuggestionBook()
-    assert book.evaluate(_odoo_rule(), projected=11, ts_ms=T0) is None
-    assert len(book) == 0
+def test_no_suggestion_at_or_above_the_minimum() -> None:
+    for projected in (10, 11):
+        assert suggestion_change(_odoo_rule(), projected=projected, open_suggestions=[]) is None
 
 
 def test_ordered_suggestion_still_covers_the_gap() -> None:
-    book = SuggestionBook()
-    rule = _odoo_rule()
-    s = book.evaluate(rule, projected=8, ts_ms=T0)
-    assert s is not None
-    book.mark_ordered(s.id, ts_ms=T0 + 1)
-    # projected dropped a little, but 5 + 36 on order is still above the minimum
-    assert book.evaluate(rule, projected=5, ts_ms=T0 + 2) is None
-    assert len(book) == 1
+    ordered = [_open(1, "ordered", 36)]
+    # projected dropped to 5 on hand, but the 36 on order keep it above the minimum
+    assert suggestion_change(_odoo_rule(), projected=5 + 36, open_suggestions=ordered) is None
 
 
 def test_a_new_gap_beyond_an_ordered_purchase_gets_a_new_suggestion() -> None:
-    book = SuggestionBook()
     rule = _odoo_rule()
-    s = book.evaluate(rule, projected=8, ts_ms=T0)
-    assert s is not None
-    book.mark_ordered(s.id, ts_ms=T0 + 1)
-    # a big reservation: -30 + 36 = 6 < 10, so the ordered qty no longer covers it
-    extra = book.evaluate(rule, projected=-30, ts_ms=T0 + 2)
-    assert extra is not None
-    assert extra.id != s.id
-    assert extra.qty == 36  # 40 - 6 = 34 -> 36
-    assert book.evaluate(rule, projected=-30, ts_ms=T0 + 3) is None
-    assert book.open_qty("wh1", "A") == 72
+    ordered = [_open(1, "ordered", 36)]
+    # a big reservation: -30 + 36 on order = 6 < 10, so the order no longer covers it
+    assert suggestion_change(rule, projected=6, open_suggestions=ordered) == NewSuggestion(qty=36)
+    both = [*ordered, _open(2, "suggested", 36)]
+    assert suggestion_change(rule, projected=6, open_suggestions=both) is None
 
 
 def test_pending_suggestion_is_revised_not_duplicated() -> None:
-    book = SuggestionBook()
     rule = _odoo_rule()
-    s = book.evaluate(rule, projected=8, ts_ms=T0)
-    assert s is not None
-    assert book.evaluate(rule, projected=-2, ts_ms=T0 + 1) is None  # -2 + 36 = 34 covers it
-    revised = book.evaluate(rule, projected=-30, ts_ms=T0 + 2)
-    assert revised is s
-    assert revised.qty == 72  # 40 + 30 = 70 -> 72
-    assert len(book) == 1
+    pending = [_open(7, "suggested", 36)]
+    assert suggestion_change(rule, projected=-2, open_suggestions=pending) is None  # 34 covers
+    change = suggestion_change(rule, projected=-30, open_suggestions=pending)
+    assert change == RevisedSuggestion(id=7, qty=72)  # 40 + 30 = 70 -> 72
+    revised = [_open(7, "suggested", 72)]
+    assert suggestion_change(rule, projected=-30, open_suggestions=revised) is None
 
 
-def test_lifecycle_received_then_new_gap_and_cancel_reopens() -> None:
-    book = SuggestionBook()
+def test_the_oldest_pending_suggestion_is_the_one_revised() -> None:
     rule = _odoo_rule()
-    s = book.evaluate(rule, projected=8, ts_ms=T0)
-    assert s is not None
-    book.mark_ordered(s.id, ts_ms=T0 + 1)
-    book.mark_received(s.id, ts_ms=T0 + 2)
-    assert s.state == "received"
-    assert [state for state, _ in s.history] == ["suggested", "ordered", "received"]
-    assert book.open_for("wh1", "A") == []
-    # received stock is on hand now: 44 projected, no new suggestion
-    assert book.evaluate(rule, projected=44, ts_ms=T0 + 3) is None
-    # later consumption opens a new gap
-    second = book.evaluate(rule, projected=9, ts_ms=T0 + 4)
-    assert second is not None
-    assert second.qty == 36  # 40 - 9 = 31 -> 36
-    book.cancel(second.id, ts_ms=T0 + 5)
-    third = book.evaluate(rule, projected=9, ts_ms=T0 + 6)
-    assert third is not None
-    assert third.id not in {s.id, second.id}
-    assert len(book) == 3
+    open_items = [_open(3, "ordered", 36), _open(4, "suggested", 6), _open(5, "suggested", 6)]
+    # -60 + 36 on order = -24; pending 12 leave it at -12 < 10
+    assert suggestion_change(rule, projected=-24, open_suggestions=open_items) == (
+        RevisedSuggestion(id=4, qty=66)  # 40 + 24 = 64 -> 66
+    )
 
 
-@pytest.mark.parametrize(
-    ("moves", "bad"),
-    [
-        (("cancel",), "mark_ordered"),
-        (("mark_ordered", "mark_received"), "cancel"),
-        ((), "mark_received"),
-    ],
-)
-def test_forbidden_transitions_raise(moves: tuple[str, ...], bad: str) -> None:
-    book = SuggestionBook()
-    s = book.evaluate(_odoo_rule(), projected=8, ts_ms=T0)
-    assert s is not None
-    for move in moves:
-        getattr(book, move)(s.id, ts_ms=T0 + 1)
-    with pytest.raises(SuggestionStateError):
-        getattr(book, bad)(s.id, ts_ms=T0 + 2)
-
-
-def test_erpnext_rule_in_the_book() -> None:
-    book = SuggestionBook()
+def test_erpnext_rule_suggests_max_of_reorder_qty_and_gap() -> None:
     rule = ReorderLevelRule(site="wh1", sku="B", reorder_level=20, reorder_qty=15)
-    s = book.evaluate(rule, projected=2, ts_ms=T0)
-    assert s is not None
-    assert s.qty == 18
-    assert book.evaluate(rule, projected=2, ts_ms=T0 + 1) is None
-    # sites are separate books of gaps
-    other = ReorderLevelRule(site="wh2", sku="B", reorder_level=20, reorder_qty=15)
-    assert book.evaluate(other, projected=2, ts_ms=T0 + 2) is not None
-    assert len(book) == 2
+    assert suggestion_change(rule, projected=2, open_suggestions=[]) == NewSuggestion(qty=18)
+    pending = [_open(1, "suggested", 18)]
+    assert suggestion_change(rule, projected=2, open_suggestions=pending) is None
 
 
 def test_ordered_quantity_reaching_exactly_the_minimum_covers_the_gap() -> None:
-    book = SuggestionBook()
     rule = _odoo_rule()
-    s = book.evaluate(rule, projected=9, ts_ms=T0)
-    assert s is not None
-    assert s.qty == 36
-    book.mark_ordered(s.id, ts_ms=T0 + 1)
+    ordered = [_open(1, "ordered", 36)]
     # -26 + 36 on order = 10: exactly the minimum, which the min/max rule does not reorder at
-    assert book.evaluate(rule, projected=-26, ts_ms=T0 + 2) is None
-    extra = book.evaluate(rule, projected=-27, ts_ms=T0 + 3)  # 9 < 10: a new gap
-    assert extra is not None
-    assert extra.qty == 36  # 40 - 9 = 31 -> 36
-    assert book.evaluate(_odoo_rule(), projected=10, ts_ms=T0 + 4) is None
+    assert suggestion_change(rule, projected=10, open_suggestions=ordered) is None
+    # -27 + 36 = 9 < 10: a new gap, 40 - 9 = 31 -> 36
+    assert suggestion_change(rule, projected=9, open_suggestions=ordered) == NewSuggestion(qty=36)
 
 
 def test_reorder_point_rule_is_not_covered_by_an_order_reaching_exactly_the_rop() -> None:
-    book = SuggestionBook()
     rule = ReorderPointRule.dynamic(site="wh1", sku="C", reorder_point=20, order_qty=10)
-    s = book.evaluate(rule, projected=20, ts_ms=T0)  # at the ROP: fires
-    assert s is not None
-    assert s.qty == 10
-    book.mark_ordered(s.id, ts_ms=T0 + 1)
-    assert book.evaluate(rule, projected=11, ts_ms=T0 + 2) is None  # 11 + 10 = 21 > 20
-    extra = book.evaluate(rule, projected=10, ts_ms=T0 + 3)  # 10 + 10 = 20 ≤ 20: fires again
-    assert extra is not None
-    assert extra.qty == 10  # 30 - 20
+    assert suggestion_change(rule, projected=20, open_suggestions=[]) == NewSuggestion(qty=10)
+    ordered = [_open(1, "ordered", 10)]
+    assert suggestion_change(rule, projected=21, open_suggestions=ordered) is None  # 11 + 10
+    # 10 + 10 on order = 20 <= 20: fires again, up to 30 - 20
+    assert suggestion_change(rule, projected=20, open_suggestions=ordered) == NewSuggestion(qty=10)
