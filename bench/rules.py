@@ -20,7 +20,7 @@ from core.epc import encode_sgtin96
 from core.readings import TagSample, WeightSample
 from rules.inventory.replenishment import dynamic_levels
 from rules.inventory.rfid import RfidTracker
-from rules.inventory.weight import CellConfig, Movement, WeightEvent, WeightTracker
+from rules.inventory.weight import CellConfig, CellTracker, Movement, WeightEvent
 
 SKUS = 100_000
 DAYS = 180
@@ -73,10 +73,11 @@ def bench_weight(readings: int = 200_000, cells: int = 50) -> None:
         )
 
     def run() -> list[WeightEvent]:
-        tracker = WeightTracker(configs)
+        # Keyed by (site, device, cell), as the processor's shelves find a reading's cell.
+        trackers = {config.key: CellTracker(config) for config in configs}
         events: list[WeightEvent] = []
         for sample in samples:
-            events += tracker.update(sample)
+            events += trackers[(sample.site, sample.device, sample.cell)].update(sample)
         return events
 
     seconds = best_of(3, run)

@@ -10,14 +10,11 @@ A SKU with stock and no outflow has infinite days on hand; one without stock has
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rules.inventory import InvalidParameterError
-
-logger = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
 
@@ -110,55 +107,3 @@ def ageing_figures(
         days_since_outflow=since_days,
         dead=dead,
     )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeadStockEvent:
-    """A SKU became dead stock (``dead=True``) or moved again (``dead=False``)."""
-
-    site: str
-    sku: str
-    dead: bool
-    stock: float
-    days_since_outflow: float | None
-    ts_ms: int
-
-
-class DeadStockMonitor:
-    """Reports each SKU once when it turns dead, and once when it revives."""
-
-    def __init__(self, *, dead_after_days: float = 90) -> None:
-        if dead_after_days <= 0:
-            raise InvalidParameterError(f"dead_after_days {dead_after_days} must be positive")
-        self.dead_after_days = dead_after_days
-        self._dead: set[tuple[str, str]] = set()
-
-    @property
-    def dead(self) -> frozenset[tuple[str, str]]:
-        """(site, SKU) pairs currently dead."""
-        return frozenset(self._dead)
-
-    def evaluate(self, activities: Iterable[SkuActivity], *, now_ms: int) -> list[DeadStockEvent]:
-        """Changes of dead/alive state since the previous evaluation."""
-        events: list[DeadStockEvent] = []
-        for activity in activities:
-            figures = ageing_figures(activity, now_ms=now_ms, dead_after_days=self.dead_after_days)
-            key = (activity.site, activity.sku)
-            if figures.dead == (key in self._dead):
-                continue
-            if figures.dead:
-                self._dead.add(key)
-                logger.info("dead stock: %s/%s", activity.site, activity.sku)
-            else:
-                self._dead.discard(key)
-            events.append(
-                DeadStockEvent(
-                    site=activity.site,
-                    sku=activity.sku,
-                    dead=figures.dead,
-                    stock=activity.stock,
-                    days_since_outflow=figures.days_since_outflow,
-                    ts_ms=now_ms,
-                )
-            )
-        return events

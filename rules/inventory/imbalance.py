@@ -8,26 +8,22 @@ arrival after the horizon cannot serve that demand). A shortfall becomes an
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from rules.inventory import InvalidParameterError
-
-logger = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DemandLine:
-    """A customer or production order line; only confirmed lines count."""
+    """A confirmed customer or production order line."""
 
     site: str
     sku: str
     qty: float
     due_ms: int
-    confirmed: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,7 +72,7 @@ def find_imbalances(
     first_due: dict[tuple[str, str], int] = {}
     for line in demand:
         # Overdue confirmed lines are still owed, so only the far end of the horizon filters.
-        if not line.confirmed or line.due_ms > horizon_end or line.qty <= 0:
+        if line.due_ms > horizon_end or line.qty <= 0:
             continue
         key = (line.site, line.sku)
         due[key] = due.get(key, 0.0) + line.qty
@@ -110,48 +106,3 @@ def find_imbalances(
         )
     items.sort(key=lambda i: (-i.value_at_risk, i.first_due_ms, i.site, i.sku))
     return items
-
-
-class ImbalanceMonitor:
-    """Reports an imbalance once while it lasts; again only after it was resolved."""
-
-    def __init__(self, *, horizon_days: float = 7) -> None:
-        self.horizon_days = horizon_days
-        self._open: dict[tuple[str, str], ImbalanceItem] = {}
-
-    @property
-    def open(self) -> dict[tuple[str, str], ImbalanceItem]:
-        """Imbalances currently open, by (site, SKU), as last evaluated."""
-        return dict(self._open)
-
-    def evaluate(
-        self,
-        *,
-        demand: Iterable[DemandLine],
-        available: Mapping[tuple[str, str], float],
-        in_transit: Iterable[InboundLine] = (),
-        unit_cost: Mapping[str, float],
-        now_ms: int,
-    ) -> tuple[list[ImbalanceItem], list[tuple[str, str]]]:
-        """Returns (newly opened items ranked by value at risk, keys resolved since last time)."""
-        items = find_imbalances(
-            demand=demand,
-            available=available,
-            in_transit=in_transit,
-            unit_cost=unit_cost,
-            now_ms=now_ms,
-            horizon_days=self.horizon_days,
-        )
-        current = {(i.site, i.sku): i for i in items}
-        opened = [i for i in items if (i.site, i.sku) not in self._open]
-        resolved = sorted(k for k in self._open if k not in current)
-        self._open = current
-        for item in opened:
-            logger.info(
-                "imbalance: %s/%s short %g (value at risk %.2f)",
-                item.site,
-                item.sku,
-                item.shortfall,
-                item.value_at_risk,
-            )
-        return opened, resolved

@@ -27,7 +27,6 @@ suggestions already cover.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,8 +37,6 @@ import numpy as np
 import numpy.typing as npt
 
 from rules.inventory import InvalidParameterError
-
-logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -303,27 +302,3 @@ class CellTracker:
                 delta_grams=delta,
             )
         ]
-
-
-class WeightTracker:
-    """Routes weight readings to their cell's :class:`CellTracker`."""
-
-    def __init__(self, configs: Iterable[CellConfig]) -> None:
-        self._cells: dict[tuple[str, str, str], CellTracker] = {}
-        for config in configs:
-            if config.key in self._cells:
-                raise InvalidParameterError(f"cell {config.key} is configured twice")
-            self._cells[config.key] = CellTracker(config)
-        self.unknown_readings = 0
-
-    def cell(self, site: str, device: str, cell: str) -> CellTracker | None:
-        """The tracker of a cell, if configured."""
-        return self._cells.get((site, device, cell))
-
-    def update(self, sample: WeightSample) -> list[WeightEvent]:
-        """Process one reading; readings of unconfigured cells are counted and ignored."""
-        tracker = self._cells.get((sample.site, sample.device, sample.cell))
-        if tracker is None:
-            self.unknown_readings += 1
-            return []
-        return tracker.update_raw(sample.ts_ms, sample.grams, sample.stable)

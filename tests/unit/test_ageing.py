@@ -9,7 +9,6 @@ import pytest
 from rules.inventory import InvalidParameterError
 from rules.inventory.ageing import (
     DAY_MS,
-    DeadStockMonitor,
     SkuActivity,
     ageing_figures,
     days_of_supply,
@@ -18,8 +17,6 @@ from rules.inventory.ageing import (
 )
 from rules.inventory.imbalance import (
     DemandLine,
-    ImbalanceItem,
-    ImbalanceMonitor,
     InboundLine,
     find_imbalances,
 )
@@ -90,34 +87,6 @@ def test_dead_stock_threshold_is_configurable_and_needs_stock() -> None:
         ageing_figures(idle, now_ms=T0, dead_after_days=0)
 
 
-def test_dead_stock_monitor_reports_once_and_again_after_revival() -> None:
-    monitor = DeadStockMonitor(dead_after_days=90)
-    last_out = T0 - 95 * DAY_MS
-    moving = SkuActivity(
-        site="wh1", sku="FAST", stock=10, daily_outflow=[1.0] * 30, last_outflow_ms=T0 - DAY_MS
-    )
-    idle = SkuActivity(
-        site="wh1", sku="SLOW", stock=3, daily_outflow=[0.0] * 30, last_outflow_ms=last_out
-    )
-    events = monitor.evaluate([moving, idle], now_ms=T0)
-    assert [(e.sku, e.dead) for e in events] == [("SLOW", True)]
-    assert events[0].days_since_outflow == 95
-    for day in range(1, 5):
-        assert monitor.evaluate([moving, idle], now_ms=T0 + day * DAY_MS) == []
-    assert monitor.dead == frozenset({("wh1", "SLOW")})
-    sold = SkuActivity(
-        site="wh1",
-        sku="SLOW",
-        stock=2,
-        daily_outflow=[0.0] * 29 + [1.0],
-        last_outflow_ms=T0 + 5 * DAY_MS,
-    )
-    revived = monitor.evaluate([sold], now_ms=T0 + 5 * DAY_MS)
-    assert [(e.sku, e.dead) for e in revived] == [("SLOW", False)]
-    assert monitor.evaluate([sold], now_ms=T0 + 6 * DAY_MS) == []
-    assert monitor.dead == frozenset()
-
-
 # --------------------------------------------------------------------------- imbalance
 
 
@@ -127,7 +96,6 @@ def _demand() -> list[DemandLine]:
         DemandLine(site="wh1", sku="A", qty=20, due_ms=T0 + 6 * DAY_MS),
         DemandLine(site="wh1", sku="A", qty=99, due_ms=T0 + 8 * DAY_MS),  # beyond 7 days
         DemandLine(site="wh1", sku="B", qty=10, due_ms=T0 + 1 * DAY_MS),
-        DemandLine(site="wh1", sku="B", qty=50, due_ms=T0 + 1 * DAY_MS, confirmed=False),
         DemandLine(site="wh1", sku="C", qty=5, due_ms=T0 + 3 * DAY_MS),
         DemandLine(site="wh1", sku="D", qty=8, due_ms=T0 - DAY_MS),  # overdue, still owed
     ]
@@ -166,34 +134,6 @@ def test_imbalances_are_ranked_by_value_at_risk() -> None:
     ]
     a = items[1]
     assert (a.demand, a.available, a.in_transit, a.first_due_ms) == (50, 25, 5, T0 + 2 * DAY_MS)
-
-
-def _evaluate(
-    monitor: ImbalanceMonitor, available: dict[tuple[str, str], float], now_ms: int
-) -> tuple[list[ImbalanceItem], list[tuple[str, str]]]:
-    return monitor.evaluate(
-        demand=_demand(),
-        available=available,
-        in_transit=_inbound(),
-        unit_cost=COSTS,
-        now_ms=now_ms,
-    )
-
-
-def test_imbalance_monitor_raises_each_item_once_and_reports_resolution() -> None:
-    monitor = ImbalanceMonitor()
-    opened, resolved = _evaluate(monitor, _available(), T0)
-    assert [i.sku for i in opened] == ["B", "A", "D"]
-    assert resolved == []
-    for hour in range(1, 4):
-        again, resolved = _evaluate(monitor, _available(), T0 + hour * 3_600_000)
-        assert again == []
-        assert resolved == []
-    restocked = {**_available(), ("wh1", "B"): 40}
-    opened, resolved = _evaluate(monitor, restocked, T0)
-    assert opened == []
-    assert resolved == [("wh1", "B")]
-    assert set(monitor.open) == {("wh1", "A"), ("wh1", "D")}
 
 
 def test_imbalance_horizon_must_be_positive() -> None:

@@ -17,7 +17,6 @@ from rules.inventory.weight import (
     HampelFilter,
     Movement,
     WeightEvent,
-    WeightTracker,
 )
 
 T0 = 1_795_309_200_000
@@ -231,32 +230,8 @@ def test_late_readings_are_ignored() -> None:
     assert tracker.units_on_shelf == 4
 
 
-def test_tracker_routes_by_site_device_cell() -> None:
-    other = _config(cell="c2", sku="SKU-2", unit_grams=100.0, tare_grams=0.0)
-    tracker = WeightTracker([_config(), other])
-    events: list[WeightEvent] = []
-    for i in range(10):
-        events += tracker.update(
-            WeightSample(site="wh1", device="shelf-1", cell="c2", ts_ms=T0 + i, grams=500.0)
-        )
-    for i in range(10, 20):
-        events += tracker.update(
-            WeightSample(site="wh1", device="shelf-1", cell="c2", ts_ms=T0 + i, grams=300.0)
-        )
-    assert [(e.sku, e.kind, e.units) for e in events if isinstance(e, Movement)] == [
-        ("SKU-2", "pick", 2)
-    ]
-    tracker.update(WeightSample(site="wh1", device="shelf-9", cell="c1", ts_ms=T0, grams=1.0))
-    assert tracker.unknown_readings == 1
-    c2 = tracker.cell("wh1", "shelf-1", "c2")
-    assert c2 is not None
-    assert c2.units_on_shelf == 3
-
-
 def test_config_validation() -> None:
     with pytest.raises(InvalidParameterError):
         _config(unit_grams=0.0)
     with pytest.raises(InvalidParameterError):
         _config(tolerance=0.5)
-    with pytest.raises(InvalidParameterError):
-        WeightTracker([_config(), _config()])
