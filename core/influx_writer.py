@@ -96,6 +96,27 @@ class Spool:
             os.fsync(fh.fileno())
         tmp.rename(path)
 
+    def adopt(self, other: Path) -> int:
+        """Move every batch spooled in ``other`` into this spool; returns how many.
+
+        For a spool directory left by an earlier layout: its batches are replayed with ours
+        (points are idempotent, so their place in the order does not matter).
+        """
+        if not other.is_dir() or other.resolve() == self.directory.resolve():
+            return 0
+        moved = 0
+        for segment in sorted(other.glob("*.lp")):
+            path = self.directory / f"{self._next:016d}.lp"
+            self._next += 1
+            # Same file system (both under the data directory): rename is atomic.
+            segment.rename(path)
+            moved += 1
+        with contextlib.suppress(OSError):  # not empty: something else lives there, keep it
+            other.rmdir()
+        if moved:
+            logger.info("moved %d spooled batches from %s into %s", moved, other, self.directory)
+        return moved
+
     def oldest(self) -> Path | None:
         """The next batch to replay, if any."""
         segments = self._segments()
@@ -186,7 +207,9 @@ class BatchWriter:
         return len(self._lines)
 
     def start(self) -> None:
-        """Start the flush and replay loops."""
+        """Start the flush and replay loops (replaying what is already spooled first)."""
+        if len(self._spool):
+            self._spool_ready.set()
         self._tasks = [
             asyncio.create_task(self._flush_loop(), name="influx-flush"),
             asyncio.create_task(self._replay_loop(), name="influx-replay"),
@@ -448,7 +471,7 @@ class StoreRejectingAlarm:
         *,
         quiet_s: float = STORE_REJECTING_QUIET_S,
     ) -> None:
-        """``writers`` maps an alert source (e.g. ``influxdb/ingest``) to its writer; ``alerts``
+        """``writers`` maps an alert source (e.g. ``influxdb``) to its writer; ``alerts``
         is the alert lifecycle."""
         self._alerts = alerts
         self._writers = dict(writers)

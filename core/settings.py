@@ -338,10 +338,6 @@ class InventorySettings(BaseModel):
     rfid_dedup_window_s: float = Field(default=2.0, ge=0)
     rfid_exit_after_s: float = Field(default=30.0, gt=0)
     settle_readings: int = Field(default=5, ge=2, le=100)
-    influx_batch_lines: int = Field(default=5000, ge=1)
-    influx_max_buffer_lines: int = Field(
-        default=200_000, ge=100, description="Lines held in memory before spilling to disk."
-    )
 
 
 class StartupSettings(BaseModel):

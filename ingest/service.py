@@ -56,20 +56,21 @@ class IngestService:
         sink: SampleSink | None = None,
         metrics: IngestMetrics | None = None,
         client_id: str | None = None,
+        writer: BatchWriter | None = None,
     ) -> None:
+        """``writer`` is the process's durable InfluxDB writer, started and closed by whoever
+        built it (the pipeline shares one with the rules); without one the service builds,
+        starts and closes its own."""
         self.settings = settings
         self.metrics = metrics or IngestMetrics()
         self._sink = sink
-        self._influx = InfluxClient(settings.influx)
         self.client_id = client_id or settings.mqtt.client_id
-        self.writer = BatchWriter(
-            self._influx,
-            spool_dir(settings, self.client_id),
-            self.metrics.writer,
-            batch_lines=settings.influx.batch_lines,
-            flush_interval_s=settings.influx.flush_interval_s,
-            on_rejected=self._store_rejected,
-        )
+        self._influx: InfluxClient | None = None
+        if writer is None:
+            self._influx = InfluxClient(settings.influx)
+            writer = build_writer(settings, self._influx, self.metrics, self.client_id)
+        self.writer = writer
+        self.writer.on_rejected = self._store_rejected
         try:
             self._routes = TypeAdapter(list[adapters.AdapterRoute]).validate_python(
                 settings.ingest.adapters
@@ -103,8 +104,9 @@ class IngestService:
 
     async def start(self) -> None:
         """Create the database if needed, connect, subscribe and start the writer."""
-        await self._influx.ensure_database()
-        self.writer.start()
+        if self._influx is not None:
+            await self._influx.ensure_database()
+            self.writer.start()
         mqtt = self.settings.mqtt
         # A persistent session (clean_session False, no expiry) keeps QoS 1 messages queued at
         # the broker while this worker is down.
@@ -430,9 +432,10 @@ class IngestService:
         if self._mqtt is not None:
             with contextlib.suppress(Exception):
                 await self._mqtt.disconnect()
-        await self.writer.close()
         await self._stamps.close()
-        await self._influx.aclose()
+        if self._influx is not None:
+            await self.writer.close()
+            await self._influx.aclose()
 
 
 async def run_ingest(settings: Settings) -> int:
@@ -454,8 +457,21 @@ async def run_ingest(settings: Settings) -> int:
 
 
 def spool_dir(settings: Settings, client_id: str) -> Path:
-    """Where a worker spools batches while InfluxDB is unavailable."""
+    """Where a process spools batches while InfluxDB is unavailable (one spool per process)."""
     return settings.data_dir / "spool" / client_id
+
+
+def build_writer(
+    settings: Settings, influx: InfluxClient, metrics: IngestMetrics, client_id: str
+) -> BatchWriter:
+    """The one durable InfluxDB writer of a process: readings, and stock points in the pipeline."""
+    return BatchWriter(
+        influx,
+        spool_dir(settings, client_id),
+        metrics.writer,
+        batch_lines=settings.influx.batch_lines,
+        flush_interval_s=settings.influx.flush_interval_s,
+    )
 
 
 def stamps_path(settings: Settings, client_id: str) -> Path:

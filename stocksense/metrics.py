@@ -39,11 +39,8 @@ class PipelineCollector(Collector):
         self._clock = clock
 
     def writers(self) -> dict[str, BatchWriter]:
-        """The durable InfluxDB writers of the pipeline, by name."""
-        found = {"ingest": self._pipeline.ingest.writer}
-        if self._pipeline.inventory.influx is not None:
-            found["inventory"] = self._pipeline.inventory.influx
-        return found
+        """The durable InfluxDB writers of the pipeline, by name (one per process)."""
+        return {"influxdb": self._pipeline.writer}
 
     def spool_batches(self) -> int:
         """Batches waiting on disk for InfluxDB, over every writer (also served by /health)."""

@@ -14,16 +14,21 @@ from core.alerts import AlertStore
 from core.influx import InfluxClient
 from core.influx_writer import BatchWriter, StoreRejectingAlarm
 from core.settings import Settings
-from ingest.service import IngestService
+from ingest.metrics import IngestMetrics
+from ingest.service import IngestService, build_writer
 from rules.anomaly import build_processors
 from rules.engine import Processor, RulesEngine
 from rules.inventory.service import InventoryProcessor, build_inventory_processor
-from rules.lifecycle import AlertLifecycle, channel_health_hooks
+from rules.lifecycle import AlertLifecycle
 from rules.notify.base import Channel
-from rules.notify.service import Notifier, build_channels
+from rules.notify.service import build_channels, build_notifier
 from rules.seed import Seed, load_seed
 
 logger = logging.getLogger(__name__)
+
+# Where the inventory processor spooled its points when it had a writer of its own; batches
+# left there are moved into the process's spool and replayed with it.
+LEGACY_INVENTORY_SPOOL = "inventory"
 
 
 class Pipeline:
@@ -35,20 +40,28 @@ class Pipeline:
         *,
         seed: Seed | None = None,
         processors: Sequence[Processor] = (),
-        inventory: InventoryProcessor | None = None,
+        inventory: Callable[[BatchWriter], InventoryProcessor] | None = None,
         anomaly_sites: Collection[str] | None = None,
         tick_interval_s: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """``processors`` run after the built-in ones; ``inventory`` replaces the default
-        inventory processor; ``anomaly_sites`` limits offline detection to those sites;
-        ``clock`` drives time-based rules (tests and replays pass a simulated one)."""
+        """``processors`` run after the built-in ones; ``inventory`` builds a replacement for
+        the default inventory processor over the pipeline's writer; ``anomaly_sites`` limits
+        offline detection to those sites; ``clock`` drives time-based rules (tests and replays
+        pass a simulated one)."""
         self.settings = settings
         if seed is None:
             seed = load_seed(settings.rules.seed_file) if settings.rules.seed_file else Seed()
         self.conn = db.connect(settings.sqlite_path)
-        self._alert_influx = InfluxClient(settings.influx)
-        self.channels: list[Channel] = build_channels(settings, self._alert_influx)
+        # One InfluxDB client, and one durable writer with one spool, for the whole process:
+        # readings from ingest and stock points from the rules share batches and the spool.
+        self.influx = InfluxClient(settings.influx)
+        self.ingest_metrics = IngestMetrics()
+        self.writer = build_writer(
+            settings, self.influx, self.ingest_metrics, settings.mqtt.client_id
+        )
+        self.writer.spool.adopt(settings.data_dir / "spool" / LEGACY_INVENTORY_SPOOL)
+        self.channels: list[Channel] = build_channels(settings, self.influx)
         self.store = AlertStore(
             self.conn, [c.name for c in self.channels], alerting=settings.alerting
         )
@@ -63,9 +76,12 @@ class Pipeline:
             lifecycle=self.lifecycle,
         )
         self._clock = clock
-        self.inventory = inventory or build_inventory_processor(
-            settings, self.conn, self.store, self._alert_influx, lifecycle=self.lifecycle
-        )
+        if inventory is not None:
+            self.inventory = inventory(self.writer)
+        else:
+            self.inventory = build_inventory_processor(
+                settings, self.conn, self.store, self.writer, lifecycle=self.lifecycle
+            )
         self.rules = RulesEngine(
             seed,
             self.lifecycle,
@@ -73,28 +89,21 @@ class Pipeline:
             queue_size=settings.ingest.rules_queue_size,
         )
         self._tick_interval_s = tick_interval_s
-        self.notifier = Notifier(
-            self.store,
-            self.channels,
-            poll_interval_s=settings.notifier.poll_interval_s,
-            max_attempts=settings.notifier.max_attempts,
-        )
+        self.notifier = build_notifier(settings, self.store, self.channels, self.lifecycle)
         # Deliver as soon as an alert is recorded instead of at the next poll.
         self.store.on_enqueue = self.notifier.wake
-        self.notifier.on_channel_problem, self.notifier.on_channel_recovered = channel_health_hooks(
-            self.lifecycle
+        self.ingest = IngestService(
+            settings, sink=self.rules.offer, metrics=self.ingest_metrics, writer=self.writer
         )
-        self.ingest = IngestService(settings, sink=self.rules.offer)
         # Points InfluxDB refuses raise a store_rejecting alert, cleared after a quiet time.
-        writers: dict[str, BatchWriter] = {"influxdb/ingest": self.ingest.writer}
-        if self.inventory.influx is not None:
-            writers["influxdb/inventory"] = self.inventory.influx
-        self.store_alarm = StoreRejectingAlarm(self.lifecycle, writers)
+        self.store_alarm = StoreRejectingAlarm(self.lifecycle, {"influxdb": self.writer})
         self.rules.processors.append(self.store_alarm)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Start every part; returns once ingest is subscribed."""
+        await self.influx.ensure_database()
+        self.writer.start()
         self._tasks = [
             asyncio.create_task(self.rules.run(), name="rules"),
             asyncio.create_task(
@@ -105,7 +114,8 @@ class Pipeline:
         await self.ingest.start()
 
     async def stop(self) -> None:
-        """Stop ingest first (flushes its buffer), then rules and the notifier."""
+        """Stop ingest first (acknowledges what is durable), then rules, the writer (what the
+        rules wrote last is made durable) and the notifier."""
         await self.ingest.stop()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.rules.drain(), timeout=5)
@@ -115,9 +125,9 @@ class Pipeline:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.writer.close()
         await self.notifier.aclose()
-        await self.inventory.aclose()
-        await self._alert_influx.aclose()
+        await self.influx.aclose()
         self.conn.close()
 
     async def run_forever(self) -> None:

@@ -27,22 +27,19 @@ InfluxDB and an outage only delays the points.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import sqlite3
-import tempfile
 import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
 from core.alerts import AlertCondition, AlertStore
-from core.influx import InfluxClient, line
-from core.influx_writer import BatchWriter, WriterMetrics
+from core.influx import line
+from core.influx_writer import BatchWriter
 from core.inventory import (
     InventoryStore,
     LedgerEntry,
@@ -118,11 +115,11 @@ class InventoryProcessor:
         store: InventoryStore,
         alerts: AlertStore,
         lifecycle: AlertLifecycle | None = None,
-        influx: InfluxClient | None = None,
+        writer: BatchWriter | None = None,
         config: InventorySettings | None = None,
-        spool_dir: Path | None = None,
-        flush_interval_s: float = 0.25,
     ) -> None:
+        """``writer`` is the process's durable InfluxDB writer (started and closed by its
+        owner); without one, stock, movement and suggestion points are not written."""
         self.store = store
         self.alerts = alerts
         # Alerts are raised and cleared only through the lifecycle (debounce, severity).
@@ -130,18 +127,8 @@ class InventoryProcessor:
         self.config = config or InventorySettings()
         # Stock, movement and suggestion points go through the same durable writer as the
         # readings: batched, never blocking the rules loop, spooled to disk while InfluxDB is
-        # down. Without a spool directory (tests) a private temporary one is used.
-        self.influx: BatchWriter | None = None
-        if influx is not None:
-            self.influx = BatchWriter(
-                influx,
-                spool_dir or Path(tempfile.mkdtemp(prefix="stocksense-inventory-spool-")),
-                WriterMetrics("stocksense_inventory"),
-                batch_lines=self.config.influx_batch_lines,
-                flush_interval_s=flush_interval_s,
-                max_buffer_lines=self.config.influx_max_buffer_lines,
-            )
-        self._writer_started = False
+        # down.
+        self.influx = writer
         self._skus: dict[str, Sku] = {}
         self._cells: dict[tuple[str, str, str], _Cell] = {}
         self._rfid: dict[str, RfidTracker] = {}
@@ -659,7 +646,6 @@ class InventoryProcessor:
         if self._last_sweep_ms is None or now_ms - self._last_sweep_ms >= interval_ms:
             self._last_sweep_ms = now_ms
             self.sweep(now_ms)
-        self._start_writer()
 
     def sweep(self, now_ms: int) -> None:
         """Catalog reload, lot dates, dead stock, imbalance and reorder for every SKU."""
@@ -918,24 +904,6 @@ class InventoryProcessor:
         if self.influx is not None:
             self.influx.add_nowait(list(lines))
 
-    def _start_writer(self) -> None:
-        """Start the writer's loops on the first tick inside the event loop."""
-        if self.influx is None or self._writer_started:
-            return
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return  # a synchronous caller: the first tick inside the loop starts it
-        self.influx.start()
-        self._writer_started = True
-
-    async def aclose(self) -> None:
-        """Make buffered points durable (written, or spooled when InfluxDB is down)."""
-        if self.influx is None:
-            return
-        self._start_writer()
-        await self.influx.close()
-
 
 def _cell_key(shelf: Shelf) -> tuple[str, str, str]:
     return (shelf.site, shelf.device, shelf.cell)
@@ -951,12 +919,12 @@ def build_inventory_processor(
     settings: Settings,
     conn: sqlite3.Connection,
     store: AlertStore,
-    influx: InfluxClient | None,
+    writer: BatchWriter | None,
     *,
     config: InventorySettings | None = None,
     lifecycle: AlertLifecycle | None = None,
 ) -> InventoryProcessor:
-    """The inventory processor over the pipeline's database connection and alert store.
+    """The inventory processor over the pipeline's database connection, alert store and writer.
 
     Tuning comes from ``config``, else ``settings.inventory``; alerts go through
     ``lifecycle`` (the pipeline's shared one), else a new one over ``store``.
@@ -965,8 +933,6 @@ def build_inventory_processor(
         store=InventoryStore(conn),
         alerts=store,
         lifecycle=lifecycle,
-        influx=influx,
+        writer=writer,
         config=config or settings.inventory,
-        spool_dir=settings.data_dir / "spool" / "inventory",
-        flush_interval_s=settings.influx.flush_interval_s,
     )

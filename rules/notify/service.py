@@ -99,6 +99,22 @@ def build_channels(settings: Settings, influx: InfluxClient) -> list[Channel]:
     return channels
 
 
+def build_notifier(
+    settings: Settings, store: AlertStore, channels: list[Channel], lifecycle: AlertLifecycle
+) -> Notifier:
+    """The process's notifier over ``channels``, reporting failing channels through
+    ``lifecycle`` as ``channel_health`` alerts; tuning from ``settings.notifier``."""
+    on_problem, on_recovered = channel_health_hooks(lifecycle)
+    return Notifier(
+        store,
+        channels,
+        poll_interval_s=settings.notifier.poll_interval_s,
+        max_attempts=settings.notifier.max_attempts,
+        on_channel_problem=on_problem,
+        on_channel_recovered=on_recovered,
+    )
+
+
 class Notifier:
     """Delivers outbox rows; one instance per process.
 
@@ -423,15 +439,7 @@ async def run_notifier(settings: Settings) -> None:
     influx = InfluxClient(settings.influx)
     channels = build_channels(settings, influx)
     store = AlertStore(conn, [c.name for c in channels], alerting=settings.alerting)
-    on_problem, on_recovered = channel_health_hooks(AlertLifecycle(store, settings.alerting))
-    notifier = Notifier(
-        store,
-        channels,
-        poll_interval_s=settings.notifier.poll_interval_s,
-        max_attempts=settings.notifier.max_attempts,
-        on_channel_problem=on_problem,
-        on_channel_recovered=on_recovered,
-    )
+    notifier = build_notifier(settings, store, channels, AlertLifecycle(store, settings.alerting))
     logger.info("notifier running: channels %s", ", ".join(c.name for c in channels))
     try:
         await notifier.run()

@@ -300,7 +300,6 @@ def test_sku_name_and_supplier_from_the_api_reach_both_robots_inert(
             await notifier.deliver_due()
         finally:
             await notifier.aclose()
-            await processor.aclose()
 
     try:
         asyncio.run(go())

@@ -15,6 +15,7 @@ from core import db, topics
 from core.alerts import Alert, AlertStore
 from core.epc import encode_sgtin96
 from core.influx import InfluxClient, query_sync, rows
+from core.influx_writer import BatchWriter
 from core.inventory import (
     DAY_MS,
     DemandIn,
@@ -73,14 +74,14 @@ class Recorder(InventoryProcessor):
 
 
 def _processor(
-    settings: Settings, conn: sqlite3.Connection, influx: InfluxClient | None = None
+    settings: Settings, conn: sqlite3.Connection, writer: BatchWriter | None = None
 ) -> Recorder:
     store = InventoryStore(conn)
     store.load_catalog(skus=CATALOG, shelves=SHELVES, rfid_zones=ZONES, ts_ms=T0)
     return Recorder(
         store=store,
         alerts=AlertStore(conn, []),
-        influx=influx,
+        writer=writer,
         config=InventorySettings(loss_window_s=60, dead_after_days=90),
     )
 
@@ -134,9 +135,15 @@ def _run(settings: Settings, body: Callable[[Pipeline, Recorder], Awaitable[None
 
     async def scenario() -> None:
         await influx.ensure_database()
-        processor = _processor(settings, conn, influx)
+        built: list[Recorder] = []
+
+        def inventory(writer: BatchWriter) -> Recorder:
+            built.append(_processor(settings, conn, writer))
+            return built[0]
+
         # Ticks come from the test with explicit times, not from the wall clock.
-        pipeline = Pipeline(settings, seed=Seed(), inventory=processor, tick_interval_s=3600)
+        pipeline = Pipeline(settings, seed=Seed(), inventory=inventory, tick_interval_s=3600)
+        processor = built[0]
         await pipeline.start()
         try:
             await body(pipeline, processor)
@@ -207,7 +214,7 @@ def test_shelves_give_exact_counts_flag_ambiguity_and_ignore_drift(
         assert drifting is not None
         assert drifting.drift_grams == pytest.approx(50, abs=8)
 
-        await processor.aclose()
+        await pipeline.writer.drain()
         moves = rows(query_sync(settings.influx, "SELECT qty, kind, sku FROM movements"))
         assert sorted((m["sku"], m["kind"], m["qty"]) for m in moves) == sorted(
             [("COFFEE", k, q) for k, q in _moves(store, "COFFEE")]

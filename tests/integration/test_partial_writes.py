@@ -373,7 +373,7 @@ def test_refused_readings_are_dead_lettered_and_raise_store_rejecting(
             publisher.flush()
             await until(lambda: len(listener.messages) >= 2, what="two dead letters")
             await until(
-                lambda: pipeline.store.active("influxdb/ingest", STORE_REJECTING_TYPE) is not None,
+                lambda: pipeline.store.active("influxdb", STORE_REJECTING_TYPE) is not None,
                 what="the store_rejecting alert",
             )
             await until(
@@ -415,3 +415,37 @@ def test_refused_readings_are_dead_lettered_and_raise_store_rejecting(
     stored = rows(query_sync(cfg.influx, "SELECT celsius FROM temperature"))
     assert [r["celsius"] for r in stored] == [4]
     assert len(rows(query_sync(cfg.influx, "SELECT grams FROM weight"))) == 3
+
+
+def test_pipeline_has_one_writer_and_replays_a_spool_left_by_the_old_inventory_writer(
+    settings: Settings,
+) -> None:
+    # A data directory from the layout where the rules had a writer and spool of their own.
+    legacy = settings.data_dir / "spool" / "inventory"
+    legacy.mkdir(parents=True)
+    line = f"stock,site=legacy,location=A1,sku=TEA qty=7 {T0_NS}"
+    Spool(legacy).append(f"{line}\n".encode())
+    cfg = settings.model_copy(
+        update={"mqtt": settings.mqtt.model_copy(update={"sites": ("legacy",)})}
+    )
+
+    async def scenario() -> Pipeline:
+        pipeline = Pipeline(cfg, seed=Seed(), tick_interval_s=3600)
+        await pipeline.start()
+        try:
+            assert pipeline.ingest.writer is pipeline.writer
+            assert pipeline.inventory.influx is pipeline.writer
+
+            def replayed() -> bool:
+                found = rows(query_sync(cfg.influx, "SELECT qty FROM stock WHERE site='legacy'"))
+                return [r["qty"] for r in found] == [7]
+
+            await until(replayed, what="the legacy spooled point in InfluxDB")
+        finally:
+            await pipeline.stop()
+        return pipeline
+
+    pipeline = asyncio.run(scenario())
+    assert not legacy.exists()
+    assert len(pipeline.writer.spool) == 0
+    assert [p.name for p in (cfg.data_dir / "spool").iterdir()] == [cfg.mqtt.client_id]
