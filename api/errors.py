@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from core.inventory import InventoryStoreError, NotFoundError
+from core.errors import InventoryStoreError, NotFoundError
 
 logger = logging.getLogger(__name__)
 

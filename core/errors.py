@@ -29,3 +29,17 @@ class InfluxWriteError(StoreError):
         super().__init__(message)
         self.retryable = retryable
         self.status = status
+
+class InventoryStoreError(StoreError):
+    """Base class of the inventory stores' errors."""
+
+
+class NotFoundError(InventoryStoreError, KeyError):
+    """The record does not exist."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "not found"
+
+
+class ConflictError(InventoryStoreError):
+    """The change conflicts with the stored state (a lifecycle step, a reference in use)."""

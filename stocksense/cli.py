@@ -390,7 +390,7 @@ async def _simulate(settings: Settings, warehouse: Any, args: argparse.Namespace
 
 def _cmd_seed(args: argparse.Namespace) -> int:
     from core import db  # noqa: PLC0415
-    from core.inventory import InventoryStore, now_ms  # noqa: PLC0415
+    from core.inventory import InventoryStores, now_ms  # noqa: PLC0415
     from rules.seed import load_seed  # noqa: PLC0415
 
     settings = _settings()
@@ -408,7 +408,7 @@ def _cmd_seed(args: argparse.Namespace) -> int:
         )
     conn = db.connect(settings.sqlite_path)
     try:
-        counts = InventoryStore(conn).load_catalog(
+        counts = InventoryStores.over(conn).load_catalog(
             skus=seed.skus,
             shelves=seed.shelves,
             rfid_zones=seed.rfid_zones,

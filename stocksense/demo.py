@@ -23,7 +23,7 @@ from core import db
 from core.alerts import Alert, AlertStore
 from core.auth import AuthStore, Role
 from core.influx import query_sync, rows
-from core.inventory import InventoryStore, now_ms
+from core.inventory import InventoryStores, now_ms
 from core.settings import ChannelSettings, InfluxSettings, MqttSettings, NotifierSettings, Settings
 from rules.coldchain import ALERT_TYPE as COLD_CHAIN
 from rules.seed import Seed, load_seed
@@ -91,7 +91,7 @@ def _warehouse() -> WarehouseConfig:
 def _load_catalog(settings: Settings, catalog: Seed) -> None:
     conn = db.connect(settings.sqlite_path)
     try:
-        InventoryStore(conn).load_catalog(
+        InventoryStores.over(conn).load_catalog(
             skus=catalog.skus,
             shelves=catalog.shelves,
             rfid_zones=catalog.rfid_zones,
@@ -236,13 +236,13 @@ def _print_alert(alert: Alert, text: str) -> None:
 
 
 def _print_inventory(pipeline: Pipeline) -> None:
-    inventory = InventoryStore(pipeline.conn)
+    inventory = InventoryStores.over(pipeline.conn)
     _banner("Live inventory")
-    for level in inventory.stock():
+    for level in inventory.ledger.stock():
         print(f"  {level.site} {level.location:<10} {level.sku:<12} {level.qty:>6.0f} units")
-    moves = inventory.ledger()
+    moves = inventory.ledger.ledger()
     print(f"  ledger: {len(moves)} movements ({', '.join(sorted({m.kind for m in moves}))})")
-    for suggestion in inventory.suggestions():
+    for suggestion in inventory.planning.suggestions():
         print(
             f"  purchase suggestion #{suggestion.id}: {suggestion.qty:.0f} x {suggestion.sku} "
             f"({suggestion.state}; projected {suggestion.projected:.0f}, trigger level "

@@ -32,17 +32,19 @@ from api.security import (
     site_filters,
     visible,
 )
+from core.errors import ConflictError, NotFoundError
 from core.inventory import (
-    ConflictError,
+    CatalogStore,
     Demand,
     DemandStatus,
     Inbound,
     InboundStatus,
-    InventoryStore,
+    InventoryStores,
     LedgerEntry,
+    LedgerStore,
     Lot,
     MovementKind,
-    NotFoundError,
+    PlanningStore,
     RfidZone,
     Shelf,
     Sku,
@@ -51,17 +53,38 @@ from core.inventory import (
     Suggestion,
     SuggestionState,
     now_ms,
+    stock_report,
 )
 
 router = APIRouter(prefix="/inventory", tags=["inventory"])
 
 
-def inventory_store(conn: Connection) -> InventoryStore:
-    """Inventory store over the request's connection."""
-    return InventoryStore(conn)
+def inventory_stores(conn: Connection) -> InventoryStores:
+    """The inventory stores over the request's connection."""
+    return InventoryStores.over(conn)
 
 
-Store = Annotated[InventoryStore, Depends(inventory_store)]
+Stores = Annotated[InventoryStores, Depends(inventory_stores)]
+
+
+def catalog_store(stores: Stores) -> CatalogStore:
+    """SKUs, shelves and antenna bindings."""
+    return stores.catalog
+
+
+def ledger_store(stores: Stores) -> LedgerStore:
+    """Lots, stock and movements."""
+    return stores.ledger
+
+
+def planning_store(stores: Stores) -> PlanningStore:
+    """Suggestions, demand and inbound lines."""
+    return stores.planning
+
+
+Catalog = Annotated[CatalogStore, Depends(catalog_store)]
+Ledger = Annotated[LedgerStore, Depends(ledger_store)]
+Planning = Annotated[PlanningStore, Depends(planning_store)]
 Limit = Annotated[int, Query(ge=1, le=10_000)]
 R = TypeVar("R")
 
@@ -85,49 +108,49 @@ def _maybe(get: Callable[..., R], *key: object) -> R | None:
 
 
 @router.get("/skus")
-def list_skus(store: Store, who: CanRead) -> list[Sku]:
+def list_skus(catalog: Catalog, who: CanRead) -> list[Sku]:
     """Every SKU."""
-    return store.skus()
+    return catalog.skus()
 
 
 @router.post("/skus", status_code=201, responses=answers(400, 409))
-def create_sku(body: SkuRequest, store: Store, who: CanEditCatalog, conn: Connection) -> Sku:
+def create_sku(body: SkuRequest, catalog: Catalog, who: CanEditCatalog, conn: Connection) -> Sku:
     """Add a SKU (409 if the id or the GTIN exists)."""
     check_site(who, None, "the catalog")
     try:
-        store.get_sku(body.sku)
+        catalog.get_sku(body.sku)
     except NotFoundError:
-        created = store.put_sku(body)
+        created = catalog.put_sku(body)
         audit(conn, who, "sku.create", f"sku {created.sku}", after=created)
         return created
     raise ConflictError(f"SKU {body.sku} already exists")
 
 
 @router.get("/skus/{sku}", responses=answers(404))
-def get_sku(sku: Segment, store: Store, who: CanRead) -> Sku:
+def get_sku(sku: Segment, catalog: Catalog, who: CanRead) -> Sku:
     """One SKU."""
-    return store.get_sku(sku)
+    return catalog.get_sku(sku)
 
 
 @router.put("/skus/{sku}", responses=answers(400, 409))
 def put_sku(
-    sku: Segment, body: SkuRequest, store: Store, who: CanEditCatalog, conn: Connection
+    sku: Segment, body: SkuRequest, catalog: Catalog, who: CanEditCatalog, conn: Connection
 ) -> Sku:
     """Create or replace a SKU (409 if another SKU has the GTIN)."""
     _same("sku", body.sku, sku)
     check_site(who, None, "the catalog")
-    before = _maybe(store.get_sku, sku)
-    after = store.put_sku(body)
+    before = _maybe(catalog.get_sku, sku)
+    after = catalog.put_sku(body)
     audit(conn, who, "sku.put", f"sku {sku}", before=before, after=after)
     return after
 
 
 @router.delete("/skus/{sku}", status_code=204, responses=answers(404, 409))
-def delete_sku(sku: Segment, store: Store, who: CanEditCatalog, conn: Connection) -> Response:
+def delete_sku(sku: Segment, catalog: Catalog, who: CanEditCatalog, conn: Connection) -> Response:
     """Delete a SKU no shelf or lot refers to."""
     check_site(who, None, "the catalog")
-    before = store.get_sku(sku)
-    store.delete_sku(sku)
+    before = catalog.get_sku(sku)
+    catalog.delete_sku(sku)
     audit(conn, who, "sku.delete", f"sku {sku}", before=before)
     return Response(status_code=204)
 
@@ -136,10 +159,10 @@ def delete_sku(sku: Segment, store: Store, who: CanEditCatalog, conn: Connection
 
 
 @router.get("/shelves")
-def list_shelves(store: Store, who: CanRead, site: IdentFilter = None) -> list[Shelf]:
+def list_shelves(catalog: Catalog, who: CanRead, site: IdentFilter = None) -> list[Shelf]:
     """Shelf cell bindings."""
     site_filters(who, site)
-    return visible(who, store.shelves(site))
+    return visible(who, catalog.shelves(site))
 
 
 @router.put("/shelves/{site}/{device}/{cell}", responses=answers(400, 404))
@@ -149,7 +172,7 @@ def put_shelf(
     device: Segment,
     cell: Segment,
     body: ShelfRequest,
-    store: Store,
+    catalog: Catalog,
     who: CanEditCatalog,
     conn: Connection,
 ) -> Shelf:
@@ -158,18 +181,20 @@ def put_shelf(
     _same("device", body.device, device)
     _same("cell", body.cell, cell)
     check_site(who, site, "the shelf")
-    before = _maybe(store.get_shelf, site, device, cell)
-    after = store.put_shelf(body)
+    before = _maybe(catalog.get_shelf, site, device, cell)
+    after = catalog.put_shelf(body)
     target = f"shelf {site}/{device}/{cell}"
     audit(conn, who, "shelf.put", target, site=site, before=before, after=after)
     return after
 
 
 @router.get("/shelves/{site}/{device}/{cell}", responses=answers(404))
-def get_shelf(site: Segment, device: Segment, cell: Segment, store: Store, who: CanRead) -> Shelf:
+def get_shelf(
+    site: Segment, device: Segment, cell: Segment, catalog: Catalog, who: CanRead
+) -> Shelf:
     """One shelf cell binding."""
     check_site(who, site, "the shelf")
-    return store.get_shelf(site, device, cell)
+    return catalog.get_shelf(site, device, cell)
 
 
 @router.delete("/shelves/{site}/{device}/{cell}", status_code=204, responses=answers(404))
@@ -178,14 +203,14 @@ def delete_shelf(
     site: Segment,
     device: Segment,
     cell: Segment,
-    store: Store,
+    catalog: Catalog,
     who: CanEditCatalog,
     conn: Connection,
 ) -> Response:
     """Unbind a shelf cell."""
     check_site(who, site, "the shelf")
-    before = store.get_shelf(site, device, cell)
-    store.delete_shelf(site, device, cell)
+    before = catalog.get_shelf(site, device, cell)
+    catalog.delete_shelf(site, device, cell)
     audit(conn, who, "shelf.delete", f"shelf {site}/{device}/{cell}", site=site, before=before)
     return Response(status_code=204)
 
@@ -194,10 +219,10 @@ def delete_shelf(
 
 
 @router.get("/rfid-zones")
-def list_rfid_zones(store: Store, who: CanRead, site: IdentFilter = None) -> list[RfidZone]:
+def list_rfid_zones(catalog: Catalog, who: CanRead, site: IdentFilter = None) -> list[RfidZone]:
     """Reader antenna bindings."""
     site_filters(who, site)
-    return visible(who, store.rfid_zones(site))
+    return visible(who, catalog.rfid_zones(site))
 
 
 @router.put("/rfid-zones/{site}/{device}/{antenna}", responses=answers(400))
@@ -207,7 +232,7 @@ def put_rfid_zone(
     device: Segment,
     antenna: Antenna,
     body: RfidZoneRequest,
-    store: Store,
+    catalog: Catalog,
     who: CanEditCatalog,
     conn: Connection,
 ) -> RfidZone:
@@ -216,8 +241,8 @@ def put_rfid_zone(
     _same("device", body.device, device)
     _same("antenna", body.antenna, antenna)
     check_site(who, site, "the reader")
-    before = _maybe(store.get_rfid_zone, site, device, antenna)
-    after = store.put_rfid_zone(body)
+    before = _maybe(catalog.get_rfid_zone, site, device, antenna)
+    after = catalog.put_rfid_zone(body)
     target = f"rfid-zone {site}/{device}/{antenna}"
     audit(conn, who, "rfid_zone.put", target, site=site, before=before, after=after)
     return after
@@ -225,11 +250,11 @@ def put_rfid_zone(
 
 @router.get("/rfid-zones/{site}/{device}/{antenna}", responses=answers(404))
 def get_rfid_zone(
-    site: Segment, device: Segment, antenna: Antenna, store: Store, who: CanRead
+    site: Segment, device: Segment, antenna: Antenna, catalog: Catalog, who: CanRead
 ) -> RfidZone:
     """One antenna binding."""
     check_site(who, site, "the reader")
-    return store.get_rfid_zone(site, device, antenna)
+    return catalog.get_rfid_zone(site, device, antenna)
 
 
 @router.delete("/rfid-zones/{site}/{device}/{antenna}", status_code=204, responses=answers(404))
@@ -238,14 +263,14 @@ def delete_rfid_zone(
     site: Segment,
     device: Segment,
     antenna: Antenna,
-    store: Store,
+    catalog: Catalog,
     who: CanEditCatalog,
     conn: Connection,
 ) -> Response:
     """Unbind a reader antenna."""
     check_site(who, site, "the reader")
-    before = store.get_rfid_zone(site, device, antenna)
-    store.delete_rfid_zone(site, device, antenna)
+    before = catalog.get_rfid_zone(site, device, antenna)
+    catalog.delete_rfid_zone(site, device, antenna)
     target = f"rfid-zone {site}/{device}/{antenna}"
     audit(conn, who, "rfid_zone.delete", target, site=site, before=before)
     return Response(status_code=204)
@@ -256,7 +281,7 @@ def delete_rfid_zone(
 
 @router.get("/lots")
 def list_lots(
-    store: Store,
+    ledger: Ledger,
     who: CanRead,
     site: IdentFilter = None,
     sku: IdentFilter = None,
@@ -264,44 +289,44 @@ def list_lots(
 ) -> list[Lot]:
     """Lots in FEFO order (per-lot stock)."""
     site_filters(who, site)
-    return visible(who, store.lots(site=site, sku=sku, in_stock=in_stock))
+    return visible(who, ledger.lots(site=site, sku=sku, in_stock=in_stock))
 
 
 @router.post("/lots", status_code=201, responses=answers(400, 404, 409))
-def create_lot(body: LotRequest, store: Store, who: CanEditLots, conn: Connection) -> Lot:
+def create_lot(body: LotRequest, ledger: Ledger, who: CanEditLots, conn: Connection) -> Lot:
     """Register a lot of a known SKU; its quantity is booked as a receipt."""
     check_site(who, body.site, "the lot")
-    created = store.add_lot(body, ts_ms=now_ms())
+    created = ledger.add_lot(body, ts_ms=now_ms())
     audit(conn, who, "lot.create", f"lot {created.id}", site=created.site, after=created)
     return created
 
 
 @router.get("/lots/{lot_id}", responses=answers(404))
-def get_lot(lot_id: RowId, store: Store, who: CanRead) -> Lot:
+def get_lot(lot_id: RowId, ledger: Ledger, who: CanRead) -> Lot:
     """One lot."""
-    found = store.get_lot(lot_id)
+    found = ledger.get_lot(lot_id)
     check_site(who, found.site, f"lot {lot_id}")
     return found
 
 
 @router.patch("/lots/{lot_id}", responses=answers(400, 404))
 def update_lot(
-    lot_id: RowId, body: LotChange, store: Store, who: CanEditLots, conn: Connection
+    lot_id: RowId, body: LotChange, ledger: Ledger, who: CanEditLots, conn: Connection
 ) -> Lot:
     """Change dates or location; a new quantity is booked as an adjustment."""
-    before = store.get_lot(lot_id)
+    before = ledger.get_lot(lot_id)
     check_site(who, before.site, f"lot {lot_id}")
-    after = store.update_lot(lot_id, body, ts_ms=now_ms())
+    after = ledger.update_lot(lot_id, body, ts_ms=now_ms())
     audit(conn, who, "lot.update", f"lot {lot_id}", site=after.site, before=before, after=after)
     return after
 
 
 @router.delete("/lots/{lot_id}", status_code=204, responses=answers(404, 409))
-def delete_lot(lot_id: RowId, store: Store, who: CanEditLots, conn: Connection) -> Response:
+def delete_lot(lot_id: RowId, ledger: Ledger, who: CanEditLots, conn: Connection) -> Response:
     """Delete an empty lot (409 while it holds stock)."""
-    before = store.get_lot(lot_id)
+    before = ledger.get_lot(lot_id)
     check_site(who, before.site, f"lot {lot_id}")
-    store.delete_lot(lot_id)
+    ledger.delete_lot(lot_id)
     audit(conn, who, "lot.delete", f"lot {lot_id}", site=before.site, before=before)
     return Response(status_code=204)
 
@@ -311,7 +336,7 @@ def delete_lot(lot_id: RowId, store: Store, who: CanEditLots, conn: Connection) 
 
 @router.get("/stock")
 def stock_levels(
-    store: Store,
+    ledger: Ledger,
     who: CanRead,
     site: IdentFilter = None,
     sku: IdentFilter = None,
@@ -319,12 +344,12 @@ def stock_levels(
 ) -> list[StockLevel]:
     """Stock per (site, location, SKU)."""
     site_filters(who, site)
-    return visible(who, store.stock(site=site, sku=sku, location=location))
+    return visible(who, ledger.stock(site=site, sku=sku, location=location))
 
 
 @router.get("/movements")
 def movements(
-    store: Store,
+    ledger: Ledger,
     who: CanRead,
     *,
     site: IdentFilter = None,
@@ -338,7 +363,7 @@ def movements(
     found = [
         entry
         for where in site_filters(who, site)
-        for entry in store.ledger(
+        for entry in ledger.ledger(
             site=where,
             sku=sku,
             since_ms=since,
@@ -353,13 +378,15 @@ def movements(
 
 @router.get("/report")
 def report(
-    store: Store,
+    stores: Stores,
     who: CanRead,
     period_days: Annotated[int, Query(ge=1, le=3650)] = 30,
     dead_after_days: Annotated[float, Query(gt=0, le=3650)] = 90,
 ) -> list[SkuReport]:
     """Days on hand / of supply, turnover and dead stock per (site, SKU)."""
-    found = store.report(at_ms=now_ms(), period_days=period_days, dead_after_days=dead_after_days)
+    found = stock_report(
+        stores, at_ms=now_ms(), period_days=period_days, dead_after_days=dead_after_days
+    )
     return visible(who, found)
 
 
@@ -368,7 +395,7 @@ def report(
 
 @router.get("/suggestions")
 def list_suggestions(
-    store: Store,
+    planning: Planning,
     who: CanRead,
     site: IdentFilter = None,
     sku: IdentFilter = None,
@@ -376,13 +403,13 @@ def list_suggestions(
 ) -> list[Suggestion]:
     """Purchase suggestions, oldest first."""
     site_filters(who, site)
-    return visible(who, store.suggestions(site=site, sku=sku, state=state))
+    return visible(who, planning.suggestions(site=site, sku=sku, state=state))
 
 
 @router.get("/suggestions/{suggestion_id}", responses=answers(404))
-def get_suggestion(suggestion_id: RowId, store: Store, who: CanRead) -> Suggestion:
+def get_suggestion(suggestion_id: RowId, planning: Planning, who: CanRead) -> Suggestion:
     """One suggestion."""
-    found = store.get_suggestion(suggestion_id)
+    found = planning.get_suggestion(suggestion_id)
     check_site(who, found.site, f"suggestion {suggestion_id}")
     return found
 
@@ -392,16 +419,16 @@ def move_suggestion(
     *,
     suggestion_id: RowId,
     step: Literal["ordered", "received", "cancelled"],
-    store: Store,
+    planning: Planning,
     who: CanPurchase,
     conn: Connection,
     body: Transition | None = None,
 ) -> Suggestion:
     """suggested → ordered → received, or cancelled; other steps answer 409."""
     body = body or Transition()
-    before = store.get_suggestion(suggestion_id)
+    before = planning.get_suggestion(suggestion_id)
     check_site(who, before.site, f"suggestion {suggestion_id}")
-    after = store.transition_suggestion(
+    after = planning.transition_suggestion(
         suggestion_id, step, ts_ms=now_ms(), eta_ms=body.eta, location=body.location
     )
     target = f"suggestion {suggestion_id}"
@@ -414,7 +441,7 @@ def move_suggestion(
 
 @router.get("/demand")
 def list_demand(
-    store: Store,
+    planning: Planning,
     who: CanRead,
     site: IdentFilter = None,
     sku: IdentFilter = None,
@@ -422,14 +449,16 @@ def list_demand(
 ) -> list[Demand]:
     """Demand lines by due date."""
     site_filters(who, site)
-    return visible(who, store.demand(site=site, sku=sku, status=status))
+    return visible(who, planning.demand(site=site, sku=sku, status=status))
 
 
 @router.post("/demand", status_code=201, responses=answers(400, 404))
-def add_demand(body: DemandRequest, store: Store, who: CanPurchase, conn: Connection) -> Demand:
+def add_demand(
+    body: DemandRequest, planning: Planning, who: CanPurchase, conn: Connection
+) -> Demand:
     """Add a confirmed sales or production order line of a known SKU."""
     check_site(who, body.site, "the demand line")
-    created = store.add_demand(body, ts_ms=now_ms())
+    created = planning.add_demand(body, ts_ms=now_ms())
     audit(conn, who, "demand.create", f"demand {created.id}", site=created.site, after=created)
     return created
 
@@ -438,14 +467,14 @@ def add_demand(body: DemandRequest, store: Store, who: CanPurchase, conn: Connec
 def close_demand(
     demand_id: RowId,
     step: Literal["fulfilled", "cancelled"],
-    store: Store,
+    planning: Planning,
     who: CanPurchase,
     conn: Connection,
 ) -> Demand:
     """Close a confirmed line (409 if it is closed already)."""
-    before = store.get_demand(demand_id)
+    before = planning.get_demand(demand_id)
     check_site(who, before.site, f"demand {demand_id}")
-    after = store.set_demand_status(demand_id, step, ts_ms=now_ms())
+    after = planning.set_demand_status(demand_id, step, ts_ms=now_ms())
     target = f"demand {demand_id}"
     audit(conn, who, f"demand.{step}", target, site=after.site, before=before, after=after)
     return after
@@ -453,7 +482,7 @@ def close_demand(
 
 @router.get("/inbound")
 def list_inbound(
-    store: Store,
+    planning: Planning,
     who: CanRead,
     site: IdentFilter = None,
     sku: IdentFilter = None,
@@ -461,13 +490,15 @@ def list_inbound(
 ) -> list[Inbound]:
     """Open purchase orders and shipments in transit, by ETA."""
     site_filters(who, site)
-    return visible(who, store.inbound(site=site, sku=sku, status=status))
+    return visible(who, planning.inbound(site=site, sku=sku, status=status))
 
 
 @router.post("/inbound", status_code=201, responses=answers(400, 404))
-def add_inbound(body: InboundRequest, store: Store, who: CanPurchase, conn: Connection) -> Inbound:
+def add_inbound(
+    body: InboundRequest, planning: Planning, who: CanPurchase, conn: Connection
+) -> Inbound:
     """Record an open purchase order or a shipment in transit of a known SKU."""
     check_site(who, body.site, "the inbound line")
-    created = store.add_inbound(body, ts_ms=now_ms())
+    created = planning.add_inbound(body, ts_ms=now_ms())
     audit(conn, who, "inbound.create", f"inbound {created.id}", site=created.site, after=created)
     return created

@@ -41,7 +41,7 @@ from core.alerts import AlertCondition, AlertStore
 from core.influx import line
 from core.influx_writer import BatchWriter
 from core.inventory import (
-    InventoryStore,
+    InventoryStores,
     LedgerEntry,
     MovementKind,
     Shelf,
@@ -112,7 +112,7 @@ class InventoryProcessor:
     def __init__(
         self,
         *,
-        store: InventoryStore,
+        store: InventoryStores,
         alerts: AlertStore,
         lifecycle: AlertLifecycle | None = None,
         writer: BatchWriter | None = None,
@@ -159,13 +159,13 @@ class InventoryProcessor:
         Cells whose binding is unchanged keep their state (baseline, filter window), so a
         catalog edit elsewhere never turns into a phantom movement.
         """
-        signature = self.store.catalog_signature()
+        signature = self.store.catalog.catalog_signature()
         if signature == self._signature:
             return False
         self._signature = signature
-        self._skus = {s.sku: s for s in self.store.skus()}
+        self._skus = {s.sku: s for s in self.store.catalog.skus()}
         cells: dict[tuple[str, str, str], _Cell] = {}
-        for shelf in self.store.shelves():
+        for shelf in self.store.catalog.shelves():
             sku = self._skus.get(shelf.sku)
             if sku is None or sku.unit_grams is None:
                 logger.warning("shelf %s/%s/%s: SKU has no unit weight", *_cell_key(shelf))
@@ -187,7 +187,7 @@ class InventoryProcessor:
             else:
                 cells[config.key] = _Cell(shelf=shelf, tracker=CellTracker(config))
         self._cells = cells
-        zones = self.store.rfid_zones()
+        zones = self.store.catalog.rfid_zones()
         gtins = {s.gtin: s.sku for s in self._skus.values() if s.gtin is not None}
         rfid_key = (tuple(zones), tuple(sorted(gtins.items())))
         if rfid_key != self._rfid_key:
@@ -263,7 +263,7 @@ class InventoryProcessor:
         # The first settled level is a count of the shelf: the ledger follows the shelf.
         shelf = entry.shelf
         counted = float(max(entry.tracker.units_on_shelf, 0))
-        booked = self.store.qty_at(shelf.site, shelf.location_id, shelf.sku)
+        booked = self.store.ledger.qty_at(shelf.site, shelf.location_id, shelf.sku)
         diff = counted - booked
         if math.isclose(diff, 0.0, abs_tol=1e-9):
             return
@@ -405,7 +405,7 @@ class InventoryProcessor:
         ref: str,
     ) -> list[LedgerEntry]:
         if qty < 0:
-            entries = self.store.record_outflow(
+            entries = self.store.ledger.record_outflow(
                 ts_ms=ts_ms,
                 site=site,
                 location=location,
@@ -417,7 +417,7 @@ class InventoryProcessor:
             )
         else:
             entries = [
-                self.store.record(
+                self.store.ledger.record(
                     ts_ms=ts_ms,
                     site=site,
                     location=location,
@@ -448,7 +448,7 @@ class InventoryProcessor:
             line(
                 "stock",
                 {"site": site, "location": location, "sku": sku, "basis": "ledger"},
-                {"qty": self.store.qty_at(site, location, sku)},
+                {"qty": self.store.ledger.qty_at(site, location, sku)},
                 ts_ns,
             )
         )
@@ -513,7 +513,7 @@ class InventoryProcessor:
         if cached is not None and cached[0] == day:
             return cached[1], cached[2]
         days = self.config.demand_history_days
-        history = self.store.daily_outflows(site, sku.sku, end_ms=day * DAY_MS, days=days)
+        history = self.store.ledger.daily_outflows(site, sku.sku, end_ms=day * DAY_MS, days=days)
         d_mean, d_sigma, ss, rop = dynamic_levels(
             np.array([history], dtype=np.float64),
             np.array([sku.lead_time_days]),
@@ -546,9 +546,9 @@ class InventoryProcessor:
             return None
         rule, reason = found
         projected = projected_qty(
-            on_hand=self.store.available(site, sku_id, at_ms=at_ms),
-            on_order=self.store.on_order(site, sku_id),
-            reserved=self.store.reserved(site, sku_id),
+            on_hand=self.store.ledger.available(site, sku_id, at_ms=at_ms),
+            on_order=self.store.planning.on_order(site, sku_id),
+            reserved=self.store.planning.reserved(site, sku_id),
         )
         source = f"{site}/{sku_id}"
         if not rule.triggered(projected):
@@ -559,7 +559,7 @@ class InventoryProcessor:
             if not self.lifecycle.is_open(source, "reorder"):
                 # Below the trigger with an open suggestion covering the gap: the condition
                 # holds, and must keep being seen for a debounce to end and raise it.
-                covering = self.store.open_suggestions(site, sku_id)
+                covering = self.store.planning.open_suggestions(site, sku_id)
                 pending = [s for s in covering if s.state == "suggested"] or covering
                 if pending:
                     self._raise(self._reorder_condition(rule, sku, projected, pending[0], at_ms))
@@ -613,15 +613,15 @@ class InventoryProcessor:
         change = suggestion_change(
             rule,
             projected=projected,
-            open_suggestions=self.store.open_suggestions(rule.site, rule.sku),
+            open_suggestions=self.store.planning.open_suggestions(rule.site, rule.sku),
         )
         if change is None:
             return None
         if isinstance(change, RevisedSuggestion):
-            return self.store.revise_suggestion(
+            return self.store.planning.revise_suggestion(
                 change.id, qty=change.qty, projected=projected, reason=reason, ts_ms=at_ms
             )
-        return self.store.add_suggestion(
+        return self.store.planning.add_suggestion(
             site=rule.site,
             sku=rule.sku,
             qty=change.qty,
@@ -653,12 +653,12 @@ class InventoryProcessor:
         self._check_expiry(now_ms)
         self._check_dead_stock(now_ms)
         self._check_imbalance(now_ms)
-        for site, sku in self.store.stocked_pairs():
+        for site, sku in self.store.ledger.stocked_pairs():
             self.evaluate_reorder(site, sku, at_ms=now_ms)
 
     def _check_expiry(self, now_ms: int) -> None:
         live: set[tuple[str, str]] = set()
-        for lot in self.store.lots(in_stock=True):
+        for lot in self.store.ledger.lots(in_stock=True):
             source = f"{lot.site}/{lot.sku}/{lot.lot}"
             removal = lot.effective_removal_at
             if removal is not None and now_ms >= removal:
@@ -707,16 +707,16 @@ class InventoryProcessor:
 
     def _check_dead_stock(self, now_ms: int) -> None:
         live: set[tuple[str, str]] = set()
-        for site, sku in self.store.stocked_pairs():
-            stock = self.store.on_hand(site, sku)
+        for site, sku in self.store.ledger.stocked_pairs():
+            stock = self.store.ledger.on_hand(site, sku)
             figures = ageing_figures(
                 SkuActivity(
                     site=site,
                     sku=sku,
                     stock=stock,
                     daily_outflow=(),
-                    last_outflow_ms=self.store.last_outflow(site, sku),
-                    stocked_since_ms=self.store.first_inflow(site, sku),
+                    last_outflow_ms=self.store.ledger.last_outflow(site, sku),
+                    stocked_since_ms=self.store.ledger.first_inflow(site, sku),
                 ),
                 now_ms=now_ms,
                 dead_after_days=self.config.dead_after_days,
@@ -746,15 +746,15 @@ class InventoryProcessor:
     def _check_imbalance(self, now_ms: int) -> None:
         demand = [
             DemandLine(site=d.site, sku=d.sku, qty=d.qty, due_ms=d.due_at)
-            for d in self.store.demand(status="confirmed")
+            for d in self.store.planning.demand(status="confirmed")
         ]
         keys = {(d.site, d.sku) for d in demand}
         items = find_imbalances(
             demand=demand,
-            available={k: self.store.available(*k, at_ms=now_ms) for k in keys},
+            available={k: self.store.ledger.available(*k, at_ms=now_ms) for k in keys},
             in_transit=[
                 InboundLine(site=i.site, sku=i.sku, qty=i.qty, eta_ms=i.eta)
-                for i in self.store.inbound(status="open")
+                for i in self.store.planning.inbound(status="open")
             ],
             unit_cost={s.sku: s.unit_cost for s in self._skus.values()},
             now_ms=now_ms,
@@ -818,7 +818,7 @@ class InventoryProcessor:
         lo, hi = check.ts_ms - window, check.ts_ms + window
         if any(lo <= ts <= hi for ts in self._exits.get((check.site, check.sku), ())):
             return True
-        recorded = self.store.ledger(
+        recorded = self.store.ledger.ledger(
             site=check.site,
             sku=check.sku,
             since_ms=lo,
@@ -930,7 +930,7 @@ def build_inventory_processor(
     ``lifecycle`` (the pipeline's shared one), else a new one over ``store``.
     """
     return InventoryProcessor(
-        store=InventoryStore(conn),
+        store=InventoryStores.over(conn),
         alerts=store,
         lifecycle=lifecycle,
         writer=writer,

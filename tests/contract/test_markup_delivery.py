@@ -16,7 +16,7 @@ import pytest
 from api.app import create_app
 from core import db
 from core.alerts import Alert, AlertStore
-from core.inventory import InventoryStore
+from core.inventory import InventoryStores
 from core.settings import ChannelSettings, Settings
 from rules.inventory.service import InventoryProcessor
 from rules.notify import render
@@ -292,7 +292,7 @@ def test_sku_name_and_supplier_from_the_api_reach_both_robots_inert(
                    "max_qty": 40, "pack_multiple": 6}  # fmt: skip
             created = await client.post("/inventory/skus", json=sku)
             assert created.status_code == 201
-        processor = InventoryProcessor(store=InventoryStore(conn), alerts=alerts)
+        processor = InventoryProcessor(store=InventoryStores.over(conn), alerts=alerts)
         try:
             suggestion = processor.evaluate_reorder("wh1", "COFFEE", at_ms=int(clock() * 1000))
             assert suggestion is not None

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from core import db
 from core.alerts import Alert
-from core.inventory import InventoryStore
+from core.inventory import InventoryStores
 from core.settings import (
     AlertingSettings,
     ChannelSettings,
@@ -147,7 +147,9 @@ def test_reorder_debounce_across_sweeps_and_severity(
         }
     )
     conn = db.connect(cfg.sqlite_path)
-    InventoryStore(conn).load_catalog(skus=CATALOG, shelves=SHELVES, rfid_zones=ZONES, ts_ms=T0)
+    InventoryStores.over(conn).load_catalog(
+        skus=CATALOG, shelves=SHELVES, rfid_zones=ZONES, ts_ms=T0
+    )
     conn.close()
     shelves = Shelves(publisher, random.Random(3))
 
@@ -169,7 +171,7 @@ def test_reorder_debounce_across_sweeps_and_severity(
             return end
 
         def last_pick_ms() -> int:
-            return inventory.ledger(site=SITE, sku="COFFEE", kinds=("pick",))[-1].ts
+            return inventory.ledger.ledger(site=SITE, sku="COFFEE", kinds=("pick",))[-1].ts
 
         try:
             t = await hold(12, T0)
@@ -181,7 +183,7 @@ def test_reorder_debounce_across_sweeps_and_severity(
             for now in (dropped + 60_000, dropped + 90_000):
                 pipeline.rules.tick(now)
             assert reorder() == []
-            assert [(s.qty, s.state) for s in inventory.suggestions(site=SITE)] == [
+            assert [(s.qty, s.state) for s in inventory.planning.suggestions(site=SITE)] == [
                 (36.0, "suggested")
             ]
 
@@ -201,7 +203,7 @@ def test_reorder_debounce_across_sweeps_and_severity(
             )
             pipeline.rules.tick(again + 120_000)
             assert len(reorder()) == 1
-            assert len(inventory.suggestions(site=SITE)) == 1
+            assert len(inventory.planning.suggestions(site=SITE)) == 1
 
             def sent() -> list[tuple[str, str]]:
                 return [

@@ -20,7 +20,7 @@ from core.inventory import (
     DAY_MS,
     DemandIn,
     InboundIn,
-    InventoryStore,
+    InventoryStores,
     LotIn,
     LotUpdate,
     RfidZone,
@@ -76,7 +76,7 @@ class Recorder(InventoryProcessor):
 def _processor(
     settings: Settings, conn: sqlite3.Connection, writer: BatchWriter | None = None
 ) -> Recorder:
-    store = InventoryStore(conn)
+    store = InventoryStores.over(conn)
     store.load_catalog(skus=CATALOG, shelves=SHELVES, rfid_zones=ZONES, ts_ms=T0)
     return Recorder(
         store=store,
@@ -161,8 +161,8 @@ def _alerts(processor: InventoryProcessor, type_: str) -> list[Alert]:
     return [a for a in processor.alerts.list(limit=1000) if a.type == type_]
 
 
-def _moves(store: InventoryStore, sku: str) -> list[tuple[str, float]]:
-    return [(e.kind, e.qty) for e in store.ledger(site=SITE, sku=sku)]
+def _moves(store: InventoryStores, sku: str) -> list[tuple[str, float]]:
+    return [(e.kind, e.qty) for e in store.ledger.ledger(site=SITE, sku=sku)]
 
 
 def test_shelves_give_exact_counts_flag_ambiguity_and_ignore_drift(
@@ -201,9 +201,9 @@ def test_shelves_give_exact_counts_flag_ambiguity_and_ignore_drift(
             ("pick", -1.0),
             ("pick", -5.0),
         ]
-        assert store.qty_at(SITE, "A1", "COFFEE") == 33.0
+        assert store.ledger.qty_at(SITE, "A1", "COFFEE") == 33.0
         assert _moves(store, "TEA") == [("adjust", 20.0), ("pick", -5.0)]
-        assert store.qty_at(SITE, "A2", "TEA") == 15.0
+        assert store.ledger.qty_at(SITE, "A2", "TEA") == 15.0
         ambiguous = _alerts(processor, "weight_ambiguous")
         assert [(a.source, a.state, a.details["sku"]) for a in ambiguous] == [
             (f"{SITE}/shelf-1/c2", "active", "TEA")
@@ -291,7 +291,9 @@ def test_rfid_dedup_zone_moves_dock_movements_and_misplaced_item(
             ("dock-in", "RICE"): 1,
             ("dock-out", "RICE"): 1,
         }
-        assert [(e.kind, e.qty, e.location) for e in store.ledger(site=SITE, sku="RICE")] == [
+        assert [
+            (e.kind, e.qty, e.location) for e in store.ledger.ledger(site=SITE, sku="RICE")
+        ] == [
             ("receipt", 1.0, "dock-in"),
             ("issue", -1.0, "dock-out"),
         ]
@@ -330,13 +332,13 @@ def test_reorder_once_per_gap_and_unexplained_loss(
         t = shelves.hold("shelf-1", coffee(9), start_ms=t)  # 9 < min 10: order 31 -> 36
         t = shelves.hold("shelf-1", coffee(8), start_ms=t)  # the pending 36 covers the gap
         await until(lambda: pipeline.rules.processed >= shelves.sent, what="rules caught up")
-        suggestions = store.suggestions(site=SITE, sku="COFFEE")
+        suggestions = store.planning.suggestions(site=SITE, sku="COFFEE")
         assert [(s.qty, s.state, s.projected, s.trigger_level) for s in suggestions] == [
             (36.0, "suggested", 9.0, 10.0)
         ]
         for now in (t, t + 61_000, t + 122_000):  # repeated sweeps change nothing
             processor.tick(now)
-        assert len(store.suggestions()) == 1
+        assert len(store.planning.suggestions()) == 1
         reorder = _alerts(processor, "reorder")
         assert [(a.source, a.state, a.value, a.threshold) for a in reorder] == [
             (f"{SITE}/COFFEE", "active", 9.0, 10.0)
@@ -347,10 +349,10 @@ def test_reorder_once_per_gap_and_unexplained_loss(
         assert len(_alerts(processor, "unexplained_loss")) == 1
 
         # The buyer orders: on order counts in projected, the reorder alert clears.
-        store.transition_suggestion(suggestions[0].id, "ordered", ts_ms=t + 130_000)
+        store.planning.transition_suggestion(suggestions[0].id, "ordered", ts_ms=t + 130_000)
         processor.tick(t + 200_000)
         assert [a.state for a in _alerts(processor, "reorder")] == ["cleared"]
-        assert len(store.suggestions()) == 1
+        assert len(store.planning.suggestions()) == 1
 
     _run(settings, body)
 
@@ -400,20 +402,24 @@ def test_expiry_dead_stock_and_imbalance_raise_once_and_clear(settings: Settings
     store = processor.store
     try:
         day = DAY_MS
-        lot = store.add_lot(
+        lot = store.ledger.add_lot(
             LotIn(
                 lot="L1", sku="RICE", site=SITE, location="B1", qty=10, received_at=T0,
                 alert_at=T0 + 10 * day, removal_at=T0 + 20 * day, expiration_at=T0 + 30 * day,
             ),
             ts_ms=T0,
         )  # fmt: skip
-        store.add_lot(
+        store.ledger.add_lot(
             LotIn(lot="L2", sku="TEA", site=SITE, location="A2", qty=5, received_at=T0),
             ts_ms=T0,
         )
-        store.add_demand(DemandIn(site=SITE, sku="TEA", qty=12, due_at=T0 + 3 * day), ts_ms=T0)
-        store.add_demand(DemandIn(site=SITE, sku="RICE", qty=4, due_at=T0 + 23 * day), ts_ms=T0)
-        store.add_demand(
+        store.planning.add_demand(
+            DemandIn(site=SITE, sku="TEA", qty=12, due_at=T0 + 3 * day), ts_ms=T0
+        )
+        store.planning.add_demand(
+            DemandIn(site=SITE, sku="RICE", qty=4, due_at=T0 + 23 * day), ts_ms=T0
+        )
+        store.planning.add_demand(
             DemandIn(site=SITE, sku="COFFEE", qty=2, due_at=T0 + 60 * day), ts_ms=T0
         )  # beyond the horizon
 
@@ -428,7 +434,9 @@ def test_expiry_dead_stock_and_imbalance_raise_once_and_clear(settings: Settings
         assert imbalance.value == 49.0
         assert imbalance.details["rank"] == 1
 
-        store.add_inbound(InboundIn(site=SITE, sku="TEA", qty=7, eta=T0 + 2 * day), ts_ms=T0)
+        store.planning.add_inbound(
+            InboundIn(site=SITE, sku="TEA", qty=7, eta=T0 + 2 * day), ts_ms=T0
+        )
         for now in (T0 + 10 * day, T0 + 10 * day + 60_000):
             processor.tick(now)
         assert types() == [
@@ -438,7 +446,7 @@ def test_expiry_dead_stock_and_imbalance_raise_once_and_clear(settings: Settings
         # Past removal: expired on the shelf, and no longer available for the RICE demand.
         for now in (T0 + 20 * day, T0 + 20 * day + 60_000):
             processor.tick(now)
-        assert store.available(SITE, "RICE", at_ms=T0 + 20 * day) == 0.0
+        assert store.ledger.available(SITE, "RICE", at_ms=T0 + 20 * day) == 0.0
         assert types() == [
             ("expired_on_shelf", f"{SITE}/RICE/L1", "active"),
             ("expiry_alert", f"{SITE}/RICE/L1", "active"),
@@ -451,8 +459,8 @@ def test_expiry_dead_stock_and_imbalance_raise_once_and_clear(settings: Settings
         dead = sorted((a.source, a.state) for a in _alerts(processor, "dead_stock"))
         assert dead == [(f"{SITE}/RICE", "active"), (f"{SITE}/TEA", "active")]
         # The expired lot is scrapped and TEA moves again: their alerts clear.
-        store.update_lot(lot.id, LotUpdate(qty=0), ts_ms=T0 + 92 * day)
-        store.record(
+        store.ledger.update_lot(lot.id, LotUpdate(qty=0), ts_ms=T0 + 92 * day)
+        store.ledger.record(
             ts_ms=T0 + 92 * day, site=SITE, location="A2", sku="TEA", qty=-1, kind="pick",
             source="api",
         )  # fmt: skip
@@ -463,7 +471,7 @@ def test_expiry_dead_stock_and_imbalance_raise_once_and_clear(settings: Settings
         ]
         dead = sorted((a.source, a.state) for a in _alerts(processor, "dead_stock"))
         assert dead == [(f"{SITE}/RICE", "cleared"), (f"{SITE}/TEA", "cleared")]
-        assert store.on_hand(SITE, "RICE") == 0.0
+        assert store.ledger.on_hand(SITE, "RICE") == 0.0
     finally:
         conn.close()
 
@@ -478,7 +486,7 @@ def test_shelf_picks_draw_fefo_lots_of_the_shelf_location_only(
         day = DAY_MS
 
         def lot(name: str, location: str, qty: float, removal_ms: int) -> int:
-            added = store.add_lot(
+            added = store.ledger.add_lot(
                 LotIn(
                     lot=name, sku="COFFEE", site=SITE, location=location, qty=qty,
                     received_at=T0 - 60 * day, removal_at=removal_ms,
@@ -497,25 +505,25 @@ def test_shelf_picks_draw_fefo_lots_of_the_shelf_location_only(
         def picks() -> list[tuple[str | None, float, str, bool]]:
             return [
                 (e.lot, e.qty, e.location, e.drew_expired)
-                for e in store.ledger(site=SITE, sku="COFFEE", kinds=("pick",))
+                for e in store.ledger.ledger(site=SITE, sku="COFFEE", kinds=("pick",))
             ]
 
         t = shelves.hold("shelf-1", coffee(15), start_ms=T0)  # the count matches the lots
         t = shelves.hold("shelf-1", coffee(12), start_ms=t)  # 3 picked
         await until(lambda: pipeline.rules.processed >= shelves.sent, what="rules caught up")
         assert picks() == [("C-NEW", -3.0, "A1", False)]
-        assert [store.get_lot(i).qty for i in (old, new, far)] == [5.0, 7.0, 10.0]
-        assert store.qty_at(SITE, "A1", "COFFEE") == 12.0
-        assert store.available(SITE, "COFFEE", at_ms=t) == 17.0
+        assert [store.ledger.get_lot(i).qty for i in (old, new, far)] == [5.0, 7.0, 10.0]
+        assert store.ledger.qty_at(SITE, "A1", "COFFEE") == 12.0
+        assert store.ledger.available(SITE, "COFFEE", at_ms=t) == 17.0
 
         # 8 more picked: the 7 fresh units first, then the shelf's expired lot, flagged.
         t = shelves.hold("shelf-1", coffee(4), start_ms=t)
         await until(lambda: pipeline.rules.processed >= shelves.sent, what="rules caught up")
         assert picks()[1:] == [("C-NEW", -7.0, "A1", False), ("C-OLD", -1.0, "A1", True)]
-        assert [store.get_lot(i).qty for i in (old, new, far)] == [4.0, 0.0, 10.0]
-        assert store.qty_at(SITE, "A1", "COFFEE") == 4.0
-        assert store.qty_at(SITE, "dock-in", "COFFEE") == 10.0
-        assert store.available(SITE, "COFFEE", at_ms=t) == 10.0
+        assert [store.ledger.get_lot(i).qty for i in (old, new, far)] == [4.0, 0.0, 10.0]
+        assert store.ledger.qty_at(SITE, "A1", "COFFEE") == 4.0
+        assert store.ledger.qty_at(SITE, "dock-in", "COFFEE") == 10.0
+        assert store.ledger.available(SITE, "COFFEE", at_ms=t) == 10.0
 
     _run(settings, body)
 
@@ -534,14 +542,14 @@ def test_min_max_orders_below_the_minimum_not_at_it(
         t = shelves.hold("shelf-1", coffee(12), start_ms=T0)
         t = shelves.hold("shelf-1", coffee(10), start_ms=t)  # exactly min 10: Odoo waits
         await until(lambda: pipeline.rules.processed >= shelves.sent, what="rules caught up")
-        assert store.qty_at(SITE, "A1", "COFFEE") == 10.0
+        assert store.ledger.qty_at(SITE, "A1", "COFFEE") == 10.0
         processor.tick(t)
-        assert store.suggestions(site=SITE, sku="COFFEE") == []
+        assert store.planning.suggestions(site=SITE, sku="COFFEE") == []
         assert _alerts(processor, "reorder") == []
 
         t = shelves.hold("shelf-1", coffee(9), start_ms=t)  # 9 < 10: up to 40 -> 31 -> 36
         await until(lambda: pipeline.rules.processed >= shelves.sent, what="rules caught up")
-        suggestions = store.suggestions(site=SITE, sku="COFFEE")
+        suggestions = store.planning.suggestions(site=SITE, sku="COFFEE")
         assert [(s.qty, s.projected, s.trigger_level) for s in suggestions] == [(36.0, 9.0, 10.0)]
         (reorder,) = _alerts(processor, "reorder")
         assert (reorder.value, reorder.threshold) == (9.0, 10.0)

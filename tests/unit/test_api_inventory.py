@@ -10,11 +10,11 @@ import httpx
 
 from api.app import create_app
 from core import db
-from core.inventory import InventoryStore
+from core.inventory import InventoryStores
 from core.settings import Settings
 from tests.authutil import bearer
 
-Scenario = Callable[[httpx.AsyncClient, InventoryStore], Awaitable[None]]
+Scenario = Callable[[httpx.AsyncClient, InventoryStores], Awaitable[None]]
 
 RICE = {"sku": "RICE", "gtin": "06901234567892", "unit_grams": 1000, "min_qty": 5, "max_qty": 20}
 
@@ -29,7 +29,7 @@ def _run(tmp_path: Path, scenario: Scenario) -> None:
         async with httpx.AsyncClient(
             transport=transport, base_url="http://api", headers=headers
         ) as client:
-            await scenario(client, InventoryStore(conn))
+            await scenario(client, InventoryStores.over(conn))
 
     try:
         asyncio.run(main())
@@ -41,7 +41,7 @@ def test_catalog_crud(tmp_path: Path) -> None:
     _run(tmp_path, _catalog_crud)
 
 
-async def _catalog_crud(client: httpx.AsyncClient, store: InventoryStore) -> None:
+async def _catalog_crud(client: httpx.AsyncClient, store: InventoryStores) -> None:
     created = await client.post("/inventory/skus", json=RICE)
     assert created.status_code == 201
     assert created.json()["gtin"] == "06901234567892"
@@ -54,7 +54,7 @@ async def _catalog_crud(client: httpx.AsyncClient, store: InventoryStore) -> Non
     put = await client.put("/inventory/shelves/wh1/s1/c1", json=shelf)
     assert put.status_code == 200
     assert put.json()["location"] == "s1/c1"
-    assert store.get_shelf("wh1", "s1", "c1").tare_grams == 500
+    assert store.catalog.get_shelf("wh1", "s1", "c1").tare_grams == 500
     zone = {"site": "wh1", "device": "dock-1", "antenna": 1, "zone": "in", "role": "receiving"}
     assert (await client.put("/inventory/rfid-zones/wh1/dock-1/1", json=zone)).status_code == 200
     assert (await client.get("/inventory/rfid-zones/wh1/dock-1/1")).json()["role"] == "receiving"
@@ -72,7 +72,7 @@ def test_lots_stock_movements_and_report(tmp_path: Path) -> None:
     _run(tmp_path, _lots_and_stock)
 
 
-async def _lots_and_stock(client: httpx.AsyncClient, store: InventoryStore) -> None:
+async def _lots_and_stock(client: httpx.AsyncClient, store: InventoryStores) -> None:
     await client.post("/inventory/skus", json=RICE)
     lot = {
         "lot": "L1", "sku": "RICE", "site": "wh1", "location": "A1", "qty": 8,
@@ -93,7 +93,7 @@ async def _lots_and_stock(client: httpx.AsyncClient, store: InventoryStore) -> N
         ("adjust", -2.0, "api"),
     ]
     assert (await client.delete(f"/inventory/lots/{body['id']}")).status_code == 409
-    assert store.on_hand("wh1", "RICE") == 6.0
+    assert store.ledger.on_hand("wh1", "RICE") == 6.0
     (row,) = (await client.get("/inventory/report")).json()
     assert (row["sku"], row["stock"], row["days_on_hand"], row["dead"]) == (
         "RICE",
@@ -107,9 +107,9 @@ def test_suggestions_demand_and_inbound(tmp_path: Path) -> None:
     _run(tmp_path, _planning)
 
 
-async def _planning(client: httpx.AsyncClient, store: InventoryStore) -> None:
+async def _planning(client: httpx.AsyncClient, store: InventoryStores) -> None:
     await client.post("/inventory/skus", json=RICE)
-    s = store.add_suggestion(
+    s = store.planning.add_suggestion(
         site="wh1", sku="RICE", qty=20, reason="min", projected=2, trigger_level=5, ts_ms=1
     )
     ordered = await client.post(
@@ -125,7 +125,7 @@ async def _planning(client: httpx.AsyncClient, store: InventoryStore) -> None:
     assert again.json()["detail"] == f"suggestion {s.id} cannot go from ordered to ordered"
     received = await client.post(f"/inventory/suggestions/{s.id}/received")
     assert received.json()["state"] == "received"
-    assert store.qty_at("wh1", "receiving", "RICE") == 20.0
+    assert store.ledger.qty_at("wh1", "receiving", "RICE") == 20.0
     assert (await client.post("/inventory/suggestions/999/cancelled")).status_code == 404
     assert (await client.post(f"/inventory/suggestions/{s.id}/shipped")).status_code == 422
 
@@ -134,7 +134,7 @@ async def _planning(client: httpx.AsyncClient, store: InventoryStore) -> None:
     )
     assert demand.status_code == 201
     assert demand.json()["status"] == "confirmed"
-    assert store.reserved("wh1", "RICE") == 3.0
+    assert store.planning.reserved("wh1", "RICE") == 3.0
     done = await client.post(f"/inventory/demand/{demand.json()['id']}/fulfilled")
     assert done.json()["status"] == "fulfilled"
     assert (
@@ -142,14 +142,14 @@ async def _planning(client: httpx.AsyncClient, store: InventoryStore) -> None:
     ).status_code == 409
     po = await client.post("/inventory/inbound", json={"site": "wh1", "sku": "RICE", "qty": 5})
     assert po.status_code == 201
-    assert store.on_order("wh1", "RICE") == 5.0
+    assert store.planning.on_order("wh1", "RICE") == 5.0
 
 
 def test_bad_input_gets_a_clear_4xx(tmp_path: Path) -> None:
     _run(tmp_path, _bad_input)
 
 
-async def _bad_input(client: httpx.AsyncClient, store: InventoryStore) -> None:
+async def _bad_input(client: httpx.AsyncClient, store: InventoryStores) -> None:
     del store
     bad = await client.post("/inventory/skus", json={**RICE, "gtin": "06901234567893"})
     assert bad.status_code == 422
@@ -186,7 +186,7 @@ def test_lot_changes_refuse_null_where_it_means_nothing(tmp_path: Path) -> None:
     _run(tmp_path, _lot_nulls)
 
 
-async def _lot_nulls(client: httpx.AsyncClient, store: InventoryStore) -> None:
+async def _lot_nulls(client: httpx.AsyncClient, store: InventoryStores) -> None:
     await client.post("/inventory/skus", json=RICE)
     lot = {"lot": "L1", "sku": "RICE", "site": "wh1", "location": "A1", "qty": 8}
     lot_id = (await client.post("/inventory/lots", json={**lot, "alert_at": 5})).json()["id"]
@@ -198,19 +198,19 @@ async def _lot_nulls(client: httpx.AsyncClient, store: InventoryStore) -> None:
             ["body", field],
             f"{field} cannot be null; leave it out to keep the current value",
         )
-    unchanged = store.get_lot(lot_id)
+    unchanged = store.ledger.get_lot(lot_id)
     assert (unchanged.location, unchanged.qty, unchanged.alert_at) == ("A1", 8.0, 5)
     # A date set to null is cleared: that null means something.
     dated = await client.patch(f"/inventory/lots/{lot_id}", json={"alert_at": None})
     assert dated.status_code == 200
-    assert store.get_lot(lot_id).alert_at is None
+    assert store.ledger.get_lot(lot_id).alert_at is None
 
 
 def test_numbers_are_json_numbers_within_bounds(tmp_path: Path) -> None:
     _run(tmp_path, _numbers)
 
 
-async def _numbers(client: httpx.AsyncClient, store: InventoryStore) -> None:
+async def _numbers(client: httpx.AsyncClient, store: InventoryStores) -> None:
     await client.post("/inventory/skus", json=RICE)
     lot = {"lot": "L1", "sku": "RICE", "site": "wh1", "location": "A1"}
     for bad in ({"qty": False}, {"qty": "5"}, {"qty": 1e10}, {"received_at": 2**63}):
@@ -220,7 +220,7 @@ async def _numbers(client: httpx.AsyncClient, store: InventoryStore) -> None:
     whole = await client.post("/inventory/lots", json={**lot, "qty": 8, "received_at": 1000.0})
     assert whole.status_code == 201
     assert (whole.json()["qty"], whole.json()["received_at"]) == (8.0, 1000)
-    assert store.on_hand("wh1", "RICE") == 8.0
+    assert store.ledger.on_hand("wh1", "RICE") == 8.0
     for path in ("/inventory/lots/9223372036854775808", "/inventory/suggestions/0"):
         assert (await client.get(path)).status_code == 422
     undecodable = await client.post(

@@ -37,7 +37,7 @@ from api.app import create_app
 from api.fields import INT64_MAX
 from core import db
 from core.alerts import AlertStore
-from core.inventory import InventoryStore, LotIn, RfidZone, Shelf, Sku
+from core.inventory import InventoryStores, LotIn, RfidZone, Shelf, Sku
 from core.settings import Settings
 from rules.lifecycle import AlertLifecycle
 from tests.alertutil import condition
@@ -81,14 +81,18 @@ def _seed(settings: Settings) -> None:
     """A few records of each kind, so that some generated ids hit rows (ids start at 1)."""
     conn = db.connect(settings.sqlite_path)
     try:
-        inventory = InventoryStore(conn)
-        inventory.put_sku(Sku(sku="RICE", gtin="06901234567892", unit_grams=1000, max_qty=20))
-        inventory.put_sku(Sku(sku="TEA", min_qty=10, max_qty=40, pack_multiple=6))
-        inventory.put_shelf(Shelf(site="wh1", device="s1", cell="c1", sku="RICE"))
-        inventory.put_rfid_zone(RfidZone(site="wh1", device="dock", antenna=1, zone="in"))
-        inventory.add_lot(LotIn(lot="L1", sku="RICE", site="wh1", location="A1", qty=8), ts_ms=1)
-        inventory.add_lot(LotIn(lot="L2", sku="TEA", site="wh1", location="A2"), ts_ms=1)
-        inventory.add_suggestion(
+        inventory = InventoryStores.over(conn)
+        inventory.catalog.put_sku(
+            Sku(sku="RICE", gtin="06901234567892", unit_grams=1000, max_qty=20)
+        )
+        inventory.catalog.put_sku(Sku(sku="TEA", min_qty=10, max_qty=40, pack_multiple=6))
+        inventory.catalog.put_shelf(Shelf(site="wh1", device="s1", cell="c1", sku="RICE"))
+        inventory.catalog.put_rfid_zone(RfidZone(site="wh1", device="dock", antenna=1, zone="in"))
+        inventory.ledger.add_lot(
+            LotIn(lot="L1", sku="RICE", site="wh1", location="A1", qty=8), ts_ms=1
+        )
+        inventory.ledger.add_lot(LotIn(lot="L2", sku="TEA", site="wh1", location="A2"), ts_ms=1)
+        inventory.planning.add_suggestion(
             site="wh1", sku="TEA", qty=36, reason="min", projected=9, trigger_level=10, ts_ms=1
         )
         alerts = AlertStore(conn, [])

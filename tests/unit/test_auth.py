@@ -16,7 +16,7 @@ from api.app import create_app
 from api.security import PUBLIC_PATHS, access_table, route_access
 from core import db
 from core.auth import PERMISSIONS, AuthStore, Role
-from core.inventory import InventoryStore, Sku
+from core.inventory import InventoryStores, Sku
 from core.settings import ApiSettings, Settings
 from tests.authutil import api_token, bearer
 
@@ -378,10 +378,11 @@ def test_every_change_is_audited_with_before_and_after(tmp_path: Path) -> None:
     alert = _raise(settings, "wh1", "wh1/cold")
     conn = db.connect(settings.sqlite_path)
     try:
-        suggestion = InventoryStore(conn).add_suggestion(
+        inventory = InventoryStores.over(conn)
+        suggestion = inventory.planning.add_suggestion(
             site="wh1", sku="TEA", qty=36, reason="min", projected=9, trigger_level=10, ts_ms=1
         )
-        InventoryStore(conn).put_sku(Sku(sku="TEA", min_qty=10, max_qty=40, pack_multiple=6))
+        inventory.catalog.put_sku(Sku(sku="TEA", min_qty=10, max_qty=40, pack_multiple=6))
     finally:
         conn.close()
     admin = bearer(settings, "admin", "wang")

@@ -10,18 +10,17 @@ import pytest
 from pydantic import ValidationError
 
 from core import db
-from core.errors import ConfigError
+from core.errors import ConfigError, ConflictError, NotFoundError
 from core.inventory import (
     DAY_MS,
-    ConflictError,
     DemandIn,
-    InventoryStore,
+    InventoryStores,
     LedgerEntry,
     LotIn,
     LotUpdate,
-    NotFoundError,
     Shelf,
     Sku,
+    stock_report,
 )
 from rules.seed import describe_errors, load_seed
 
@@ -30,10 +29,10 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[InventoryStore]:
+def store(tmp_path: Path) -> Iterator[InventoryStores]:
     conn: sqlite3.Connection = db.connect(tmp_path / "inv.db")
-    inv = InventoryStore(conn)
-    inv.put_sku(Sku(sku="RICE", unit_grams=1000, min_qty=5, max_qty=20, unit_cost=2.0))
+    inv = InventoryStores.over(conn)
+    inv.catalog.put_sku(Sku(sku="RICE", unit_grams=1000, min_qty=5, max_qty=20, unit_cost=2.0))
     yield inv
     conn.close()
 
@@ -75,12 +74,12 @@ def test_seed_errors_name_the_item(tmp_path: Path) -> None:
 def test_demo_catalog_loads(tmp_path: Path) -> None:
     seed = load_seed(EXAMPLES / "demo-catalog.yaml")
     conn = db.connect(tmp_path / "demo.db")
-    inv = InventoryStore(conn)
+    inv = InventoryStores.over(conn)
     counts = inv.load_catalog(
         skus=seed.skus, shelves=seed.shelves, rfid_zones=seed.rfid_zones, lots=seed.lots, ts_ms=T0
     )
     assert counts == {"skus": 4, "shelves": 4, "rfid_zones": 2, "lots": 1}
-    assert {(s.device, s.cell, s.sku) for s in inv.shelves("wh1")} == {
+    assert {(s.device, s.cell, s.sku) for s in inv.catalog.shelves("wh1")} == {
         ("shelf-a1", "c1", "COFFEE-250"),
         ("shelf-a1", "c2", "TEA-500"),
         ("shelf-a2", "c1", "RICE-1KG"),
@@ -91,61 +90,63 @@ def test_demo_catalog_loads(tmp_path: Path) -> None:
     conn.close()
 
 
-def test_ledger_sums_to_stock_and_picks_follow_fefo(store: InventoryStore) -> None:
-    late = store.add_lot(
+def test_ledger_sums_to_stock_and_picks_follow_fefo(store: InventoryStores) -> None:
+    late = store.ledger.add_lot(
         LotIn(
             lot="L-late", sku="RICE", site="wh1", location="A1", qty=6, removal_at=T0 + 9 * DAY_MS
         ),
         ts_ms=T0,
     )
-    early = store.add_lot(
+    early = store.ledger.add_lot(
         LotIn(lot="L-early", sku="RICE", site="wh1", location="A1", qty=4, removal_at=T0 + DAY_MS),
         ts_ms=T0,
     )
-    entries = store.record_outflow(
+    entries = store.ledger.record_outflow(
         ts_ms=T0 + 1000, site="wh1", location="A1", sku="RICE", qty=5, kind="pick", source="sensor"
     )
     assert [(e.lot, e.qty) for e in entries] == [("L-early", -4.0), ("L-late", -1.0)]
-    assert store.get_lot(early.id).qty == 0
-    assert store.get_lot(late.id).qty == 5
-    assert store.on_hand("wh1", "RICE") == 5.0
-    assert sum(e.qty for e in store.ledger(site="wh1", sku="RICE")) == 5.0
-    assert store.daily_outflows("wh1", "RICE", end_ms=T0 + DAY_MS, days=2) == [0.0, 5.0]
-    assert store.available("wh1", "RICE", at_ms=T0 + 10 * DAY_MS) == 0.0  # past removal
+    assert store.ledger.get_lot(early.id).qty == 0
+    assert store.ledger.get_lot(late.id).qty == 5
+    assert store.ledger.on_hand("wh1", "RICE") == 5.0
+    assert sum(e.qty for e in store.ledger.ledger(site="wh1", sku="RICE")) == 5.0
+    assert store.ledger.daily_outflows("wh1", "RICE", end_ms=T0 + DAY_MS, days=2) == [0.0, 5.0]
+    assert store.ledger.available("wh1", "RICE", at_ms=T0 + 10 * DAY_MS) == 0.0  # past removal
     with pytest.raises(ConflictError, match="still holds 5"):
-        store.delete_lot(late.id)
-    store.update_lot(late.id, LotUpdate(qty=2), ts_ms=T0 + 2000)
-    assert store.ledger(kinds=("adjust",))[-1].qty == -3.0
-    assert store.on_hand("wh1", "RICE") == 2.0
+        store.ledger.delete_lot(late.id)
+    store.ledger.update_lot(late.id, LotUpdate(qty=2), ts_ms=T0 + 2000)
+    assert store.ledger.ledger(kinds=("adjust",))[-1].qty == -3.0
+    assert store.ledger.on_hand("wh1", "RICE") == 2.0
 
 
-def test_suggestion_lifecycle_and_on_order(store: InventoryStore) -> None:
-    s = store.add_suggestion(
+def test_suggestion_lifecycle_and_on_order(store: InventoryStores) -> None:
+    s = store.planning.add_suggestion(
         site="wh1", sku="RICE", qty=12, reason="min", projected=4, trigger_level=5, ts_ms=T0
     )
-    ordered = store.transition_suggestion(s.id, "ordered", ts_ms=T0 + 1)
+    ordered = store.planning.transition_suggestion(s.id, "ordered", ts_ms=T0 + 1)
     assert ordered.state == "ordered"
-    assert store.on_order("wh1", "RICE") == 12.0
-    assert store.inbound(status="open")[0].eta == T0 + 1 + 7 * DAY_MS
+    assert store.planning.on_order("wh1", "RICE") == 12.0
+    assert store.planning.inbound(status="open")[0].eta == T0 + 1 + 7 * DAY_MS
     with pytest.raises(ConflictError, match="cannot go from ordered to ordered"):
-        store.transition_suggestion(s.id, "ordered", ts_ms=T0 + 2)
-    store.transition_suggestion(s.id, "received", ts_ms=T0 + 3, location="dock")
-    assert store.on_order("wh1", "RICE") == 0.0
-    assert store.qty_at("wh1", "dock", "RICE") == 12.0
+        store.planning.transition_suggestion(s.id, "ordered", ts_ms=T0 + 2)
+    store.planning.transition_suggestion(s.id, "received", ts_ms=T0 + 3, location="dock")
+    assert store.planning.on_order("wh1", "RICE") == 0.0
+    assert store.ledger.qty_at("wh1", "dock", "RICE") == 12.0
     with pytest.raises(NotFoundError, match="suggestion 99 does not exist"):
-        store.transition_suggestion(99, "cancelled", ts_ms=T0)
+        store.planning.transition_suggestion(99, "cancelled", ts_ms=T0)
 
 
-def test_report_days_of_supply_and_dead_stock(store: InventoryStore) -> None:
-    store.record(
+def test_report_days_of_supply_and_dead_stock(store: InventoryStores) -> None:
+    store.ledger.record(
         ts_ms=T0, site="wh1", location="A1", sku="RICE", qty=30, kind="receipt", source="api"
     )
-    store.record(
+    store.ledger.record(
         ts_ms=T0 + DAY_MS, site="wh1", location="A1", sku="RICE", qty=-6, kind="pick",
         source="sensor",
     )  # fmt: skip
-    store.add_demand(DemandIn(site="wh1", sku="RICE", qty=30, due_at=T0 + 5 * DAY_MS), ts_ms=T0)
-    (report,) = store.report(at_ms=T0 + 3 * DAY_MS, period_days=3, dead_after_days=2)
+    store.planning.add_demand(
+        DemandIn(site="wh1", sku="RICE", qty=30, due_at=T0 + 5 * DAY_MS), ts_ms=T0
+    )
+    (report,) = stock_report(store, at_ms=T0 + 3 * DAY_MS, period_days=3, dead_after_days=2)
     assert report.stock == 24.0
     assert report.avg_daily_outflow == 2.0
     assert report.days_on_hand == 12.0
@@ -156,49 +157,49 @@ def test_report_days_of_supply_and_dead_stock(store: InventoryStore) -> None:
     assert report.value == 48.0
 
 
-def test_shelf_needs_a_known_sku(store: InventoryStore) -> None:
+def test_shelf_needs_a_known_sku(store: InventoryStores) -> None:
     with pytest.raises(NotFoundError, match="SKU NOPE does not exist"):
-        store.put_shelf(Shelf(site="wh1", device="s1", cell="c1", sku="NOPE"))
-    shelf = store.put_shelf(Shelf(site="wh1", device="s1", cell="c1", sku="RICE"))
+        store.catalog.put_shelf(Shelf(site="wh1", device="s1", cell="c1", sku="NOPE"))
+    shelf = store.catalog.put_shelf(Shelf(site="wh1", device="s1", cell="c1", sku="RICE"))
     assert shelf.location == "s1/c1"
     with pytest.raises(ConflictError, match="still bound"):
-        store.delete_sku("RICE")
+        store.catalog.delete_sku("RICE")
 
 
 # --------------------------------------------------------------------------- outflows
 
 
-def _lot(store: InventoryStore, lot: str, location: str, qty: float, removal: int | None) -> int:
-    added = store.add_lot(
+def _lot(store: InventoryStores, lot: str, location: str, qty: float, removal: int | None) -> int:
+    added = store.ledger.add_lot(
         LotIn(lot=lot, sku="RICE", site="wh1", location=location, qty=qty, removal_at=removal),
         ts_ms=T0 - 2 * DAY_MS,
     )
     return added.id
 
 
-def _pick(store: InventoryStore, location: str, qty: float, at_ms: int = T0) -> list[LedgerEntry]:
-    return store.record_outflow(
+def _pick(store: InventoryStores, location: str, qty: float, at_ms: int = T0) -> list[LedgerEntry]:
+    return store.ledger.record_outflow(
         ts_ms=at_ms, site="wh1", location=location, sku="RICE", qty=qty, kind="pick",
         source="sensor", ref="shelf-1/c1",
     )  # fmt: skip
 
 
 def test_outflow_skips_a_lot_past_removal_while_fresh_stock_covers_it(
-    store: InventoryStore,
+    store: InventoryStores,
 ) -> None:
     old = _lot(store, "OLD", "A", 5, T0 - DAY_MS)  # removal date was yesterday
     new = _lot(store, "NEW", "A", 10, T0 + 30 * DAY_MS)
-    assert store.available("wh1", "RICE", at_ms=T0) == 10.0
+    assert store.ledger.available("wh1", "RICE", at_ms=T0) == 10.0
     entries = _pick(store, "A", 3)
     assert [(e.lot, e.qty, e.drew_expired) for e in entries] == [("NEW", -3.0, False)]
-    assert store.get_lot(new).qty == 7.0
-    assert store.get_lot(old).qty == 5.0
-    assert store.available("wh1", "RICE", at_ms=T0) == 7.0
-    assert store.qty_at("wh1", "A", "RICE") == 12.0
+    assert store.ledger.get_lot(new).qty == 7.0
+    assert store.ledger.get_lot(old).qty == 5.0
+    assert store.ledger.available("wh1", "RICE", at_ms=T0) == 7.0
+    assert store.ledger.qty_at("wh1", "A", "RICE") == 12.0
 
 
 def test_outflow_at_exactly_the_removal_date_treats_the_lot_as_past_it(
-    store: InventoryStore,
+    store: InventoryStores,
 ) -> None:
     edge = _lot(store, "EDGE", "A", 5, T0)
     later = _lot(store, "LATER", "A", 5, T0 + DAY_MS)
@@ -206,14 +207,14 @@ def test_outflow_at_exactly_the_removal_date_treats_the_lot_as_past_it(
     assert [e.lot for e in _pick(store, "A", 1, at_ms=T0 - 1)] == ["EDGE"]
     # ... from its removal date on it is no longer drawn while another lot covers the pick.
     assert [e.lot for e in _pick(store, "A", 1, at_ms=T0)] == ["LATER"]
-    assert (store.get_lot(edge).qty, store.get_lot(later).qty) == (4.0, 4.0)
-    assert store.available("wh1", "RICE", at_ms=T0) == 4.0
+    assert (store.ledger.get_lot(edge).qty, store.ledger.get_lot(later).qty) == (4.0, 4.0)
+    assert store.ledger.available("wh1", "RICE", at_ms=T0) == 4.0
 
 
-def test_outflow_draws_expired_stock_last_and_says_so(store: InventoryStore) -> None:
+def test_outflow_draws_expired_stock_last_and_says_so(store: InventoryStores) -> None:
     old = _lot(store, "OLD", "A", 5, T0 - DAY_MS)
     new = _lot(store, "NEW", "A", 2, T0 + 30 * DAY_MS)
-    store.record(
+    store.ledger.record(
         ts_ms=T0 - DAY_MS, site="wh1", location="A", sku="RICE", qty=1, kind="adjust",
         source="sensor", ref="shelf count",
     )  # fmt: skip
@@ -224,45 +225,45 @@ def test_outflow_draws_expired_stock_last_and_says_so(store: InventoryStore) -> 
         ("OLD", -3.0, "shelf-1/c1; drew_expired", True),
         (None, -1.0, "shelf-1/c1", False),
     ]
-    assert (store.get_lot(new).qty, store.get_lot(old).qty) == (0.0, 2.0)
-    assert store.qty_at("wh1", "A", "RICE") == 2.0
-    assert store.available("wh1", "RICE", at_ms=T0) == 0.0
-    stored = store.ledger(site="wh1", sku="RICE", kinds=("pick",))
+    assert (store.ledger.get_lot(new).qty, store.ledger.get_lot(old).qty) == (0.0, 2.0)
+    assert store.ledger.qty_at("wh1", "A", "RICE") == 2.0
+    assert store.ledger.available("wh1", "RICE", at_ms=T0) == 0.0
+    stored = store.ledger.ledger(site="wh1", sku="RICE", kinds=("pick",))
     assert [e.drew_expired for e in stored] == [False, True, False]
 
 
-def test_outflow_never_draws_another_locations_lot(store: InventoryStore) -> None:
+def test_outflow_never_draws_another_locations_lot(store: InventoryStores) -> None:
     at_b = _lot(store, "LB", "B", 10, T0 + 30 * DAY_MS)
     entries = _pick(store, "A", 2)
     assert [(e.lot, e.qty, e.location) for e in entries] == [(None, -2.0, "A")]
-    assert store.get_lot(at_b).qty == 10.0
-    assert store.qty_at("wh1", "B", "RICE") == 10.0
-    assert store.qty_at("wh1", "A", "RICE") == -2.0  # the shortfall stays visible at A
-    assert store.on_hand("wh1", "RICE") == 8.0
-    assert sum(e.qty for e in store.ledger(site="wh1", sku="RICE")) == 8.0
+    assert store.ledger.get_lot(at_b).qty == 10.0
+    assert store.ledger.qty_at("wh1", "B", "RICE") == 10.0
+    assert store.ledger.qty_at("wh1", "A", "RICE") == -2.0  # the shortfall stays visible at A
+    assert store.ledger.on_hand("wh1", "RICE") == 8.0
+    assert sum(e.qty for e in store.ledger.ledger(site="wh1", sku="RICE")) == 8.0
 
 
 def test_outflow_beyond_the_locations_lots_books_the_rest_without_a_lot(
-    store: InventoryStore,
+    store: InventoryStores,
 ) -> None:
     at_a = _lot(store, "LA", "A", 3, T0 + 30 * DAY_MS)
     at_b = _lot(store, "LB", "B", 10, T0 + 5 * DAY_MS)  # earlier expiry, but elsewhere
     entries = _pick(store, "A", 5)
     assert [(e.lot, e.qty) for e in entries] == [("LA", -3.0), (None, -2.0)]
-    assert (store.get_lot(at_a).qty, store.get_lot(at_b).qty) == (0.0, 10.0)
-    assert store.qty_at("wh1", "A", "RICE") == -2.0
-    assert store.qty_at("wh1", "B", "RICE") == 10.0
+    assert (store.ledger.get_lot(at_a).qty, store.ledger.get_lot(at_b).qty) == (0.0, 10.0)
+    assert store.ledger.qty_at("wh1", "A", "RICE") == -2.0
+    assert store.ledger.qty_at("wh1", "B", "RICE") == 10.0
     # Every lot stays within its location's stock.
-    for lot in store.lots(site="wh1", sku="RICE"):
-        assert lot.qty <= max(store.qty_at("wh1", lot.location, "RICE"), 0.0)
+    for lot in store.ledger.lots(site="wh1", sku="RICE"):
+        assert lot.qty <= max(store.ledger.qty_at("wh1", lot.location, "RICE"), 0.0)
 
 
-def test_available_caps_expired_lots_at_their_locations_stock(store: InventoryStore) -> None:
+def test_available_caps_expired_lots_at_their_locations_stock(store: InventoryStores) -> None:
     _lot(store, "OLD", "A", 5, T0 - DAY_MS)
     _lot(store, "NEW", "B", 10, T0 + 30 * DAY_MS)
     # A count at A finds only 2 of the 5 expired units; booked without a lot (an API adjust).
-    store.record(
+    store.ledger.record(
         ts_ms=T0, site="wh1", location="A", sku="RICE", qty=-3, kind="adjust", source="api"
     )
-    assert store.unavailable("wh1", "RICE", at_ms=T0) == 2.0
-    assert store.available("wh1", "RICE", at_ms=T0) == 10.0  # B's good stock is untouched
+    assert store.ledger.unavailable("wh1", "RICE", at_ms=T0) == 2.0
+    assert store.ledger.available("wh1", "RICE", at_ms=T0) == 10.0  # B's good stock is untouched

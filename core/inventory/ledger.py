@@ -1,0 +1,437 @@
+"""The ledger store: lots, stock per location and the ledger of every movement.
+
+Every stock change goes through :meth:`LedgerStore.record`, which writes the ledger row and
+updates the stock (and lot) quantity in one transaction, so the ledger always sums to the stock.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import math
+import sqlite3
+from collections.abc import Iterable, Sequence
+
+from core.errors import ConflictError, NotFoundError
+from core.inventory.base import SqlStore, as_dict, now_ms, where_clause
+from core.inventory.catalog import CatalogStore
+from core.inventory.models import (
+    DAY_MS,
+    DREW_EXPIRED,
+    LedgerEntry,
+    Lot,
+    LotIn,
+    LotUpdate,
+    MovementKind,
+    MovementSource,
+    StockLevel,
+)
+
+logger = logging.getLogger(__name__)
+
+_QTY_EPS = 1e-9  # float noise in unit quantities
+
+
+class LedgerStore(SqlStore):
+    """Lots, stock and movements; lots and movements name SKUs of ``catalog``."""
+
+    def __init__(self, conn: sqlite3.Connection, catalog: CatalogStore) -> None:
+        super().__init__(conn)
+        self._catalog = catalog
+
+    # -- lots ---------------------------------------------------------------------------------
+
+    def add_lot(self, lot: LotIn, *, ts_ms: int, source: MovementSource = "api") -> Lot:
+        """Register a lot; its quantity is booked as a receipt at its location."""
+        self._catalog.get_sku(lot.sku)
+        data = lot.model_dump()
+        qty = data.pop("qty")
+        cols = list(data)
+        with self.transaction():
+            try:
+                cur = self._conn.execute(
+                    f"INSERT INTO inv_lots ({', '.join(cols)}, qty, updated_at) "  # noqa: S608 - columns come from the model
+                    f"VALUES ({', '.join('?' for _ in cols)}, 0, ?)",
+                    (*data.values(), now_ms()),
+                )
+            except sqlite3.IntegrityError:
+                raise ConflictError(
+                    f"lot {lot.lot} of {lot.sku} already exists at {lot.site}"
+                ) from None
+            lot_id = int(cur.lastrowid or 0)
+            if qty > 0:
+                self.record(
+                    ts_ms=ts_ms,
+                    site=lot.site,
+                    location=lot.location,
+                    sku=lot.sku,
+                    qty=qty,
+                    kind="receipt",
+                    source=source,
+                    lot=lot.lot,
+                    ref=f"lot {lot.lot}",
+                )
+        return self.get_lot(lot_id)
+
+    def get_lot(self, lot_id: int) -> Lot:
+        """One lot by id."""
+        row = self._conn.execute("SELECT * FROM inv_lots WHERE id = ?", (lot_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"lot {lot_id} does not exist")
+        return Lot.model_validate(as_dict(row))
+
+    def lots(
+        self, *, site: str | None = None, sku: str | None = None, in_stock: bool = False
+    ) -> builtins.list[Lot]:
+        """Lots, optionally filtered, in FEFO order (earliest removal first, undated last)."""
+        sql, params = where_clause("SELECT * FROM inv_lots", site=site, sku=sku)
+        if in_stock:
+            sql += (" AND" if params else " WHERE") + " qty > 0"
+        rows = self._conn.execute(
+            sql + " ORDER BY COALESCE(removal_at, expiration_at) IS NULL,"
+            " COALESCE(removal_at, expiration_at), received_at, lot",
+            params,
+        )
+        return [Lot.model_validate(as_dict(r)) for r in rows]
+
+    def update_lot(self, lot_id: int, change: LotUpdate, *, ts_ms: int) -> Lot:
+        """Change a lot's dates or location; a new quantity is booked as an adjustment."""
+        lot = self.get_lot(lot_id)
+        fields = change.model_dump(exclude_unset=True, exclude={"qty"})
+        with self.transaction():
+            moved = fields.get("location") not in (None, lot.location)
+            if moved and lot.qty > 0:
+                # Moving a lot moves its stock: one row out of the old place, one into the new.
+                for location, qty in ((lot.location, -lot.qty), (fields["location"], lot.qty)):
+                    self.record(
+                        ts_ms=ts_ms,
+                        site=lot.site,
+                        location=location,
+                        sku=lot.sku,
+                        qty=qty,
+                        kind="adjust",
+                        source="api",
+                        lot=lot.lot,
+                        ref="lot moved",
+                    )
+            if fields:
+                sets = ", ".join(f"{k} = ?" for k in fields)
+                self._conn.execute(
+                    f"UPDATE inv_lots SET {sets}, updated_at = ? WHERE id = ?",  # noqa: S608 - keys come from the model
+                    (*fields.values(), now_ms(), lot_id),
+                )
+            if change.qty is not None and not math.isclose(change.qty, lot.qty):
+                current = self.get_lot(lot_id)
+                self.record(
+                    ts_ms=ts_ms,
+                    site=current.site,
+                    location=current.location,
+                    sku=current.sku,
+                    qty=change.qty - current.qty,
+                    kind="adjust",
+                    source="api",
+                    lot=current.lot,
+                    ref="lot count",
+                )
+        return self.get_lot(lot_id)
+
+    def delete_lot(self, lot_id: int) -> None:
+        """Delete an empty lot; a lot still holding stock must be counted down to 0 first."""
+        lot = self.get_lot(lot_id)
+        if lot.qty > 0:
+            raise ConflictError(f"lot {lot_id} still holds {lot.qty:g}; adjust it to 0 first")
+        self._conn.execute("DELETE FROM inv_lots WHERE id = ?", (lot_id,))
+
+    def load_lots(self, lots: Iterable[LotIn], *, ts_ms: int) -> int:
+        """Register the lots not yet present (seed data); returns how many were added."""
+        added = 0
+        with self.transaction():
+            for lot in lots:
+                exists = self._conn.execute(
+                    "SELECT 1 FROM inv_lots WHERE site = ? AND sku = ? AND lot = ?",
+                    (lot.site, lot.sku, lot.lot),
+                ).fetchone()
+                if exists is None:
+                    self.add_lot(lot, ts_ms=lot.received_at or ts_ms, source="seed")
+                    added += 1
+        return added
+
+    # -- stock and ledger -----------------------------------------------------------------------
+
+    def record(
+        self,
+        *,
+        ts_ms: int,
+        site: str,
+        location: str,
+        sku: str,
+        qty: float,
+        kind: MovementKind,
+        source: MovementSource,
+        lot: str | None = None,
+        ref: str | None = None,
+    ) -> LedgerEntry:
+        """Book one movement: ledger row, stock at the location and, if given, the lot."""
+        stamp = now_ms()
+        with self.transaction():
+            cur = self._conn.execute(
+                """INSERT INTO inv_ledger (ts, site, location, sku, lot, qty, kind, source, ref,
+                   created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (ts_ms, site, location, sku, lot, qty, kind, source, ref, stamp),
+            )
+            self._conn.execute(
+                """INSERT INTO inv_stock (site, location, sku, qty, updated_at)
+                   VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT (site, location, sku) DO UPDATE SET
+                   qty = inv_stock.qty + excluded.qty, updated_at = excluded.updated_at""",
+                (site, location, sku, qty, ts_ms),
+            )
+            if lot is not None:
+                # A lot never goes negative: a sensor can see more leave than the lot recorded.
+                self._conn.execute(
+                    """UPDATE inv_lots SET qty = MAX(qty + ?, 0), updated_at = ?
+                       WHERE site = ? AND sku = ? AND lot = ?""",
+                    (qty, stamp, site, sku, lot),
+                )
+        return LedgerEntry(
+            id=int(cur.lastrowid or 0),
+            ts=ts_ms,
+            site=site,
+            location=location,
+            sku=sku,
+            lot=lot,
+            qty=qty,
+            kind=kind,
+            source=source,
+            ref=ref,
+        )
+
+    def record_outflow(
+        self,
+        *,
+        ts_ms: int,
+        site: str,
+        location: str,
+        sku: str,
+        qty: float,
+        kind: MovementKind,
+        source: MovementSource,
+        ref: str | None = None,
+    ) -> builtins.list[LedgerEntry]:
+        """Book ``qty`` (> 0) leaving ``location``, drawn from that location's stock only.
+
+        Drawing order: lots at ``location`` not past their (effective) removal date, FEFO
+        (earliest removal first, undated last); then stock at ``location`` held in no lot;
+        then, only if the movement is still not covered, lots past their removal date, whose
+        rows carry the ``drew_expired`` note in ``ref``. Lots at other locations are never
+        touched: stock changes place only through a movement of its own (a lot move).
+        What the location did not hold is booked without a lot, so its stock goes below zero
+        and shows the shortfall until a count corrects it; lot quantities always stay within
+        their location's stock. One ledger row per lot touched, at most one without a lot.
+        """
+        remaining = qty
+        entries: builtins.list[LedgerEntry] = []
+        with self.transaction():
+            here = [
+                lot
+                for lot in self.lots(site=site, sku=sku, in_stock=True)
+                if lot.location == location
+            ]
+            fresh = [lot for lot in here if lot.is_available(ts_ms)]
+            expired = [lot for lot in here if not lot.is_available(ts_ms)]
+            in_lots = sum(lot.qty for lot in here)
+            loose = max(self.qty_at(site, location, sku) - in_lots, 0.0)
+            unlotted = 0.0
+            for lot in fresh:
+                if remaining <= _QTY_EPS:
+                    break
+                take = min(lot.qty, remaining)
+                entries.append(
+                    self._draw(
+                        lot, take, ts_ms=ts_ms, location=location, kind=kind, source=source, ref=ref
+                    )
+                )
+                remaining -= take
+            take = min(loose, max(remaining, 0.0))
+            unlotted += take
+            remaining -= take
+            for lot in expired:
+                if remaining <= _QTY_EPS:
+                    break
+                take = min(lot.qty, remaining)
+                logger.warning(
+                    "%g of %s at %s/%s drawn from lot %s past its removal date:"
+                    " nothing else there covered it",
+                    take,
+                    sku,
+                    site,
+                    location,
+                    lot.lot,
+                )
+                noted = f"{ref}; {DREW_EXPIRED}" if ref else DREW_EXPIRED
+                entries.append(
+                    self._draw(
+                        lot,
+                        take,
+                        ts_ms=ts_ms,
+                        location=location,
+                        kind=kind,
+                        source=source,
+                        ref=noted,
+                    )
+                )
+                remaining -= take
+            if remaining > _QTY_EPS:
+                logger.info(
+                    "%g of %s left %s/%s beyond its booked stock: booked without a lot",
+                    remaining,
+                    sku,
+                    site,
+                    location,
+                )
+                unlotted += remaining
+            if unlotted > _QTY_EPS:
+                entries.append(
+                    self.record(
+                        ts_ms=ts_ms,
+                        site=site,
+                        location=location,
+                        sku=sku,
+                        qty=-unlotted,
+                        kind=kind,
+                        source=source,
+                        ref=ref,
+                    )
+                )
+        return entries
+
+    def _draw(
+        self,
+        lot: Lot,
+        qty: float,
+        *,
+        ts_ms: int,
+        location: str,
+        kind: MovementKind,
+        source: MovementSource,
+        ref: str | None,
+    ) -> LedgerEntry:
+        return self.record(
+            ts_ms=ts_ms,
+            site=lot.site,
+            location=location,
+            sku=lot.sku,
+            qty=-qty,
+            kind=kind,
+            source=source,
+            lot=lot.lot,
+            ref=ref,
+        )
+
+    def stock(
+        self, *, site: str | None = None, sku: str | None = None, location: str | None = None
+    ) -> builtins.list[StockLevel]:
+        """Stock per (site, location, SKU)."""
+        sql, params = where_clause("SELECT * FROM inv_stock", site=site, sku=sku, location=location)
+        rows = self._conn.execute(sql + " ORDER BY site, location, sku", params)
+        return [StockLevel.model_validate(as_dict(r)) for r in rows]
+
+    def qty_at(self, site: str, location: str, sku: str) -> float:
+        """Stock of a SKU at one location."""
+        row = self._conn.execute(
+            "SELECT qty FROM inv_stock WHERE site = ? AND location = ? AND sku = ?",
+            (site, location, sku),
+        ).fetchone()
+        return float(row[0]) if row is not None else 0.0
+
+    def on_hand(self, site: str, sku: str) -> float:
+        """Stock of a SKU over every location of a site."""
+        row = self._conn.execute(
+            "SELECT COALESCE(SUM(qty), 0) FROM inv_stock WHERE site = ? AND sku = ?", (site, sku)
+        ).fetchone()
+        return float(row[0])
+
+    def unavailable(self, site: str, sku: str, *, at_ms: int) -> float:
+        """Quantity in lots past their (effective) removal date: on hand but not available.
+
+        Per location it is capped at that location's stock, so lots that disagree with the
+        stock (older data) never take good stock elsewhere out of ``available``.
+        """
+        rows = self._conn.execute(
+            """SELECT l.location, SUM(l.qty), COALESCE(MAX(s.qty), 0) FROM inv_lots l
+               LEFT JOIN inv_stock s ON s.site = l.site AND s.sku = l.sku
+               AND s.location = l.location
+               WHERE l.site = ? AND l.sku = ? AND l.qty > 0
+               AND COALESCE(l.removal_at, l.expiration_at) <= ?
+               GROUP BY l.location""",
+            (site, sku, at_ms),
+        )
+        return sum(min(float(expired), max(float(stock), 0.0)) for _, expired, stock in rows)
+
+    def available(self, site: str, sku: str, *, at_ms: int) -> float:
+        """On hand minus stock past its removal date (never negative)."""
+        return max(self.on_hand(site, sku) - self.unavailable(site, sku, at_ms=at_ms), 0.0)
+
+    def ledger(
+        self,
+        *,
+        site: str | None = None,
+        sku: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        kinds: Sequence[MovementKind] = (),
+        source: MovementSource | None = None,
+        limit: int = 1000,
+    ) -> builtins.list[LedgerEntry]:
+        """Movements oldest first, filtered."""
+        sql, params = where_clause("SELECT * FROM inv_ledger", site=site, sku=sku, source=source)
+        clauses: builtins.list[str] = []
+        if since_ms is not None:
+            clauses.append("ts >= ?")
+            params.append(since_ms)
+        if until_ms is not None:
+            clauses.append("ts <= ?")
+            params.append(until_ms)
+        if kinds:
+            clauses.append(f"kind IN ({', '.join('?' for _ in kinds)})")
+            params.extend(kinds)
+        if clauses:
+            sql += (" AND " if "WHERE" in sql else " WHERE ") + " AND ".join(clauses)
+        rows = self._conn.execute(sql + " ORDER BY ts, id LIMIT ?", (*params, limit))
+        return [LedgerEntry.model_validate(as_dict(r)) for r in rows]
+
+    def daily_outflows(
+        self, site: str, sku: str, *, end_ms: int, days: int
+    ) -> builtins.list[float]:
+        """Units picked or issued per day for the ``days`` days before ``end_ms``, oldest first."""
+        start = end_ms - days * DAY_MS
+        out = [0.0] * days
+        rows = self._conn.execute(
+            """SELECT ts, qty FROM inv_ledger WHERE site = ? AND sku = ? AND ts >= ? AND ts < ?
+               AND kind IN ('pick', 'issue')""",
+            (site, sku, start, end_ms),
+        )
+        for ts, qty in rows:
+            out[min((int(ts) - start) // DAY_MS, days - 1)] += -float(qty)
+        return out
+
+    def last_outflow(self, site: str, sku: str) -> int | None:
+        """Time of the latest pick or issue of a SKU at a site."""
+        row = self._conn.execute(
+            """SELECT MAX(ts) FROM inv_ledger WHERE site = ? AND sku = ?
+               AND kind IN ('pick', 'issue')""",
+            (site, sku),
+        ).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def first_inflow(self, site: str, sku: str) -> int | None:
+        """Time of the earliest movement bringing a SKU into a site (stand-in for its age)."""
+        row = self._conn.execute(
+            "SELECT MIN(ts) FROM inv_ledger WHERE site = ? AND sku = ? AND qty > 0", (site, sku)
+        ).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def stocked_pairs(self) -> builtins.list[tuple[str, str]]:
+        """Every (site, SKU) that has a stock row."""
+        rows = self._conn.execute("SELECT DISTINCT site, sku FROM inv_stock ORDER BY site, sku")
+        return [(str(r[0]), str(r[1])) for r in rows]
