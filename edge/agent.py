@@ -14,19 +14,27 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 
 from core import topics
 from core.models import MAX_READINGS_PER_MESSAGE
-from edge.config import EdgeConfig, ModbusRtuDevice, ModbusTcpDevice, SerialScaleDevice
-from edge.devices import Driver, Reading, close_quietly, driver_for
+from edge.config import (
+    EdgeConfig,
+    LlrpDevice,
+    ModbusRtuDevice,
+    ModbusTcpDevice,
+    SerialScaleDevice,
+)
+from edge.devices import Driver, close_quietly, driver_for
 from edge.errors import DeviceError, EdgeError
 from edge.filters import CellFilter
 from edge.mqtt import Forwarder, WillHolders, status_payload
 from edge.queue import DiskQueue
+from edge.readings import Reading, TagRead
 from stocksense import __version__
 
 logger = logging.getLogger(__name__)
 
 FIRMWARE = f"stocksense-edge {__version__}"
 DRAIN_S = 5.0  # on stop, time given to send what is queued while connected
-DeviceConfig = ModbusTcpDevice | ModbusRtuDevice | SerialScaleDevice
+DeviceConfig = ModbusTcpDevice | ModbusRtuDevice | SerialScaleDevice | LlrpDevice
+Item = Reading | TagRead
 
 
 class Metrics:
@@ -84,23 +92,27 @@ class DeviceState:
     online: bool | None = None
     failures: int = 0
     filters: dict[str, CellFilter] = field(default_factory=dict)
-    batch: list[Reading] = field(default_factory=list)
+    batch: list[Item] = field(default_factory=list)
     batch_started: float = 0.0
 
 
-def build_payload(kind: str, readings: list[Reading], seq: int) -> bytes:
-    """Canonical weight or temp message for ``readings`` with ``seq``."""
-    items: list[dict[str, Any]]
-    if kind == "weight":
-        items = []
-        for r in readings:
-            item: dict[str, Any] = {"cell": r.channel, "grams": r.value, "ts": r.ts_ms}
+def build_payload(kind: str, readings: list[Item], seq: int) -> bytes:
+    """Canonical weight, temp or rfid message for ``readings`` with ``seq``."""
+    items: list[dict[str, Any]] = []
+    for r in readings:
+        item: dict[str, Any]
+        if isinstance(r, TagRead):
+            item = {"epc": r.epc, "antenna": r.antenna, "count": r.count, "ts": r.ts_ms}
+            if r.rssi is not None:
+                item["rssi"] = r.rssi
+        elif kind == "weight":
+            item = {"cell": r.channel, "grams": r.value, "ts": r.ts_ms}
             if r.stable is not None:
                 item["stable"] = r.stable
-            items.append(item)
-    else:
-        items = [{"sensor": r.channel, "celsius": r.value, "ts": r.ts_ms} for r in readings]
-    body = {"ts": readings[0].ts_ms, "seq": seq, "readings": items}
+        else:
+            item = {"sensor": r.channel, "celsius": r.value, "ts": r.ts_ms}
+        items.append(item)
+    body = {"ts": readings[0].ts_ms, "seq": seq, "reads" if kind == "rfid" else "readings": items}
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -273,7 +285,8 @@ class EdgeAgent:
             self.metrics.errors.labels(device.name, "rejected").inc()
             logger.warning("%s: value rejected: %s", device.name, text)
         now = time.monotonic()
-        for reading in poll.readings:
+        items: list[Item] = [*poll.readings, *poll.tags]
+        for reading in items:
             kept = self._filter(state, reading, now)
             if kept is None:
                 continue
@@ -283,9 +296,9 @@ class EdgeAgent:
             if len(state.batch) >= MAX_READINGS_PER_MESSAGE:
                 await asyncio.to_thread(self._flush, state)
 
-    def _filter(self, state: DeviceState, reading: Reading, now: float) -> Reading | None:
-        if state.config.kind != "weight":
-            return reading
+    def _filter(self, state: DeviceState, reading: Item, now: float) -> Item | None:
+        if state.config.kind != "weight" or isinstance(reading, TagRead):
+            return reading  # temperatures as read; tag reads were deduplicated by the driver
         cell = state.filters.get(reading.channel)
         if cell is None:
             cell = state.filters[reading.channel] = CellFilter(state.config.filter)

@@ -13,9 +13,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from core.errors import ConfigError
+from core.identifiers import Segment as Name
+from core.models import CELSIUS, GRAMS
 from core.settings import MqttSettings, MqttTlsSettings
 
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
 RegisterType = Literal["int16", "uint16", "int32", "uint32", "float32"]
 WeightUnit = Literal["g", "kg", "lb"]
 TempUnit = Literal["C", "F"]
@@ -113,7 +114,7 @@ class DeviceBase(Strict):
     """What every device has."""
 
     name: Name
-    kind: Literal["weight", "temp"]
+    kind: Literal["weight", "temp", "rfid"]
     poll_interval_s: float = Field(default=1.0, gt=0, le=3600)
     timeout_s: float = Field(default=1.0, gt=0, le=60)
     retries: int = Field(default=2, ge=0, le=10)
@@ -129,7 +130,7 @@ class DeviceBase(Strict):
 
     def value_range(self) -> tuple[float, float]:
         """Plausible values after unit conversion: grams or °C."""
-        low, high = (-1_000_000.0, 10_000_000.0) if self.kind == "weight" else (-90.0, 150.0)
+        low, high = GRAMS if self.kind == "weight" else CELSIUS
         return (
             low if self.min_value is None else self.min_value,
             high if self.max_value is None else self.max_value,
@@ -146,6 +147,7 @@ def _check_units(kind: str, units: dict[str, str | None]) -> None:
 class ModbusTcpDevice(DeviceBase):
     """A Modbus TCP device (shelf indicator, temperature transmitter)."""
 
+    kind: Literal["weight", "temp"]
     protocol: Literal["modbus_tcp"]
     host: str
     port: int = Field(default=502, ge=1, le=65535)
@@ -161,6 +163,7 @@ class ModbusTcpDevice(DeviceBase):
 class ModbusRtuDevice(DeviceBase):
     """A Modbus RTU device on a serial line."""
 
+    kind: Literal["weight", "temp"]
     protocol: Literal["modbus_rtu"]
     serial_port: str
     baudrate: int = Field(default=9600, ge=300, le=921_600)
@@ -207,8 +210,43 @@ class SerialScaleDevice(DeviceBase):
         return self
 
 
+class LlrpDevice(DeviceBase):
+    """An LLRP RFID reader (Impinj, Zebra, Kathrein, ...), read with sllurp.
+
+    ``poll_interval_s`` is how often the agent collects the reader's tag reports; a reader that
+    cannot be connected to, or stays silent past three keepalives, counts as a failed poll.
+    """
+
+    kind: Literal["rfid"] = "rfid"
+    protocol: Literal["llrp"]
+    host: str
+    port: int = Field(default=5084, ge=1, le=65535)
+    antennas: list[Annotated[int, Field(ge=1, le=64)]] = Field(default=[1], min_length=1)
+    report_interval_s: float = Field(
+        default=1.0, ge=0.05, le=3600, description="The reader sends its tag reports this often."
+    )
+    tx_power_dbm: float | None = Field(
+        default=None, ge=-20, le=40, description="Closest entry of the reader's table; None: max."
+    )
+    dedup_window_s: float = Field(
+        default=2.0, ge=0, le=3600, description="Reads of one EPC on one antenna this long: one."
+    )
+    keepalive_s: float = Field(
+        default=10.0, ge=1, le=3600, description="Reader keepalive; three missed: reconnect."
+    )
+    session: Literal[0, 1, 2, 3] = 2
+    tag_population: int = Field(default=32, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _antennas(self) -> LlrpDevice:
+        if len(set(self.antennas)) != len(self.antennas):
+            raise ValueError("antennas: an antenna is listed twice")
+        return self
+
+
 Device = Annotated[
-    ModbusTcpDevice | ModbusRtuDevice | SerialScaleDevice, Field(discriminator="protocol")
+    ModbusTcpDevice | ModbusRtuDevice | SerialScaleDevice | LlrpDevice,
+    Field(discriminator="protocol"),
 ]
 
 
@@ -241,6 +279,9 @@ class EdgeConfig(Strict):
         return self.status_kind or self.devices[0].kind
 
 
+_PROTOCOLS = ("modbus_tcp", "modbus_rtu", "serial_scale", "llrp")
+
+
 def describe(exc: ValidationError, raw: Any, source: str) -> str:
     """One line per error, naming the device by index and name."""
     parts = []
@@ -256,7 +297,7 @@ def describe(exc: ValidationError, raw: Any, source: str) -> str:
                     name = devices[index].get("name")
             where = f"devices[{index}]" + (f" ({name})" if name else "")
             # the discriminator's tag (modbus_tcp, ...) is noise in the path
-            loc = [p for p in loc[2:] if p not in ("modbus_tcp", "modbus_rtu", "serial_scale")]
+            loc = [p for p in loc[2:] if p not in _PROTOCOLS]
         path = ".".join(str(p) for p in loc)
         where = ".".join(p for p in (where, path) if p) or "<root>"
         parts.append(f"{where}: {error['msg']}")

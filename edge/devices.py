@@ -1,4 +1,5 @@
-"""Device drivers: Modbus TCP/RTU (pymodbus async client) and serial scales (pyserial)."""
+"""Device drivers: Modbus TCP/RTU (pymodbus async client), serial scales (pyserial) and LLRP
+RFID readers (sllurp, :mod:`edge.llrp`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
-from dataclasses import dataclass
 from typing import Any
 
 import serial  # type: ignore[import-untyped]  # pyserial ships no type hints
@@ -16,35 +15,14 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from edge.codec import checked, convert, decode_registers, parse_mt_sics, parse_regex
-from edge.config import ModbusRtuDevice, ModbusTcpDevice, Register, SerialScaleDevice
+from edge.config import LlrpDevice, ModbusRtuDevice, ModbusTcpDevice, Register, SerialScaleDevice
 from edge.errors import DeviceError, ReadingError
+from edge.llrp import LlrpDriver
+from edge.readings import Poll, Reading, now_ms
 
 logger = logging.getLogger(__name__)
 
 MAX_SPAN = 125  # registers per Modbus read request
-
-
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """One value read from a device: cell or sensor name, grams or °C, stable flag, time."""
-
-    channel: str
-    value: float
-    stable: bool | None
-    ts_ms: int
-
-
-@dataclass(slots=True)
-class Poll:
-    """What one poll gave: the good readings and one error text per rejected value."""
-
-    readings: list[Reading]
-    rejected: list[str]
-
-
-def now_ms() -> int:
-    """Wall-clock time in epoch milliseconds."""
-    return time.time_ns() // 1_000_000
 
 
 class ModbusDriver:
@@ -244,13 +222,17 @@ class SerialScaleDriver:
         return Poll(readings, rejected)
 
 
-Driver = ModbusDriver | SerialScaleDriver
+Driver = ModbusDriver | SerialScaleDriver | LlrpDriver
 
 
-def driver_for(device: ModbusTcpDevice | ModbusRtuDevice | SerialScaleDevice) -> Driver:
+def driver_for(
+    device: ModbusTcpDevice | ModbusRtuDevice | SerialScaleDevice | LlrpDevice,
+) -> Driver:
     """The driver of a configured device."""
     if isinstance(device, SerialScaleDevice):
         return SerialScaleDriver(device)
+    if isinstance(device, LlrpDevice):
+        return LlrpDriver(device)
     return ModbusDriver(device)
 
 

@@ -1,4 +1,4 @@
-"""Edge filtering of weight cells: settling, deadband and heartbeat."""
+"""Edge filtering: weight cells (settling, deadband, heartbeat) and RFID reads (dedup)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from edge.config import WeightFilterConfig
+from edge.readings import TagRead
 
 
 @dataclass(slots=True)
@@ -53,3 +54,54 @@ class CellFilter:
             self.last_published = grams
         self.last_published_at = now
         return settled
+
+
+@dataclass(slots=True)
+class _Window:
+    opened: float
+    rssi: float | None
+    count: int
+    first_ms: int
+    last_ms: int
+
+
+@dataclass(slots=True)
+class TagDedup:
+    """Folds the reads of one (EPC, antenna) within ``window_s`` into one :class:`TagRead`.
+
+    A window opens at the first read of a pair and closes ``window_s`` later; the pair's reads in
+    it become one read with the sum of their counts, the peak RSSI, the first and the last time
+    seen. A tag that stays in the field gives one read per window, not one per inventory round.
+    """
+
+    window_s: float
+    max_count: int = 1_000_000
+    open: dict[tuple[str, int], _Window] = field(default_factory=dict)
+
+    def offer(self, read: TagRead, now: float) -> None:
+        """Add one report of a tag (its own count, RSSI and times)."""
+        key = (read.epc, read.antenna)
+        window = self.open.get(key)
+        if window is None:
+            self.open[key] = _Window(now, read.rssi, read.count, read.first_ms, read.ts_ms)
+            return
+        window.count = min(self.max_count, window.count + read.count)
+        if read.rssi is not None and (window.rssi is None or read.rssi > window.rssi):
+            window.rssi = read.rssi
+        window.first_ms = min(window.first_ms, read.first_ms)
+        window.last_ms = max(window.last_ms, read.ts_ms)
+
+    def due(self, now: float, *, everything: bool = False) -> list[TagRead]:
+        """Reads of the windows closed by ``now`` (all with ``everything``), by last seen."""
+        closed = [
+            (key, w)
+            for key, w in self.open.items()
+            if everything or now - w.opened >= self.window_s
+        ]
+        for key, _ in closed:
+            del self.open[key]
+        closed.sort(key=lambda item: (item[1].last_ms, item[0]))
+        return [
+            TagRead(epc, antenna, w.rssi, w.count, w.first_ms, w.last_ms)
+            for (epc, antenna), w in closed
+        ]

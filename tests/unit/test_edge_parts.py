@@ -1,4 +1,5 @@
-"""Edge agent parts: config errors, register decoding, units, MT-SICS, filter, disk queue."""
+"""Edge agent parts: config errors, register decoding, units, MT-SICS, filter, disk queue, RFID
+dedup and tag reports, the simulated LLRP reader's messages as sllurp decodes them."""
 
 from __future__ import annotations
 
@@ -8,13 +9,24 @@ import struct
 from pathlib import Path
 
 import pytest
+from sllurp.llrp import LLRPMessage  # type: ignore[import-untyped]  # no type hints
 
 from core.errors import ConfigError
 from edge.codec import convert, decode_registers, parse_mt_sics, parse_regex
-from edge.config import Register, WeightFilterConfig, parse_config
+from edge.config import LlrpDevice, Register, WeightFilterConfig, parse_config
 from edge.errors import ReadingError
-from edge.filters import CellFilter
+from edge.filters import CellFilter, TagDedup
+from edge.llrp import tag_read
 from edge.queue import DiskQueue
+from edge.readings import TagRead
+from simulators.llrp_reader import (
+    POWER_TABLE_DBM,
+    capabilities,
+    encode_message,
+    llrp_status,
+    tag_report_data,
+)
+from simulators.llrp_reader import Tag as SimTag
 
 SHELF = {
     "name": "shelf-1",
@@ -156,3 +168,97 @@ def test_queue_seq_persists_and_overflow_drops_oldest(tmp_path: Path) -> None:
     queue.remove([r.id for r in rows[:10]])
     assert queue.depth()[0] == count - 10
     queue.close()
+
+
+LLRP = {"name": "dock-1", "protocol": "llrp", "host": "10.0.0.5", "antennas": [1, 2]}
+
+
+def test_llrp_config_defaults_and_errors() -> None:
+    config = parse_config({"site": "wh1", "devices": [LLRP]})
+    reader = config.devices[0]
+    assert isinstance(reader, LlrpDevice)
+    assert (reader.kind, reader.port, reader.tx_power_dbm, reader.dedup_window_s) == (
+        "rfid",
+        5084,
+        None,
+        2.0,
+    )
+    assert config.agent_kind == "rfid"
+    with pytest.raises(ConfigError, match=re.escape("devices[0] (dock-1).antennas.1: Input")):
+        parse_config({"site": "wh1", "devices": [dict(LLRP, antennas=[1, 65])]})
+    with pytest.raises(ConfigError, match="listed twice"):
+        parse_config({"site": "wh1", "devices": [dict(LLRP, antennas=[2, 2])]})
+    with pytest.raises(ConfigError, match=re.escape("devices[0] (dock-1).kind: Input should be")):
+        parse_config({"site": "wh1", "devices": [dict(LLRP, kind="weight")]})
+
+
+def test_tag_dedup_folds_a_window_per_epc_and_antenna() -> None:
+    dedup = TagDedup(window_s=2.0)
+    dedup.offer(TagRead("AA" * 12, 1, -60.0, 3, 1000, 1100), now=0.0)
+    dedup.offer(TagRead("AA" * 12, 2, -70.0, 1, 1000, 1100), now=0.0)
+    dedup.offer(TagRead("AA" * 12, 1, -52.0, 2, 1200, 1900), now=1.0)
+    dedup.offer(TagRead("AA" * 12, 1, None, 1, 1950, 1990), now=1.9)
+    assert dedup.due(1.99) == []  # the window is still open
+    assert dedup.due(2.0) == [  # by last seen
+        TagRead("AA" * 12, 2, -70.0, 1, 1000, 1100),
+        TagRead("AA" * 12, 1, -52.0, 6, 1000, 1990),
+    ]
+    dedup.offer(TagRead("AA" * 12, 1, -50.0, 1, 2100, 2100), now=2.1)  # a new window
+    assert dedup.due(2.2, everything=True) == [TagRead("AA" * 12, 1, -50.0, 1, 2100, 2100)]
+    assert dedup.open == {}
+    # window 0: every report is its own read
+    instant = TagDedup(window_s=0)
+    instant.offer(TagRead("BB" * 4, 1, None, 1, 5, 5), now=0.0)
+    assert instant.due(0.0) == [TagRead("BB" * 4, 1, None, 1, 5, 5)]
+
+
+def test_tag_report_fields() -> None:
+    now = 1_796_000_000_000
+    report = {
+        "EPC-96": b"3034257bf7194e4000003039",
+        "EPC": b"3034257bf7194e4000003039",
+        "AntennaID": 2,
+        "PeakRSSI": -57,
+        "FirstSeenTimestampUTC": (now - 500) * 1000 + 7,
+        "LastSeenTimestampUTC": (now - 100) * 1000,
+        "TagSeenCount": 4,
+    }
+    got = tag_read(report, now, 1)
+    assert got == TagRead("3034257BF7194E4000003039", 2, -57.0, 4, now - 500, now - 100)
+    # A reader clock at uptime (1970) is not used; RSSI above 0 dBm is dropped, not the read.
+    bare = {"EPC": b"e2003412", "PeakRSSI": 12, "LastSeenTimestampUTC": 5_000_000}
+    assert tag_read(bare, now, 3) == TagRead("E2003412", 3, None, 1, now, now)
+    with pytest.raises(ValueError, match="antenna 0"):
+        tag_read(dict(report, AntennaID=0), now, 1)
+    with pytest.raises(ValueError, match="not 8-128 hex digits"):
+        tag_read({"EPC": b"zz12"}, now, 1)
+    with pytest.raises(TypeError, match="without an EPC"):
+        tag_read({"AntennaID": 1}, now, 1)
+
+
+def test_simulated_reader_messages_decode_with_sllurp() -> None:
+    reply = llrp_status() + capabilities(4)
+    caps = LLRPMessage(msgbytes=encode_message("GET_READER_CAPABILITIES_RESPONSE", reply, 7))
+    body = caps.msgdict["GET_READER_CAPABILITIES_RESPONSE"]
+    assert caps.isSuccess()
+    assert body["ID"] == 7
+    assert body["GeneralDeviceCapabilities"]["MaxNumberOfAntennaSupported"] == 4
+    band = body["RegulatoryCapabilities"]["UHFBandCapabilities"]
+    powers = [e["TransmitPowerValue"] for e in band["TransmitPowerLevelTableEntry"]]
+    assert powers == [round(dbm * 100) for dbm in POWER_TABLE_DBM]
+    assert band["UHFC1G2RFModeTable"]["UHFC1G2RFModeTableEntry"][0]["ModeIdentifier"] == 1000
+    tags = [SimTag("3034257BF7194E4000003039", 2, -48, 5), SimTag("E2003412", 1, -70, 1)]
+    report = b"".join(tag_report_data(t, 1_000_000, 2_000_000, 1, {}) for t in tags)
+    decoded = LLRPMessage(msgbytes=encode_message("RO_ACCESS_REPORT", report, 9)).msgdict
+    got = decoded["RO_ACCESS_REPORT"]["TagReportData"]
+    assert [tag_read(r, 0, 1) for r in got] == [
+        TagRead("3034257BF7194E4000003039", 2, -48.0, 5, 0, 0),
+        TagRead("E2003412", 1, -70.0, 1, 0, 0),
+    ]  # the simulator's clock (1970 + 2 s) is not plausible: the receive time is used
+    assert [(r["FirstSeenTimestampUTC"], r["LastSeenTimestampUTC"]) for r in got] == [
+        (1_000_000, 2_000_000)
+    ] * 2
+    error = encode_message("ERROR_MESSAGE", llrp_status("UnsupportedMessage"), 3)
+    refused = LLRPMessage(msgbytes=error)
+    assert not refused.isSuccess()
+    assert refused.msgdict["ERROR_MESSAGE"]["LLRPStatus"]["StatusCode"] == "UnsupportedMessage"
