@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import Path, Query
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
+from core.identifiers import IDENT_PATTERN, PATH_SEGMENT_PATTERN
 from core.inventory import EpochMs
 
 INT64_MAX = 2**63 - 1  # SQLite INTEGER is signed 64-bit; a larger id cannot even be looked up
@@ -14,11 +15,6 @@ INT64_MAX = 2**63 - 1  # SQLite INTEGER is signed 64-bit; a larger id cannot eve
 MAX_EPOCH_MS = 253_402_300_800_000
 MAX_QTY = 1e9  # units, grams: far beyond any warehouse, far from float precision trouble
 MAX_TEXT = 1000
-
-# Identifiers as the stores accept them (core.inventory.Ident), minus what cannot travel as one
-# path segment: a '/' splits the segment, and '.' or '..' alone are resolved away by clients.
-SEGMENT = r"^[A-Za-z0-9_:\-][A-Za-z0-9_.:\-]{0,63}$"
-IDENT = r"^[A-Za-z0-9_.:/\-]{1,64}$"
 
 # The ISO 8601 texts a timestamp field accepts besides epoch ms: a UTC date, optionally with a
 # time. Years from 1970 (no negative epoch), no 29 February (not every year has one); the parser
@@ -39,9 +35,11 @@ def _integral(value: object) -> object:
 Integral = BeforeValidator(_integral)
 
 RowId = Annotated[int, Path(ge=1, le=INT64_MAX, description="Row id (signed 64-bit)")]
-Segment = Annotated[str, Path(pattern=SEGMENT, description="Identifier (one path segment)")]
+Segment = Annotated[
+    str, Path(pattern=PATH_SEGMENT_PATTERN, description="Identifier (one path segment)")
+]
 Antenna = Annotated[int, Path(ge=1, le=64)]
-IdentFilter = Annotated[str | None, Query(pattern=IDENT)]
+IdentFilter = Annotated[str | None, Query(pattern=IDENT_PATTERN)]
 TextFilter = Annotated[str | None, Query(min_length=1, max_length=128)]
 EpochFilter = Annotated[int | None, Query(ge=0, le=INT64_MAX, description="Epoch ms")]
 

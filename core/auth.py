@@ -22,9 +22,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel
 
+from core.errors import AuthError
+
 TOKEN_PREFIX_CHARS = 8
-NAME_PATTERN = r"^[A-Za-z0-9_.@\-]{1,64}$"
-SITE_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
 
 _hasher = PasswordHasher()
 # Compared against when the user does not exist, so an unknown name costs as much as a wrong
@@ -67,10 +67,6 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "lots.manage": frozenset({Role.ADMIN}),
     "audit.read": frozenset({Role.ADMIN}),
 }
-
-
-class AuthError(Exception):
-    """A user or token operation that cannot be done (unknown user, name taken ...)."""
 
 
 def now_ms() -> int:

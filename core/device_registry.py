@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core import topics
-from core.errors import ConfigError
+from core.errors import ConfigError, TopicError
+from core.identifiers import SEGMENT_RE
 from core.settings import IngestSettings
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ _GRANTS = frozenset({"write", "readwrite"})
 def device_key(site: str, kind: str, device: str) -> str:
     """``site/kind/device``, after checking each segment against the wire contract."""
     if kind not in topics.KINDS:
-        raise topics.TopicError(f"kind {kind!r} is not one of {', '.join(topics.KINDS)}")
+        raise TopicError(f"kind {kind!r} is not one of {', '.join(topics.KINDS)}")
     topics.build(site, "temp", device)  # validates site and device
     return f"{site}/{kind}/{device}"
 
@@ -63,7 +64,7 @@ def _granted_device(line: str) -> str | None:
     if len(parts) != 6 or "/".join(parts[:2]) != topics.ROOT:
         return None
     site, kind, device = parts[2:5]
-    if kind not in topics.KINDS or not all(topics.SEGMENT_RE.fullmatch(s) for s in (site, device)):
+    if kind not in topics.KINDS or not all(SEGMENT_RE.fullmatch(s) for s in (site, device)):
         return None  # wildcards and foreign layouts enrol nobody
     return f"{site}/{kind}/{device}"
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.errors import EpcError
+
 SGTIN96_HEADER = 0x30
 # partition -> (company prefix bits, company prefix digits, item reference bits, item digits)
 _PARTITIONS = {
@@ -18,10 +20,6 @@ _PARTITIONS = {
     5: (24, 7, 20, 6),
     6: (20, 6, 24, 7),
 }
-
-
-class EpcError(ValueError):
-    """The EPC is not a valid SGTIN-96."""
 
 
 @dataclass(frozen=True, slots=True)

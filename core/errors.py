@@ -30,6 +30,7 @@ class InfluxWriteError(StoreError):
         self.retryable = retryable
         self.status = status
 
+
 class InventoryStoreError(StoreError):
     """Base class of the inventory stores' errors."""
 
@@ -43,3 +44,15 @@ class NotFoundError(InventoryStoreError, KeyError):
 
 class ConflictError(InventoryStoreError):
     """The change conflicts with the stored state (a lifecycle step, a reference in use)."""
+
+
+class TopicError(StockSenseError, ValueError):
+    """A topic or topic filter does not follow MQTT or the v1 layout."""
+
+
+class EpcError(StockSenseError, ValueError):
+    """The EPC is not a valid SGTIN-96, or a GTIN cannot be encoded as one."""
+
+
+class AuthError(StockSenseError):
+    """A user or token operation that cannot be done (unknown user, name taken ...)."""

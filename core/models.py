@@ -7,15 +7,38 @@ an offset, or epoch milliseconds) and a per-device ``seq``; one message may batc
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.fields import FieldInfo
+
+from core.identifiers import EpcHex, Name
 
 MAX_READINGS_PER_MESSAGE = 1000
 # 2000-01-01 .. 2100-01-01 in epoch ms: anything outside is a unit mistake (s vs ms vs ns).
 MIN_TS_MS = 946_684_800_000
 MAX_TS_MS = 4_102_444_800_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Bounds(NamedTuple):
+    """The physical range of a reading, both ends included: outside it, a unit mistake."""
+
+    low: float
+    high: float
+
+    def field(self) -> FieldInfo:
+        """The pydantic constraint ``low <= value <= high``."""
+        constraint: FieldInfo = Field(ge=self.low, le=self.high)
+        return constraint
+
+
+# One set of bounds for the canonical models, the vendor adapters and the edge agent, so a
+# reading is accepted exactly when it is accepted on any other path.
+CELSIUS = Bounds(-90.0, 150.0)
+HUMIDITY_PERCENT = Bounds(0.0, 100.0)
+GRAMS = Bounds(-1_000_000.0, 10_000_000.0)
+RSSI_DBM = Bounds(-130.0, 0.0)
 
 
 def datetime_to_ms(value: datetime) -> int:
@@ -53,7 +76,6 @@ def to_epoch_ms(value: Any) -> Any:
 
 
 EpochMillis = Annotated[int, BeforeValidator(to_epoch_ms)]
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
 Seq = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 
@@ -67,7 +89,7 @@ class WeightCell(WireModel):
     """One load cell of a shelf: net grams after the controller's tare."""
 
     cell: Name
-    grams: Annotated[float, Field(ge=-1_000_000, le=10_000_000)]
+    grams: Annotated[float, GRAMS.field()]
     stable: bool | None = None
     ts: EpochMillis | None = None
 
@@ -84,8 +106,8 @@ class TempReading(WireModel):
     """One temperature probe, in degrees Celsius; relative humidity in percent if measured."""
 
     sensor: Name
-    celsius: Annotated[float, Field(ge=-90, le=150)]
-    humidity: Annotated[float, Field(ge=0, le=100)] | None = None
+    celsius: Annotated[float, CELSIUS.field()]
+    humidity: Annotated[float, HUMIDITY_PERCENT.field()] | None = None
     ts: EpochMillis | None = None
 
 
@@ -100,9 +122,9 @@ class TempMessage(WireModel):
 class TagRead(WireModel):
     """One RFID tag observation: EPC as hex, antenna port, RSSI in dBm, read count."""
 
-    epc: Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{8,128}$")]
+    epc: EpcHex
     antenna: Annotated[int, Field(ge=1, le=64)] = 1
-    rssi: Annotated[float, Field(ge=-130, le=0)] | None = None
+    rssi: Annotated[float, RSSI_DBM.field()] | None = None
     count: Annotated[int, Field(ge=1, le=1_000_000)] = 1
     ts: EpochMillis | None = None
 

@@ -6,9 +6,13 @@ in data|status. Status messages are retained (birth and Last Will).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Literal, cast, get_args
+
+from paho.mqtt.client import topic_matches_sub
+
+from core.errors import TopicError
+from core.identifiers import SEGMENT_RE
 
 ROOT = "stocksense/v1"
 DEADLETTER_TOPIC = f"{ROOT}/_deadletter"
@@ -17,15 +21,7 @@ Kind = Literal["weight", "temp", "rfid"]
 Channel = Literal["data", "status"]
 KINDS: tuple[str, ...] = get_args(Kind)
 CHANNELS: tuple[str, ...] = get_args(Channel)
-
-# Anchored with \Z, not $: $ also matches before a trailing newline, which would let
-# "dev\n" through (the tag escape then strips it and two devices share one series).
-# Callers use fullmatch all the same.
-SEGMENT_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}\Z")
-
-
-class TopicError(ValueError):
-    """A topic does not follow the v1 layout."""
+MAX_TOPIC_LENGTH = 65_535  # MQTT UTF-8 string limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,3 +112,33 @@ def subscription(
     if share_group:
         return [f"$share/{share_group}/{f}" for f in filters]
     return filters
+
+
+def validate_filter(pattern: str) -> str:
+    """Return an MQTT topic filter, or raise :class:`TopicError` saying what is wrong.
+
+    ``+`` must fill a whole level and ``#`` the whole last level; the filter is 1 to 65,535
+    characters with no NUL.
+    """
+    if not pattern or len(pattern) > MAX_TOPIC_LENGTH or "\x00" in pattern:
+        raise TopicError(f"topic filter {pattern!r} must be 1..{MAX_TOPIC_LENGTH} chars, no NUL")
+    levels = pattern.split("/")
+    for index, level in enumerate(levels):
+        if "#" in level and (level != "#" or index != len(levels) - 1):
+            raise TopicError(f"topic filter {pattern!r}: '#' must be the whole last level")
+        if "+" in level and level != "+":
+            raise TopicError(f"topic filter {pattern!r}: '+' must be a whole level")
+    return pattern
+
+
+def matches(pattern: str, topic: str) -> bool:
+    """MQTT 3.1.1/5 matching of a topic name against a valid topic filter (paho's matcher).
+
+    ``+`` matches exactly one level (which may be empty), ``#`` matches the parent level and
+    any number of levels below it, and a filter starting with a wildcard does not match
+    topics starting with ``$`` (broker-internal topics such as ``$SYS``). A topic name with a
+    wildcard or no character is not one a broker delivers: nothing matches it.
+    """
+    if not topic or "+" in topic or "#" in topic:
+        return False
+    return topic_matches_sub(pattern, topic)

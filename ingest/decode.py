@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pydantic import TypeAdapter, ValidationError
 
 from core import topics
-from core.errors import PayloadError
+from core.errors import PayloadError, TopicError
 from core.models import RfidMessage, StatusMessage, TempMessage, WeightMessage
 from core.readings import DeviceStatus, Sample, TagSample, TempSample, WeightSample
 
@@ -69,7 +69,7 @@ def decode_canonical(topic: str, payload: bytes, received_ms: int) -> Decoded:
     check_size(payload)
     try:
         parsed = topics.parse(topic)
-    except topics.TopicError as exc:
+    except TopicError as exc:
         raise PayloadError("bad_topic", str(exc)) from None
     site, device, key = parsed.site, parsed.device, parsed.device_key
     try:

@@ -4,16 +4,14 @@ cells, RFID antennas, lots), loaded from YAML and validated."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from core.errors import ConfigError
+from core.identifiers import Name
 from core.inventory import LotIn, RfidZone, Shelf, Sku
-
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
 
 
 class SeedModel(BaseModel):

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from core import topics
 from core.device_registry import enrolled_devices, topic_grant, username
-from core.errors import StockSenseError
+from core.errors import StockSenseError, TopicError
 from stocksense.devservices import ServiceError, find_binary
 
 logger = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ def add_device(
     """Enrol a device (or give it a new password with ``rotate``); returns its credentials."""
     try:
         user, grant = username(site, kind, device), topic_grant(site, kind, device)
-    except topics.TopicError as exc:
+    except TopicError as exc:
         raise EnrolmentError(f"cannot enrol {site}/{kind}/{device}: {exc}") from None
     _check_dirs(password_file, acl_file)
     with _locked(acl_file.parent):
@@ -217,7 +217,7 @@ def remove_device(site: str, kind: str, device: str, *, password_file: Path, acl
     """Revoke a device from both files; returns its username."""
     try:
         user = username(site, kind, device)
-    except topics.TopicError as exc:
+    except TopicError as exc:
         raise EnrolmentError(f"cannot revoke {site}/{kind}/{device}: {exc}") from None
     _check_dirs(password_file, acl_file)
     with _locked(acl_file.parent):

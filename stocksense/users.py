@@ -8,25 +8,26 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import re
 import sys
 
 from core import db
 from core.audit import AuditLog
-from core.auth import NAME_PATTERN, SITE_PATTERN, AuthError, AuthStore, Role
+from core.auth import AuthStore, Role
+from core.errors import AuthError
+from core.identifiers import NAME_RE, USER_NAME_RE
 from core.settings import load_settings
 
 
 def _sites(text: str) -> list[str]:
     sites = [s.strip() for s in text.split(",") if s.strip()]
     for site in sites:
-        if not re.fullmatch(SITE_PATTERN, site):
+        if not NAME_RE.fullmatch(site):
             raise argparse.ArgumentTypeError(f"{site!r} is not a site id")
     return sites
 
 
 def _name(text: str) -> str:
-    if not re.fullmatch(NAME_PATTERN, text):
+    if not USER_NAME_RE.fullmatch(text):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a user name (1-64 letters, digits, '_', '.', '@', '-')"
         )

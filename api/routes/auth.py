@@ -21,7 +21,8 @@ from api.security import (
     Authenticated,
     audit,
 )
-from core.auth import NAME_PATTERN, PERMISSIONS, AuthStore, Principal, Role
+from core.auth import PERMISSIONS, AuthStore, Principal, Role
+from core.identifiers import UserName
 from core.settings import Settings
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -32,7 +33,7 @@ class LoginRequest(BaseModel):
 
     model_config = ConfigDict(strict=True)
 
-    username: Annotated[str, Field(pattern=NAME_PATTERN)]
+    username: UserName
     password: Annotated[str, Field(min_length=1, max_length=256)]
 
 

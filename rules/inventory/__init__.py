@@ -25,8 +25,4 @@ class InvalidParameterError(InventoryError, ValueError):
     """A rule or formula was given a value outside its domain (negative lead time, p ≥ 1, …)."""
 
 
-class SuggestionStateError(InventoryError):
-    """A purchase suggestion was asked to make a transition its lifecycle does not allow."""
-
-
-__all__ = ["InvalidParameterError", "InventoryError", "SuggestionStateError"]
+__all__ = ["InvalidParameterError", "InventoryError"]
