@@ -11,6 +11,7 @@ import logging
 import math
 import sqlite3
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from core.errors import ConflictError, NotFoundError
 from core.inventory.base import SqlStore, as_dict, now_ms, where_clause
@@ -30,6 +31,32 @@ from core.inventory.models import (
 logger = logging.getLogger(__name__)
 
 _QTY_EPS = 1e-9  # float noise in unit quantities
+
+
+class PlannedDraw(Protocol):
+    """One line of an outflow plan: take ``qty`` from lot ``lot``."""
+
+    @property
+    def lot(self) -> str: ...
+
+    @property
+    def qty(self) -> float: ...
+
+    @property
+    def drew_expired(self) -> bool: ...
+
+
+class OutflowPlan(Protocol):
+    """Where a movement leaving ``location`` is drawn from: lots, then stock in no lot."""
+
+    @property
+    def location(self) -> str: ...
+
+    @property
+    def lines(self) -> Sequence[PlannedDraw]: ...
+
+    @property
+    def unlotted(self) -> float: ...
 
 
 class LedgerStore(SqlStore):
@@ -208,125 +235,57 @@ class LedgerStore(SqlStore):
 
     def record_outflow(
         self,
+        plan: OutflowPlan,
         *,
         ts_ms: int,
         site: str,
-        location: str,
         sku: str,
-        qty: float,
         kind: MovementKind,
         source: MovementSource,
         ref: str | None = None,
     ) -> builtins.list[LedgerEntry]:
-        """Book ``qty`` (> 0) leaving ``location``, drawn from that location's stock only.
+        """Book a planned movement leaving ``plan.location``, as planned, in one transaction.
 
-        Drawing order: lots at ``location`` not past their (effective) removal date, FEFO
-        (earliest removal first, undated last); then stock at ``location`` held in no lot;
-        then, only if the movement is still not covered, lots past their removal date, whose
-        rows carry the ``drew_expired`` note in ``ref``. Lots at other locations are never
-        touched: stock changes place only through a movement of its own (a lot move).
-        What the location did not hold is booked without a lot, so its stock goes below zero
-        and shows the shortfall until a count corrects it; lot quantities always stay within
-        their location's stock. One ledger row per lot touched, at most one without a lot.
+        One ledger row per lot drawn, in the plan's order (a row that took stock past its
+        removal date carries the ``drew_expired`` note in ``ref``), then at most one row of
+        ``plan.unlotted``, stock held in no lot: what the location did not hold goes below zero
+        there and shows the shortfall until a count corrects it. The rules make the plan
+        (:func:`rules.inventory.expiry.plan_fefo_pick`); read the lots it is made from inside
+        the same :meth:`transaction` so nothing changes in between.
         """
-        remaining = qty
         entries: builtins.list[LedgerEntry] = []
         with self.transaction():
-            here = [
-                lot
-                for lot in self.lots(site=site, sku=sku, in_stock=True)
-                if lot.location == location
-            ]
-            fresh = [lot for lot in here if lot.is_available(ts_ms)]
-            expired = [lot for lot in here if not lot.is_available(ts_ms)]
-            in_lots = sum(lot.qty for lot in here)
-            loose = max(self.qty_at(site, location, sku) - in_lots, 0.0)
-            unlotted = 0.0
-            for lot in fresh:
-                if remaining <= _QTY_EPS:
-                    break
-                take = min(lot.qty, remaining)
-                entries.append(
-                    self._draw(
-                        lot, take, ts_ms=ts_ms, location=location, kind=kind, source=source, ref=ref
-                    )
-                )
-                remaining -= take
-            take = min(loose, max(remaining, 0.0))
-            unlotted += take
-            remaining -= take
-            for lot in expired:
-                if remaining <= _QTY_EPS:
-                    break
-                take = min(lot.qty, remaining)
-                logger.warning(
-                    "%g of %s at %s/%s drawn from lot %s past its removal date:"
-                    " nothing else there covered it",
-                    take,
-                    sku,
-                    site,
-                    location,
-                    lot.lot,
-                )
-                noted = f"{ref}; {DREW_EXPIRED}" if ref else DREW_EXPIRED
-                entries.append(
-                    self._draw(
-                        lot,
-                        take,
-                        ts_ms=ts_ms,
-                        location=location,
-                        kind=kind,
-                        source=source,
-                        ref=noted,
-                    )
-                )
-                remaining -= take
-            if remaining > _QTY_EPS:
-                logger.info(
-                    "%g of %s left %s/%s beyond its booked stock: booked without a lot",
-                    remaining,
-                    sku,
-                    site,
-                    location,
-                )
-                unlotted += remaining
-            if unlotted > _QTY_EPS:
+            for draw in plan.lines:
+                noted = ref
+                if draw.drew_expired:
+                    noted = f"{ref}; {DREW_EXPIRED}" if ref else DREW_EXPIRED
                 entries.append(
                     self.record(
                         ts_ms=ts_ms,
                         site=site,
-                        location=location,
+                        location=plan.location,
                         sku=sku,
-                        qty=-unlotted,
+                        qty=-draw.qty,
+                        kind=kind,
+                        source=source,
+                        lot=draw.lot,
+                        ref=noted,
+                    )
+                )
+            if plan.unlotted > _QTY_EPS:
+                entries.append(
+                    self.record(
+                        ts_ms=ts_ms,
+                        site=site,
+                        location=plan.location,
+                        sku=sku,
+                        qty=-plan.unlotted,
                         kind=kind,
                         source=source,
                         ref=ref,
                     )
                 )
         return entries
-
-    def _draw(
-        self,
-        lot: Lot,
-        qty: float,
-        *,
-        ts_ms: int,
-        location: str,
-        kind: MovementKind,
-        source: MovementSource,
-        ref: str | None,
-    ) -> LedgerEntry:
-        return self.record(
-            ts_ms=ts_ms,
-            site=lot.site,
-            location=location,
-            sku=lot.sku,
-            qty=-qty,
-            kind=kind,
-            source=source,
-            lot=lot.lot,
-            ref=ref,
-        )
 
     def stock(
         self, *, site: str | None = None, sku: str | None = None, location: str | None = None

@@ -194,11 +194,6 @@ class Lot(LotIn):
         """Removal date, or the expiration date when no removal date is set."""
         return self.removal_at if self.removal_at is not None else self.expiration_at
 
-    def is_available(self, at_ms: int) -> bool:
-        """Stock counts as available until its (effective) removal date."""
-        removal = self.effective_removal_at
-        return self.qty > 0 and (removal is None or at_ms < removal)
-
 
 class LotUpdate(Record):
     """Fields of a lot that may change; a new ``qty`` is booked as an adjustment."""

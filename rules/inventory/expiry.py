@@ -1,196 +1,154 @@
-"""Lot expiry with Odoo's four lot dates, FEFO picking and expiry alerts.
+"""Lot expiry with Odoo's four lot dates: availability, FEFO pick plans and dates reached.
 
 Odoo's meaning of the dates, which buyers and pickers already know:
 
 - **expiration**: the goods may become dangerous and must not be consumed;
-- **best before** (``use_date``): the goods start to deteriorate, without being dangerous yet;
+- **best before**: the goods start to deteriorate, without being dangerous yet;
 - **removal**: the goods must be taken out of stock — FEFO sorts on this date, and stock past
-  it is not available;
+  it is not available (without a removal date the expiration date stands in for it);
 - **alert**: someone should be told about the lot.
 
-Product settings give the dates relative to the lot's receipt (:class:`LotDatePolicy`, Odoo's
-``expiration_time`` / ``use_time`` / ``removal_time`` / ``alert_time``).
+The functions take lots as the store reads them (:class:`DatedLot`) and never touch the store:
+the processor plans a pick here and hands the plan to the store to book.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 from rules.inventory import InvalidParameterError
 
-logger = logging.getLogger(__name__)
+QTY_EPS = 1e-9  # float noise in unit quantities
 
-DAY_MS = 86_400_000
-
-ExpiryAlertKind = Literal["alert", "removal", "expired"]
+LotDateKind = Literal["removal", "alert"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Lot:
-    """Quantity of one lot of a SKU at a site, with its dates (epoch ms; ``None`` = not set)."""
-
-    site: str
-    sku: str
-    lot_id: str
-    qty: float
-    received_ms: int = 0
-    expiration_ms: int | None = None
-    best_before_ms: int | None = None
-    removal_ms: int | None = None
-    alert_ms: int | None = None
+class DatedLot(Protocol):
+    """What expiry rules read of a lot (epoch ms; ``None`` = date not set)."""
 
     @property
-    def effective_removal_ms(self) -> int | None:
+    def lot(self) -> str: ...
+
+    @property
+    def location(self) -> str: ...
+
+    @property
+    def qty(self) -> float: ...
+
+    @property
+    def received_at(self) -> int | None: ...
+
+    @property
+    def effective_removal_at(self) -> int | None:
         """Removal date, or the expiration date when no removal date is set."""
-        return self.removal_ms if self.removal_ms is not None else self.expiration_ms
+        ...
 
-    def is_available(self, now_ms: int) -> bool:
-        """Stock counts as available until its (effective) removal date."""
-        removal = self.effective_removal_ms
-        return self.qty > 0 and (removal is None or now_ms < removal)
-
-    def is_expired(self, now_ms: int) -> bool:
-        """True from the expiration date on."""
-        return self.expiration_ms is not None and now_ms >= self.expiration_ms
-
-    def is_past_best_before(self, now_ms: int) -> bool:
-        """True from the best-before date on."""
-        return self.best_before_ms is not None and now_ms >= self.best_before_ms
+    @property
+    def alert_at(self) -> int | None: ...
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LotDatePolicy:
-    """Per-product lot date settings in days, as in Odoo.
-
-    ``expiration_days`` counts from receipt; the other three count back from expiration.
-    """
-
-    expiration_days: float
-    best_before_days: float = 0.0
-    removal_days: float = 0.0
-    alert_days: float = 0.0
-
-    def __post_init__(self) -> None:
-        if min(self.expiration_days, self.best_before_days, self.removal_days, self.alert_days) < 0:
-            raise InvalidParameterError("lot date offsets must not be negative")
-
-    def lot(self, *, site: str, sku: str, lot_id: str, qty: float, received_ms: int) -> Lot:
-        """A lot received at ``received_ms`` with its dates computed from this policy."""
-        expiration = received_ms + round(self.expiration_days * DAY_MS)
-        return Lot(
-            site=site,
-            sku=sku,
-            lot_id=lot_id,
-            qty=qty,
-            received_ms=received_ms,
-            expiration_ms=expiration,
-            best_before_ms=expiration - round(self.best_before_days * DAY_MS),
-            removal_ms=expiration - round(self.removal_days * DAY_MS),
-            alert_ms=expiration - round(self.alert_days * DAY_MS),
-        )
+L = TypeVar("L", bound=DatedLot)
 
 
-def _fefo_key(lot: Lot) -> tuple[bool, int, int, str]:
-    removal = lot.effective_removal_ms
+def is_available(lot: DatedLot, now_ms: int) -> bool:
+    """Stock counts as available while it has quantity and its removal date has not come."""
+    removal = lot.effective_removal_at
+    return lot.qty > 0 and (removal is None or now_ms < removal)
+
+
+def _fefo_key(lot: DatedLot) -> tuple[bool, int, int, str]:
+    removal = lot.effective_removal_at
     # Lots without dates go last, as in Odoo's FEFO removal strategy; then oldest receipt first.
-    return (removal is None, removal or 0, lot.received_ms, lot.lot_id)
+    return (removal is None, removal or 0, lot.received_at or 0, lot.lot)
 
 
-def fefo_order(lots: Iterable[Lot], *, now_ms: int) -> list[Lot]:
+def fefo_order(lots: Iterable[L], *, now_ms: int) -> list[L]:
     """Available lots in first-expired-first-out order (by removal date, then receipt)."""
-    return sorted((lot for lot in lots if lot.is_available(now_ms)), key=_fefo_key)
-
-
-def available_qty(lots: Iterable[Lot], *, now_ms: int) -> float:
-    """Quantity not past its removal date."""
-    return sum(lot.qty for lot in lots if lot.is_available(now_ms))
+    return sorted((lot for lot in lots if is_available(lot, now_ms)), key=_fefo_key)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PickLine:
-    """Take ``qty`` from ``lot_id``."""
+    """Take ``qty`` from lot ``lot``; ``drew_expired`` when the lot is past its removal date."""
 
-    lot_id: str
+    lot: str
     qty: float
+    drew_expired: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PickPlan:
-    """Lots to pick from in FEFO order, and what could not be covered."""
+    """Where a movement leaving one location is drawn from.
 
+    ``lines`` in drawing order, then ``unlotted`` from stock held in no lot: the location's
+    loose stock, plus ``shortfall``, what the location did not hold at all.
+    """
+
+    location: str
     lines: tuple[PickLine, ...]
+    unlotted: float
     shortfall: float
 
 
-def plan_fefo_pick(lots: Iterable[Lot], qty: float, *, now_ms: int) -> PickPlan:
-    """Allocate ``qty`` across available lots, earliest removal date first."""
+def plan_fefo_pick(
+    lots: Iterable[DatedLot], qty: float, *, location: str, loose: float, now_ms: int
+) -> PickPlan:
+    """Draw ``qty`` leaving ``location`` from that location's stock only.
+
+    Order: available lots at ``location`` in FEFO order; then ``loose`` (stock there held in no
+    lot); then, only if the pick is still not covered, lots past their removal date, earliest
+    first, each line saying it drew expired stock. Lots at other locations are never drawn:
+    stock changes place only through a movement of its own.
+    """
     if qty < 0:
         raise InvalidParameterError(f"pick quantity {qty} must not be negative")
+    here = [lot for lot in lots if lot.location == location and lot.qty > 0]
+    fresh = fefo_order(here, now_ms=now_ms)
+    expired = sorted((lot for lot in here if not is_available(lot, now_ms)), key=_fefo_key)
     remaining = qty
     lines: list[PickLine] = []
-    for lot in fefo_order(lots, now_ms=now_ms):
-        if remaining <= 0:
+    for lot in fresh:
+        if remaining <= QTY_EPS:
             break
         take = min(lot.qty, remaining)
-        lines.append(PickLine(lot_id=lot.lot_id, qty=take))
+        lines.append(PickLine(lot=lot.lot, qty=take))
         remaining -= take
-    return PickPlan(lines=tuple(lines), shortfall=max(remaining, 0.0))
+    from_loose = min(max(loose, 0.0), max(remaining, 0.0))
+    remaining -= from_loose
+    for lot in expired:
+        if remaining <= QTY_EPS:
+            break
+        take = min(lot.qty, remaining)
+        lines.append(PickLine(lot=lot.lot, qty=take, drew_expired=True))
+        remaining -= take
+    shortfall = remaining if remaining > QTY_EPS else 0.0
+    return PickPlan(
+        location=location, lines=tuple(lines), unlotted=from_loose + shortfall, shortfall=shortfall
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ExpiryAlert:
-    """A lot reached its alert date, its removal date, or expired while still in stock."""
+class LotDateReached:
+    """A lot still holding stock reached its removal or alert date."""
 
-    kind: ExpiryAlertKind
-    site: str
-    sku: str
-    lot_id: str
-    qty: float
+    kind: LotDateKind
     due_ms: int
-    ts_ms: int
 
 
-class ExpiryMonitor:
-    """Raises each (lot, kind) alert once, however often it is evaluated."""
+def lot_dates_reached(lot: DatedLot, *, now_ms: int) -> list[LotDateReached]:
+    """The removal (or expiration) and alert dates of ``lot`` that have come, if it has stock.
 
-    def __init__(self) -> None:
-        self._raised: set[tuple[str, str, str, ExpiryAlertKind]] = set()
-
-    def evaluate(self, lots: Iterable[Lot], *, now_ms: int) -> list[ExpiryAlert]:
-        """New alerts for lots with stock whose alert, removal or expiration date has come."""
-        alerts: list[ExpiryAlert] = []
-        for lot in lots:
-            if lot.qty <= 0:
-                continue
-            dates: tuple[tuple[ExpiryAlertKind, int | None], ...] = (
-                ("alert", lot.alert_ms),
-                ("removal", lot.removal_ms),
-                ("expired", lot.expiration_ms),
-            )
-            for kind, due in dates:
-                if due is None or now_ms < due:
-                    continue
-                key = (lot.site, lot.sku, lot.lot_id, kind)
-                if key in self._raised:
-                    continue
-                self._raised.add(key)
-                alerts.append(
-                    ExpiryAlert(
-                        kind=kind,
-                        site=lot.site,
-                        sku=lot.sku,
-                        lot_id=lot.lot_id,
-                        qty=lot.qty,
-                        due_ms=due,
-                        ts_ms=now_ms,
-                    )
-                )
-                logger.info("lot %s/%s %s: %s date reached", lot.site, lot.lot_id, lot.sku, kind)
-        return alerts
-
-    def forget(self, *, site: str, sku: str, lot_id: str) -> None:
-        """Drop the memory of a lot (it was consumed or scrapped)."""
-        self._raised = {k for k in self._raised if k[:3] != (site, sku, lot_id)}
+    Stateless: the same lot gives the same answer each time, so the alert lifecycle (not this
+    function) decides what is new, and an emptied lot simply stops being reported.
+    """
+    if lot.qty <= 0:
+        return []
+    reached: list[LotDateReached] = []
+    removal = lot.effective_removal_at
+    if removal is not None and now_ms >= removal:
+        reached.append(LotDateReached(kind="removal", due_ms=removal))
+    if lot.alert_at is not None and now_ms >= lot.alert_at:
+        reached.append(LotDateReached(kind="alert", due_ms=lot.alert_at))
+    return reached

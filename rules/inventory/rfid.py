@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from core.epc import EpcError, decode_sgtin96, is_sgtin96
+from core.epc import decode_sgtin96, is_sgtin96
+from core.errors import EpcError
 from core.readings import TagSample
 from rules.inventory import InvalidParameterError
 

@@ -22,6 +22,8 @@ from core.inventory import (
     Sku,
     stock_report,
 )
+from rules.inventory.bookings import Bookings
+from rules.inventory.expiry import PickLine, PickPlan
 from rules.seed import describe_errors, load_seed
 
 T0 = 1_795_309_200_000
@@ -101,8 +103,9 @@ def test_ledger_sums_to_stock_and_picks_follow_fefo(store: InventoryStores) -> N
         LotIn(lot="L-early", sku="RICE", site="wh1", location="A1", qty=4, removal_at=T0 + DAY_MS),
         ts_ms=T0,
     )
-    entries = store.ledger.record_outflow(
-        ts_ms=T0 + 1000, site="wh1", location="A1", sku="RICE", qty=5, kind="pick", source="sensor"
+    points: list[str] = []
+    entries = Bookings(store.ledger, points.extend).book(
+        "wh1", "A1", "RICE", -5, "pick", ts_ms=T0 + 1000, ref="shelf-1/c1"
     )
     assert [(e.lot, e.qty) for e in entries] == [("L-early", -4.0), ("L-late", -1.0)]
     assert store.ledger.get_lot(early.id).qty == 0
@@ -178,10 +181,31 @@ def _lot(store: InventoryStores, lot: str, location: str, qty: float, removal: i
 
 
 def _pick(store: InventoryStores, location: str, qty: float, at_ms: int = T0) -> list[LedgerEntry]:
-    return store.ledger.record_outflow(
-        ts_ms=at_ms, site="wh1", location=location, sku="RICE", qty=qty, kind="pick",
-        source="sensor", ref="shelf-1/c1",
-    )  # fmt: skip
+    # As the processor books a shelf pick: planned FEFO at the location, booked by the ledger.
+    points: list[str] = []
+    bookings = Bookings(store.ledger, points.extend)
+    return bookings.book("wh1", location, "RICE", -qty, "pick", ts_ms=at_ms, ref="shelf-1/c1")
+
+
+def test_outflow_books_the_plan_it_is_given(store: InventoryStores) -> None:
+    _lot(store, "EARLY", "A", 4, T0 + DAY_MS)
+    _lot(store, "LATE", "A", 6, T0 + 9 * DAY_MS)
+    plan = PickPlan(
+        location="A",
+        lines=(PickLine(lot="LATE", qty=2), PickLine(lot="EARLY", qty=1, drew_expired=True)),
+        unlotted=3,
+        shortfall=3,
+    )
+    entries = store.ledger.record_outflow(
+        plan, ts_ms=T0, site="wh1", sku="RICE", kind="issue", source="api", ref="order 7"
+    )
+    # The ledger does not plan: the rows follow the plan as given, not FEFO.
+    assert [(e.lot, e.qty, e.kind, e.ref) for e in entries] == [
+        ("LATE", -2.0, "issue", "order 7"),
+        ("EARLY", -1.0, "issue", "order 7; drew_expired"),
+        (None, -3.0, "issue", "order 7"),
+    ]
+    assert store.ledger.qty_at("wh1", "A", "RICE") == 4.0
 
 
 def test_outflow_skips_a_lot_past_removal_while_fresh_stock_covers_it(
