@@ -1,5 +1,8 @@
 """The edge agent as users start it (``stocksense edge --config``), against simulated devices,
-the real broker, ingest and InfluxDB: exact readings after scripted picks, faults, outages."""
+the real broker, ingest and InfluxDB: exact readings after scripted picks and faults.
+
+The broker outage is in ``test_edge_outage.py``, LLRP readers in ``test_edge_llrp.py``, the
+ledger after picks in ``test_edge_inventory.py``."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from core.settings import MqttSettings, Settings
 from ingest.service import IngestService
 from simulators.modbus_devices import ThreadedDevices
 from simulators.serial_scale import SerialScale
-from stocksense.devservices import free_port, mosquitto
+from stocksense.devservices import free_port
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.integration
@@ -267,96 +270,3 @@ def test_serial_scale_end_to_end(settings: Settings, stack: Any, tmp_path: Path)
     run_with_ingest(only_site(settings, site), scenario)
     got = [(r["cell"], r["grams"], r["stable"], r["seq"]) for r in weights(settings, site)]
     assert got == [("c1", 12345.0, True, 0), ("c1", 10345.0, True, 1), ("c1", 10845.0, True, 2)]
-
-
-def test_outage_and_sigkill_lose_nothing(
-    settings: Settings, modbus: ThreadedDevices, tmp_path: Path
-) -> None:
-    """About 400 readings/s through a 25 s broker outage with a SIGKILL of the agent in it."""
-    site = _site()
-    broker = mosquitto(tmp_path / "broker").start()
-    agent: Agent | None = None
-    try:
-        config = shelf_config(site, broker.port, modbus.port, tmp_path / "q.sqlite")
-        temp = config["devices"][1]
-        temp["poll_interval_s"] = 0.01  # 100 polls/s x 4 probes
-        temp["offline_after"] = 1000
-        temp["batch_interval_s"] = 0.05  # about 20 messages/s
-        temp["registers"] = {
-            f"t{n + 1}": {"address": n, "function": "input", "type": "int16", "scale": 0.1}
-            for n in range(4)
-        }
-        config["devices"] = [temp]
-        agent = Agent(tmp_path, config)
-        ingest = only_site(settings, site, broker.port)
-
-        def temps() -> list[dict[str, Any]]:
-            return rows(
-                query_sync(
-                    settings.influx,
-                    f"SELECT celsius, seq, sensor FROM temperature WHERE site='{site}'",
-                )
-            )
-
-        def count() -> int:
-            got = rows(
-                query_sync(
-                    settings.influx, f"SELECT COUNT(celsius) FROM temperature WHERE site='{site}'"
-                )
-            )
-            return int(got[0]["count"]) if got else 0
-
-        queued: list[int] = []
-
-        def scenario(service: IngestService) -> None:
-            agent.start()
-            wait_for(lambda: count() >= 400, what="readings before the outage")
-            broker.stop()
-            wait_for(lambda: queue_depth(tmp_path / "q.sqlite") >= 100, timeout=30, what="queueing")
-            agent.stop(signal.SIGKILL)  # mid-outage
-            queued.append(queue_depth(tmp_path / "q.sqlite"))
-            agent.start()
-            wait_for(
-                lambda: queue_depth(tmp_path / "q.sqlite") >= queued[0] + 300,
-                timeout=30,
-                what="queueing after the restart",
-            )
-            broker.start()
-            wait_for(lambda: queue_depth(tmp_path / "q.sqlite") < 50, timeout=60, what="replay")
-            agent.stop()
-            queued.append(queued_readings(tmp_path / "q.sqlite"))
-            wait_for(lambda: count() == queued[1], timeout=30, what="every reading stored")
-            del service
-
-        run_with_ingest(ingest, scenario)
-    finally:
-        if agent is not None:
-            agent.stop(signal.SIGKILL)  # only if a failure left it running
-        broker.stop()
-    got = temps()
-    per_sensor: dict[str, list[int]] = {}
-    for row in got:
-        per_sensor.setdefault(row["sensor"], []).append(row["seq"])
-    assert set(per_sensor) == {"t1", "t2", "t3", "t4"}
-    seqs = sorted({row["seq"] for row in got})
-    assert seqs == list(range(seqs[-1] + 1))  # every message from 0, none missing
-    for sensor, sensor_seqs in per_sensor.items():
-        assert sensor_seqs == sorted(sensor_seqs), sensor  # in time order, seq never goes back
-    assert queue_depth(tmp_path / "q.sqlite") == 0
-    assert queued[0] >= 100
-    assert len(got) == queued[1]
-
-
-def queued_readings(path: Path) -> int:
-    import sqlite3  # noqa: PLC0415
-
-    with sqlite3.connect(path) as db:
-        row = db.execute("SELECT value FROM counters WHERE name='queued_readings'").fetchone()
-    return int(row[0])
-
-
-def queue_depth(path: Path) -> int:
-    import sqlite3  # noqa: PLC0415
-
-    with sqlite3.connect(path) as db:
-        return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
