@@ -3,7 +3,7 @@
 The domain modules are free of I/O and wall-clock reads: time arrives as ``ts_ms`` /
 ``now_ms`` arguments, so replayed, simulated and live data give the same answers.
 
-- :mod:`rules.inventory.replenishment` — safety stock, reorder point, EOQ, min/max and
+- :mod:`rules.inventory.replenishment` — safety stock, reorder point, min/max and
   reorder-level rules, the purchase-suggestion decision.
 - :mod:`rules.inventory.weight` — unit counts from weight shelves.
 - :mod:`rules.inventory.rfid` — RFID dedup, zone enter/exit, counts per SKU per zone.

@@ -1,10 +1,9 @@
-"""Replenishment: safety stock, reorder point, EOQ, min/max rules and purchase suggestions.
+"""Replenishment: safety stock, reorder point, min/max rules and purchase suggestions.
 
 The formulas are the textbook ones the field uses, with demand and lead time both uncertain:
 
     SS  = z · √(L · sd² + d² · sL²)
     ROP = d · L + SS
-    EOQ = √(2 · K · λ / h)
 
 where ``d``/``sd`` are the mean and sample standard deviation of daily demand, ``L``/``sL`` the
 mean and standard deviation of the lead time in days, and ``z`` the standard normal quantile of
@@ -72,17 +71,6 @@ def safety_stock(
 def reorder_point(d_mean: float, lead_mean: float, ss: float) -> float:
     """Reorder point: expected demand over the lead time plus safety stock (``d·L + SS``)."""
     return d_mean * lead_mean + ss
-
-
-def eoq(K: float, h: float, lam: float) -> float:  # noqa: N803 - the textbook symbols
-    """Economic order quantity ``√(2Kλ/h)``.
-
-    ``K`` is the fixed cost per order, ``h`` the holding cost per unit per period and ``lam``
-    the demand per the same period.
-    """
-    if K < 0 or lam < 0 or h <= 0:
-        raise InvalidParameterError(f"EOQ needs K ≥ 0, λ ≥ 0 and h > 0 (K={K}, h={h}, λ={lam})")
-    return math.sqrt(2.0 * K * lam / h)
 
 
 def projected_qty(*, on_hand: float, on_order: float = 0.0, reserved: float = 0.0) -> float:
@@ -204,7 +192,7 @@ class ReorderPointRule(_OrderUpToRule):
     def dynamic(
         cls, *, site: str, sku: str, reorder_point: float, order_qty: float, multiple: float = 1.0
     ) -> ReorderPointRule:
-        """Trigger at the reorder point and order up to ROP + ``order_qty`` (typically the EOQ)."""
+        """Trigger at the reorder point and order up to ROP + ``order_qty``."""
         return cls(
             site=site,
             sku=sku,

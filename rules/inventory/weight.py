@@ -157,10 +157,6 @@ class HampelFilter:
             return median
         return x
 
-    def reset(self) -> None:
-        """Forget the window (after a re-tare)."""
-        self._values.clear()
-
 
 @dataclass(slots=True)
 class _CellState:
@@ -190,11 +186,6 @@ class CellTracker:
         return self._state.phase
 
     @property
-    def baseline_grams(self) -> float:
-        """Net grams of the last accepted settled level."""
-        return self._state.baseline
-
-    @property
     def drift_grams(self) -> float:
         """Total drift absorbed into the baseline since start (a sensor-health signal)."""
         return self._state.drift_grams
@@ -208,16 +199,6 @@ class CellTracker:
     def units_on_shelf(self) -> int:
         """Whole units the baseline corresponds to (meaningful when tare is the empty shelf)."""
         return round(self._state.baseline / self.config.unit_grams)
-
-    @property
-    def tare_grams(self) -> float:
-        """Grams subtracted from every reading."""
-        return self._state.tare
-
-    def retare(self, *, tare_grams: float) -> None:
-        """Set a new tare and start over: the next settled level becomes the baseline."""
-        self._hampel.reset()
-        self._state = self._fresh_state(tare_grams)
 
     def update(self, sample: WeightSample) -> list[WeightEvent]:
         """Process one reading; returns the movements or ambiguous changes it settles."""

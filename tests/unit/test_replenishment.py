@@ -16,7 +16,6 @@ from rules.inventory.replenishment import (
     ReorderPointRule,
     RevisedSuggestion,
     dynamic_levels,
-    eoq,
     projected_qty,
     reorder_point,
     round_up_to_multiple,
@@ -41,16 +40,6 @@ def test_z_for_95_percent_service_level_is_1_645() -> None:
 def test_z_rejects_service_levels_outside_the_open_interval(p: float) -> None:
     with pytest.raises(InvalidParameterError):
         z_for_service_level(p)
-
-
-def test_eoq_textbook_example() -> None:
-    # K = 8 per order, h = 0.225 per unit-year, lambda = 1300 per year: sqrt(2*8*1300/0.225)
-    assert eoq(8, 0.225, 1300) == pytest.approx(304.05, abs=0.01)
-
-
-def test_eoq_rejects_zero_holding_cost() -> None:
-    with pytest.raises(InvalidParameterError):
-        eoq(8, 0, 1300)
 
 
 def test_safety_stock_and_reorder_point_for_a_small_ledger() -> None:

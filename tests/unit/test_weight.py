@@ -207,17 +207,14 @@ def test_trusted_device_stable_flag_drives_settling() -> None:
     assert _movements(events) == [("pick", 1)]
 
 
-def test_tare_and_retare() -> None:
-    tracker = CellTracker(_config(tare_grams=0.0))
+def test_the_tare_is_taken_off_every_reading() -> None:
+    untared = CellTracker(_config(tare_grams=0.0))
+    tared = CellTracker(_config())
     for i in range(10):
-        tracker.update_raw(T0 + i * 1_000, 1_200.0 + 5 * UNIT)
-    assert tracker.units_on_shelf == 10  # the empty shelf's 1200 g looks like 4.8 units
-    tracker.retare(tare_grams=TARE)
-    assert tracker.phase == "unknown"
-    for i in range(10, 20):
-        tracker.update_raw(T0 + i * 1_000, 1_200.0 + 5 * UNIT)
-    assert tracker.units_on_shelf == 5
-    assert tracker.tare_grams == TARE
+        untared.update_raw(T0 + i * 1_000, TARE + 5 * UNIT)
+        tared.update_raw(T0 + i * 1_000, TARE + 5 * UNIT)
+    assert untared.units_on_shelf == 10  # the empty shelf's 1200 g looks like 4.8 units
+    assert tared.units_on_shelf == 5
 
 
 def test_late_readings_are_ignored() -> None:
