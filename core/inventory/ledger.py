@@ -253,39 +253,27 @@ class LedgerStore(SqlStore):
         (:func:`rules.inventory.expiry.plan_fefo_pick`); read the lots it is made from inside
         the same :meth:`transaction` so nothing changes in between.
         """
-        entries: builtins.list[LedgerEntry] = []
+        expired_ref = f"{ref}; {DREW_EXPIRED}" if ref else DREW_EXPIRED
+        rows: builtins.list[tuple[str | None, float, str | None]] = [
+            (draw.lot, draw.qty, expired_ref if draw.drew_expired else ref) for draw in plan.lines
+        ]
+        if plan.unlotted > _QTY_EPS:
+            rows.append((None, plan.unlotted, ref))
         with self.transaction():
-            for draw in plan.lines:
-                noted = ref
-                if draw.drew_expired:
-                    noted = f"{ref}; {DREW_EXPIRED}" if ref else DREW_EXPIRED
-                entries.append(
-                    self.record(
-                        ts_ms=ts_ms,
-                        site=site,
-                        location=plan.location,
-                        sku=sku,
-                        qty=-draw.qty,
-                        kind=kind,
-                        source=source,
-                        lot=draw.lot,
-                        ref=noted,
-                    )
+            return [
+                self.record(
+                    ts_ms=ts_ms,
+                    site=site,
+                    location=plan.location,
+                    sku=sku,
+                    qty=-qty,
+                    kind=kind,
+                    source=source,
+                    lot=lot,
+                    ref=noted,
                 )
-            if plan.unlotted > _QTY_EPS:
-                entries.append(
-                    self.record(
-                        ts_ms=ts_ms,
-                        site=site,
-                        location=plan.location,
-                        sku=sku,
-                        qty=-plan.unlotted,
-                        kind=kind,
-                        source=source,
-                        ref=ref,
-                    )
-                )
-        return entries
+                for lot, qty, noted in rows
+            ]
 
     def stock(
         self, *, site: str | None = None, sku: str | None = None, location: str | None = None

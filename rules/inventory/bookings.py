@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from core.influx import line
 from core.inventory import LedgerEntry, LedgerStore, MovementKind
-from rules.inventory.expiry import plan_fefo_pick
+from rules.inventory.expiry import PickPlan, plan_fefo_pick
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,12 @@ class Bookings:
     ) -> list[LedgerEntry]:
         """Book ``qty`` of ``sku`` at ``location`` (negative: leaving it) from a sensor."""
         if qty < 0:
-            entries = self._outflow(site, location, sku, -qty, kind, ts_ms=ts_ms, ref=ref)
+            # Planned over the lots read in the same transaction that books the plan.
+            with self._ledger.transaction():
+                plan = self._plan(site, location, sku, -qty, ts_ms)
+                entries = self._ledger.record_outflow(
+                    plan, ts_ms=ts_ms, site=site, sku=sku, kind=kind, source="sensor", ref=ref
+                )
         else:
             entries = [
                 self._ledger.record(
@@ -92,41 +97,28 @@ class Bookings:
             ]
         )
 
-    def _outflow(
-        self,
-        site: str,
-        location: str,
-        sku: str,
-        qty: float,
-        kind: MovementKind,
-        *,
-        ts_ms: int,
-        ref: str,
-    ) -> list[LedgerEntry]:
-        with self._ledger.transaction():
-            lots = self._ledger.lots(site=site, sku=sku, in_stock=True)
-            in_lots = sum(lot.qty for lot in lots if lot.location == location)
-            loose = max(self._ledger.qty_at(site, location, sku) - in_lots, 0.0)
-            plan = plan_fefo_pick(lots, qty, location=location, loose=loose, now_ms=ts_ms)
-            for drawn in plan.lines:
-                if drawn.drew_expired:
-                    logger.warning(
-                        "%g of %s at %s/%s drawn from lot %s past its removal date:"
-                        " nothing else there covered it",
-                        drawn.qty,
-                        sku,
-                        site,
-                        location,
-                        drawn.lot,
-                    )
-            if plan.shortfall > 0:
-                logger.info(
-                    "%g of %s left %s/%s beyond its booked stock: booked without a lot",
-                    plan.shortfall,
+    def _plan(self, site: str, location: str, sku: str, qty: float, ts_ms: int) -> PickPlan:
+        lots = self._ledger.lots(site=site, sku=sku, in_stock=True)
+        in_lots = sum(lot.qty for lot in lots if lot.location == location)
+        loose = max(self._ledger.qty_at(site, location, sku) - in_lots, 0.0)
+        plan = plan_fefo_pick(lots, qty, location=location, loose=loose, now_ms=ts_ms)
+        for drawn in plan.lines:
+            if drawn.drew_expired:
+                logger.warning(
+                    "%g of %s at %s/%s drawn from lot %s past its removal date:"
+                    " nothing else there covered it",
+                    drawn.qty,
                     sku,
                     site,
                     location,
+                    drawn.lot,
                 )
-            return self._ledger.record_outflow(
-                plan, ts_ms=ts_ms, site=site, sku=sku, kind=kind, source="sensor", ref=ref
+        if plan.shortfall > 0:
+            logger.info(
+                "%g of %s left %s/%s beyond its booked stock: booked without a lot",
+                plan.shortfall,
+                sku,
+                site,
+                location,
             )
+        return plan

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Literal
 
 from core.alerts import AlertCondition
 from core.inventory import InventoryStores, Lot
@@ -137,36 +138,31 @@ class StockSweeps:
 
 
 def _lot_condition(lot: Lot, reached: LotDateReached, now_ms: int) -> AlertCondition:
-    source = f"{lot.site}/{lot.sku}/{lot.lot}"
+    severity: Literal["major", "warning"]
     if reached.kind == "removal":
-        return AlertCondition(
-            source=source,
-            type="expired_on_shelf",
-            severity="major",
-            site=lot.site,
-            title=f"Lot {lot.lot} of {lot.sku} past its removal date",
-            message=(
-                f"{lot.qty:g} units of lot {lot.lot} at {lot.location} must be taken "
-                "out of stock; they no longer count as available"
-            ),
-            value=lot.qty,
-            threshold=None,
-            details={"lot": lot.lot, "location": lot.location, "removal_at": reached.due_ms},
-            at_ms=now_ms,
+        type_, severity, date_key = "expired_on_shelf", "major", "removal_at"
+        title = f"Lot {lot.lot} of {lot.sku} past its removal date"
+        message = (
+            f"{lot.qty:g} units of lot {lot.lot} at {lot.location} must be taken "
+            "out of stock; they no longer count as available"
         )
-    return AlertCondition(
-        source=source,
-        type="expiry_alert",
-        severity="warning",
-        site=lot.site,
-        title=f"Lot {lot.lot} of {lot.sku} reached its alert date",
-        message=(
+    else:
+        type_, severity, date_key = "expiry_alert", "warning", "alert_at"
+        title = f"Lot {lot.lot} of {lot.sku} reached its alert date"
+        message = (
             f"{lot.qty:g} units at {lot.location}; expires "
             f"{_date(lot.expiration_at)}, removal {_date(lot.effective_removal_at)}"
-        ),
+        )
+    return AlertCondition(
+        source=f"{lot.site}/{lot.sku}/{lot.lot}",
+        type=type_,
+        severity=severity,
+        site=lot.site,
+        title=title,
+        message=message,
         value=lot.qty,
         threshold=None,
-        details={"lot": lot.lot, "location": lot.location, "alert_at": reached.due_ms},
+        details={"lot": lot.lot, "location": lot.location, date_key: reached.due_ms},
         at_ms=now_ms,
     )
 
