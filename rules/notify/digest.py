@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from core.alerts import Alert, AlertEvent
 from rules.notify import render
 from rules.notify.markup import Style
-from rules.notify.render import Language
+from rules.notify.render import Language, SiteTimezones
 from rules.notify.textsplit import Measure, utf8_len
 
 DEFAULT_TOP = 10
@@ -119,11 +119,15 @@ def _fill_top(
     language: Language,
     style: Style,
     max_size: int,
+    timezones: SiteTimezones,
 ) -> None:
     """Move up to ``top`` entries from ``rest`` into ``part`` as summary lines, while they fit."""
     shown = 0
     while rest and shown < top:
-        line = bullet + render.summary_line(rest[0].alert, rest[0].event, language, style)
+        alert = rest[0].alert
+        line = bullet + render.summary_line(
+            alert, rest[0].event, language, style, timezones(alert.site)
+        )
         if part.size + part.cost(line) > max_size:
             return
         part.add(line)
@@ -159,10 +163,12 @@ def build_digest(
     measure: Measure = utf8_len,
     style: Style = "markdown",
     top: int = DEFAULT_TOP,
+    timezones: SiteTimezones | None = None,
 ) -> list[DigestPart]:
     """Fold ``entries`` into as few parts as fit ``max_size`` each (by ``measure``).
 
-    Every entry is named in exactly one part, either by a summary line or by id.
+    Every entry is named in exactly one part, either by a summary line or by id. Summary lines
+    give each alert's time in its site's timezone (``timezones``; UTC when not given).
     """
     if not entries:
         return []
@@ -183,7 +189,14 @@ def build_digest(
     rest = list(ordered)
     bullet = "- " if style == "markdown" else "· "
     _fill_top(
-        current, rest, top=top, bullet=bullet, language=language, style=style, max_size=max_size
+        current,
+        rest,
+        top=top,
+        bullet=bullet,
+        language=language,
+        style=style,
+        max_size=max_size,
+        timezones=timezones or SiteTimezones(),
     )
 
     parts: list[_Part] = []

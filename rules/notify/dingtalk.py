@@ -122,6 +122,7 @@ class DingTalkChannel(RobotChannelBase):
 
     ``clock`` (seconds since the epoch) stamps the signature; inject the clock the receiver
     uses in tests. ``msgtype`` chooses markdown or an actionCard with a console button.
+    ``timezones`` gives each site's timezone for the times in messages (UTC when not given).
     """
 
     rate_limit_per_minute = 20
@@ -137,6 +138,7 @@ class DingTalkChannel(RobotChannelBase):
         clock: Clock = time.time,
         msgtype: DingTalkMsgType = "markdown",
         digest_top: int = DEFAULT_TOP,
+        timezones: render.SiteTimezones | None = None,
     ) -> None:
         self.name = settings.name
         self.language: render.Language = settings.language
@@ -146,6 +148,7 @@ class DingTalkChannel(RobotChannelBase):
         self._client = client or httpx.AsyncClient(timeout=10)
         self._clock = clock
         self._digest_top = digest_top
+        self._timezones = timezones or render.SiteTimezones()
         self._secrets = url_secrets(settings.url.get_secret_value())
         if settings.secret:
             self._secrets.append(settings.secret.get_secret_value())
@@ -177,7 +180,8 @@ class DingTalkChannel(RobotChannelBase):
         # The title field is shown as plain text (chat list, push notification).
         title = render.title(alert, event, self.language, "text")
         link = render.alert_link(alert, self._console_url)
-        text = render.markdown(alert, event, self.language, self._console_url)
+        tz = self._timezones(alert.site)
+        text = render.markdown(alert, event, self.language, self._console_url, tz)
         chunks = split_numbered(text, self._text_budget(title, link), measure=json_utf8_len)
         mention = event != "cleared"
         return [
@@ -196,6 +200,7 @@ class DingTalkChannel(RobotChannelBase):
             max_size=self._text_budget(_TITLE_ROOM, self._console_url),
             measure=json_utf8_len,
             top=self._digest_top,
+            timezones=self._timezones,
         )
         out: list[tuple[dict[str, Any], frozenset[int]]] = []
         mentioned = False

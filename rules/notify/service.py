@@ -41,8 +41,10 @@ from rules.notify.digest import DigestEntry
 from rules.notify.dingtalk import DingTalkChannel
 from rules.notify.influx import InfluxAlertChannel
 from rules.notify.pacing import Clock, RobotChannel, TokenBucket
+from rules.notify.render import SiteTimezones
 from rules.notify.webhook import WebhookChannel
 from rules.notify.wecom import WeComChannel
+from rules.seed import Seed, load_seed
 
 logger = logging.getLogger(__name__)
 
@@ -84,18 +86,31 @@ class _Message:
     digest: bool
 
 
-def build_channels(settings: Settings, influx: InfluxClient) -> list[Channel]:
-    """Channels from settings, plus the InfluxDB alerts channel."""
+def build_channels(
+    settings: Settings, influx: InfluxClient, *, seed: Seed | None = None
+) -> list[Channel]:
+    """Channels from settings, plus the InfluxDB alerts channel.
+
+    Robot messages give times in each site's timezone, from ``seed`` (the pipeline's) or else
+    the seed file of ``settings.rules`` (see :class:`~rules.notify.render.SiteTimezones`).
+    """
+    if seed is None:
+        seed = load_seed(settings.rules.seed_file) if settings.rules.seed_file else Seed()
+    timezones = SiteTimezones.from_seed(seed)
     channels: list[Channel] = [InfluxAlertChannel(influx)]
     client = httpx.AsyncClient(timeout=10)
     console_url = settings.notifier.console_url
     for cfg in settings.notifier.channels:
         if cfg.kind == "dingtalk":
-            channels.append(DingTalkChannel(cfg, console_url=console_url, client=client))
+            channels.append(
+                DingTalkChannel(cfg, console_url=console_url, client=client, timezones=timezones)
+            )
         elif cfg.kind == "webhook":
             channels.append(WebhookChannel(cfg, client=client))
         else:
-            channels.append(WeComChannel(cfg, console_url=console_url, client=client))
+            channels.append(
+                WeComChannel(cfg, console_url=console_url, client=client, timezones=timezones)
+            )
     return channels
 
 

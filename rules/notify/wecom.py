@@ -53,7 +53,8 @@ class WeComChannel(RobotChannelBase):
     """One WeCom group robot.
 
     ``msgtype`` defaults to text when mobile numbers are to be mentioned (markdown can only
-    mention user ids), else markdown.
+    mention user ids), else markdown. ``timezones`` gives each site's timezone for the times
+    in messages (UTC when not given).
     """
 
     rate_limit_per_minute = 20
@@ -68,6 +69,7 @@ class WeComChannel(RobotChannelBase):
         client: httpx.AsyncClient | None = None,
         msgtype: WeComMsgType | None = None,
         digest_top: int = DEFAULT_TOP,
+        timezones: render.SiteTimezones | None = None,
     ) -> None:
         self.name = settings.name
         self.language: render.Language = settings.language
@@ -81,6 +83,7 @@ class WeComChannel(RobotChannelBase):
         self._console_url = console_url
         self._client = client or httpx.AsyncClient(timeout=10)
         self._digest_top = digest_top
+        self._timezones = timezones or render.SiteTimezones()
         self._secrets = url_secrets(settings.url.get_secret_value())
         protect_in_logs(self._secrets)
 
@@ -109,10 +112,11 @@ class WeComChannel(RobotChannelBase):
 
     def render(self, alert: Alert, event: AlertEvent) -> list[dict[str, Any]]:
         """Payloads for one alert event; several only when it exceeds the content limit."""
+        tz = self._timezones(alert.site)
         if self.msgtype == "markdown":
-            content = render.markdown(alert, event, self.language, self._console_url)
+            content = render.markdown(alert, event, self.language, self._console_url, tz)
         else:
-            content = render.plain(alert, event, self.language, self._console_url)
+            content = render.plain(alert, event, self.language, self._console_url, tz)
         chunks = split_numbered(content, self._budget())
         mention = event != "cleared"
         return [self._payload(chunk, mention=mention and i == 0) for i, chunk in enumerate(chunks)]
@@ -128,6 +132,7 @@ class WeComChannel(RobotChannelBase):
             max_size=self._budget(),
             style="markdown" if self.msgtype == "markdown" else "text",
             top=self._digest_top,
+            timezones=self._timezones,
         )
         out: list[tuple[dict[str, Any], frozenset[int]]] = []
         mentioned = False

@@ -15,7 +15,7 @@ import pytest
 
 from api.app import create_app
 from core import db
-from core.alerts import Alert, AlertStore
+from core.alerts import Alert, AlertStores
 from core.inventory import InventoryStores
 from core.settings import ChannelSettings, Settings
 from rules.inventory.service import InventoryProcessor
@@ -198,7 +198,8 @@ def test_hostile_alerts_reach_dingtalk_inert_and_readable(
             "atUserIds": ["ops1"],
             "isAtAll": False,
         }
-        assert_visible(message, alert.message)
+        # The reason the device gave is shown in the detail sentence, inert.
+        assert_visible(message, alert.details["reason"])
         assert_visible(message, str(alert.zone))
 
 
@@ -219,7 +220,7 @@ def test_hostile_alerts_reach_wecom_inert_and_readable(
             mentions={"zhangsan"},
         )
         assert message.mentions == ("zhangsan",)
-        assert_visible(message, alert.message)
+        assert_visible(message, alert.details["reason"])
 
 
 def test_hostile_alerts_folded_into_digests_stay_inert(
@@ -278,7 +279,7 @@ def test_sku_name_and_supplier_from_the_api_reach_both_robots_inert(
     supplier = '<font color="warning">ACME</font> @13900000000 <@lisi> evil.com'
     settings = Settings(data_dir=tmp_path)
     conn = db.connect(settings.sqlite_path)
-    alerts = AlertStore(conn, ["dingtalk-ops", "wecom-ops"])
+    alerts = AlertStores.over(conn, ["dingtalk-ops", "wecom-ops"])
     channels: list[Channel] = [ding_channel(dingtalk, secret, clock), wecom_channel(wecom)]
     notifier = Notifier(alerts, channels, clock=clock)
 
@@ -292,7 +293,7 @@ def test_sku_name_and_supplier_from_the_api_reach_both_robots_inert(
                    "max_qty": 40, "pack_multiple": 6}  # fmt: skip
             created = await client.post("/inventory/skus", json=sku)
             assert created.status_code == 201
-        processor = InventoryProcessor(store=InventoryStores.over(conn), alerts=alerts)
+        processor = InventoryProcessor(store=InventoryStores.over(conn), alerts=alerts.state)
         try:
             suggestion = processor.evaluate_reorder("wh1", "COFFEE", at_ms=int(clock() * 1000))
             assert suggestion is not None
@@ -303,7 +304,7 @@ def test_sku_name_and_supplier_from_the_api_reach_both_robots_inert(
 
     try:
         asyncio.run(go())
-        (alert,) = alerts.list()
+        (alert,) = alerts.state.list()
     finally:
         conn.close()
     assert alert.type == "reorder"

@@ -181,7 +181,7 @@ def test_unknown_type_still_renders_sensibly() -> None:
     alert = make_alert(7, type_="forklift_collision", value=None, threshold=None, details={})
     text = render.markdown(alert, "raised", "en", CONSOLE)
     assert "Forklift collision WH1/cold" in text
-    assert "- **Source**: Source WH1/cold/t7" in text
+    assert "- **Source**: WH1/cold/t7" in text
     assert "Open the console for details" in text
     assert render.type_name("forklift_collision", "zh") == "Forklift collision"
 
@@ -194,7 +194,7 @@ def test_markdown_in_chinese_has_where_what_value_duration_action() -> None:
         "- **编号**: #12",
         "- **仓库**: WH1",
         "- **区域**: cold",
-        "- **来源**: SKU SKU-88, 传感器 t12",
+        "- **来源**: SKU SKU-88，传感器 t12",
         "- **当前值**: 9.3 °C / 阈值 8 °C",
         "- **持续时间**: 1小时2分5秒",
         "- **处理建议**: 请检查冷库门和制冷机组",
