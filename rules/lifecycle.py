@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 
-from core.alerts import CHANNEL_HEALTH_TYPE, Alert, AlertCondition, AlertStore
+from core.alerts import CHANNEL_HEALTH_TYPE, Alert, AlertCondition, AlertStateStore
 from core.readings import Sample
 from core.settings import AlertingSettings
 
@@ -45,7 +45,7 @@ class AlertLifecycle:
     engine's processors gets it ticked.
     """
 
-    def __init__(self, store: AlertStore, settings: AlertingSettings | None = None) -> None:
+    def __init__(self, store: AlertStateStore, settings: AlertingSettings | None = None) -> None:
         self.store = store
         self.settings = settings or store.alerting
         self._pending: dict[tuple[str, str], _Pending] = {}

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core import db
-from core.alerts import Alert, AlertStore
+from core.alerts import Alert, AlertStores
 from core.auth import AuthStore, Role
 from core.influx import query_sync, rows
 from core.inventory import InventoryStores, now_ms
@@ -62,11 +62,11 @@ def _banner(text: str) -> None:
     print(f"\n=== {text} ===", flush=True)
 
 
-def _delivered(store: AlertStore, alert_type: str, event: str) -> Alert | None:
+def _delivered(store: AlertStores, alert_type: str, event: str) -> Alert | None:
     """The first alert of ``alert_type`` whose ``event`` reached the DingTalk robot."""
-    for item in store.outbox(status="sent"):
+    for item in store.outbox.outbox(status="sent"):
         if item.channel == DINGTALK and item.event == event:
-            alert = store.get(item.alert_id)
+            alert = store.state.get(item.alert_id)
             if alert is not None and alert.type == alert_type:
                 return alert
     return None
@@ -185,7 +185,7 @@ async def _run(
         f"t={excursion_at_s:.0f}s for {excursion_s:.0f}s; picks at t=12s (coffee) and t=14s (tea)"
     )
     started = time.monotonic()
-    store = pipeline.store
+    store = pipeline.alerts
     try:
         raised = await _wait(lambda: _delivered(store, COLD_CHAIN, "raised") is not None,
                              excursion_at_s + 45)  # fmt: skip
@@ -249,7 +249,7 @@ def _print_inventory(pipeline: Pipeline) -> None:
             f"{suggestion.trigger_level:.0f}): {suggestion.reason}"
         )
     print("  alerts:")
-    for alert in reversed(pipeline.store.list(limit=50)):
+    for alert in reversed(pipeline.alerts.state.list(limit=50)):
         print(
             f"    #{alert.id} {alert.type:<22} {alert.severity:<8} {alert.state:<8} {alert.source}"
         )

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 
 from core import db
-from core.alerts import AlertStore
+from core.alerts import AlertStores
 from core.influx import InfluxClient
 from core.influx_writer import BatchWriter, StoreRejectingAlarm
 from core.settings import Settings
@@ -62,14 +62,14 @@ class Pipeline:
         )
         self.writer.spool.adopt(settings.data_dir / "spool" / LEGACY_INVENTORY_SPOOL)
         self.channels: list[Channel] = build_channels(settings, self.influx)
-        self.store = AlertStore(
+        self.alerts = AlertStores.over(
             self.conn, [c.name for c in self.channels], alerting=settings.alerting
         )
         # The one lifecycle every rule raises and clears alerts through (debounce, severity).
-        self.lifecycle = AlertLifecycle(self.store, settings.alerting)
+        self.lifecycle = AlertLifecycle(self.alerts.state, settings.alerting)
         self.anomaly = build_processors(
             seed,
-            self.store,
+            self.alerts.state,
             settings.alerting,
             sites=anomaly_sites,
             clock=clock,
@@ -80,7 +80,7 @@ class Pipeline:
             self.inventory = inventory(self.writer)
         else:
             self.inventory = build_inventory_processor(
-                settings, self.conn, self.store, self.writer, lifecycle=self.lifecycle
+                settings, self.conn, self.alerts.state, self.writer, lifecycle=self.lifecycle
             )
         self.rules = RulesEngine(
             seed,
@@ -89,9 +89,9 @@ class Pipeline:
             queue_size=settings.ingest.rules_queue_size,
         )
         self._tick_interval_s = tick_interval_s
-        self.notifier = build_notifier(settings, self.store, self.channels, self.lifecycle)
+        self.notifier = build_notifier(settings, self.alerts, self.channels, self.lifecycle)
         # Deliver as soon as an alert is recorded instead of at the next poll.
-        self.store.on_enqueue = self.notifier.wake
+        self.alerts.outbox.on_enqueue = self.notifier.wake
         self.ingest = IngestService(
             settings, sink=self.rules.offer, metrics=self.ingest_metrics, writer=self.writer
         )

@@ -17,7 +17,7 @@ from api.security import (
     check_site,
     site_filters,
 )
-from core.alerts import Alert, AlertStore, Silence, now_ms
+from core.alerts import Alert, AlertStateStore, AlertStores, Silence, SilenceStore, now_ms
 from core.auth import Principal
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
@@ -35,12 +35,26 @@ class AckRequest(BaseModel):
     )
 
 
-def alert_store(conn: Connection) -> AlertStore:
-    """Alert store over the request's connection; the API enqueues no notifications itself."""
-    return AlertStore(conn, [])
+def alert_stores(conn: Connection) -> AlertStores:
+    """Alert stores over the request's connection; the API enqueues no notifications itself."""
+    return AlertStores.over(conn, [])
 
 
-Store = Annotated[AlertStore, Depends(alert_store)]
+Stores = Annotated[AlertStores, Depends(alert_stores)]
+
+
+def alert_state_store(stores: Stores) -> AlertStateStore:
+    """Alerts and their history."""
+    return stores.state
+
+
+def silence_store(stores: Stores) -> SilenceStore:
+    """Silences and maintenance windows."""
+    return stores.silences
+
+
+Alerts = Annotated[AlertStateStore, Depends(alert_state_store)]
+Silences = Annotated[SilenceStore, Depends(silence_store)]
 
 
 class SilenceRequest(BaseModel):
@@ -71,17 +85,17 @@ class SilenceRequest(BaseModel):
 
 @router.get("/silences")
 def list_silences(
-    alerts: Store, who: CanRead, include_expired: bool = False, include_deleted: bool = False
+    silences: Silences, who: CanRead, include_expired: bool = False, include_deleted: bool = False
 ) -> list[Silence]:
     """Silences not yet over (or all of them), oldest first; those of every site included."""
     at = None if include_expired else now_ms()
-    found = alerts.silences(at_ms=at, include_deleted=include_deleted)
+    found = silences.silences(at_ms=at, include_deleted=include_deleted)
     return [s for s in found if s.site is None or who.covers(s.site)]
 
 
 @router.post("/silences", status_code=201, responses=answers(400))
 def create_silence(
-    body: SilenceRequest, alerts: Store, who: CanSilence, conn: Connection
+    body: SilenceRequest, silences: Silences, who: CanSilence, conn: Connection
 ) -> Silence:
     """Silence alerts matching site/zone/type from ``starts_at`` to the end.
 
@@ -96,7 +110,7 @@ def create_silence(
         ends = starts + int(body.duration_s * 1000)
     if ends <= starts:
         raise invalid(("body", "ends_at"), "the silence must end after it starts", ends)
-    silence = alerts.create_silence(
+    silence = silences.create_silence(
         site=body.site,
         zone=body.zone,
         type_=body.type,
@@ -112,7 +126,7 @@ def create_silence(
 @router.delete("/silences/{silence_id}", status_code=204, responses=answers(404))
 def delete_silence(
     silence_id: RowId,
-    alerts: Store,
+    silences: Silences,
     who: CanSilence,
     conn: Connection,
     by: Annotated[
@@ -125,11 +139,11 @@ def delete_silence(
     ] = None,
 ) -> Response:
     """End a silence now (it is kept, marked deleted, for the record)."""
-    before = alerts.silence(silence_id)
+    before = silences.silence(silence_id)
     if before is None or before.deleted_at is not None:
         raise HTTPException(status_code=404, detail=f"silence {silence_id} does not exist")
     check_site(who, before.site, f"silence {silence_id}")
-    after = alerts.delete_silence(silence_id, by=actor(who, by))
+    after = silences.delete_silence(silence_id, by=actor(who, by))
     if after is None:
         raise HTTPException(status_code=404, detail=f"silence {silence_id} does not exist")
     audit(conn, who, "silence.end", f"silence {silence_id}", site=before.site, before=before,
@@ -140,7 +154,7 @@ def delete_silence(
 @router.get("")
 def list_alerts(
     *,
-    alerts: Store,
+    alerts: Alerts,
     who: CanRead,
     state: Literal["active", "cleared"] | None = None,
     type: TextFilter = None,  # noqa: A002 - the query parameter's public name
@@ -158,12 +172,12 @@ def list_alerts(
 
 
 @router.get("/{alert_id}", responses=answers(404))
-def get_alert(alert_id: RowId, alerts: Store, who: CanRead) -> Alert:
+def get_alert(alert_id: RowId, alerts: Alerts, who: CanRead) -> Alert:
     """One alert."""
     return _visible_alert(alerts, who, alert_id)
 
 
-def _visible_alert(alerts: AlertStore, who: Principal, alert_id: int) -> Alert:
+def _visible_alert(alerts: AlertStateStore, who: Principal, alert_id: int) -> Alert:
     found = alerts.get(alert_id)
     if found is None:
         raise HTTPException(status_code=404, detail=f"alert {alert_id} does not exist")
@@ -173,7 +187,7 @@ def _visible_alert(alerts: AlertStore, who: Principal, alert_id: int) -> Alert:
 
 @router.post("/{alert_id}/ack", responses=answers(400, 404, 409))
 def ack_alert(
-    alert_id: RowId, body: AckRequest, alerts: Store, who: CanAck, conn: Connection
+    alert_id: RowId, body: AckRequest, alerts: Alerts, who: CanAck, conn: Connection
 ) -> Alert:
     """Acknowledge: records who and when; stops escalation (409 once acknowledged)."""
     before = _visible_alert(alerts, who, alert_id)
@@ -191,7 +205,7 @@ def ack_alert(
 
 
 @router.get("/{alert_id}/events", responses=answers(404))
-def alert_events(alert_id: RowId, alerts: Store, who: CanRead) -> list[dict[str, object]]:
+def alert_events(alert_id: RowId, alerts: Alerts, who: CanRead) -> list[dict[str, object]]:
     """History of one alert (raised, acked, flapping, silenced, escalated, cleared ...)."""
     _visible_alert(alerts, who, alert_id)
     return alerts.events(alert_id)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection
 
-from core.alerts import AlertStore
+from core.alerts import AlertStateStore
 from core.settings import AlertingSettings
 from rules.anomaly.coldchain import ColdChainMonitor
 from rules.anomaly.offline import OfflineDetector
@@ -55,7 +55,7 @@ class AnomalyProcessors:
 
 def build_processors(
     seed: Seed,
-    store: AlertStore,
+    store: AlertStateStore,
     settings: AlertingSettings | None = None,
     *,
     sites: Collection[str] | None = None,

@@ -38,7 +38,7 @@ import logging
 import sqlite3
 from collections.abc import Sequence
 
-from core.alerts import AlertStore
+from core.alerts import AlertStateStore
 from core.influx_writer import BatchWriter
 from core.inventory import InventoryStores, Sku, Suggestion
 from core.readings import DeviceStatus, Sample, TagSample, WeightSample
@@ -68,7 +68,7 @@ class InventoryProcessor:
         self,
         *,
         store: InventoryStores,
-        alerts: AlertStore,
+        alerts: AlertStateStore,
         lifecycle: AlertLifecycle | None = None,
         writer: BatchWriter | None = None,
         config: InventorySettings | None = None,
@@ -210,7 +210,7 @@ class InventoryProcessor:
 def build_inventory_processor(
     settings: Settings,
     conn: sqlite3.Connection,
-    store: AlertStore,
+    store: AlertStateStore,
     writer: BatchWriter | None,
     *,
     config: InventorySettings | None = None,

@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 from core import db
-from core.alerts import Alert, AlertStore, OutboxItem
+from core.alerts import Alert, AlertStores, OutboxItem
 from core.influx import InfluxClient
 from core.settings import Settings
 from rules.lifecycle import AlertLifecycle, channel_health_hooks
@@ -115,13 +115,13 @@ def build_channels(
 
 
 def build_notifier(
-    settings: Settings, store: AlertStore, channels: list[Channel], lifecycle: AlertLifecycle
+    settings: Settings, stores: AlertStores, channels: list[Channel], lifecycle: AlertLifecycle
 ) -> Notifier:
     """The process's notifier over ``channels``, reporting failing channels through
     ``lifecycle`` as ``channel_health`` alerts; tuning from ``settings.notifier``."""
     on_problem, on_recovered = channel_health_hooks(lifecycle)
     return Notifier(
-        store,
+        stores,
         channels,
         poll_interval_s=settings.notifier.poll_interval_s,
         max_attempts=settings.notifier.max_attempts,
@@ -141,7 +141,7 @@ class Notifier:
 
     def __init__(
         self,
-        store: AlertStore,
+        stores: AlertStores,
         channels: list[Channel],
         *,
         poll_interval_s: float = 0.2,
@@ -151,7 +151,8 @@ class Notifier:
         on_channel_recovered: RecoveryHook | None = None,
         batch_limit: int = DEFAULT_BATCH_LIMIT,
     ) -> None:
-        self._store = store
+        self._outbox = stores.outbox
+        self._alerts = stores.state
         self._channels = {c.name: c for c in channels}
         self._poll_interval_s = poll_interval_s
         self._max_attempts = max_attempts
@@ -177,7 +178,7 @@ class Notifier:
 
     def recover(self) -> int:
         """Requeue rows a crash left ``sending``; returns how many (run calls it at start)."""
-        rows = self._store.recover_sending()
+        rows = self._outbox.recover_sending()
         if rows:
             logger.warning(
                 "%d deliveries were interrupted by a stop: sending them again (ids %s)",
@@ -205,7 +206,7 @@ class Notifier:
 
     async def _deliver_pass(self) -> int:
         by_channel: dict[str, list[OutboxItem]] = {}
-        for item in self._store.due(now=self._now_ms(), limit=self._batch_limit):
+        for item in self._outbox.due(now=self._now_ms(), limit=self._batch_limit):
             by_channel.setdefault(item.channel, []).append(item)
         # Channels are independent: a slow InfluxDB or webhook must not hold up a robot.
         counts = await asyncio.gather(
@@ -227,10 +228,10 @@ class Notifier:
 
     def _load(self, item: OutboxItem) -> Alert | None:
         channel = self._channels.get(item.channel)
-        alert = self._store.get(item.alert_id)
+        alert = self._alerts.get(item.alert_id)
         if channel is None or alert is None:
             reason = "channel not configured" if channel is None else "alert missing"
-            self._store.mark_dead(item.id, error=reason)
+            self._outbox.mark_dead(item.id, error=reason)
             logger.error("outbox row %d for %s dropped: %s", item.id, item.channel, reason)
             return None
         return alert
@@ -241,7 +242,7 @@ class Notifier:
             return False
         channel = self._channels[item.channel]
         health = self.health[channel.name]
-        self._store.mark_sending([item.id])
+        self._outbox.mark_sending([item.id])
         try:
             if isinstance(channel, WebhookChannel):
                 await channel.send(alert, item.event, key=str(item.id))
@@ -250,7 +251,7 @@ class Notifier:
         except DeliveryError as exc:
             self._single_failure(item, exc)
             return False
-        self._store.mark_sent(item.id)
+        self._outbox.mark_sent(item.id)
         health.sent += 1
         health.messages += 1
         self._recovered(channel.name)
@@ -260,13 +261,13 @@ class Notifier:
     def _single_failure(self, item: OutboxItem, exc: DeliveryError) -> None:
         self._record_failure(item.channel, exc)
         if exc.permanent or item.attempts + 1 >= self._max_attempts:
-            self._store.mark_dead(item.id, error=str(exc))
+            self._outbox.mark_dead(item.id, error=str(exc))
             logger.error("alert %d not delivered to %s: %s", item.alert_id, item.channel, exc)
             self._problem(item.channel, str(exc))
             return
         delay = self._backoff(exc, item.attempts)
         retry_at = self._now_ms() + int(delay * 1000)
-        self._store.mark_retry(item.id, next_attempt_at=retry_at, error=str(exc))
+        self._outbox.mark_retry(item.id, next_attempt_at=retry_at, error=str(exc))
         logger.warning(
             "alert %d to %s will be retried in %.1fs: %s", item.alert_id, item.channel, delay, exc
         )
@@ -319,19 +320,19 @@ class Notifier:
         for message in plan:
             if not bucket.try_acquire():
                 break  # the rest stays pending for the next pass
-            self._store.mark_sending(row.id for row in message.covers)
+            self._outbox.mark_sending(row.id for row in message.covers)
             try:
                 await robot.post(message.payload)
             except DeliveryError as exc:
-                self._store.mark_pending(row.id for row in message.covers)
+                self._outbox.mark_pending(row.id for row in message.covers)
                 self._paced_failure(robot, bucket, exc, message.covers)
                 break
             health.messages += 1
             health.digests += int(message.digest)
             for row in message.completes:
-                self._store.mark_sent(row.id)
+                self._outbox.mark_sent(row.id)
             # A row split over several messages is done only with its last part.
-            self._store.mark_pending(
+            self._outbox.mark_pending(
                 row.id for row in message.covers if row not in message.completes
             )
             health.sent += len(message.completes)
@@ -367,7 +368,7 @@ class Notifier:
             return
         if exc.permanent:
             for row in rows:
-                self._store.mark_dead(row.id, error=str(exc))
+                self._outbox.mark_dead(row.id, error=str(exc))
             logger.error("%d events not delivered to %s: %s", len(rows), robot.name, exc)
             self._problem(robot.name, str(exc))
             return
@@ -377,10 +378,10 @@ class Notifier:
         gave_up = 0
         for row in rows:
             if row.attempts + 1 >= self._max_attempts:
-                self._store.mark_dead(row.id, error=str(exc))
+                self._outbox.mark_dead(row.id, error=str(exc))
                 gave_up += 1
             else:
-                self._store.mark_retry(row.id, next_attempt_at=retry_at, error=str(exc))
+                self._outbox.mark_retry(row.id, next_attempt_at=retry_at, error=str(exc))
         # Later rows would meet the same outage: hold the whole channel, not just these rows.
         bucket.pause(delay)
         logger.warning(
@@ -453,8 +454,9 @@ async def run_notifier(settings: Settings) -> None:
     conn = db.connect(settings.sqlite_path)
     influx = InfluxClient(settings.influx)
     channels = build_channels(settings, influx)
-    store = AlertStore(conn, [c.name for c in channels], alerting=settings.alerting)
-    notifier = build_notifier(settings, store, channels, AlertLifecycle(store, settings.alerting))
+    stores = AlertStores.over(conn, [c.name for c in channels], alerting=settings.alerting)
+    lifecycle = AlertLifecycle(stores.state, settings.alerting)
+    notifier = build_notifier(settings, stores, channels, lifecycle)
     logger.info("notifier running: channels %s", ", ".join(c.name for c in channels))
     try:
         await notifier.run()

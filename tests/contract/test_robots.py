@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from core import db
-from core.alerts import Alert, AlertStore, Severity
+from core.alerts import Alert, AlertStores, Severity
 from core.settings import ChannelSettings
 from rules.lifecycle import AlertLifecycle
 from rules.notify.base import DeliveryError
@@ -150,8 +150,8 @@ def test_dingtalk_wrong_secret_is_permanent_not_retried_and_redacted(
     dingtalk: DingTalkRobot, clock: FakeClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     wrong = "SEC" + secrets.token_hex(24)
-    store = AlertStore(db.connect(tmp_path / "a.db"), ["dingtalk-ops"])
-    AlertLifecycle(store).report(
+    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["dingtalk-ops"])
+    AlertLifecycle(store.state).report(
         condition(
             "s",
             at_ms=int(clock() * 1000),
@@ -180,7 +180,7 @@ def test_dingtalk_wrong_secret_is_permanent_not_retried_and_redacted(
     asyncio.run(go())
     assert dingtalk.log.errors == [310000]  # one attempt, no retry loop
     assert dingtalk.log.accepted == []
-    row = store.outbox()[0]
+    row = store.outbox.outbox()[0]
     assert row.status == "dead"
     assert "errcode 310000" in (row.last_error or "")
     assert problems == [("dingtalk-ops", row.last_error)]
@@ -289,8 +289,8 @@ def test_wecom_wrong_key_is_permanent(wecom: WeComRobot, clock: FakeClock, tmp_p
     settings = ChannelSettings.model_validate(
         {"name": "wecom-ops", "kind": "wecom", "url": wecom.url.replace(wecom.key, "wrong-key-123")}
     )
-    store = AlertStore(db.connect(tmp_path / "a.db"), ["wecom-ops"])
-    AlertLifecycle(store).report(condition("s", at_ms=int(clock() * 1000), site="WH1"))
+    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["wecom-ops"])
+    AlertLifecycle(store.state).report(condition("s", at_ms=int(clock() * 1000), site="WH1"))
     notifier = Notifier(store, [WeComChannel(settings, console_url=CONSOLE)], clock=clock)
 
     async def go() -> None:
@@ -303,7 +303,7 @@ def test_wecom_wrong_key_is_permanent(wecom: WeComRobot, clock: FakeClock, tmp_p
 
     asyncio.run(go())
     assert wecom.log.errors == [93000]
-    assert store.outbox()[0].status == "dead"
+    assert store.outbox.outbox()[0].status == "dead"
     assert notifier.health["wecom-ops"].problem is not None
     assert "wrong-key-123" not in (notifier.health["wecom-ops"].problem or "")
 
@@ -312,11 +312,11 @@ def test_wecom_wrong_key_is_permanent(wecom: WeComRobot, clock: FakeClock, tmp_p
 
 
 def run_storm(
-    store: AlertStore, notifier: Notifier, clock: FakeClock, *, alerts: int = 500, minutes: int = 6
+    store: AlertStores, notifier: Notifier, clock: FakeClock, *, alerts: int = 500, minutes: int = 6
 ) -> list[int]:
     """Raise ``alerts`` within one simulated minute while delivering, then keep delivering."""
     ids: list[int] = []
-    lifecycle = AlertLifecycle(store)
+    lifecycle = AlertLifecycle(store.state)
 
     async def go() -> None:
         try:
@@ -350,7 +350,7 @@ def run_storm(
 def test_dingtalk_storm_is_paced_and_folded(
     dingtalk: DingTalkRobot, secret: str, clock: FakeClock, tmp_path: Path
 ) -> None:
-    store = AlertStore(db.connect(tmp_path / "a.db"), ["dingtalk-ops"])
+    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["dingtalk-ops"])
     channel = DingTalkChannel(ding_settings(dingtalk, secret), console_url=CONSOLE, clock=clock)
     notifier = Notifier(store, [channel], clock=clock)
     ids = run_storm(store, notifier, clock)
@@ -358,7 +358,7 @@ def test_dingtalk_storm_is_paced_and_folded(
     assert dingtalk.log.errors == []  # in particular no 130101
     assert max_in_any_minute([r.at for r in dingtalk.log.accepted]) <= 20
     assert set(ids) <= named_ids(dingtalk.log)
-    assert {r.status for r in store.outbox()} == {"sent"}
+    assert {r.status for r in store.outbox.outbox()} == {"sent"}
     health = notifier.health["dingtalk-ops"]
     assert health.sent == 500
     assert health.digests >= 1
@@ -368,12 +368,12 @@ def test_dingtalk_storm_is_paced_and_folded(
 def test_wecom_storm_is_paced_and_folded(
     wecom: WeComRobot, clock: FakeClock, tmp_path: Path
 ) -> None:
-    store = AlertStore(db.connect(tmp_path / "a.db"), ["wecom-ops"])
+    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["wecom-ops"])
     channel = WeComChannel(wecom_settings(wecom, at_user_ids=["zhangsan"]), console_url=CONSOLE)
     notifier = Notifier(store, [channel], clock=clock)
     ids = run_storm(store, notifier, clock)
     assert wecom.log.errors == []  # in particular no 45009
     assert max_in_any_minute([r.at for r in wecom.log.accepted]) <= 20
     assert set(ids) <= named_ids(wecom.log)
-    assert {r.status for r in store.outbox()} == {"sent"}
+    assert {r.status for r in store.outbox.outbox()} == {"sent"}
     assert notifier.health["wecom-ops"].sent == 500

@@ -89,9 +89,9 @@ def test_excursion_reaches_dingtalk_signed_and_clears(
             await until(lambda: len(robot.log.accepted) == 2, what="the resolved notice")
             await until(lambda: len(hook.log.accepted) == 2, what="the webhook events")
             await until(
-                lambda: len(pipeline.store.outbox(status="sent")) == 6, what="influx points"
+                lambda: len(pipeline.alerts.outbox.outbox(status="sent")) == 6, what="influx points"
             )
-            alerts = pipeline.store.list()
+            alerts = pipeline.alerts.state.list()
         finally:
             await pipeline.stop()
         assert len(alerts) == 1
@@ -144,13 +144,14 @@ def test_wrong_signing_secret_is_rejected_with_310000_and_reported(
             _publish_temps(publisher, [9, 9, 9, 9, 9])
             await until(lambda: len(robot.log.errors) >= 1, what="the robot to reject the message")
             await until(
-                lambda: len(pipeline.store.outbox(status="dead")) == 1, what="the failure recorded"
+                lambda: len(pipeline.alerts.outbox.outbox(status="dead")) == 1,
+                what="the failure recorded",
             )
             await until(lambda: len(hook.log.accepted) == 2, what="the channel-health alert")
             health = pipeline.notifier.health["dingtalk-ops"]
             assert health.last_error_code == 310000
             assert health.sent == 0
-            dead = pipeline.store.outbox(status="dead")[0]
+            dead = pipeline.alerts.outbox.outbox(status="dead")[0]
             assert dead.channel == "dingtalk-ops"
             assert dead.attempts == 1  # a rejected signature is not retried
             assert dead.last_error is not None

@@ -88,7 +88,7 @@ def test_status_reason_with_markdown_reaches_the_robots_inert(
             publisher.flush()
             await until(lambda: len(dingtalk.log.accepted) == 1, what="the alert at DingTalk")
             await until(lambda: len(wecom.log.accepted) == 1, what="the alert at WeCom")
-            (alert,) = pipeline.store.list()
+            (alert,) = pipeline.alerts.state.list()
         finally:
             await pipeline.stop()
         assert alert.type == "sensor_offline"

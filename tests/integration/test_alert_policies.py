@@ -163,7 +163,7 @@ def test_reorder_debounce_across_sweeps_and_severity(
         inventory = pipeline.inventory.store
 
         def reorder() -> list[Alert]:
-            return pipeline.store.list(type_="reorder", site=SITE)
+            return pipeline.alerts.state.list(type_="reorder", site=SITE)
 
         async def hold(units: int, start_ms: int) -> int:
             end = shelves.hold("shelf-1", coffee(units), start_ms=start_ms, spike_p=0.0)

@@ -108,7 +108,7 @@ class Run:
 
     def alerts(self, type_: str | None = None) -> list[Alert]:
         """This scenario's alerts, oldest first."""
-        found = self.pipeline.store.list(type_=type_, site=self.site, limit=1000)
+        found = self.pipeline.alerts.state.list(type_=type_, site=self.site, limit=1000)
         return sorted(found, key=lambda a: a.id)
 
     def hook_events(self, type_: str | None = None) -> list[tuple[str, str, str]]:
@@ -378,7 +378,7 @@ def test_flapping_gives_one_alert_and_bounded_notifications(
             assert settled.cleared_at == T0 + 380_000
             await until(lambda: len(run.hook_events()) == 4, what="the bounded notifications")
             assert [e for e, _, _ in run.hook_events()] == ["raised", "cleared"] * 2
-            assert [o.channel for o in run.pipeline.store.outbox(status="pending")] == []
+            assert [o.channel for o in run.pipeline.alerts.outbox.outbox(status="pending")] == []
 
     _run(scenario)
 
@@ -388,7 +388,7 @@ def test_silenced_alert_is_recorded_and_sends_nothing(
 ) -> None:
     async def scenario() -> None:
         async with running(settings, publisher, "sq-mute", _only_hook(), allowance_s=0) as run:
-            run.pipeline.store.create_silence(
+            run.pipeline.alerts.silences.create_silence(
                 site="sq-mute",
                 zone="cold",
                 type_=None,
@@ -404,14 +404,15 @@ def test_silenced_alert_is_recorded_and_sends_nothing(
             await run.settle()
             [alert] = run.alerts()
             assert (alert.state, alert.silenced_by) == ("cleared", 1)
-            rows = run.pipeline.store.outbox(alert_id=alert.id)
+            rows = run.pipeline.alerts.outbox.outbox(alert_id=alert.id)
             assert [(o.channel, o.event) for o in rows] == [
                 ("influxdb", "raised"),
                 ("influxdb", "cleared"),
             ]
             await until(
                 lambda: (
-                    {o.status for o in run.pipeline.store.outbox(alert_id=alert.id)} == {"sent"}
+                    {o.status for o in run.pipeline.alerts.outbox.outbox(alert_id=alert.id)}
+                    == {"sent"}
                 ),
                 what="influx points written",
             )

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import pytest
 
 from core import db, topics
-from core.alerts import Alert, AlertStore
+from core.alerts import Alert, AlertStores
 from core.epc import encode_sgtin96
 from core.influx import InfluxClient, query_sync, rows
 from core.influx_writer import BatchWriter
@@ -80,7 +80,7 @@ def _processor(
     store.load_catalog(skus=CATALOG, shelves=SHELVES, rfid_zones=ZONES, ts_ms=T0)
     return Recorder(
         store=store,
-        alerts=AlertStore(conn, []),
+        alerts=AlertStores.over(conn, []).state,
         writer=writer,
         config=InventorySettings(loss_window_s=60, dead_after_days=90),
     )

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from core import db
-from core.alerts import AlertStore
+from core.alerts import AlertStores
 from core.settings import Settings
 from rules.lifecycle import AlertLifecycle
 from simulators.robots import Received, WebhookReceiver
@@ -79,34 +79,37 @@ def _notifier(settings: Settings, hook: WebhookReceiver, log: Path) -> subproces
 
 def test_notifier_sigkill_mid_delivery_delivers_all_50_once(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
-    store = AlertStore(db.connect(settings.sqlite_path), ["hook"])
+    store = AlertStores.over(db.connect(settings.sqlite_path), ["hook"])
     ids = []
-    lifecycle = AlertLifecycle(store)
+    lifecycle = AlertLifecycle(store.state)
     for i in range(TOTAL):
         alert = lifecycle.report(
             condition(f"wh1/temp/probe-{i}", at_ms=RECENT_T0 + i, title=f"probe-{i} offline")
         )
         assert alert is not None
         ids.append(alert.id)
-    assert len(store.outbox(status="pending")) == TOTAL
+    assert len(store.outbox.outbox(status="pending")) == TOTAL
     hook = DedupingReceiver(hold_at=HOLD_AT).start()
     log = tmp_path / "notifier.log"
     worker = _notifier(settings, hook, log)
     try:
         wait_for(hook.holding.is_set, timeout=30, what="the notifier mid-stream")
         wait_for(
-            lambda: len(store.outbox(status="sending")) == 1, what="the in-flight row 'sending'"
+            lambda: len(store.outbox.outbox(status="sending")) == 1,
+            what="the in-flight row 'sending'",
         )
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
         hook.release.set()
-        statuses = [o.status for o in store.outbox()]
+        statuses = [o.status for o in store.outbox.outbox()]
         assert statuses.count("sent") == HOLD_AT - 1
         assert statuses.count("sending") == 1
         assert statuses.count("pending") == TOTAL - HOLD_AT
         worker = _notifier(settings, hook, log)
         wait_for(
-            lambda: len(store.outbox(status="sent")) == TOTAL, timeout=30, what="every row sent"
+            lambda: len(store.outbox.outbox(status="sent")) == TOTAL,
+            timeout=30,
+            what="every row sent",
         )
     finally:
         hook.release.set()
@@ -120,6 +123,6 @@ def test_notifier_sigkill_mid_delivery_delivers_all_50_once(tmp_path: Path) -> N
     assert len(hook.repeats) == 1
     assert hook.repeats[0] == hook.keys[HOLD_AT - 1]
     assert "interrupted" in log.read_text()
-    assert [o.last_error for o in store.outbox() if o.last_error] == [
+    assert [o.last_error for o in store.outbox.outbox() if o.last_error] == [
         "interrupted while sending; sent again"
     ]

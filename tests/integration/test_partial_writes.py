@@ -17,7 +17,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from core import db, topics
-from core.alerts import AlertStore
+from core.alerts import AlertStores
 from core.influx import InfluxClient, query_sync, rows
 from core.influx_writer import (
     STORE_REJECTING_TYPE,
@@ -270,21 +270,23 @@ def test_refused_lines_in_the_spool_are_isolated_on_replay(
 def test_store_rejecting_alert_raises_and_clears_after_the_quiet_time(
     settings: Settings, tmp_path: Path
 ) -> None:
-    store = AlertStore(db.connect(tmp_path / "alerts.db"), [])
+    store = AlertStores.over(db.connect(tmp_path / "alerts.db"), [])
     t0 = RECENT_T0
 
     def active() -> bool:
-        return store.active("influxdb/test", STORE_REJECTING_TYPE) is not None
+        return store.state.active("influxdb/test", STORE_REJECTING_TYPE) is not None
 
     async def scenario(h: Harness) -> None:
-        alarm = StoreRejectingAlarm(AlertLifecycle(store), {"influxdb/test": h.writer}, quiet_s=600)
+        alarm = StoreRejectingAlarm(
+            AlertLifecycle(store.state), {"influxdb/test": h.writer}, quiet_s=600
+        )
         await h.write([temp("p6", 0, "1.0")])
         alarm.tick(t0)
         assert not active()
 
         await h.write([temp("p6", 1, "2i"), temp("p6", 2, "2.0")])
         alarm.tick(t0 + 1000)
-        alert = store.active("influxdb/test", STORE_REJECTING_TYPE)
+        alert = store.state.active("influxdb/test", STORE_REJECTING_TYPE)
         assert alert is not None
         assert (alert.severity, alert.site, alert.value) == ("major", "system", 1.0)
         assert alert.details["reason"] == "field_type_conflict"
@@ -297,7 +299,7 @@ def test_store_rejecting_alert_raises_and_clears_after_the_quiet_time(
         assert active()
         alarm.tick(t0 + 1000 + 20 * MINUTE_MS)
         assert not active()
-        [only] = store.list(type_=STORE_REJECTING_TYPE)
+        [only] = store.state.list(type_=STORE_REJECTING_TYPE)
         assert (only.state, only.cleared_at) == ("cleared", t0 + 1000 + 20 * MINUTE_MS)
 
         await h.write([temp("p6", 4, "4i")])
@@ -305,7 +307,7 @@ def test_store_rejecting_alert_raises_and_clears_after_the_quiet_time(
         assert active()
         # After a restart, a new alarm clears what the old one left open, after a quiet time.
         successor = StoreRejectingAlarm(
-            AlertLifecycle(store), {"influxdb/test": h.writer}, quiet_s=600
+            AlertLifecycle(store.state), {"influxdb/test": h.writer}, quiet_s=600
         )
         successor.tick(t0 + 31 * MINUTE_MS)
         successor.tick(t0 + 40 * MINUTE_MS)
@@ -373,7 +375,7 @@ def test_refused_readings_are_dead_lettered_and_raise_store_rejecting(
             publisher.flush()
             await until(lambda: len(listener.messages) >= 2, what="two dead letters")
             await until(
-                lambda: pipeline.store.active("influxdb", STORE_REJECTING_TYPE) is not None,
+                lambda: pipeline.alerts.state.active("influxdb", STORE_REJECTING_TYPE) is not None,
                 what="the store_rejecting alert",
             )
             await until(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from core import db
-from core.alerts import AlertStore
+from core.alerts import AlertStores
 from core.readings import TempSample
 from core.settings import AlertingSettings, ColdChainPolicy
 from rules.anomaly.coldchain import (
@@ -65,10 +65,10 @@ def test_streaming_window_equals_batch_over_the_window() -> None:
     assert window.value() == pytest.approx(mean_kinetic_temperature(last), abs=1e-9)
 
 
-def _monitor(tmp_path: Path, policy: ColdChainPolicy) -> tuple[ColdChainMonitor, AlertStore]:
-    store = AlertStore(db.connect(tmp_path / "a.db"), ["ops"])
+def _monitor(tmp_path: Path, policy: ColdChainPolicy) -> tuple[ColdChainMonitor, AlertStores]:
+    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["ops"])
     alerting = AlertingSettings(cold_chain_zones={"wh1/cold": policy})
-    return ColdChainMonitor(SEED, AlertLifecycle(store, alerting), alerting), store
+    return ColdChainMonitor(SEED, AlertLifecycle(store.state, alerting), alerting), store
 
 
 def _feed(monitor: ColdChainMonitor, temps: list[float], *, start: int, step_s: int = 60) -> None:
@@ -92,11 +92,11 @@ def test_mkt_alert_raises_over_threshold_and_clears_below_margin(tmp_path: Path)
     )
     monitor, store = _monitor(tmp_path, policy)
     _feed(monitor, [6.0] * 30, start=T0)
-    assert store.list() == []
+    assert store.state.list() == []
     # 7 °C most of the time with warm spells: every reading but few out of band, MKT above 8
     warm = [7.0, 7.0, 12.0] * 20
     _feed(monitor, warm, start=T0 + 30 * 60_000)
-    alerts = store.list(type_=MKT_TYPE)
+    alerts = store.state.list(type_=MKT_TYPE)
     assert len(alerts) == 1
     alert = alerts[0]
     assert alert.threshold == 8.0
@@ -106,7 +106,7 @@ def test_mkt_alert_raises_over_threshold_and_clears_below_margin(tmp_path: Path)
     assert mkt is not None
     assert mkt > 8.0
     _feed(monitor, [5.0] * 60, start=T0 + 90 * 60_000)
-    cleared = store.list(type_=MKT_TYPE)[0]
+    cleared = store.state.list(type_=MKT_TYPE)[0]
     assert cleared.state == "cleared"
     assert monitor.mkt("wh1", "cold") == pytest.approx(5.0, abs=1e-6)
 
@@ -118,9 +118,9 @@ def test_cumulative_time_out_of_band_per_local_day(tmp_path: Path) -> None:
     # short excursions: 3 x 4 minutes out = 720 s > 600 s, none long on its own
     pattern = [9.0] * 4 + [5.0] * 10
     _feed(monitor, pattern * 2, start=T0)
-    assert store.list() == []
+    assert store.state.list() == []
     _feed(monitor, pattern, start=T0 + 28 * 60_000)
-    alerts = store.list(type_=CUMULATIVE_TYPE)
+    alerts = store.state.list(type_=CUMULATIVE_TYPE)
     assert len(alerts) == 1
     assert alerts[0].threshold == 600
     assert alerts[0].value == 660.0  # 4 min + 4 min + 3 min counted when the 12th minute lands
@@ -128,14 +128,14 @@ def test_cumulative_time_out_of_band_per_local_day(tmp_path: Path) -> None:
     # the next local day (16:00 UTC) starts from zero and clears it
     next_day = T0 + 19 * 3_600_000
     _feed(monitor, [5.0, 5.0], start=next_day)
-    assert store.list(type_=CUMULATIVE_TYPE)[0].state == "cleared"
+    assert store.state.list(type_=CUMULATIVE_TYPE)[0].state == "cleared"
 
 
 def test_a_long_gap_does_not_count_as_out(tmp_path: Path) -> None:
     policy = ColdChainPolicy(daily_out_limit_s=600, max_gap_s=300, mkt_min_samples=10_000)
     monitor, store = _monitor(tmp_path, policy)
     _feed(monitor, [9.0, 9.0], start=T0, step_s=3600)  # probe silent for an hour after 9 °C
-    assert store.list() == []
+    assert store.state.list() == []
 
 
 def test_a_probe_counts_once_when_its_device_is_listed_under_several_sensors(
@@ -158,8 +158,8 @@ def test_a_probe_counts_once_when_its_device_is_listed_under_several_sensors(
             )
         ]
     )
-    store = AlertStore(db.connect(tmp_path / "a.db"), ["ops"])
-    monitor = ColdChainMonitor(seed, AlertLifecycle(store))
+    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["ops"])
+    monitor = ColdChainMonitor(seed, AlertLifecycle(store.state))
     for i in range(5):
         monitor.process(
             [TempSample(site="wh1", device="p1", sensor="t1", ts_ms=T0 + i * 1000, celsius=5.0)]
@@ -181,14 +181,14 @@ MIDNIGHTS = [
 
 def _zone_monitor(
     tmp_path: Path, timezone: str, limit_s: float
-) -> tuple[ColdChainMonitor, AlertStore]:
+) -> tuple[ColdChainMonitor, AlertStores]:
     seed = SEED.model_copy(
         update={"sites": [SEED.sites[0].model_copy(update={"timezone": timezone})]}
     )
     policy = ColdChainPolicy(daily_out_limit_s=limit_s, mkt_min_samples=10_000)
-    store = AlertStore(db.connect(tmp_path / "a.db"), ["ops"])
+    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["ops"])
     alerting = AlertingSettings(cold_chain_zones={"wh1/cold": policy})
-    return ColdChainMonitor(seed, AlertLifecycle(store, alerting), alerting), store
+    return ColdChainMonitor(seed, AlertLifecycle(store.state, alerting), alerting), store
 
 
 def _read(monitor: ColdChainMonitor, device: str, ts_ms: int, celsius: float) -> None:
@@ -210,12 +210,12 @@ def test_a_late_reading_for_yesterday_never_resets_today(
     _read(monitor, "p2", midnight - 30_000, 9.0)
     assert monitor.out_of_band_s("wh1", "cold") == {"p1/t": 1200.0}
     assert monitor.out_of_band_s("wh1", "cold", yesterday) == {"p2/t": 30.0}
-    assert store.list() == []
+    assert store.state.list() == []
     for i in range(21, 41):  # 20 minutes more
         _read(monitor, "p1", midnight + i * 60_000, 9.0)
     assert monitor.out_of_band_s("wh1", "cold") == {"p1/t": 2400.0}
     assert monitor.out_of_band_s("wh1", "cold", today) == {"p1/t": 2400.0}
-    [alert] = store.list(type_=CUMULATIVE_TYPE)
+    [alert] = store.state.list(type_=CUMULATIVE_TYPE)
     assert alert.state == "active"
     assert alert.value == 1860.0  # first above 1800 s at minute 31
     assert alert.details["day"] == today
@@ -261,9 +261,9 @@ def test_the_minutes_before_midnight_can_put_the_old_day_over_its_limit(
     for k in range(11):  # out from 10.5 minutes before midnight, read every minute
         _read(monitor, "p1", midnight - 630_000 + k * 60_000, 9.0)
     assert monitor.out_of_band_s("wh1", "cold", yesterday) == {"p1/t": 600.0}
-    assert store.list() == []  # exactly at the limit is not over it
+    assert store.state.list() == []  # exactly at the limit is not over it
     _read(monitor, "p1", midnight + 30_000, 9.0)
     assert monitor.out_of_band_s("wh1", "cold", yesterday) == {"p1/t": 630.0}
     assert monitor.out_of_band_s("wh1", "cold", today) == {"p1/t": 30.0}
-    [alert] = store.list(type_=CUMULATIVE_TYPE)
+    [alert] = store.state.list(type_=CUMULATIVE_TYPE)
     assert (alert.value, alert.details["day"], alert.state) == (630.0, yesterday, "cleared")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core import db
-from core.alerts import AlertStore
+from core.alerts import AlertStores
 from core.readings import DeviceStatus, TagSample, TempSample
 from core.settings import AlertingSettings, OfflinePolicy
 from rules.anomaly.offline import ALERT_TYPE, OfflineDetector
@@ -14,11 +14,13 @@ from rules.lifecycle import AlertLifecycle
 T0 = 1_795_309_200_000
 
 
-def _detector(tmp_path: Path, **policy: object) -> tuple[OfflineDetector, AlertStore]:
-    store = AlertStore(db.connect(tmp_path / "a.db"), ["ops"])
+def _detector(tmp_path: Path, **policy: object) -> tuple[OfflineDetector, AlertStores]:
+    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["ops"])
     alerting = AlertingSettings(offline=OfflinePolicy.model_validate(policy))
     # Arrival time 0: reading time alone decides, as these tests simulate the clock.
-    detector = OfflineDetector(AlertLifecycle(store, alerting), alerting.offline, clock=lambda: 0.0)
+    detector = OfflineDetector(
+        AlertLifecycle(store.state, alerting), alerting.offline, clock=lambda: 0.0
+    )
     return detector, store
 
 
@@ -34,17 +36,17 @@ def test_timeout_uses_the_learned_interval_and_data_clears(tmp_path: Path) -> No
     state = detector.devices[("wh1", "temp", "p1")]
     assert detector.interval_s(state) == 10.0
     detector.tick(last + 30_000)  # exactly 3 x 10 s: not yet
-    assert store.list() == []
+    assert store.state.list() == []
     detector.tick(last + 31_000)
     detector.tick(last + 40_000)
-    alerts = store.list()
+    alerts = store.state.list()
     assert [(a.source, a.type, a.state, a.raised_at) for a in alerts] == [
         ("wh1/temp/p1", ALERT_TYPE, "active", last + 31_000)
     ]
     assert alerts[0].threshold == 30.0
     detector.process([_temp(last + 45_000)])
-    assert store.list()[0].state == "cleared"
-    assert store.list()[0].cleared_at == last + 45_000
+    assert store.state.list()[0].state == "cleared"
+    assert store.state.list()[0].cleared_at == last + 45_000
 
 
 def test_announced_interval_wins_and_default_applies_before_learning(tmp_path: Path) -> None:
@@ -54,9 +56,9 @@ def test_announced_interval_wins_and_default_applies_before_learning(tmp_path: P
     )
     detector.process([_temp(T0 + 1000, device="p3")])
     detector.tick(T0 + 11_000)
-    assert [a.source for a in store.list()] == ["wh1/temp/p2"]
+    assert [a.source for a in store.state.list()] == ["wh1/temp/p2"]
     detector.tick(T0 + 201_000 + 1)
-    assert sorted(a.source for a in store.list()) == ["wh1/temp/p2", "wh1/temp/p3"]
+    assert sorted(a.source for a in store.state.list()) == ["wh1/temp/p2", "wh1/temp/p3"]
 
 
 def test_last_will_raises_at_once_and_birth_clears(tmp_path: Path) -> None:
@@ -69,33 +71,33 @@ def test_last_will_raises_at_once_and_birth_clears(tmp_path: Path) -> None:
             )
         ]
     )
-    alerts = store.list()
+    alerts = store.state.list()
     assert [(a.state, a.details["reason"], a.raised_at) for a in alerts] == [
         ("active", "lwt", T0 + 500)
     ]
     detector.tick(T0 + 10_000_000)  # no second alert while it is down
-    assert len(store.list()) == 1
+    assert len(store.state.list()) == 1
     detector.process(
         [DeviceStatus(site="wh1", kind="temp", device="p1", ts_ms=T0 + 9000, online=True)]
     )
-    assert store.list()[0].state == "cleared"
+    assert store.state.list()[0].state == "cleared"
 
 
 def test_rfid_reader_without_heartbeat_is_not_timed_and_sites_filter(tmp_path: Path) -> None:
-    store = AlertStore(db.connect(tmp_path / "a.db"), ["ops"])
-    detector = OfflineDetector(AlertLifecycle(store), sites={"wh1"}, clock=lambda: 0.0)
+    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["ops"])
+    detector = OfflineDetector(AlertLifecycle(store.state), sites={"wh1"}, clock=lambda: 0.0)
     detector.process([TagSample(site="wh1", device="r1", antenna=1, ts_ms=T0, epc="AB")])
     detector.process([_temp(T0, site="wh9")])
     detector.tick(T0 + 86_400_000)
-    assert store.list() == []
+    assert store.state.list() == []
     assert list(detector.devices) == [("wh1", "rfid", "r1")]
 
 
 def test_replayed_old_readings_that_arrive_now_keep_a_device_online(tmp_path: Path) -> None:
-    store = AlertStore(db.connect(tmp_path / "a.db"), ["ops"])
+    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["ops"])
     arrival = [T0 / 1000]
     detector = OfflineDetector(
-        AlertLifecycle(store), OfflinePolicy(timeout_factor=3), clock=lambda: arrival[0]
+        AlertLifecycle(store.state), OfflinePolicy(timeout_factor=3), clock=lambda: arrival[0]
     )
     detector.process([DeviceStatus(site="wh1", kind="temp", device="p1", ts_ms=T0 - 3_600_000,
                                    online=True, interval_s=10)])  # fmt: skip
@@ -104,6 +106,6 @@ def test_replayed_old_readings_that_arrive_now_keep_a_device_online(tmp_path: Pa
         arrival[0] = (T0 + i * 10_000) / 1000
         detector.process([_temp(T0 - 3_600_000 + i * 10_000)])
     detector.tick(T0 + 60_000)
-    assert store.list() == []
+    assert store.state.list() == []
     detector.tick(T0 + 60_000 + 31_000)  # then nothing arrives for more than 3 x 10 s
-    assert [(a.source, a.type) for a in store.list()] == [("wh1/temp/p1", ALERT_TYPE)]
+    assert [(a.source, a.type) for a in store.state.list()] == [("wh1/temp/p1", ALERT_TYPE)]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from core import db
-from core.alerts import AlertStore
+from core.alerts import AlertStores
 from core.readings import TempSample
 from core.settings import AlertingSettings, SensorHealthPolicy
 from rules.anomaly.sensors import DRIFT_TYPE, STUCK_TYPE, SensorHealthDetector
@@ -25,10 +25,10 @@ SEED = Seed(
 )
 
 
-def _detector(tmp_path: Path, **policy: object) -> tuple[SensorHealthDetector, AlertStore]:
-    store = AlertStore(db.connect(tmp_path / "a.db"), ["ops"])
+def _detector(tmp_path: Path, **policy: object) -> tuple[SensorHealthDetector, AlertStores]:
+    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["ops"])
     alerting = AlertingSettings(sensor_health=SensorHealthPolicy.model_validate(policy))
-    return SensorHealthDetector(SEED, AlertLifecycle(store, alerting)), store
+    return SensorHealthDetector(SEED, AlertLifecycle(store.state, alerting)), store
 
 
 def _run(
@@ -65,14 +65,14 @@ def _run(
 def test_noise_and_room_swings_raise_nothing(tmp_path: Path) -> None:
     detector, store = _detector(tmp_path)
     _run(detector, 600)
-    assert store.list() == []
+    assert store.state.list() == []
 
 
 def test_drifting_probe_is_found_and_clears_after_recalibration(tmp_path: Path) -> None:
     detector, store = _detector(tmp_path, drift_threshold_c=1.0, drift_clear_c=0.5)
     _run(detector, 100)
     _run(detector, 100, start=100, drift_per_step=0.03)  # 3 °C over 50 minutes
-    alerts = store.list()
+    alerts = store.state.list()
     assert [(a.source, a.type, a.state) for a in alerts] == [
         ("wh1/temp/p1/t", DRIFT_TYPE, "active")
     ]
@@ -80,19 +80,19 @@ def test_drifting_probe_is_found_and_clears_after_recalibration(tmp_path: Path) 
     assert alerts[0].value > 1.0
     assert alerts[0].details["offset_c"] < 0.2  # p1 has no placement offset
     _run(detector, 100, start=200)
-    assert store.list()[0].state == "cleared"
+    assert store.state.list()[0].state == "cleared"
 
 
 def test_stuck_probe_raises_and_clears_when_it_moves(tmp_path: Path) -> None:
     detector, store = _detector(tmp_path, stuck_samples=20, stuck_s=300, drift_threshold_c=50)
     _run(detector, 100, stuck_p3_from=50)
-    alerts = store.list()
+    alerts = store.state.list()
     assert [(a.source, a.type) for a in alerts] == [("wh1/temp/p3/t", STUCK_TYPE)]
     # 20 identical samples at 30 s spacing: raised at the 20th, 570 s after the first
     assert alerts[0].raised_at == T0 + 69 * 30_000
     assert alerts[0].details["samples"] == 20
     _run(detector, 5, start=100)
-    assert store.list()[0].state == "cleared"
+    assert store.state.list()[0].state == "cleared"
 
 
 def test_a_probe_that_never_showed_noise_is_not_stuck(tmp_path: Path) -> None:
@@ -101,4 +101,4 @@ def test_a_probe_that_never_showed_noise_is_not_stuck(tmp_path: Path) -> None:
         detector.process(
             [TempSample(site="wh1", device="x", sensor="t", ts_ms=T0 + i * 1000, celsius=20.0)]
         )
-    assert store.list() == []
+    assert store.state.list() == []

@@ -11,19 +11,19 @@ import httpx
 
 from api.app import create_app
 from core import db
-from core.alerts import AlertStore
+from core.alerts import AlertStores
 from core.settings import Settings
 from rules.lifecycle import AlertLifecycle
 from tests.alertutil import condition
 from tests.authutil import bearer
 
-Scenario = Callable[[httpx.AsyncClient, AlertStore], Awaitable[None]]
+Scenario = Callable[[httpx.AsyncClient, AlertStores], Awaitable[None]]
 
 
 def _run(tmp_path: Path, scenario: Scenario) -> None:
     """Serve the app in-process through httpx's ASGI transport."""
     settings = Settings(data_dir=tmp_path)
-    store = AlertStore(db.connect(settings.sqlite_path), ["webhook"])
+    store = AlertStores.over(db.connect(settings.sqlite_path), ["webhook"])
 
     async def main() -> None:
         transport = httpx.ASGITransport(app=create_app(settings))
@@ -44,8 +44,8 @@ def test_alerts_list_get_and_ack(tmp_path: Path) -> None:
     _run(tmp_path, _list_get_and_ack)
 
 
-async def _list_get_and_ack(client: httpx.AsyncClient, store: AlertStore) -> None:
-    alert = AlertLifecycle(store).report(
+async def _list_get_and_ack(client: httpx.AsyncClient, store: AlertStores) -> None:
+    alert = AlertLifecycle(store.state).report(
         condition(
             "wh1/cold",
             at_ms=1000,
@@ -62,7 +62,7 @@ async def _list_get_and_ack(client: httpx.AsyncClient, store: AlertStore) -> Non
     acked = await client.post(f"/alerts/{alert.id}/ack", json={"by": "li.wei"})
     assert acked.status_code == 200
     assert acked.json()["acked_by"] == "li.wei"
-    assert [e["event"] for e in store.events(alert.id)] == ["raised", "acked"]
+    assert [e["event"] for e in store.state.events(alert.id)] == ["raised", "acked"]
     latest = {name: len(steps) for name, steps in db.COMPONENTS.items() if steps}
     assert latest["alerts"] >= 1
     assert _json(await client.get("/health")) == {"status": "ok", "schema_versions": latest}
@@ -72,7 +72,7 @@ def test_bad_input_gets_a_clear_4xx(tmp_path: Path) -> None:
     _run(tmp_path, _bad_input)
 
 
-async def _bad_input(client: httpx.AsyncClient, store: AlertStore) -> None:
+async def _bad_input(client: httpx.AsyncClient, store: AlertStores) -> None:
     del store
     missing = await client.get("/alerts/999")
     assert missing.status_code == 404
@@ -88,7 +88,7 @@ def test_ids_beyond_64_bits_are_refused_not_crashed_on(tmp_path: Path) -> None:
     _run(tmp_path, _huge_ids)
 
 
-async def _huge_ids(client: httpx.AsyncClient, store: AlertStore) -> None:
+async def _huge_ids(client: httpx.AsyncClient, store: AlertStores) -> None:
     del store
     for path in ("/alerts/9223372036854775808", "/alerts/9223372036854775808/events"):
         too_big = await client.get(path)
@@ -109,7 +109,7 @@ def test_silence_bounds(tmp_path: Path) -> None:
     _run(tmp_path, _silence_bounds)
 
 
-async def _silence_bounds(client: httpx.AsyncClient, store: AlertStore) -> None:
+async def _silence_bounds(client: httpx.AsyncClient, store: AlertStores) -> None:
     del store
     base = {"created_by": "li.wei", "reason": "maintenance"}
     backwards = await client.post(

@@ -36,7 +36,7 @@ from schemathesis.config import SchemathesisConfig
 from api.app import create_app
 from api.fields import INT64_MAX
 from core import db
-from core.alerts import AlertStore
+from core.alerts import AlertStores
 from core.inventory import InventoryStores, LotIn, RfidZone, Shelf, Sku
 from core.settings import Settings
 from rules.lifecycle import AlertLifecycle
@@ -95,8 +95,8 @@ def _seed(settings: Settings) -> None:
         inventory.planning.add_suggestion(
             site="wh1", sku="TEA", qty=36, reason="min", projected=9, trigger_level=10, ts_ms=1
         )
-        alerts = AlertStore(conn, [])
-        AlertLifecycle(alerts).report(
+        alerts = AlertStores.over(conn, [])
+        AlertLifecycle(alerts.state).report(
             condition(
                 "wh1/cold",
                 at_ms=1000,
@@ -109,7 +109,7 @@ def _seed(settings: Settings) -> None:
                 threshold=8.0,
             )
         )
-        alerts.create_silence(
+        alerts.silences.create_silence(
             site="wh1",
             zone=None,
             type_=None,

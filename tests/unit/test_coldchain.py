@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from core import db
-from core.alerts import AlertStore
+from core.alerts import AlertStores
 from core.readings import TempSample
 from core.settings import AlertingSettings, TypePolicy
 from rules.coldchain import ALERT_TYPE, ColdChainRule
@@ -19,7 +19,7 @@ T0 = 1_795_309_200_000
 
 def _rule(
     tmp_path: Path, allowance_s: float = 60, alerting: AlertingSettings | None = None
-) -> tuple[ColdChainRule, AlertStore]:
+) -> tuple[ColdChainRule, AlertStores]:
     seed = Seed(
         sites=[
             Site(
@@ -38,8 +38,8 @@ def _rule(
             )
         ]
     )
-    store = AlertStore(db.connect(tmp_path / "a.db"), ["webhook"], alerting=alerting)
-    return ColdChainRule(seed, AlertLifecycle(store)), store
+    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["webhook"], alerting=alerting)
+    return ColdChainRule(seed, AlertLifecycle(store.state)), store
 
 
 def _feed(
@@ -65,7 +65,7 @@ def _feed(
 def test_excursion_longer_than_allowance_raises_exactly_one_alert(tmp_path: Path) -> None:
     rule, store = _rule(tmp_path)
     _feed(rule, [5, 9, 9.5, 10, 10, 10, 10, 11, 11, 12, 12])  # out for 90 s
-    alerts = store.list()
+    alerts = store.state.list()
     assert len(alerts) == 1
     alert = alerts[0]
     assert (alert.source, alert.type, alert.state, alert.severity) == (
@@ -79,7 +79,7 @@ def test_excursion_longer_than_allowance_raises_exactly_one_alert(tmp_path: Path
     assert alert.value == 11.0
     assert alert.threshold == 8.0
     assert alert.details["duration_s"] == 70.0
-    assert [o.event for o in store.outbox()] == ["raised"]
+    assert [o.event for o in store.outbox.outbox()] == ["raised"]
 
 
 def test_excursion_within_allowance_raises_nothing(tmp_path: Path) -> None:
@@ -87,30 +87,30 @@ def test_excursion_within_allowance_raises_nothing(tmp_path: Path) -> None:
     _feed(
         rule, [5, 9, 10, 11, 10, 9, 9, 7, 5, 1.5, 1.0, 1.2, 3]
     )  # 60 s above, 20 s below: both allowed
-    assert store.list() == []
+    assert store.state.list() == []
 
 
 def test_back_in_band_clears_and_a_new_excursion_raises_again(tmp_path: Path) -> None:
     rule, store = _rule(tmp_path, allowance_s=20)
     _feed(rule, [9, 9, 9, 9, 5, 5])
-    first = store.list()
+    first = store.state.list()
     assert [(a.state, a.cleared_at) for a in first] == [("cleared", T0 + 40_000)]
     _feed(rule, [1, 1, 1, 1], start=T0 + 100_000)
-    alerts = store.list()
+    alerts = store.state.list()
     assert [a.state for a in alerts] == ["active", "cleared"]
     assert alerts[0].threshold == 2.0
-    assert [o.event for o in store.outbox()] == ["raised", "cleared", "raised"]
+    assert [o.event for o in store.outbox.outbox()] == ["raised", "cleared", "raised"]
 
 
 def test_zone_clears_only_when_every_probe_is_back(tmp_path: Path) -> None:
     rule, store = _rule(tmp_path, allowance_s=0)
     _feed(rule, [9, 9], device="probe-1")
     _feed(rule, [9, 9], device="probe-2", start=T0 + 1)
-    assert len(store.list(state="active")) == 1
+    assert len(store.state.list(state="active")) == 1
     _feed(rule, [5], device="probe-1", start=T0 + 30_000)
-    assert len(store.list(state="active")) == 1
+    assert len(store.state.list(state="active")) == 1
     _feed(rule, [5], device="probe-2", start=T0 + 31_000)
-    assert store.list(state="active") == []
+    assert store.state.list(state="active") == []
 
 
 def test_unbound_probes_and_late_readings_are_ignored(tmp_path: Path) -> None:
@@ -120,12 +120,12 @@ def test_unbound_probes_and_late_readings_are_ignored(tmp_path: Path) -> None:
     rule.evaluate(
         TempSample(site="wh1", device="probe-2", sensor="t9", ts_ms=T0 + 99_000, celsius=30)
     )
-    assert store.list() == []
+    assert store.state.list() == []
     _feed(rule, [5, 9, 9])
     rule.evaluate(
         TempSample(site="wh1", device="probe-1", sensor="t1", ts_ms=T0, celsius=5)
     )  # late
-    assert len(store.list(state="active")) == 1
+    assert len(store.state.list(state="active")) == 1
 
 
 def test_debounce_counts_from_the_first_reading_past_the_allowance(tmp_path: Path) -> None:
@@ -133,11 +133,11 @@ def test_debounce_counts_from_the_first_reading_past_the_allowance(tmp_path: Pat
     rule, store = _rule(tmp_path, alerting=AlertingSettings(types={ALERT_TYPE: policy}))
     # out from T0+10 s; past the 60 s allowance at T0+80 s; 30 s later is T0+110 s
     _feed(rule, [5, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9])  # up to T0+100 s: 20 s of debounce
-    assert store.list() == []
+    assert store.state.list() == []
     _feed(rule, [9], start=T0 + 109_999)
-    assert store.list() == []
+    assert store.state.list() == []
     _feed(rule, [9], start=T0 + 110_000)  # exactly at the limit
-    (alert,) = store.list()
+    (alert,) = store.state.list()
     assert (alert.raised_at, alert.severity, alert.details["held_s"]) == (
         T0 + 110_000,
         "major",
@@ -153,9 +153,9 @@ def test_excursion_ending_before_its_debounce_raises_nothing_and_starts_over(
     _feed(rule, [9, 9, 9, 9, 9, 9, 9, 9, 9, 5])  # past the allowance at T0+70..80 s, then back
     _feed(rule, [9, 9, 9, 9, 9, 9, 9, 9, 9], start=T0 + 100_000)  # past it at T0+170 s
     # a debounce remembered from the first excursion would have raised at T0+170 s
-    assert store.list() == []
+    assert store.state.list() == []
     _feed(rule, [9, 9, 9], start=T0 + 190_000)  # T0+190..210 s
-    assert [a.raised_at for a in store.list()] == [T0 + 200_000]
+    assert [a.raised_at for a in store.state.list()] == [T0 + 200_000]
 
 
 @pytest.mark.parametrize("band", [(8, 2), (5, 5)])

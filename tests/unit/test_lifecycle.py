@@ -11,7 +11,7 @@ import httpx
 
 from api.app import create_app
 from core import db
-from core.alerts import Alert, AlertStore
+from core.alerts import Alert, AlertStores
 from core.settings import AlertingSettings, RouteSettings, Settings, TypePolicy
 from rules.lifecycle import AlertLifecycle, channel_health_hooks
 from rules.notify.base import DeliveryError
@@ -23,8 +23,8 @@ T0 = 1_795_309_200_000
 CHANNELS = ["influxdb", "ops", "oncall", "erp"]
 
 
-def _store(tmp_path: Path, alerting: AlertingSettings | None = None) -> AlertStore:
-    return AlertStore(db.connect(tmp_path / "a.db"), CHANNELS, alerting=alerting)
+def _store(tmp_path: Path, alerting: AlertingSettings | None = None) -> AlertStores:
+    return AlertStores.over(db.connect(tmp_path / "a.db"), CHANNELS, alerting=alerting)
 
 
 def _report(
@@ -51,8 +51,8 @@ def _report(
     )
 
 
-def _sent_to(store: AlertStore) -> list[tuple[str, str]]:
-    return [(o.channel, o.event) for o in store.outbox()]
+def _sent_to(store: AlertStores) -> list[tuple[str, str]]:
+    return [(o.channel, o.event) for o in store.outbox.outbox()]
 
 
 def test_debounce_by_duration_and_count(tmp_path: Path) -> None:
@@ -63,7 +63,7 @@ def test_debounce_by_duration_and_count(tmp_path: Path) -> None:
         }
     )
     store = _store(tmp_path, alerting)
-    life = AlertLifecycle(store)
+    life = AlertLifecycle(store.state)
     assert _report(life, T0) is None
     assert _report(life, T0 + 20_000) is None
     raised = _report(life, T0 + 30_000)
@@ -80,13 +80,13 @@ def test_debounce_by_duration_and_count(tmp_path: Path) -> None:
     third = _report(life, T0 + 5, **stuck)
     assert third is not None
     assert third.raised_at == T0 + 5
-    assert len(store.list()) == 2
+    assert len(store.state.list()) == 2
 
 
 def test_debounce_raises_exactly_at_the_duration_and_count_limits(tmp_path: Path) -> None:
     both = TypePolicy(debounce_s=60, debounce_count=3)
     store = _store(tmp_path, AlertingSettings(types={"cold_chain_mkt": both}))
-    life = AlertLifecycle(store)
+    life = AlertLifecycle(store.state)
     assert _report(life, T0) is None
     assert _report(life, T0 + 59_999) is None  # seen twice, held 1 ms short
     assert life.is_pending("wh1/cold", "cold_chain_mkt")
@@ -108,7 +108,7 @@ def test_debounce_raises_exactly_at_the_duration_and_count_limits(tmp_path: Path
 def test_debounce_progress_is_per_source_and_type(tmp_path: Path) -> None:
     policy = TypePolicy(debounce_s=30)
     alerting = AlertingSettings(types={"cold_chain_mkt": policy, "sensor_drift": policy})
-    life = AlertLifecycle(_store(tmp_path, alerting))
+    life = AlertLifecycle(_store(tmp_path, alerting).state)
     assert _report(life, T0) is None
     assert _report(life, T0 + 29_000, source="wh1/b") is None
     assert _report(life, T0 + 29_000, type_="sensor_drift") is None
@@ -141,7 +141,7 @@ def test_overridden_severity_is_what_the_routes_see(tmp_path: Path) -> None:
         ],
     )
     store = _store(tmp_path, alerting)
-    alert = _report(AlertLifecycle(store), T0, severity="major")
+    alert = _report(AlertLifecycle(store.state), T0, severity="major")
     assert alert is not None
     assert alert.severity == "critical"
     assert _sent_to(store) == [("influxdb", "raised"), ("oncall", "raised")]
@@ -151,7 +151,7 @@ def test_severity_override_from_settings(tmp_path: Path) -> None:
     store = _store(
         tmp_path, AlertingSettings(types={"cold_chain_mkt": TypePolicy(severity="info")})
     )
-    alert = _report(AlertLifecycle(store), T0)
+    alert = _report(AlertLifecycle(store.state), T0)
     assert alert is not None
     assert alert.severity == "info"
 
@@ -161,11 +161,11 @@ def test_flapping_keeps_one_alert_and_bounds_notifications(tmp_path: Path) -> No
         flap_window_s=600, flap_max_transitions=4, flap_stable_s=300, reopen_window_s=600
     )
     store = _store(tmp_path, alerting)
-    life = AlertLifecycle(store)
+    life = AlertLifecycle(store.state)
     for i in range(10):  # raise/clear every 10 s, 20 transitions
         _report(life, T0 + i * 20_000)
         life.resolve("wh1/cold", "cold_chain_mkt", at_ms=T0 + i * 20_000 + 10_000)
-    alerts = store.list()
+    alerts = store.state.list()
     assert len(alerts) == 1
     alert = alerts[0]
     assert (alert.state, alert.flapping, alert.pending_clear_at) == (
@@ -178,15 +178,15 @@ def test_flapping_keeps_one_alert_and_bounds_notifications(tmp_path: Path) -> No
     assert people == [("ops", "raised"), ("ops", "cleared"), ("ops", "raised"), ("ops", "cleared")]
     # still flapping 4 minutes after the last transition, settled after 5
     life.tick(T0 + 190_000 + 240_000)
-    assert store.get(alert.id) == alert
+    assert store.state.get(alert.id) == alert
     life.tick(T0 + 190_000 + 300_000)
-    settled = store.get(alert.id)
+    settled = store.state.get(alert.id)
     assert settled is not None
     assert (settled.state, settled.flapping, settled.cleared_at) == ("cleared", False, T0 + 190_000)
     # people last heard "resolved", which is the settled truth: nothing more to send
     assert [(c, e) for c, e in _sent_to(store) if c == "ops"] == people
     assert [(c, e) for c, e in _sent_to(store) if c == "influxdb"][-1] == ("influxdb", "cleared")
-    events = [e["event"] for e in store.events(alert.id)]
+    events = [e["event"] for e in store.state.events(alert.id)]
     assert events.count("flapping") == 1
     assert events[-2:] == ["stable", "cleared"]
 
@@ -194,18 +194,18 @@ def test_flapping_keeps_one_alert_and_bounds_notifications(tmp_path: Path) -> No
 def test_flapping_that_settles_active_tells_people_it_is_active(tmp_path: Path) -> None:
     alerting = AlertingSettings(flap_max_transitions=2, flap_stable_s=60, reopen_window_s=600)
     store = _store(tmp_path, alerting)
-    life = AlertLifecycle(store)
+    life = AlertLifecycle(store.state)
     _report(life, T0)
     life.resolve("wh1/cold", "cold_chain_mkt", at_ms=T0 + 1000)
     _report(life, T0 + 2000)  # third transition: flapping, the reopen is not announced
-    alert = store.list()[0]
+    alert = store.state.list()[0]
     assert alert.flapping
     assert [(c, e) for c, e in _sent_to(store) if c == "ops"] == [
         ("ops", "raised"),
         ("ops", "cleared"),
     ]
     life.tick(T0 + 62_000)
-    settled = store.get(alert.id)
+    settled = store.state.get(alert.id)
     assert settled is not None
     assert (settled.state, settled.flapping) == ("active", False)
     assert [(c, e) for c, e in _sent_to(store) if c == "ops"] == [
@@ -224,7 +224,7 @@ def test_routes_choose_channels_and_influx_gets_everything(tmp_path: Path) -> No
         default_channels=("ops",),
     )
     store = _store(tmp_path, alerting)
-    life = AlertLifecycle(store)
+    life = AlertLifecycle(store.state)
     crit = _report(life, T0, severity="critical")
     reorder = _report(life, T0, source="wh1/SKU-1", type_="reorder", severity="info")
     other = _report(life, T0, source="wh1/x", type_="sensor_stuck", severity="minor")
@@ -233,21 +233,21 @@ def test_routes_choose_channels_and_influx_gets_everything(tmp_path: Path) -> No
     assert other is not None
 
     def channels(alert: Alert) -> list[str]:
-        return sorted(o.channel for o in store.outbox(alert_id=alert.id))
+        return sorted(o.channel for o in store.outbox.outbox(alert_id=alert.id))
 
     assert channels(crit) == ["influxdb", "oncall", "ops"]
     assert channels(reorder) == ["erp", "influxdb"]
     assert channels(other) == ["influxdb", "ops"]
     # the resolved notice follows the raise, whatever the routes say now
-    store.alerting = AlertingSettings(routes=[RouteSettings(channels=("erp",))])
+    store.state.alerting = AlertingSettings(routes=[RouteSettings(channels=("erp",))])
     life.resolve("wh1/cold", "cold_chain_mkt", at_ms=T0 + 1)
-    cleared = [o.channel for o in store.outbox(alert_id=crit.id) if o.event == "cleared"]
+    cleared = [o.channel for o in store.outbox.outbox(alert_id=crit.id) if o.event == "cleared"]
     assert sorted(cleared) == ["influxdb", "oncall", "ops"]
 
 
 def test_silence_records_but_sends_only_to_influx(tmp_path: Path) -> None:
     store = _store(tmp_path)
-    silence = store.create_silence(
+    silence = store.silences.create_silence(
         site="wh1",
         zone="cold",
         type_=None,
@@ -256,7 +256,7 @@ def test_silence_records_but_sends_only_to_influx(tmp_path: Path) -> None:
         created_by="li.wei",
         reason="defrost maintenance",
     )
-    life = AlertLifecycle(store)
+    life = AlertLifecycle(store.state)
     silenced = _report(life, T0 + 60_000)
     outside = _report(life, T0 + 60_000, source="wh2/cold", site="wh2")
     assert silenced is not None
@@ -264,18 +264,18 @@ def test_silence_records_but_sends_only_to_influx(tmp_path: Path) -> None:
     assert silenced.silenced_by == silence.id
     assert outside.silenced_by is None
     life.resolve("wh1/cold", "cold_chain_mkt", at_ms=T0 + 120_000)
-    assert [(o.channel, o.event) for o in store.outbox(alert_id=silenced.id)] == [
+    assert [(o.channel, o.event) for o in store.outbox.outbox(alert_id=silenced.id)] == [
         ("influxdb", "raised"),
         ("influxdb", "cleared"),
     ]
-    assert len(store.outbox(alert_id=outside.id)) == 4
-    assert "silenced" in [e["event"] for e in store.events(silenced.id)]
+    assert len(store.outbox.outbox(alert_id=outside.id)) == 4
+    assert "silenced" in [e["event"] for e in store.state.events(silenced.id)]
     # after the window (or once deleted) alerts notify again
-    assert store.delete_silence(silence.id, by="li.wei", at_ms=T0 + 130_000) is not None
-    assert store.silences(at_ms=T0) == []
+    assert store.silences.delete_silence(silence.id, by="li.wei", at_ms=T0 + 130_000) is not None
+    assert store.silences.silences(at_ms=T0) == []
     again = _report(life, T0 + 11 * 60_000, type_="cold_chain_cumulative")
     assert again is not None
-    assert len(store.outbox(alert_id=again.id)) == 4
+    assert len(store.outbox.outbox(alert_id=again.id)) == 4
 
 
 def test_escalation_after_unacked_minutes_and_not_when_acked(tmp_path: Path) -> None:
@@ -290,48 +290,50 @@ def test_escalation_after_unacked_minutes_and_not_when_acked(tmp_path: Path) -> 
         ]
     )
     store = _store(tmp_path, alerting)
-    life = AlertLifecycle(store)
+    life = AlertLifecycle(store.state)
     first = _report(life, T0, severity="critical")
     acked = _report(life, T0, source="wh1/other", severity="critical")
     minor = _report(life, T0, source="wh1/minor", severity="minor")
     assert first is not None
     assert acked is not None
     assert minor is not None
-    store.ack(acked.id, by="li.wei", at_ms=T0 + 60_000)
+    store.state.ack(acked.id, by="li.wei", at_ms=T0 + 60_000)
     life.tick(T0 + 599_000)
-    assert store.get(first.id) == first
+    assert store.state.get(first.id) == first
     life.tick(T0 + 600_000)
     life.tick(T0 + 700_000)  # escalates once
-    escalated = store.get(first.id)
+    escalated = store.state.get(first.id)
     assert escalated is not None
     assert escalated.escalated_at == T0 + 600_000
-    assert [(o.channel, o.event) for o in store.outbox(alert_id=first.id)] == [
+    assert [(o.channel, o.event) for o in store.outbox.outbox(alert_id=first.id)] == [
         ("influxdb", "raised"),
         ("ops", "raised"),
         ("influxdb", "escalated"),
         ("oncall", "escalated"),
     ]
-    assert [o.event for o in store.outbox(alert_id=acked.id)] == ["raised", "raised"]
+    assert [o.event for o in store.outbox.outbox(alert_id=acked.id)] == ["raised", "raised"]
     life.resolve("wh1/cold", "cold_chain_mkt", at_ms=T0 + 800_000)
-    cleared = sorted(o.channel for o in store.outbox(alert_id=first.id) if o.event == "cleared")
+    cleared = sorted(
+        o.channel for o in store.outbox.outbox(alert_id=first.id) if o.event == "cleared"
+    )
     assert cleared == ["influxdb", "oncall", "ops"]
 
 
 def test_state_survives_a_restart(tmp_path: Path) -> None:
     alerting = AlertingSettings(flap_max_transitions=2, reopen_window_s=600, flap_stable_s=60)
     store = _store(tmp_path, alerting)
-    life = AlertLifecycle(store)
+    life = AlertLifecycle(store.state)
     _report(life, T0)
     life.resolve("wh1/cold", "cold_chain_mkt", at_ms=T0 + 1000)
     _report(life, T0 + 2000)
     # a new process: same database, fresh objects
-    store2 = AlertStore(db.connect(tmp_path / "a.db"), CHANNELS, alerting=alerting)
-    life2 = AlertLifecycle(store2)
+    store2 = AlertStores.over(db.connect(tmp_path / "a.db"), CHANNELS, alerting=alerting)
+    life2 = AlertLifecycle(store2.state)
     assert life2.is_open("wh1/cold", "cold_chain_mkt")
     life2.resolve("wh1/cold", "cold_chain_mkt", at_ms=T0 + 3000)
-    assert store2.list()[0].pending_clear_at == T0 + 3000
+    assert store2.state.list()[0].pending_clear_at == T0 + 3000
     life2.tick(T0 + 63_000)
-    assert [(a.state, a.flapping) for a in store2.list()] == [("cleared", False)]
+    assert [(a.state, a.flapping) for a in store2.state.list()] == [("cleared", False)]
 
 
 class _FailingHook:
@@ -361,18 +363,18 @@ class _Recorder:
 
 
 def test_channel_health_alert_raised_on_problem_and_cleared_on_recovery(tmp_path: Path) -> None:
-    store = AlertStore(db.connect(tmp_path / "a.db"), ["ops", "erp"])
+    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["ops", "erp"])
     ops, erp = _Recorder("ops"), _Recorder("erp")
     clock = [time.time() + 1]  # the outbox schedules on wall time
     notifier = Notifier(store, [ops, erp], clock=lambda: clock[0])
-    life = AlertLifecycle(store)
+    life = AlertLifecycle(store.state)
     notifier.on_channel_problem, notifier.on_channel_recovered = channel_health_hooks(
         life, clock=lambda: clock[0]
     )
     ops.fail = True
     _report(life, T0)
     asyncio.run(notifier.deliver_due())
-    health = store.list(type_="channel_health")
+    health = store.state.list(type_="channel_health")
     assert [(a.source, a.state, a.site) for a in health] == [("notifier/ops", "active", "system")]
     # the news goes to the other channel only
     asyncio.run(notifier.deliver_due())
@@ -381,7 +383,7 @@ def test_channel_health_alert_raised_on_problem_and_cleared_on_recovery(tmp_path
     clock[0] += 10
     _report(life, T0 + 10_000, source="wh1/other")
     asyncio.run(notifier.deliver_due())
-    health = store.list(type_="channel_health")
+    health = store.state.list(type_="channel_health")
     assert [(a.state, a.cleared_at) for a in health] == [("cleared", int(clock[0] * 1000))]
     asyncio.run(notifier.deliver_due())
     assert erp.got[-1] == ("channel_health", "cleared")
@@ -390,7 +392,7 @@ def test_channel_health_alert_raised_on_problem_and_cleared_on_recovery(tmp_path
 
 def test_api_silences_and_ack(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
-    store = AlertStore(db.connect(settings.sqlite_path), ["ops"])
+    store = AlertStores.over(db.connect(settings.sqlite_path), ["ops"])
 
     async def main() -> None:
         transport = httpx.ASGITransport(app=create_app(settings))
@@ -416,12 +418,12 @@ def test_api_silences_and_ack(tmp_path: Path) -> None:
             assert [s["id"] for s in listed] == [body["id"]]
             bad = await client.post("/alerts/silences", json={"created_by": "x", "reason": "y"})
             assert bad.status_code == 422
-            alert = AlertLifecycle(store).report(
+            alert = AlertLifecycle(store.state).report(
                 condition("wh1/temp/p1", at_ms=body["starts_at"] + 1000)
             )
             assert alert is not None
             assert alert.silenced_by == body["id"]
-            assert store.outbox(alert_id=alert.id) == []
+            assert store.outbox.outbox(alert_id=alert.id) == []
             acked = await client.post(f"/alerts/{alert.id}/ack", json={"by": "li.wei"})
             assert acked.json()["acked_by"] == "li.wei"
             history = (await client.get(f"/alerts/{alert.id}/events")).json()

@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from core import db
-from core.alerts import Alert, AlertEvent, AlertStore
+from core.alerts import Alert, AlertEvent, AlertStores
 from core.settings import ChannelSettings
 from rules.lifecycle import AlertLifecycle
 from rules.notify.base import DeliveryError
@@ -131,13 +131,13 @@ class ScriptedRobot:
         return None
 
 
-def make_store(tmp_path: Path, channels: list[str]) -> AlertStore:
-    return AlertStore(db.connect(tmp_path / "alerts.db"), channels)
+def make_store(tmp_path: Path, channels: list[str]) -> AlertStores:
+    return AlertStores.over(db.connect(tmp_path / "alerts.db"), channels)
 
 
-def raise_many(store: AlertStore, n: int, *, at_ms: int) -> list[int]:
+def raise_many(store: AlertStores, n: int, *, at_ms: int) -> list[int]:
     ids = []
-    lifecycle = AlertLifecycle(store)
+    lifecycle = AlertLifecycle(store.state)
     for i in range(n):
         alert = lifecycle.report(
             condition(
@@ -181,7 +181,7 @@ def test_over_budget_events_are_folded_into_a_digest(tmp_path: Path) -> None:
     notifier = Notifier(store, [robot], clock=clock)
     assert asyncio.run(notifier.deliver_due()) == 30
     assert robot.posted == [{"digest": ids}]
-    assert {i.status for i in store.outbox()} == {"sent"}
+    assert {i.status for i in store.outbox.outbox()} == {"sent"}
     assert notifier.health["robot"].digests == 1
     assert notifier.health["robot"].sent == 30
 
@@ -193,7 +193,7 @@ def test_rate_limit_answer_pauses_the_robot_and_keeps_rows_pending(tmp_path: Pat
     robot = ScriptedRobot(outcomes=[DeliveryError("robot: 45009", retry_after_s=60.0, code=45009)])
     notifier = Notifier(store, [robot], clock=clock)
     assert asyncio.run(notifier.deliver_due()) == 0
-    rows = store.outbox()
+    rows = store.outbox.outbox()
     assert [(r.status, r.attempts) for r in rows] == [("pending", 0), ("pending", 0)]
     assert notifier.health["robot"].throttled == 1
     assert notifier.buckets["robot"].paused_until == pytest.approx(clock() + 60)
@@ -225,20 +225,20 @@ def test_permanent_failure_is_dead_at_once_and_reported_once(tmp_path: Path) -> 
     clock.advance(3600)
     assert asyncio.run(notifier.deliver_due()) == 0
     assert len(robot.posted) == 1  # not retried
-    assert [(r.status, r.last_error) for r in store.outbox()] == [("dead", str(bad_sign))]
+    assert [(r.status, r.last_error) for r in store.outbox.outbox()] == [("dead", str(bad_sign))]
     assert problems == [("robot", str(bad_sign))]
     health = notifier.health["robot"]
     assert health.problem == str(bad_sign)
     assert health.permanent_failures == [str(bad_sign)]
     # A second permanent failure is recorded but not reported again ...
-    raise_many_second = AlertLifecycle(store).report(condition("other", at_ms=0, site="WH1"))
+    raise_many_second = AlertLifecycle(store.state).report(condition("other", at_ms=0, site="WH1"))
     assert raise_many_second is not None
     clock.advance(1)
     asyncio.run(notifier.deliver_due())
     assert problems == [("robot", str(bad_sign))]
     assert len(health.permanent_failures) == 2
     # ... and a success clears the problem.
-    AlertLifecycle(store).report(condition("third", at_ms=0, site="WH1"))
+    AlertLifecycle(store.state).report(condition("third", at_ms=0, site="WH1"))
     clock.advance(1)
     assert asyncio.run(notifier.deliver_due()) == 1
     assert health.problem is None
@@ -253,13 +253,13 @@ def test_transient_failure_backs_off_and_holds_the_channel(tmp_path: Path) -> No
     robot = ScriptedRobot(outcomes=[down])
     notifier = Notifier(store, [robot], clock=clock)
     assert asyncio.run(notifier.deliver_due()) == 0
-    first = store.outbox()[0]
+    first = store.outbox.outbox()[0]
     assert (first.status, first.attempts, first.last_error) == ("pending", 1, str(down))
     assert len(robot.posted) == 1  # the other two were not tried against the outage
     assert 5.0 <= notifier.buckets["robot"].paused_until - clock() <= 5.5
     clock.advance(6)
     assert asyncio.run(notifier.deliver_due()) == 3
-    assert {r.status for r in store.outbox()} == {"sent"}
+    assert {r.status for r in store.outbox.outbox()} == {"sent"}
 
 
 def test_transient_failures_give_up_after_max_attempts(tmp_path: Path) -> None:
@@ -280,7 +280,7 @@ def test_transient_failures_give_up_after_max_attempts(tmp_path: Path) -> None:
         asyncio.run(notifier.deliver_due())
         clock.advance(400)
     assert len(robot.posted) == 3
-    assert [(r.status, r.attempts) for r in store.outbox()] == [("dead", 3)]
+    assert [(r.status, r.attempts) for r in store.outbox.outbox()] == [("dead", 3)]
     assert problems == ["gave up after 3 attempts: robot: HTTP 503"]
 
 
@@ -327,7 +327,7 @@ def test_wecom_5xx_is_retried_and_key_never_in_errors(tmp_path: Path) -> None:
             health = notifier.health["wecom"]
             assert health.last_error == "wecom: HTTP 502"
             assert health.last_error_code == 502
-            row = store.outbox()[0]
+            row = store.outbox.outbox()[0]
             assert (row.status, row.attempts) == ("pending", 1)
             assert key not in (row.last_error or "")
             clock.advance(10)
