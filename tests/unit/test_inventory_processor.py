@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core import db
-from core.alerts import Alert, AlertStore
+from core.alerts import Alert, AlertStores
 from core.inventory import DAY_MS, DemandIn, InboundIn, InventoryStores, LotIn, Shelf, Sku
 from core.readings import WeightSample
 from core.settings import InventorySettings
@@ -34,7 +34,9 @@ def _processor(
     stores = InventoryStores.over(conn)
     stores.load_catalog(skus=skus, shelves=shelves, ts_ms=T0)
     return InventoryProcessor(
-        store=stores, alerts=AlertStore(conn, []), config=InventorySettings(dead_after_days=90)
+        store=stores,
+        alerts=AlertStores.over(conn, []).state,
+        config=InventorySettings(dead_after_days=90),
     )
 
 
