@@ -108,6 +108,12 @@ class WeightFilterConfig(Strict):
     )
     settle_band_g: float = Field(default=2.0, ge=0)
     heartbeat_s: float = Field(default=60.0, gt=0)
+    settled_repeats: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="A new settled level is published this many polls in a row (see docs).",
+    )
 
 
 class DeviceBase(Strict):

@@ -14,15 +14,20 @@ class CellFilter:
     """Decides which readings of one load cell are worth publishing.
 
     A reading is settled when the device says so (stable bit) or, without one, when the last
-    ``settle_samples`` readings lie within ``settle_band_g``. A settled reading is published
-    when it differs from the last published one by more than ``deadband_g``; the current
-    reading is also published every ``heartbeat_s`` so silence never hides a dead cell.
+    ``settle_samples`` readings lie within ``settle_band_g``. A settled reading that differs
+    from the last published one by more than ``deadband_g`` is published, and so are the next
+    ``settled_repeats - 1`` settled readings: live inventory books a change only after several
+    settled readings in a row (``settle_readings``, 5, behind a Hampel filter that holds a step
+    back for 3 readings), which one reading per change and a heartbeat a minute would take
+    minutes to give. The current reading is also published every ``heartbeat_s`` so silence
+    never hides a dead cell.
     """
 
     config: WeightFilterConfig
     last_published: float | None = None
     last_published_at: float | None = None
     recent: deque[float] = field(default_factory=deque)
+    repeats_left: int = 0
 
     def settled(self, grams: float, stable: bool | None) -> bool:
         """Record ``grams`` and say whether the cell is settled now."""
@@ -38,20 +43,20 @@ class CellFilter:
     def offer(self, grams: float, stable: bool | None, now: float) -> bool | None:
         """None to drop the reading, else the ``stable`` flag to publish it with."""
         settled = self.settled(grams, stable)
-        changed = (
-            settled
-            and (
-                self.last_published is None
-                or abs(grams - self.last_published) > self.config.deadband_g
-            )
-        )
+        if settled and (
+            self.last_published is None
+            or abs(grams - self.last_published) > self.config.deadband_g
+        ):
+            self.repeats_left = self.config.settled_repeats
+        repeat = settled and self.repeats_left > 0
         due = self.last_published_at is None or now - self.last_published_at >= (
             self.config.heartbeat_s
         )
-        if not changed and not due:
+        if not repeat and not due:
             return None
         if settled:
             self.last_published = grams
+            self.repeats_left = max(0, self.repeats_left - 1)
         self.last_published_at = now
         return settled
 

@@ -103,7 +103,7 @@ def shelf_config(site: str, broker_port: int, modbus_port: int, queue: Path) -> 
                 "timeout_s": 0.5,
                 "retries": 0,
                 "batch_interval_s": 0,
-                "filter": {"deadband_g": 5, "heartbeat_s": 3600},
+                "filter": {"deadband_g": 5, "heartbeat_s": 3600, "settled_repeats": 1},
                 "registers": {
                     f"c{n + 1}": {
                         "address": 2 * n,
@@ -242,7 +242,7 @@ def test_serial_scale_end_to_end(settings: Settings, stack: Any, tmp_path: Path)
                 "retries": 0,
                 "batch_interval_s": 0,
                 "command": "SI",
-                "filter": {"deadband_g": 1, "heartbeat_s": 3600},
+                "filter": {"deadband_g": 1, "heartbeat_s": 3600, "settled_repeats": 1},
             }
         ],
     }

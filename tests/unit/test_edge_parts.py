@@ -123,7 +123,9 @@ def test_generic_regex_lines() -> None:
 
 def test_filter_deadband_settling_heartbeat() -> None:
     cell = CellFilter(
-        WeightFilterConfig(deadband_g=5, settle_samples=3, settle_band_g=2, heartbeat_s=60)
+        WeightFilterConfig(
+            deadband_g=5, settle_samples=3, settle_band_g=2, heartbeat_s=60, settled_repeats=1
+        )
     )
     # Without a stable bit, three readings within 2 g settle the cell.
     assert cell.offer(1000.0, None, 0.0) is False  # first reading: heartbeat, not settled
@@ -136,10 +138,28 @@ def test_filter_deadband_settling_heartbeat() -> None:
     assert cell.offer(799.5, None, 30.0) is None
     assert cell.offer(799.5, None, 66.0) is True  # heartbeat
     # With the device's stable bit, it decides.
-    bit = CellFilter(WeightFilterConfig(deadband_g=5))
+    bit = CellFilter(WeightFilterConfig(deadband_g=5, settled_repeats=1))
     assert bit.offer(50.0, True, 0.0) is True
     assert bit.offer(90.0, False, 1.0) is None
     assert bit.offer(90.0, True, 2.0) is True
+
+
+def test_filter_repeats_a_new_settled_level() -> None:
+    """Live inventory wants several settled readings per level: a change is published on the
+    next ``settled_repeats`` settled polls, unsettled ones in between not counted."""
+    cell = CellFilter(WeightFilterConfig(deadband_g=5, settled_repeats=3, heartbeat_s=60))
+    got = [cell.offer(g, s, float(t)) for t, (g, s) in enumerate([(1000.0, True)] * 5)]
+    assert got == [True, True, True, None, None]  # the first level, three times
+    steps = [(760.0, False), (750.0, True), (749.0, False), (751.0, True), (750.5, True)]
+    got = [cell.offer(g, s, 10.0 + t) for t, (g, s) in enumerate(steps)]
+    assert got == [None, True, None, True, True]
+    assert cell.offer(750.0, True, 20.0) is None  # three published: quiet until the heartbeat
+    assert cell.offer(750.0, True, 76.0) is True
+    assert cell.offer(750.0, True, 77.0) is None
+    # A change during the repeats starts them over at the new level.
+    cell.offer(500.0, True, 80.0)
+    assert [cell.offer(250.0, True, 81.0 + t) for t in range(4)] == [True, True, True, None]
+    assert WeightFilterConfig().settled_repeats == 8  # settle_readings 5 + the Hampel delay 3
 
 
 def test_queue_seq_persists_and_overflow_drops_oldest(tmp_path: Path) -> None:
