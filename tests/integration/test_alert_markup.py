@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import unicodedata
+from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import SecretStr
 
 from core import topics
-from core.settings import ChannelSettings, NotifierSettings, Settings
+from core.settings import ChannelSettings, NotifierSettings, RulesSettings, Settings
 from rules.notify import render
+from rules.notify.markup import neutralise
 from rules.seed import Seed, SensorRef, Site, TempBand, Zone
 from simulators.robots import DingTalkRobot, Rendering, WeComRobot
 from stocksense.pipeline import Pipeline
@@ -26,6 +28,7 @@ SEED = Seed(
     sites=[
         Site(
             id=SITE,
+            timezone="Asia/Shanghai",
             zones=[
                 Zone(
                     id="cold-room",
@@ -72,8 +75,15 @@ def test_status_reason_with_markdown_reaches_the_robots_inert(
             name="wecom-ops", kind="wecom", url=SecretStr(wecom.url), at_user_ids=("zhangsan",)
         ),
     ]
+    # The seed file as `stocksense run` reads it: the channels take the site's timezone from it.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    seed_file = settings.data_dir / "seed.yaml"
+    seed_file.write_text(json.dumps(SEED.model_dump(mode="json")), encoding="utf-8")
     cfg = settings.model_copy(
-        update={"notifier": NotifierSettings(channels=channels, poll_interval_s=0.05)}
+        update={
+            "notifier": NotifierSettings(channels=channels, poll_interval_s=0.05),
+            "rules": RulesSettings(seed_file=seed_file),
+        }
     )
 
     async def scenario() -> None:
@@ -113,6 +123,19 @@ def test_status_reason_with_markdown_reaches_the_robots_inert(
         )
         assert wecom_message.mentions == ("zhangsan",)
         assert dingtalk.log.errors == wecom.log.errors == []
+        # In each channel's language, the reason inert, the time the site's own.
+        since = render.local_time(alert.raised_at, ZoneInfo("Asia/Shanghai"))
+        assert since.endswith(" (UTC+8)")
+        wecom_lines = wecom.log.accepted[0].body["markdown"]["content"].splitlines()
+        assert f"- **开始时间**: {since}" in wecom_lines
+        shown = neutralise(REASON, "markdown")
+        assert any(
+            line.startswith(f"- **详情**: 设备报告离线，原因：{shown}") for line in wecom_lines
+        )
+        ding_lines = dingtalk.log.accepted[0].body["markdown"]["text"].splitlines()
+        assert f"- **Since**: {since}" in ding_lines
+        detail = f"- **Detail**: The device announced it is offline: {shown}"
+        assert any(line.startswith(detail) for line in ding_lines)
 
     try:
         asyncio.run(scenario())
