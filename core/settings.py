@@ -16,14 +16,17 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic.fields import FieldInfo
@@ -37,7 +40,9 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from core import topics
 from core.errors import ConfigError
+from core.identifiers import Segment
 
 ENV_PREFIX = "STOCKSENSE_"
 ENV_FILE = ".env"
@@ -128,6 +133,54 @@ class InfluxSettings(BaseModel):
     )
 
 
+AdapterName = Literal["canonical", "impinj", "zebra", "tasmota", "shelly"]
+WeightUnit = Literal["kg", "g"]
+
+
+class AdapterRoute(BaseModel):
+    """One ingest route: topics matching ``pattern`` are decoded by ``adapter``.
+
+    ``site`` is required for vendor adapters (their topics do not name the site); for
+    ``canonical`` None means the site segment of the topic, and a value pins it.
+    ``timezone`` is the zone of device-local clocks (Tasmota ``Time``). ``device_segment``
+    is the index of the topic level holding the device id (negative counts from the end);
+    when unset the adapter's default applies. ``kind`` is the canonical kind of the device
+    for status messages, ``weight_unit`` the unit of Tasmota HX711 ``Weight``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pattern: str
+    adapter: AdapterName
+    site: Segment | None = None
+    timezone: str = "UTC"
+    device_segment: int | None = None
+    kind: topics.Kind | None = None
+    weight_unit: WeightUnit = "kg"
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        if value.startswith("$share/"):
+            raise ValueError("route patterns match received topics: drop the $share/<group>/")
+        return topics.validate_filter(value)  # its TopicError is a ValueError
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _site_for_vendor(self) -> AdapterRoute:
+        if self.adapter != "canonical" and self.site is None:
+            raise ValueError(f"a {self.adapter} route needs a site: vendor topics do not carry one")
+        return self
+
+
 class IngestSettings(BaseModel):
     """Ingest worker: clock sanity bounds and buffering."""
 
@@ -139,12 +192,12 @@ class IngestSettings(BaseModel):
         gt=0,
         description="Device time older than this is replaced (store-and-forward is allowed).",
     )
-    adapters: list[dict[str, Any]] = Field(
+    adapters: list[AdapterRoute] = Field(
         default_factory=list,
         description=(
-            "Vendor routes, first match wins, validated at start as ingest.adapters.AdapterRoute:"
-            ' e.g. {"pattern": "tele/+/SENSOR", "adapter": "tasmota", "site": "wh1",'
-            ' "timezone": "Asia/Shanghai"}. Canonical stocksense/v1 topics need no route.'
+            'Vendor routes, first match wins: e.g. {"pattern": "tele/+/SENSOR", "adapter":'
+            ' "tasmota", "site": "wh1", "timezone": "Asia/Shanghai"}. Canonical stocksense/v1'
+            " topics need no route."
         ),
     )
     rules_queue_size: int = Field(default=100_000, ge=100)
@@ -170,7 +223,7 @@ class IngestSettings(BaseModel):
 class ChannelSettings(BaseModel):
     """One notification channel: a DingTalk robot, a WeCom robot or a plain JSON webhook."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    name: Segment
     kind: Literal["dingtalk", "wecom", "webhook"]
     url: SecretStr
     secret: SecretStr | None = Field(default=None, description="DingTalk signing secret (SEC...).")
@@ -616,22 +669,16 @@ def _names_setting(keys: list[str]) -> bool:
     return True
 
 
-def describe_settings_error(
-    exc: ValidationError,
-    *,
-    base: tuple[str | int, ...] = (),
-    present: Collection[str] | None = None,
-) -> str:
+def describe_settings_error(exc: ValidationError, *, present: Collection[str] | None = None) -> str:
     """One line for a settings ValidationError, each problem led by its variable.
 
-    ``base`` is the location of the validated value inside Settings (for values validated
-    later, such as ingest adapter routes); ``present`` the variables that are set (default:
-    environment and ``.env``). Secret values are never shown.
+    ``present`` is the variables that are set (default: environment and ``.env``). Secret
+    values are never shown.
     """
     names = env_names_present() if present is None else {n.upper() for n in present}
     problems: list[str] = []
     for error in exc.errors(include_url=False):
-        loc = base + tuple(error["loc"])
+        loc = tuple(error["loc"])
         variable, rest = _variable_for(loc, names)
         where = f"{rest}: " if rest else ""
         lead = f"{variable}: " if variable else ""

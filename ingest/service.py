@@ -25,10 +25,9 @@ from typing import Any
 import gmqtt
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 from prometheus_client import start_http_server
-from pydantic import TypeAdapter, ValidationError
 
 from core import device_registry, topics
-from core.errors import ConfigError, PayloadError
+from core.errors import PayloadError
 from core.influx import InfluxClient
 from core.influx_writer import BatchWriter, Rejection
 from core.mqtt_tls import connect_gmqtt
@@ -71,12 +70,7 @@ class IngestService:
             writer = build_writer(settings, self._influx, self.metrics, self.client_id)
         self.writer = writer
         self.writer.on_rejected = self._store_rejected
-        try:
-            self._routes = TypeAdapter(list[adapters.AdapterRoute]).validate_python(
-                settings.ingest.adapters
-            )
-        except ValidationError as exc:
-            raise ConfigError(f"ingest adapter routes are invalid: {exc}") from None
+        self._routes = settings.ingest.adapters  # validated with the settings
         # Last seq per device key, least recently seen first: bounded, since device names come
         # from the network (an evicted device that returns just starts a new sequence).
         self._last_seq: OrderedDict[str, int] = OrderedDict()

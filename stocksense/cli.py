@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from core.errors import ConfigError, StockSenseError
-from core.settings import Settings, describe_settings_error, load_settings, unknown_variables
+from core.settings import Settings, load_settings, unknown_variables
 from stocksense import __version__
 
 if TYPE_CHECKING:
@@ -100,18 +100,6 @@ async def _until_signal(main: Coroutine[Any, Any, int]) -> int:
             loop.remove_signal_handler(signum)
 
 
-def _check_routes(settings: Settings) -> None:
-    """Validate the ingest adapter routes now, naming the variable and route at fault."""
-    from pydantic import TypeAdapter, ValidationError  # noqa: PLC0415
-
-    from ingest.adapters import AdapterRoute  # noqa: PLC0415
-
-    try:
-        TypeAdapter(list[AdapterRoute]).validate_python(settings.ingest.adapters)
-    except ValidationError as exc:
-        raise ConfigError(describe_settings_error(exc, base=("ingest", "adapters"))) from None
-
-
 def _site_seed(settings: Settings) -> Seed:
     """The seed of ``STOCKSENSE_RULES__SEED_FILE`` (empty when unset)."""
     from rules.seed import Seed, load_seed  # noqa: PLC0415
@@ -175,7 +163,6 @@ async def _run_everything(settings: Settings, args: argparse.Namespace) -> int:
     from stocksense.metrics import PipelineCollector, metrics_app  # noqa: PLC0415
     from stocksense.pipeline import Pipeline  # noqa: PLC0415
 
-    _check_routes(settings)
     seed = _site_seed(settings)
     async with contextlib.AsyncExitStack() as stack:
         # Ports first: a port in use is reported before anything connects or starts.
@@ -235,7 +222,6 @@ async def _run_everything(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_ingest(args: argparse.Namespace) -> int:
     del args
     settings = _settings()
-    _check_routes(settings)
     return _run(_ingest(settings))
 
 
@@ -438,7 +424,6 @@ async def _notify(settings: Settings) -> int:
 def _cmd_config(args: argparse.Namespace) -> int:
     del args
     settings = _settings()
-    _check_routes(settings)
     print(settings.model_dump_json(indent=2))
     return EXIT_OK
 

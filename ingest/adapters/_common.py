@@ -7,29 +7,18 @@ cycle through the registry.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from core.errors import ConfigError, PayloadError
-from core.models import MAX_TS_MS, MIN_TS_MS, datetime_to_ms
+from core.identifiers import NAME_RE, SEGMENT_RE
+from core.models import MAX_TS_MS, MIN_TS_MS, Bounds, datetime_to_ms
+from core.settings import WeightUnit
 from ingest.decode import validation_reason
-
-WeightUnit = Literal["kg", "g"]
-
-# Same bounds as the canonical contract (core.models), so a vendor reading is accepted exactly
-# when the equivalent canonical message would be.
-MIN_CELSIUS, MAX_CELSIUS = -90.0, 150.0
-MIN_GRAMS, MAX_GRAMS = -1_000_000.0, 10_000_000.0
-MIN_RSSI_DBM, MAX_RSSI_DBM = -130.0, 0.0
-
-# \Z, not $ (which also matches before a trailing newline); checks use fullmatch as well.
-NAME_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}\Z")
-EPC_HEX_RE = re.compile(r"^[0-9A-Fa-f]{8,128}\Z")
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -51,8 +40,8 @@ class AdapterContext:
     weight_unit: WeightUnit = "kg"
 
     def __post_init__(self) -> None:
-        if not NAME_RE.fullmatch(self.site):
-            raise ConfigError(f"site {self.site!r} must match {NAME_RE.pattern}")
+        if not SEGMENT_RE.fullmatch(self.site):
+            raise ConfigError(f"site {self.site!r} must match {SEGMENT_RE.pattern}")
         zone(self.timezone)
 
     @property
@@ -146,10 +135,10 @@ def parse_iso(text: str, what: str, *, local: ZoneInfo | None = None) -> int:
     return check_ts_ms(ms_from_datetime(parsed), what)
 
 
-def check_range(value: float, low: float, high: float, what: str) -> float:
+def check_range(value: float, bounds: Bounds, what: str) -> float:
     """Refuse a value outside its physical range (usually a unit mistake)."""
-    if not low <= value <= high:
-        raise PayloadError("out_of_range", f"{what} {value} is outside {low}..{high}")
+    if not bounds.low <= value <= bounds.high:
+        raise PayloadError("out_of_range", f"{what} {value} is outside {bounds.low}..{bounds.high}")
     return value
 
 
@@ -160,14 +149,17 @@ def check_name(value: str, what: str, reason: str = "schema") -> str:
     return value
 
 
-def topic_device(topic: str, ctx: AdapterContext, index: int) -> str:
-    """The device id: the route's explicit segment (``ctx.device``) or segment ``index``."""
-    if ctx.device is not None:
-        return ctx.device
+def device_at(topic: str, index: int) -> str:
+    """The device id in level ``index`` of ``topic`` (negative counts from the end)."""
     parts = topic.split("/")
     if not -len(parts) <= index < len(parts):
         raise PayloadError("bad_topic", f"topic {topic!r} has no device segment {index}")
     return check_name(parts[index], f"device segment of {topic!r}", "bad_topic")
+
+
+def topic_device(topic: str, ctx: AdapterContext, index: int) -> str:
+    """The device id: the route's explicit segment (``ctx.device``) or segment ``index``."""
+    return ctx.device if ctx.device is not None else device_at(topic, index)
 
 
 def fahrenheit_to_celsius(value: float) -> float:

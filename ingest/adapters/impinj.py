@@ -31,11 +31,10 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from core.errors import PayloadError
+from core.identifiers import EPC_HEX_RE
+from core.models import RSSI_DBM
 from core.readings import DeviceStatus, Sample, TagSample
 from ingest.adapters._common import (
-    EPC_HEX_RE,
-    MAX_RSSI_DBM,
-    MIN_RSSI_DBM,
     AdapterContext,
     VendorModel,
     check_name,
@@ -192,10 +191,10 @@ def _tag(
     cdbm = tag.peak_rssi_cdbm
     if cdbm is not None:
         # Range-checked as an integer first: dividing a huge one raises OverflowError.
-        if not MIN_RSSI_DBM * 100 <= cdbm <= MAX_RSSI_DBM * 100:
+        if not RSSI_DBM.low * 100 <= cdbm <= RSSI_DBM.high * 100:
             raise PayloadError(
                 "out_of_range",
-                f"{where}peakRssiCdbm {cdbm} is outside {MIN_RSSI_DBM * 100:.0f}..0 centi-dBm",
+                f"{where}peakRssiCdbm {cdbm} is outside {RSSI_DBM.low * 100:.0f}..0 centi-dBm",
             )
         rssi = cdbm / 100
     if tag.last_seen_time is not None:

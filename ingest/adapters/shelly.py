@@ -24,10 +24,9 @@ from typing import Any
 from pydantic import Field
 
 from core.errors import PayloadError
+from core.models import CELSIUS, HUMIDITY_PERCENT
 from core.readings import DeviceStatus, Sample, TempSample
 from ingest.adapters._common import (
-    MAX_CELSIUS,
-    MIN_CELSIUS,
     AdapterContext,
     VendorModel,
     check_name,
@@ -131,7 +130,7 @@ def _temperatures(params: dict[str, Any], device: str, ctx: AdapterContext) -> l
                 device=device,
                 sensor=check_name(name, "component"),
                 ts_ms=ts,
-                celsius=check_range(celsius, MIN_CELSIUS, MAX_CELSIUS, f"params.{name} °C"),
+                celsius=check_range(celsius, CELSIUS, f"params.{name} °C"),
                 humidity=_humidity(params, name.removeprefix(TEMPERATURE)),
             )
         )
@@ -146,7 +145,7 @@ def _humidity(params: dict[str, Any], component_id: str) -> float | None:
     if not isinstance(value, dict):
         raise PayloadError("schema", f"params.{name}: must be an object")
     rh = validate(ShellyHumidity, value, f"params.{name}.").rh
-    return None if rh is None else check_range(rh, 0.0, 100.0, f"params.{name}.rh")
+    return None if rh is None else check_range(rh, HUMIDITY_PERCENT, f"params.{name}.rh")
 
 
 def _online(

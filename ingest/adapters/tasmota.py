@@ -29,12 +29,9 @@ from typing import Any, Literal
 from pydantic import Field
 
 from core.errors import PayloadError
+from core.models import CELSIUS, GRAMS, HUMIDITY_PERCENT
 from core.readings import DeviceStatus, Sample, TempSample, WeightSample
 from ingest.adapters._common import (
-    MAX_CELSIUS,
-    MAX_GRAMS,
-    MIN_CELSIUS,
-    MIN_GRAMS,
     AdapterContext,
     VendorModel,
     check_name,
@@ -124,7 +121,7 @@ def _sensor(payload: bytes, device: str, received_ms: int, ctx: AdapterContext) 
                     device=device,
                     cell=check_name(name, "sensor name"),
                     ts_ms=ts,
-                    grams=check_range(grams, MIN_GRAMS, MAX_GRAMS, f"{name}.Weight grams"),
+                    grams=check_range(grams, GRAMS, f"{name}.Weight grams"),
                 )
             )
         elif "Temperature" in value:
@@ -134,16 +131,14 @@ def _sensor(payload: bytes, device: str, received_ms: int, ctx: AdapterContext) 
                 celsius = fahrenheit_to_celsius(celsius)
             humidity = climate.humidity
             if humidity is not None:
-                check_range(humidity, 0.0, 100.0, f"{name}.Humidity")
+                check_range(humidity, HUMIDITY_PERCENT, f"{name}.Humidity")
             samples.append(
                 TempSample(
                     site=ctx.site,
                     device=device,
                     sensor=check_name(name, "sensor name"),
                     ts_ms=ts,
-                    celsius=check_range(
-                        celsius, MIN_CELSIUS, MAX_CELSIUS, f"{name}.Temperature °C"
-                    ),
+                    celsius=check_range(celsius, CELSIUS, f"{name}.Temperature °C"),
                     humidity=humidity,
                 )
             )

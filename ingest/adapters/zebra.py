@@ -26,11 +26,10 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from core.errors import PayloadError
+from core.identifiers import EPC_HEX_RE
+from core.models import RSSI_DBM
 from core.readings import DeviceStatus, Sample, TagSample
 from ingest.adapters._common import (
-    EPC_HEX_RE,
-    MAX_RSSI_DBM,
-    MIN_RSSI_DBM,
     AdapterContext,
     VendorModel,
     check_range,
@@ -107,7 +106,7 @@ def _tag(data: ZebraTagData, ts: int, device: str, ctx: AdapterContext, where: s
         raise PayloadError("schema", f"{where}data.idHex {data.id_hex!r} is not 8..128 hex digits")
     rssi = None
     if data.peak_rssi is not None:
-        rssi = check_range(data.peak_rssi, MIN_RSSI_DBM, MAX_RSSI_DBM, f"{where}data.peakRssi dBm")
+        rssi = check_range(data.peak_rssi, RSSI_DBM, f"{where}data.peakRssi dBm")
     return TagSample(
         site=ctx.site,
         device=device,

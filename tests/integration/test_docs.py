@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from core import db
+from core import db, topics
 from core.device_registry import enrolled_devices
 from core.errors import ConfigError
 from core.influx import query_sync, rows
@@ -44,7 +44,7 @@ from core.settings import (
     NotifierSettings,
     Settings,
 )
-from ingest.adapters import AdapterRoute, decode, topic_matches
+from ingest.adapters import AdapterRoute, decode
 from ingest.service import IngestService
 from rules.notify import dingtalk, wecom
 from rules.notify.digest import DEFAULT_TOP, DigestEntry
@@ -162,7 +162,7 @@ def test_every_documented_route_is_accepted_by_ingest() -> None:
     assert name == "STOCKSENSE_INGEST__ADAPTERS"
     assert value[0] == value[-1] == "'", "single quotes keep the JSON whole"
     assert ROUTES.validate_json(value[1:-1]) == combined
-    assert IngestSettings(adapters=json.loads(value[1:-1])).adapters == json.loads(value[1:-1])
+    assert IngestSettings(adapters=json.loads(value[1:-1])).adapters == combined
 
 
 @pytest.mark.parametrize("vendor", VENDORS)
@@ -186,7 +186,7 @@ def test_documented_readings_are_bound_by_the_documented_seed(vendor: str, tmp_p
 def _ingest_reads(topic: str) -> bool:
     acl = (REPO / "deploy" / "mosquitto" / "acl").read_text().split("user stocksense-ingest")[1]
     reads = re.findall(r"^topic read (\S+)$", acl.split("\nuser ")[0], re.MULTILINE)
-    return any(topic_matches(pattern, topic) for pattern in reads)
+    return any(topics.matches(pattern, topic) for pattern in reads)
 
 
 @pytest.mark.parametrize("vendor", VENDORS)
@@ -200,7 +200,7 @@ def test_documented_account_enrols_the_device_and_lets_it_publish(vendor: str) -
     assert f"user {decoded.device_key}" in block.text.splitlines()
     # ...lets the device write the topic it publishes, and the shipped ingest account read it.
     writes = re.findall(r"^topic write (\S+)$", block.text, re.MULTILINE)
-    assert any(topic_matches(pattern, topic) for pattern in writes), f"{vendor}: {topic}"
+    assert any(topics.matches(pattern, topic) for pattern in writes), f"{vendor}: {topic}"
     assert _ingest_reads(topic), f"deploy/mosquitto/acl: ingest may not read {topic}"
 
 

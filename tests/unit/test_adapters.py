@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from pydantic import ValidationError
 
 from core import topics
 from core.epc import decode_sgtin96, is_sgtin96
-from core.errors import ConfigError, PayloadError
+from core.errors import ConfigError, PayloadError, StockSenseError, TopicError
 from core.readings import DeviceStatus, Sample, TagSample, TempSample, WeightSample
-from core.topics import TopicError
+from core.settings import AdapterName
 from ingest.adapters import (
     ADAPTERS,
     AdapterContext,
     AdapterRoute,
     decode,
     match_route,
-    topic_matches,
 )
 from ingest.decode import MAX_PAYLOAD_BYTES
 
@@ -802,14 +802,58 @@ def test_payload_at_the_limit_is_parsed() -> None:
         ("sport/tennis", "Sport/Tennis", False),  # case-sensitive
         ("#", "$SYS/broker/load", False),  # wildcards never match '$' topics at the first level
         ("+/monitor/Clients", "$SYS/monitor/Clients", False),
+        ("+/#", "$SYS/broker", False),
+        ("#", "$", False),
         ("$SYS/#", "$SYS/broker/load", True),
+        ("$SYS/#", "$SYS", True),  # '#' includes the parent for '$' topics too
         ("$SYS/monitor/+", "$SYS/monitor/Clients", True),
+        ("$SYS/+", "$SYS/", True),
+        ("a/+", "a/$b", True),  # '$' only matters at the first level
+        ("a/#", "a", True),
+        ("a/#", "ab", False),
+        ("/#", "/", True),
+        ("+/+", "/", True),  # two empty levels
+        ("+", "", False),
+        ("+", "x", True),
         ("#", "a/+/b", False),  # not a valid topic name
+        ("a/+/b", "a/+/b", False),  # wildcards in a topic name match nothing, not even themselves
+        ("a/#", "a/#", False),
         ("#", "", False),
     ],
 )
 def test_topic_matches_mqtt_semantics(pattern: str, topic: str, matches: bool) -> None:
-    assert topic_matches(pattern, topic) is matches
+    assert topics.matches(pattern, topic) is matches
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["#", "+", "/", "a//b", "+/+/#", "$SYS/#", "$share/g/tele/#", "tele/+/SENSOR", "x" * 65_535],
+)
+def test_valid_filters_are_returned_as_they_are(pattern: str) -> None:
+    assert topics.validate_filter(pattern) == pattern
+
+
+@pytest.mark.parametrize(
+    ("pattern", "why"),
+    [
+        ("", "1..65535 chars"),
+        ("x" * 65_536, "1..65535 chars"),
+        ("a/b\x00", "no NUL"),
+        ("sport/tennis#", "'#' must be the whole last level"),
+        ("sport/#/ranking", "'#' must be the whole last level"),
+        ("#/x", "'#' must be the whole last level"),
+        ("##", "'#' must be the whole last level"),
+        ("sport+", "'+' must be a whole level"),
+        ("sport/+tennis", "'+' must be a whole level"),
+        ("++", "'+' must be a whole level"),
+    ],
+)
+def test_filter_validation_names_the_problem(pattern: str, why: str) -> None:
+    with pytest.raises(TopicError, match=re.escape(why)) as caught:
+        topics.validate_filter(pattern)
+    # Callers catching either base keep working.
+    assert isinstance(caught.value, StockSenseError)
+    assert isinstance(caught.value, ValueError)
 
 
 @pytest.mark.parametrize(
@@ -857,6 +901,8 @@ def test_match_route_first_match_wins() -> None:
 
 def test_registry_names() -> None:
     assert set(ADAPTERS) == {"canonical", "impinj", "zebra", "tasmota", "shelly"}
+    # The settings refuse a route to any other name, and accept every one of these.
+    assert set(get_args(AdapterName)) == set(ADAPTERS)
 
 
 CANONICAL_TOPIC = "stocksense/v1/wh1/temp/probe-1/data"

@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from core.errors import PayloadError
+from core.identifiers import EPC_HEX_RE, NAME_RE
 from core.models import MAX_TS_MS, MIN_TS_MS
 from core.readings import DeviceStatus, Sample, TagSample, TempSample, WeightSample
 from ingest.adapters import AdapterRoute, decode
-from ingest.adapters._common import EPC_HEX_RE, NAME_RE
 from ingest.decode import decode_canonical
 from ingest.lines import message_lines
 

@@ -17,7 +17,7 @@ import pytest
 from core import topics
 from core.settings import IngestSettings, Settings
 from ingest import adapters
-from ingest.adapters import AdapterContext, topic_matches
+from ingest.adapters import AdapterContext
 from ingest.decode import Decoded
 from ingest.service import PUBACK_SUCCESS, IngestService
 
@@ -127,10 +127,10 @@ def test_subscription_takes_every_wrong_depth_once_and_never_dead_letters(
     filters = topics.subscription(None, sites)
     for depth in range(4, 10):
         topic = "/".join(["stocksense", "v1", "wh1", *[f"l{i}" for i in range(depth - 3)]])
-        assert sum(topic_matches(f, topic) for f in filters) == 1, topic
-    assert not any(topic_matches(f, topics.DEADLETTER_TOPIC) for f in filters)
+        assert sum(topics.matches(f, topic) for f in filters) == 1, topic
+    assert not any(topics.matches(f, topics.DEADLETTER_TOPIC) for f in filters)
     if sites:
-        assert not any(topic_matches(f, "stocksense/v1/wh2/temp/p1/data") for f in filters)
+        assert not any(topics.matches(f, "stocksense/v1/wh2/temp/p1/data") for f in filters)
     shared = topics.subscription("g", sites, ("tele/+/SENSOR", "stocksense/v1/#"))
     assert shared == [f"$share/g/{f}" for f in [*filters, "tele/+/SENSOR"]]
 
