@@ -374,12 +374,15 @@ class Scenario(ScenarioModel):
         return self.ship_after if self.ship_after is not None else 9 * self.interval_s
 
     def start_ms(self, now_ms: int) -> int:
-        """The simulated start: ``start``, else the local midnight (first site's time zone)
-        early enough that the simulated clock never runs ahead of the wall clock, which
-        ingest would take for a device clock from the future."""
+        """The simulated start: ``start``; else, at ``speed`` 1 or below, now (the warehouse
+        runs alongside rules on the wall clock); else the local midnight (first site's time
+        zone) early enough that the accelerated clock never runs ahead of the wall clock,
+        which ingest would take for a device clock from the future."""
         if self.start is not None:
             return self.start
-        lead_s = (self.duration or 0.0) * (1.0 - 1.0 / self.speed) if self.speed > 1 else 0.0
+        if self.speed <= 1:
+            return now_ms
+        lead_s = (self.duration or 0.0) * (1.0 - 1.0 / self.speed)
         return local_midnight_ms(now_ms - math.ceil(lead_s * 1000), self.sites[0].timezone)
 
     def site(self, site_id: str | None) -> SimSite:
@@ -468,6 +471,9 @@ class Scenario(ScenarioModel):
     def _references(self) -> Scenario:
         # Cross-references are checked here so every error names the exact item at fault.
         problems = [*self._site_problems(), *self._demand_problems(), *self._event_problems()]
+        if self.speed > 1 and self.duration is None:
+            why = "its clock would run ahead of the wall clock"
+            problems.append((("duration",), f"an accelerated scenario needs a duration: {why}"))
         if not problems:
             try:
                 self.catalog(self.start or 0)

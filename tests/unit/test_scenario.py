@@ -188,6 +188,16 @@ def test_default_start_is_a_local_midnight_that_keeps_the_clock_behind_the_wall(
     assert now - start >= 7 * 86_400_000 - 60_000
     assert (start - START) % 86_400_000 == 0
     assert scenario.model_copy(update={"start": START}).start_ms(now) == START
+    # In real time the warehouse starts now, alongside rules on the wall clock.
+    assert scenario.model_copy(update={"speed": 1.0}).start_ms(now) == now
+
+
+def test_an_accelerated_scenario_needs_a_duration() -> None:
+    raw = _raw()
+    del raw["duration"]
+    why = "its clock would run ahead of the wall clock"
+    assert _errors(raw) == [("duration", f"an accelerated scenario needs a duration: {why}")]
+    assert Scenario.model_validate({**raw, "speed": 1}).duration is None
 
 
 # --------------------------------------------------------------------------- what happens
@@ -293,3 +303,15 @@ def _antenna(message: Message) -> int:
     reads = message.payload["reads"]
     assert isinstance(reads, list)
     return int(reads[0]["antenna"])
+
+
+def test_the_documented_example_validates_and_raises_what_the_table_says() -> None:
+    doc = (EXAMPLE.parents[1] / "docs" / "simulator.md").read_text(encoding="utf-8")
+    block = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    scenario = Scenario.model_validate(yaml.safe_load(block))
+    assert scenario.start == START
+    assert scenario.expected_alerts() == [("unexplained_loss", "sim1/shelf-a1/c1")]
+    sim = ScenarioSimulation(scenario, start_ms=scenario.start_ms(0))
+    for k in range(2 * 1440):
+        sim.round(k)
+    assert sim.truth[("sim1", "COFFEE-250")].stolen == 3
