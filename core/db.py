@@ -11,7 +11,7 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from core.schema import alerts, auth, inventory
+from core.schema import alerts, auth, inventory, kpi
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +19,7 @@ COMPONENTS: dict[str, list[str]] = {
     "alerts": alerts.MIGRATIONS,
     "inventory": inventory.MIGRATIONS,
     "auth": auth.MIGRATIONS,
+    "kpi": kpi.MIGRATIONS,
 }
 
 

@@ -393,6 +393,33 @@ class InventorySettings(BaseModel):
     settle_readings: int = Field(default=5, ge=2, le=100)
 
 
+class KpiSettings(BaseModel):
+    """Inventory-health and alert-response KPIs: schedule, period and classes (docs/kpis.md)."""
+
+    enabled: bool = True
+    interval_s: float = Field(
+        default=300.0, gt=0, le=86_400, description="Rolling snapshot period per site."
+    )
+    period_days: int = Field(default=30, ge=1, le=3650, description="Rolling snapshot window.")
+    slow_after_days: float = Field(
+        default=30.0, gt=0, description="Slow-moving stock after this long without outflow."
+    )
+    age_buckets: tuple[int, ...] = Field(
+        default=(30, 60, 90), min_length=1, max_length=12, description="Upper bounds (days)."
+    )
+    lot_horizons_days: tuple[int, ...] = Field(
+        default=(7, 30), min_length=1, max_length=6, description="Lots due within these days."
+    )
+
+    @model_validator(mode="after")
+    def _increasing(self) -> KpiSettings:
+        for name in ("age_buckets", "lot_horizons_days"):
+            bounds: tuple[int, ...] = getattr(self, name)
+            if any(b <= 0 for b in bounds) or list(bounds) != sorted(set(bounds)):
+                raise ValueError(f"{name} must be positive whole days in increasing order")
+        return self
+
+
 class StartupSettings(BaseModel):
     """How long a service waits for the broker and InfluxDB at start before giving up."""
 
@@ -445,6 +472,7 @@ class Settings(BaseSettings):
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     inventory: InventorySettings = Field(default_factory=InventorySettings)
+    kpi: KpiSettings = Field(default_factory=KpiSettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)
     notifier: NotifierSettings = Field(default_factory=NotifierSettings)
     alerting: AlertingSettings = Field(default_factory=AlertingSettings)

@@ -19,6 +19,7 @@ from ingest.service import IngestService, build_writer
 from rules.anomaly import build_processors
 from rules.engine import Processor, RulesEngine
 from rules.inventory.service import InventoryProcessor, build_inventory_processor
+from rules.kpi.service import build_kpi_processor
 from rules.lifecycle import AlertLifecycle
 from rules.notify.base import Channel
 from rules.notify.service import build_channels, build_notifier
@@ -82,10 +83,13 @@ class Pipeline:
             self.inventory = build_inventory_processor(
                 settings, self.conn, self.alerts.state, self.writer, lifecycle=self.lifecycle
             )
+        self.kpi = build_kpi_processor(
+            settings, self.conn, self.alerts.state.raised_between, self.writer, seed
+        )
         self.rules = RulesEngine(
             seed,
             self.lifecycle,
-            processors=[self.inventory, *self.anomaly.all(), *processors],
+            processors=[self.inventory, *self.anomaly.all(), self.kpi, *processors],
             queue_size=settings.ingest.rules_queue_size,
         )
         self._tick_interval_s = tick_interval_s

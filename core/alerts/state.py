@@ -107,6 +107,15 @@ class AlertStateStore:
         )
         return [Alert.from_row(r) for r in rows.fetchall()]
 
+    def raised_between(self, site: str, start_ms: int, end_ms: int) -> builtins.list[Alert]:
+        """Alerts of ``site`` raised in ``[start_ms, end_ms)``, oldest first (for KPIs)."""
+        rows = self._conn.execute(
+            """SELECT * FROM alerts WHERE site = ? AND raised_at >= ? AND raised_at < ?
+               ORDER BY raised_at, id""",
+            (site, start_ms, end_ms),
+        )
+        return [Alert.from_row(r) for r in rows.fetchall()]
+
     def raise_alert(self, condition: AlertCondition) -> tuple[Alert, bool]:
         """Record ``condition`` as an alert unless one is already active; (alert, created).
 
@@ -331,7 +340,7 @@ class AlertStateStore:
             targets: builtins.list[str] = []
             for route in escalating:
                 after_ms = int((route.escalate_after_s or 0) * 1000)
-                if _route_matches(route, alert) and now_ms - alert.raised_at >= after_ms:
+                if route_matches(route, alert) and now_ms - alert.raised_at >= after_ms:
                     targets += [c for c in route.escalate_to if c not in targets]
             if not targets:
                 continue
@@ -361,9 +370,9 @@ class AlertStateStore:
             return people
         chosen: builtins.list[str] = []
         for route in routes:
-            if _route_matches(route, alert):
+            if route_matches(route, alert):
                 chosen += [c for c in route.channels if c not in chosen]
-        if not any(_route_matches(r, alert) for r in routes):
+        if not any(route_matches(r, alert) for r in routes):
             default = self.alerting.default_channels
             chosen = people if default is None else builtins.list(default)
         return [c for c in chosen if c in people]
@@ -436,7 +445,8 @@ class AlertStateStore:
         return _Transaction(self._conn)
 
 
-def _route_matches(route: RouteSettings, alert: Alert) -> bool:
+def route_matches(route: RouteSettings, alert: Alert) -> bool:
+    """Whether ``route`` applies to ``alert`` (empty match lists match anything)."""
     return (
         (not route.sites or alert.site in route.sites)
         and (not route.zones or alert.zone in route.zones)

@@ -183,6 +183,11 @@ CASES: dict[str, tuple[str, Check, Any]] = {
         lambda s: s.inventory.dead_after_days,
         180.0,
     ),
+    "STOCKSENSE_KPI__INTERVAL_S": ("60", lambda s: s.kpi.interval_s, 60.0),
+    "STOCKSENSE_KPI__PERIOD_DAYS": ("7", lambda s: s.kpi.period_days, 7),
+    "STOCKSENSE_KPI__SLOW_AFTER_DAYS": ("14", lambda s: s.kpi.slow_after_days, 14.0),
+    "STOCKSENSE_KPI__AGE_BUCKETS": ("[15, 45]", lambda s: s.kpi.age_buckets, (15, 45)),
+    "STOCKSENSE_KPI__LOT_HORIZONS_DAYS": ("[3]", lambda s: s.kpi.lot_horizons_days, (3,)),
     "STOCKSENSE_STARTUP__ATTEMPTS": ("3", lambda s: s.startup.attempts, 3),
     "STOCKSENSE_STARTUP__BACKOFF_S": ("0.5", lambda s: s.startup.backoff_s, 0.5),
     # "false" is refused in production, which the all-at-once case sets.

@@ -1,0 +1,1 @@
+"""Inventory-health and alert-response KPIs: formulas and the schedule that computes them."""
