@@ -10,6 +10,7 @@
 :class:`core.errors.InventoryStoreError` and its subclasses.
 """
 
+from core.identifiers import Ident
 from core.inventory.base import now_ms
 from core.inventory.catalog import CatalogStore
 from core.inventory.ledger import LedgerStore
@@ -25,7 +26,6 @@ from core.inventory.models import (
     DemandStatus,
     EpochMs,
     Gtin,
-    Ident,
     Inbound,
     InboundIn,
     InboundStatus,

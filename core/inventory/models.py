@@ -17,6 +17,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from core.epc import gtin_check_digit
+from core.identifiers import Ident
 
 DAY_MS = 86_400_000
 
@@ -82,7 +83,6 @@ def _epoch_ms(value: object) -> object:
     return value
 
 
-Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:/\-]{1,64}$")]
 Gtin = Annotated[str, AfterValidator(_gtin)]
 EpochMs = Annotated[int, BeforeValidator(_epoch_ms), Field(ge=0)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
