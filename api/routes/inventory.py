@@ -48,12 +48,10 @@ from core.inventory import (
     RfidZone,
     Shelf,
     Sku,
-    SkuReport,
     StockLevel,
     Suggestion,
     SuggestionState,
     now_ms,
-    stock_report,
 )
 
 router = APIRouter(prefix="/inventory", tags=["inventory"])
@@ -374,20 +372,6 @@ def movements(
     ]
     found.sort(key=lambda e: (e.ts, e.id))
     return found[:limit]
-
-
-@router.get("/report")
-def report(
-    stores: Stores,
-    who: CanRead,
-    period_days: Annotated[int, Query(ge=1, le=3650)] = 30,
-    dead_after_days: Annotated[float, Query(gt=0, le=3650)] = 90,
-) -> list[SkuReport]:
-    """Days on hand / of supply, turnover and dead stock per (site, SKU)."""
-    found = stock_report(
-        stores, at_ms=now_ms(), period_days=period_days, dead_after_days=dead_after_days
-    )
-    return visible(who, found)
 
 
 # ------------------------------------------------------------------------------ suggestions

@@ -4,7 +4,6 @@
 - :class:`~core.inventory.catalog.CatalogStore`: SKUs, shelf cells, RFID antenna zones;
 - :class:`~core.inventory.ledger.LedgerStore`: lots, stock and the movement ledger;
 - :class:`~core.inventory.planning.PlanningStore`: suggestions, demand, inbound lines;
-- :func:`~core.inventory.report.stock_report`: ageing figures read from all three.
 
 :class:`InventoryStores` builds the three over one connection. Their errors are
 :class:`core.errors.InventoryStoreError` and its subclasses.
@@ -42,7 +41,6 @@ from core.inventory.models import (
     RfidZone,
     Shelf,
     Sku,
-    SkuReport,
     StockLevel,
     Stored,
     Suggestion,
@@ -50,7 +48,6 @@ from core.inventory.models import (
     ZoneRole,
 )
 from core.inventory.planning import PlanningStore
-from core.inventory.report import stock_report
 from core.inventory.stores import InventoryStores
 
 __all__ = [
@@ -86,12 +83,10 @@ __all__ = [
     "RfidZone",
     "Shelf",
     "Sku",
-    "SkuReport",
     "StockLevel",
     "Stored",
     "Suggestion",
     "SuggestionState",
     "ZoneRole",
     "now_ms",
-    "stock_report",
 ]

@@ -290,18 +290,3 @@ class Inbound(InboundIn):
     status: InboundStatus
     suggestion_id: int | None
     created_at: int
-
-
-class SkuReport(Stored):
-    """Ageing figures of one SKU at one site over the report period."""
-
-    site: str
-    sku: str
-    stock: float
-    avg_daily_outflow: float
-    days_on_hand: float | None
-    days_of_supply: float | None
-    turnover: float | None
-    days_since_outflow: float | None
-    dead: bool
-    value: float

@@ -13,14 +13,12 @@ from core import db
 from core.errors import ConfigError, ConflictError, NotFoundError
 from core.inventory import (
     DAY_MS,
-    DemandIn,
     InventoryStores,
     LedgerEntry,
     LotIn,
     LotUpdate,
     Shelf,
     Sku,
-    stock_report,
 )
 from rules.inventory.bookings import Bookings
 from rules.inventory.expiry import PickLine, PickPlan
@@ -136,28 +134,6 @@ def test_suggestion_lifecycle_and_on_order(store: InventoryStores) -> None:
     assert store.ledger.qty_at("wh1", "dock", "RICE") == 12.0
     with pytest.raises(NotFoundError, match="suggestion 99 does not exist"):
         store.planning.transition_suggestion(99, "cancelled", ts_ms=T0)
-
-
-def test_report_days_of_supply_and_dead_stock(store: InventoryStores) -> None:
-    store.ledger.record(
-        ts_ms=T0, site="wh1", location="A1", sku="RICE", qty=30, kind="receipt", source="api"
-    )
-    store.ledger.record(
-        ts_ms=T0 + DAY_MS, site="wh1", location="A1", sku="RICE", qty=-6, kind="pick",
-        source="sensor",
-    )  # fmt: skip
-    store.planning.add_demand(
-        DemandIn(site="wh1", sku="RICE", qty=30, due_at=T0 + 5 * DAY_MS), ts_ms=T0
-    )
-    (report,) = stock_report(store, at_ms=T0 + 3 * DAY_MS, period_days=3, dead_after_days=2)
-    assert report.stock == 24.0
-    assert report.avg_daily_outflow == 2.0
-    assert report.days_on_hand == 12.0
-    assert report.days_of_supply == pytest.approx(2.4)  # 30 due over the next 3 days
-    assert report.turnover == 0.25
-    assert report.days_since_outflow == 2.0
-    assert report.dead
-    assert report.value == 48.0
 
 
 def test_shelf_needs_a_known_sku(store: InventoryStores) -> None:
