@@ -185,7 +185,7 @@ def hostile_alert(text: str, *, in_where: bool = True) -> Alert:
         message=f"{text} announced it is offline ({text})",
         value=12.0,
         threshold=6.0,
-        details={"device": text, "sensor": text, "sku": text, "unit": text},
+        details={"device": text, "sensor": text, "sku": text, "unit": text, "reason": text},
         raised_at=T0,
         cleared_at=None,
         acked_by=None,
@@ -259,6 +259,57 @@ def test_rendered_messages_carry_only_our_links_headings_and_mentions(
             shown = wecom_rendering(payload)
             zh = render.title(alert, event, "zh") if wecom_type == "markdown" else None
             assert_only_ours(shown, alert, mentions={"zhangsan"}, heading=zh)
+
+
+def templated_alert(type_: str, text: str) -> Alert:
+    """An alert of ``type_`` whose every string field a detail sentence shows holds ``text``."""
+    value, threshold, details = TEMPLATED[type_]
+    return Alert(
+        id=8,
+        source="wh1/x",
+        type=type_,
+        severity="major",
+        state="active",
+        site="wh1",
+        zone=None,
+        title="t",
+        message=f"rule: {text}",
+        value=value,
+        threshold=threshold,
+        details={k: text if v == "T" else v for k, v in details.items()},
+        raised_at=T0,
+        cleared_at=None,
+        acked_by=None,
+        acked_at=None,
+        updated_at=T0,
+    )
+
+
+# "T" marks where the hostile text goes: each string a detail sentence shows (the subject's
+# device, SKU and EPC are covered by the tests above).
+TEMPLATED: dict[str, tuple[float | None, float | None, dict[str, object]]] = {
+    "sensor_offline": (None, None, {"device": "T", "reason": "T"}),
+    "cold_chain_cumulative": (1500.0, 1200.0, {"day": "T", "band_low": 2.0, "band_high": 8.0}),
+    "misplaced_item": (None, None, {"epc": "3034", "sku": "S1", "home_zone": "T"}),
+    "reorder": (9.0, 10.0, {"qty": 36.0, "name": "T", "supplier": "T"}),
+    "expiry_alert": (3.0, None, {"lot": "T", "location": "T", "expiration_at": T0, "removal_at": None}),  # noqa: E501
+    "expired_on_shelf": (3.0, None, {"lot": "T", "location": "T", "removal_at": T0}),
+    "channel_health": (None, None, {"channel": "T"}),
+    "store_rejecting": (3.0, None, {"reason": "T", "message": "T"}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("type_", sorted(TEMPLATED))
+@pytest.mark.parametrize("style", ["markdown", "text"])
+@settings(max_examples=40, deadline=None, derandomize=FIXED, database=None)
+@given(text=hostile_text.filter(lambda t: t.strip() != ""), language=st.sampled_from(["zh", "en"]))
+def test_data_in_detail_sentences_is_inert_and_reads_as_sent(
+    type_: str, style: Style, text: str, language: render.Language
+) -> None:
+    sentence = render.templated_detail(templated_alert(type_, text), language, style)
+    assert sentence is not None
+    assert_inert(sentence, style)
+    assert reads_as(text) in reads_as(sentence)
 
 
 @pytest.mark.parametrize("wecom_type", ["markdown", "text"])
