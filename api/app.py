@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api import console, errors
-from api.routes import alerts, audit, auth, inventory, kpi
+from api.routes import alerts, audit, auth, inventory, kpi, requisitions
 from api.routes.health import router as health_router
 from api.security import CSRF_HEADER, GUARDED
 from core.settings import Settings
@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(alerts.router, responses=GUARDED)
     app.include_router(inventory.router, responses=GUARDED)
+    app.include_router(requisitions.router, responses=GUARDED)
     app.include_router(audit.router, responses=GUARDED)
     app.include_router(kpi.router, responses=GUARDED)
     app.include_router(console.router)

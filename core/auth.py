@@ -63,6 +63,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "alerts.ack": frozenset({Role.OPERATOR, Role.APPROVER, Role.ADMIN}),
     "silences.manage": frozenset({Role.OPERATOR, Role.APPROVER, Role.ADMIN}),
     "purchasing.manage": frozenset({Role.BUYER, Role.APPROVER, Role.ADMIN}),
+    "requisitions.create": frozenset({Role.BUYER, Role.APPROVER, Role.ADMIN}),
+    "requisitions.approve": frozenset({Role.APPROVER, Role.ADMIN}),
     "catalog.manage": frozenset({Role.ADMIN}),
     "lots.manage": frozenset({Role.ADMIN}),
     "audit.read": frozenset({Role.ADMIN}),

@@ -11,7 +11,7 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from core.schema import alerts, auth, inventory, kpi
+from core.schema import alerts, auth, inventory, kpi, requisitions
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +20,7 @@ COMPONENTS: dict[str, list[str]] = {
     "inventory": inventory.MIGRATIONS,
     "auth": auth.MIGRATIONS,
     "kpi": kpi.MIGRATIONS,
+    "requisitions": requisitions.MIGRATIONS,
 }
 
 

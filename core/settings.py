@@ -450,6 +450,88 @@ class ApiSettings(BaseModel):
     login_window_s: float = Field(default=300.0, gt=0, le=86_400)
 
 
+class ApprovalRule(BaseModel):
+    """How many distinct approvers a requisition needs; the first rule that matches decides.
+
+    A rule matches a requisition of one of ``sites`` and ``categories`` (empty: any) whose
+    amount is ``< below`` or ``<= up_to`` (neither: any amount).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    below: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    up_to: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    approvals: int = Field(ge=0, le=5)
+    sites: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> ApprovalRule:
+        if self.below is not None and self.up_to is not None:
+            raise ValueError("give a rule either below or up_to, not both")
+        return self
+
+    def matches(self, amount: float, site: str, category: str | None) -> bool:
+        """Whether the rule applies to a requisition of ``amount`` at ``site``."""
+        if self.sites and site not in self.sites:
+            return False
+        if self.categories and category not in self.categories:
+            return False
+        if self.below is not None:
+            return amount < self.below
+        return self.up_to is None or amount <= self.up_to
+
+
+def _default_rules() -> list[ApprovalRule]:
+    # Auto-approve below 5,000, one approver up to 50,000, two above.
+    return [
+        ApprovalRule(below=5_000, approvals=0),
+        ApprovalRule(up_to=50_000, approvals=1),
+        ApprovalRule(approvals=2),
+    ]
+
+
+class ErpSettings(BaseModel):
+    """Where approved requisitions are pushed: a signed JSON webhook, ERPNext or Odoo."""
+
+    kind: Literal["none", "webhook", "erpnext", "odoo"] = Field(
+        default="none", description="none: orders are recorded by hand (POST .../ordered)."
+    )
+    url: str = Field(default="", description="Webhook URL, or the ERPNext / Odoo base URL.")
+    secret: SecretStr | None = Field(default=None, description="Webhook HMAC-SHA256 key.")
+    api_key: str | None = Field(default=None, description="ERPNext API key.")
+    api_secret: SecretStr | None = Field(default=None, description="ERPNext API secret.")
+    company: str | None = Field(default=None, description="ERPNext company of the requests.")
+    warehouses: dict[str, str] = Field(
+        default_factory=dict, description="Site -> ERPNext warehouse; default the site id."
+    )
+    database: str = Field(default="", description="Odoo database.")
+    username: str = Field(default="", description="Odoo login.")
+    password: SecretStr | None = Field(default=None, description="Odoo password or API key.")
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    max_attempts: int = Field(default=10, ge=1, le=100)
+    poll_interval_s: float = Field(default=2.0, gt=0, le=300)
+
+
+class PurchasingSettings(BaseModel):
+    """Purchase requisitions: their currency, approval rules and the ERP they go to."""
+
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    approval_rules: list[ApprovalRule] = Field(default_factory=_default_rules)
+    categories: dict[str, str] = Field(
+        default_factory=dict, description="SKU -> category, for rules by category."
+    )
+    erp: ErpSettings = Field(default_factory=ErpSettings)
+
+    def approvals_required(self, amount: float, site: str, category: str | None) -> int:
+        """Distinct approvers a requisition needs; with no matching rule, the most any rule
+        asks (a gap in the rules never lets a purchase through unapproved)."""
+        for rule in self.approval_rules:
+            if rule.matches(amount, site, category):
+                return rule.approvals
+        return max((rule.approvals for rule in self.approval_rules), default=1) or 1
+
+
 class Settings(BaseSettings):
     """Root settings of a StockSense process."""
 
@@ -478,6 +560,7 @@ class Settings(BaseSettings):
     alerting: AlertingSettings = Field(default_factory=AlertingSettings)
     startup: StartupSettings = Field(default_factory=StartupSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    purchasing: PurchasingSettings = Field(default_factory=PurchasingSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -851,6 +934,16 @@ def production_problems(settings: Settings) -> list[str]:
         ("STOCKSENSE_MQTT__PASSWORD", settings.mqtt.password),
         ("STOCKSENSE_INFLUX__PASSWORD", settings.influx.password),
         ("STOCKSENSE_INFLUX__TOKEN", settings.influx.token),
+    ):
+        if secret is not None:
+            problem = placeholder_problem(secret.get_secret_value())
+            if problem is not None:
+                problems.append(f"{variable} {problem}")
+    erp = settings.purchasing.erp
+    for variable, secret in (
+        ("STOCKSENSE_PURCHASING__ERP__SECRET", erp.secret),
+        ("STOCKSENSE_PURCHASING__ERP__API_SECRET", erp.api_secret),
+        ("STOCKSENSE_PURCHASING__ERP__PASSWORD", erp.password),
     ):
         if secret is not None:
             problem = placeholder_problem(secret.get_secret_value())
