@@ -24,6 +24,7 @@ from rules.lifecycle import AlertLifecycle
 from rules.notify.base import Channel
 from rules.notify.service import build_channels, build_notifier
 from rules.seed import Seed, load_seed
+from stocksense.erp import build_pusher
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,8 @@ class Pipeline:
         # Points InfluxDB refuses raise a store_rejecting alert, cleared after a quiet time.
         self.store_alarm = StoreRejectingAlarm(self.lifecycle, {"influxdb": self.writer})
         self.rules.processors.append(self.store_alarm)
+        # Approved requisitions to the ERP, when one is configured (None otherwise).
+        self.erp = build_pusher(settings, conn=self.conn)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -115,6 +118,8 @@ class Pipeline:
             ),
             asyncio.create_task(self.notifier.run(), name="notifier"),
         ]
+        if self.erp is not None:
+            self._tasks.append(asyncio.create_task(self.erp.run(), name="erp-pusher"))
         await self.ingest.start()
 
     async def stop(self) -> None:
@@ -131,6 +136,8 @@ class Pipeline:
                 await task
         await self.writer.close()
         await self.notifier.aclose()
+        if self.erp is not None:
+            await self.erp.aclose()
         await self.influx.aclose()
         self.conn.close()
 
