@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Coroutine
 from pathlib import Path
@@ -320,12 +321,17 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             "--excursion-at needs --excursion-for: give the fault's duration in simulated seconds"
         )
     settings = _settings()
+    if args.scenario is not None:
+        return _run(_simulate(settings, _scenario_warehouse(settings, args), args))
     excursions = []
     if args.excursion_for is not None:
         start = SIMULATE_EXCURSION_AT_S if args.excursion_at is None else args.excursion_at
         excursions.append(Excursion(start_s=start, duration_s=args.excursion_for))
     config = WarehouseConfig(
-        site=args.site, speed=args.speed, interval_s=args.interval, excursions=excursions
+        site=args.site or "wh1",
+        speed=args.speed or 1.0,
+        interval_s=args.interval or 1.0,
+        excursions=excursions,
     )
     warehouse = VirtualWarehouse(
         config, host=settings.mqtt.host, port=settings.mqtt.port, broker=settings.mqtt
@@ -333,34 +339,78 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return _run(_simulate(settings, warehouse, args))
 
 
+def _scenario_warehouse(settings: Settings, args: argparse.Namespace) -> Any:
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from rules.seed import describe_errors  # noqa: PLC0415
+    from simulators.scenario import Scenario, load_scenario  # noqa: PLC0415
+    from simulators.warehouse import ScenarioWarehouse  # noqa: PLC0415
+
+    given = [o for o, v in (("--site", args.site), ("--excursion-for", args.excursion_for)) if v]
+    if given:
+        raise ConfigError(
+            f"with --scenario the file names the sites and faults: leave out {' and '.join(given)}"
+        )
+    loaded = load_scenario(Path(args.scenario))
+    changes = {"speed": args.speed, "interval_s": args.interval}
+    try:
+        scenario = Scenario.model_validate(
+            {**loaded.model_dump(by_alias=True), **{k: v for k, v in changes.items() if v}}
+        )
+    except ValidationError as exc:
+        problems = describe_errors(exc.errors())
+        raise ConfigError(f"{args.scenario} with --speed/--interval: {problems}") from None
+    return ScenarioWarehouse(
+        scenario, host=settings.mqtt.host, port=settings.mqtt.port, broker=settings.mqtt
+    )
+
+
+async def _sleep_unless(event: threading.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or until ``event`` (set by another thread) is set."""
+    end = time.monotonic() + seconds
+    # A threading.Event set by the publishing thread: polled, as asyncio cannot await it.
+    while not event.is_set() and (left := end - time.monotonic()) > 0:  # noqa: ASYNC110
+        await asyncio.sleep(min(0.2, left))
+
+
 async def _simulate(settings: Settings, warehouse: Any, args: argparse.Namespace) -> int:
     from stocksense import probes  # noqa: PLC0415
 
     await probes.wait_reachable([probes.broker(settings.mqtt)], settings.startup)
-    site, broker = args.site, f"mqtt://{settings.mqtt.host}:{settings.mqtt.port}"
+    broker = f"mqtt://{settings.mqtt.host}:{settings.mqtt.port}"
     warehouse.start()
     started = time.monotonic()
-    faults = ", ".join(
-        f"cold room at {e.celsius} °C from t={e.start_s:.0f}s for {e.duration_s:.0f}s"
-        for e in warehouse.config.excursions
-    )
+    scenario = getattr(warehouse, "scenario", None)
+    if scenario is None:
+        config = warehouse.config
+        site, interval, speed = config.site, config.interval_s, config.speed
+        faults = ", ".join(
+            f"cold room at {e.celsius} °C from t={e.start_s:.0f}s for {e.duration_s:.0f}s"
+            for e in config.excursions
+        )
+    else:
+        site = ", ".join(s.id for s in scenario.sites)
+        interval, speed = scenario.interval_s, scenario.speed
+        faults = ", ".join(f.kind for f in scenario.faults)
+        until = f" for {scenario.duration:g} simulated s" if scenario.duration else ""
+        faults = f"{faults or 'no fault'}; seed {scenario.seed}{until}"
     print(
-        f"stocksense simulate: site {site} to {broker}, a round every {args.interval:g}"
-        f" simulated s at {args.speed:g}x; {faults or 'no fault'}; {STOP_HINT}",
+        f"stocksense simulate: site {site} to {broker}, a round every {interval:g}"
+        f" simulated s at {speed:g}x; {faults or 'no fault'}; {STOP_HINT}",
         flush=True,
     )
     deadline = started + args.duration if args.duration > 0 else None
     try:
-        while deadline is None or time.monotonic() < deadline:
+        while (deadline is None or time.monotonic() < deadline) and not warehouse.finished.is_set():
             pause = args.progress if args.progress > 0 else 3600.0
             if deadline is not None:
                 pause = min(pause, deadline - time.monotonic())
-            await asyncio.sleep(max(0.0, pause))
+            await _sleep_unless(warehouse.finished, max(0.0, pause))
             if args.progress > 0:
+                cold = "" if scenario else f"; cold room {warehouse.cold_celsius:.1f} °C"
                 print(
                     f"stocksense simulate: t={warehouse.sim_elapsed_s():.0f} s simulated:"
-                    f" {warehouse.published} messages, {warehouse.readings} readings;"
-                    f" cold room {warehouse.cold_celsius:.1f} °C",
+                    f" {warehouse.published} messages, {warehouse.readings} readings{cold}",
                     flush=True,
                 )
     finally:
@@ -637,28 +687,55 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("file", help="catalog file, e.g. examples/demo-catalog.yaml")
     seed.set_defaults(func=_cmd_seed)
 
+    _simulate_parser(sub)
+
+    config = sub.add_parser(
+        "config", help="check the STOCKSENSE_* settings and print them (secrets masked)"
+    )
+    config.set_defaults(func=_cmd_config)
+
+    _edge_parser(sub)
+
+    from stocksense.devices import configure_parser  # noqa: PLC0415
+
+    devices = sub.add_parser("devices", help="enrol or revoke a device on a Mosquitto broker")
+    configure_parser(devices)
+    devices.set_defaults(func=_cmd_devices)
+    _add_users(sub)
+    return parser
+
+
+def _simulate_parser(sub: Any) -> None:
     simulate = sub.add_parser(
         "simulate",
         help="publish a virtual warehouse to the configured broker",
         description="Publish a virtual warehouse (cold room, ambient probe, shelves, dock"
-        " reader) to the STOCKSENSE_MQTT__* broker, printing what it sent every few seconds"
-        " and a summary when stopped.",
+        " reader), or the one a scenario file describes (docs/simulator.md), to the"
+        " STOCKSENSE_MQTT__* broker, printing what it sent every few seconds and a summary"
+        " when stopped.",
     )
     simulate.add_argument(
-        "--site", default="wh1", help="site id in the topics (default: %(default)s)"
+        "--scenario",
+        metavar="FILE",
+        default=None,
+        help="a scenario file (examples/scenario-week.yaml): its sites, demand, receipts,"
+        " faults, speed, interval, duration and seed; it stops after its duration",
+    )
+    simulate.add_argument(
+        "--site", default=None, help="site id in the topics (default: wh1; not with --scenario)"
     )
     simulate.add_argument(
         "--speed",
         type=_positive,
-        default=1.0,
-        help="simulated seconds per real second (default: %(default)s)",
+        default=None,
+        help="simulated seconds per real second (default: 1, or the scenario's)",
     )
     simulate.add_argument(
         "--interval",
         type=_positive,
-        default=1.0,
+        default=None,
         metavar="S",
-        help="simulated seconds between two rounds of readings (default: %(default)s)",
+        help="simulated seconds between two rounds of readings (default: 1, or the scenario's)",
     )
     simulate.add_argument(
         "--duration",
@@ -691,21 +768,6 @@ def build_parser() -> argparse.ArgumentParser:
         " (default: %(default)s)",
     )
     simulate.set_defaults(func=_cmd_simulate)
-
-    config = sub.add_parser(
-        "config", help="check the STOCKSENSE_* settings and print them (secrets masked)"
-    )
-    config.set_defaults(func=_cmd_config)
-
-    _edge_parser(sub)
-
-    from stocksense.devices import configure_parser  # noqa: PLC0415
-
-    devices = sub.add_parser("devices", help="enrol or revoke a device on a Mosquitto broker")
-    configure_parser(devices)
-    devices.set_defaults(func=_cmd_devices)
-    _add_users(sub)
-    return parser
 
 
 def _add_users(sub: Any) -> None:

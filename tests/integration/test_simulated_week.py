@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,12 @@ from core import db
 from core.inventory import InventoryStores
 from core.settings import Settings
 from rules.engine import RulesEngine
-from simulators.scenario import Theft, load_scenario
-from simulators.warehouse import ScenarioWarehouse
+from simulators.scenario import Scenario, Theft, load_scenario
+from simulators.warehouse import ScenarioSimulation, ScenarioWarehouse
 from stocksense.devservices import LocalStack
 from stocksense.pipeline import Pipeline
 from tests.conftest import until
+from tests.integration.test_cli import run_cli, stack_env
 
 pytestmark = pytest.mark.integration
 
@@ -136,3 +138,43 @@ def test_a_simulated_week_keeps_the_ledger_on_the_shelves_and_raises_every_fault
         assert excursion.raised_at - warehouse.start_ms >= (5 * 24 + 13) * 3_600_000 + 600_000
 
     asyncio.run(week())
+
+
+def test_stocksense_simulate_publishes_a_scenario_for_its_duration(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    site = f"cli{uuid.uuid4().hex[:6]}"  # retained births of its own, away from the week's
+    scenario = tmp_path / "week.yaml"
+    scenario.write_text(SCENARIO.read_text(encoding="utf-8").replace("sim1", site), "utf-8")
+    loaded = load_scenario(scenario)
+    before = loaded.start_ms(time.time_ns() // 1_000_000)
+    cli = run_cli(
+        "simulate", "--scenario", str(scenario), "--speed", "302400", "--progress", "0",
+        env=stack_env(stack, tmp_path), cwd=tmp_path,
+    )  # fmt: skip
+    after = loaded.start_ms(time.time_ns() // 1_000_000)
+    assert cli.process.returncode == 0, cli
+    assert cli.stdout[0].startswith(
+        f"stocksense simulate: site {site} to mqtt://127.0.0.1:{stack.mqtt_port}, a round every"
+        " 60 simulated s at 302400x; theft, misplacement, sensor_drift, device_offline,"
+        " expiring_lot, cold_room_excursion; seed 2611 for 604800 simulated s;"
+    ), cli
+    # The whole week, as the simulation publishes it from the start the command chose (the
+    # same unless a local midnight passed while it ran).
+    summaries = {
+        f"(604800 simulated s): published {messages} messages with {readings} readings"
+        f" to mqtt://127.0.0.1:{stack.mqtt_port}"
+        for messages, readings in (_offline(loaded, before), _offline(loaded, after))
+    }
+    assert any(cli.stdout[-1].endswith(summary) for summary in summaries), (cli, summaries)
+
+
+def _offline(scenario: Scenario, start_ms: int) -> tuple[int, int]:
+    """Messages and readings of the whole scenario, from the simulation without MQTT."""
+    sim = ScenarioSimulation(scenario, start_ms=start_ms)
+    messages = sim.births()
+    assert scenario.duration is not None
+    for k in range(round(scenario.duration / scenario.interval_s) + 1):
+        messages += sim.round(k)
+    data = [m for m in messages if "readings" in m.payload or "reads" in m.payload]
+    return len(messages), sum(m.samples for m in data)
