@@ -63,7 +63,7 @@ class Pipeline:
             settings, self.influx, self.ingest_metrics, settings.mqtt.client_id
         )
         self.writer.spool.adopt(settings.data_dir / "spool" / LEGACY_INVENTORY_SPOOL)
-        self.channels: list[Channel] = build_channels(settings, self.influx)
+        self.channels: list[Channel] = build_channels(settings, self.influx, seed=seed)
         self.alerts = AlertStores.over(
             self.conn, [c.name for c in self.channels], alerting=settings.alerting
         )
