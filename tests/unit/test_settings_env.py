@@ -201,6 +201,59 @@ CASES: dict[str, tuple[str, Check, Any]] = {
     "STOCKSENSE_API__COOKIE_SECURE": ("true", lambda s: s.api.cookie_secure, True),
     "STOCKSENSE_API__LOGIN_MAX_FAILURES": ("3", lambda s: s.api.login_max_failures, 3),
     "STOCKSENSE_API__LOGIN_WINDOW_S": ("600", lambda s: s.api.login_window_s, 600.0),
+    "STOCKSENSE_PURCHASING__CURRENCY": ("EUR", lambda s: s.purchasing.currency, "EUR"),
+    "STOCKSENSE_PURCHASING__APPROVAL_RULES": (
+        ('[{"below": 1000, "approvals": 0}, {"sites": ["wh1"], "up_to": 8000, "approvals": 1},'
+         ' {"approvals": 2}]'),
+        lambda s: [s.purchasing.approvals_required(a, "wh1", None) for a in (999, 8000, 8001)],
+        [0, 1, 2],
+    ),
+    "STOCKSENSE_PURCHASING__CATEGORIES": (
+        '{"RICE": "food"}',
+        lambda s: s.purchasing.categories,
+        {"RICE": "food"},
+    ),
+    "STOCKSENSE_PURCHASING__ERP__KIND": ("erpnext", lambda s: s.purchasing.erp.kind, "erpnext"),
+    "STOCKSENSE_PURCHASING__ERP__URL": (
+        "https://erp.wh1.internal",
+        lambda s: s.purchasing.erp.url,
+        "https://erp.wh1.internal",
+    ),
+    "STOCKSENSE_PURCHASING__ERP__SECRET": (
+        "q7Rk2Lx9",
+        lambda s: s.purchasing.erp.secret and s.purchasing.erp.secret.get_secret_value(),
+        "q7Rk2Lx9",
+    ),
+    "STOCKSENSE_PURCHASING__ERP__API_KEY": ("a1b2c3d4", lambda s: s.purchasing.erp.api_key,
+                                            "a1b2c3d4"),
+    "STOCKSENSE_PURCHASING__ERP__API_SECRET": (
+        "Zk81nQ0w",
+        lambda s: s.purchasing.erp.api_secret and s.purchasing.erp.api_secret.get_secret_value(),
+        "Zk81nQ0w",
+    ),
+    "STOCKSENSE_PURCHASING__ERP__COMPANY": ("StockSense Ltd", lambda s: s.purchasing.erp.company,
+                                            "StockSense Ltd"),
+    "STOCKSENSE_PURCHASING__ERP__WAREHOUSES": (
+        '{"wh1": "Stores - WH1"}',
+        lambda s: s.purchasing.erp.warehouses,
+        {"wh1": "Stores - WH1"},
+    ),
+    "STOCKSENSE_PURCHASING__ERP__DATABASE": ("odoo-wh", lambda s: s.purchasing.erp.database,
+                                             "odoo-wh"),
+    "STOCKSENSE_PURCHASING__ERP__USERNAME": ("stocksense", lambda s: s.purchasing.erp.username,
+                                             "stocksense"),
+    "STOCKSENSE_PURCHASING__ERP__PASSWORD": (
+        "Vb4-9mWp",
+        lambda s: s.purchasing.erp.password and s.purchasing.erp.password.get_secret_value(),
+        "Vb4-9mWp",
+    ),
+    "STOCKSENSE_PURCHASING__ERP__TIMEOUT_S": ("5", lambda s: s.purchasing.erp.timeout_s, 5.0),
+    "STOCKSENSE_PURCHASING__ERP__MAX_ATTEMPTS": ("4", lambda s: s.purchasing.erp.max_attempts, 4),
+    "STOCKSENSE_PURCHASING__ERP__POLL_INTERVAL_S": (
+        "0.5",
+        lambda s: s.purchasing.erp.poll_interval_s,
+        0.5,
+    ),
 }
 
 # The same class of values written other ways a shell or a unit file writes them.
