@@ -16,7 +16,6 @@ from api.bodies import STRICT
 from api.deps import Connection, get_settings
 from api.errors import answers
 from api.fields import (
-    INT64_MAX,
     Amount,
     IdentFilter,
     Integral,
@@ -48,7 +47,9 @@ CanApprove = Annotated[Principal, Depends(allow("requisitions.approve"))]
 Config = Annotated[Settings, Depends(get_settings)]
 
 Who = Annotated[str, Field(min_length=1, max_length=128)]
-BodyRowId = Annotated[int, Field(ge=1, le=INT64_MAX), Integral]
+# A row id in a JSON body: JSON readers hold numbers as doubles, exact only up to 2**53 - 1,
+# so a larger bound would let a reader round an out-of-range id into range.
+BodyRowId = Annotated[int, Field(ge=1, le=2**53 - 1), Integral]
 Supplier = Annotated[str, Field(min_length=1, max_length=140)]
 Document = Annotated[str, Field(min_length=1, max_length=140)]
 _BY = "Ignored with sign-in on: the signed-in user is recorded"

@@ -5,6 +5,8 @@ it over a real SQLite database (no ERP configured: orders are recorded by hand).
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -517,3 +519,44 @@ def test_production_refuses_placeholder_erp_secrets() -> None:
             environment="production",
             purchasing={"erp": {"kind": "erpnext", "api_key": "k1", "api_secret": "<secret>"}},
         )
+
+
+# -- docs/purchasing.md -------------------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "purchasing.md"
+
+
+def _blocks(tag: str) -> dict[str, str]:
+    text = DOC.read_text(encoding="utf-8")
+    return dict(re.findall(rf"```\w+ {tag}:([\w-]+)\n(.*?)```", text, flags=re.S))
+
+
+def test_the_documented_rules_are_valid_and_mean_what_the_doc_says() -> None:
+    rules = _blocks("rules")
+    assert sorted(rules) == ["by-site-and-category", "default"]
+    default = PurchasingSettings(approval_rules=json.loads(rules["default"]))
+    assert default == PurchasingSettings()
+    table = [(0.0, 0), (4_999.99, 0), (5_000.0, 1), (50_000.0, 1), (50_000.01, 2)]
+    assert [(a, default.approvals_required(a, "wh1", None)) for a, _ in table] == table
+    strict = PurchasingSettings(
+        approval_rules=json.loads(rules["by-site-and-category"]),
+        categories={"AMOX-500": "pharma"},
+    )
+    assert strict.approvals_required(100.0, "wh3", "pharma") == 1
+    assert strict.approvals_required(20_000.01, "wh1", "pharma") == 2
+    assert strict.approvals_required(9_999.99, "wh3", None) == 0
+    assert strict.approvals_required(9_999.99, "wh1", None) == 1
+
+
+@pytest.mark.parametrize("name", ["categories", "webhook", "erpnext", "odoo"])
+def test_the_documented_environments_load(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    lines = [line for line in _blocks("env")[name].splitlines() if line.strip()]
+    for line in lines:
+        variable, _, value = line.partition("=")
+        monkeypatch.setenv(variable, value.strip("'"))
+    purchasing = load_settings().purchasing
+    if name == "categories":
+        assert purchasing.categories == {"AMOX-500": "pharma", "RICE": "food"}
+    else:
+        assert purchasing.erp.kind == name
+        assert len(lines) >= 3
