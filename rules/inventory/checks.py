@@ -65,7 +65,13 @@ class StockChecks:
                     ),
                     value=float(check.units),
                     threshold=None,
-                    details={"sku": check.sku, "drop_at": check.ts_ms},
+                    details={
+                        "sku": check.sku,
+                        "device": check.device,
+                        "cell": check.cell,
+                        "drop_at": check.ts_ms,
+                        "window_s": self._loss_window_s,
+                    },
                     at_ms=check.ts_ms + self._window_ms,
                 ),
             )
@@ -87,7 +93,7 @@ class StockChecks:
                 ),
                 value=None,
                 threshold=None,
-                details={"epc": item.epc, "home_zone": item.home},
+                details={"epc": item.epc, "sku": item.sku, "home_zone": item.home},
                 at_ms=item.ts_ms + self._settle_ms,
             )
             where = (item.site, item.zone, item.sku)

@@ -207,6 +207,12 @@ def _condition(
         ),
         value=projected,
         threshold=rule.trigger_level,
-        details={"suggestion_id": suggestion.id, "qty": qty, "reason": suggestion.reason},
+        details={
+            "suggestion_id": suggestion.id,
+            "qty": qty,
+            "reason": suggestion.reason,
+            "name": sku.name or rule.sku,
+            "supplier": sku.supplier,
+        },
         at_ms=at_ms,
     )

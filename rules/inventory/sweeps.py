@@ -162,7 +162,13 @@ def _lot_condition(lot: Lot, reached: LotDateReached, now_ms: int) -> AlertCondi
         message=message,
         value=lot.qty,
         threshold=None,
-        details={"lot": lot.lot, "location": lot.location, date_key: reached.due_ms},
+        details={
+            "lot": lot.lot,
+            "location": lot.location,
+            "expiration_at": lot.expiration_at,
+            "removal_at": lot.effective_removal_at,
+            date_key: reached.due_ms,
+        },
         at_ms=now_ms,
     )
 
