@@ -115,7 +115,6 @@ class Cell(ScenarioModel):
     units: int = Field(default=0, ge=0, le=1_000_000)
     location: Ident | None = None
     tare_grams: float = Field(default=0.0, ge=0, le=1_000_000)
-    zone: Name | None = None
 
 
 class ShelfDevice(ScenarioModel):
@@ -322,7 +321,6 @@ class ExpiringLot(ScenarioModel):
     lot: Ident
     alert_after: Seconds
     removal_after: Seconds | None = None
-    site: Segment | None = None
 
 
 class ColdRoomExcursion(ScenarioModel):
@@ -443,6 +441,12 @@ class Scenario(ScenarioModel):
         """(alert type, source) each injected fault should raise."""
         found: list[tuple[str, str]] = []
         for fault in self.faults:
+            if isinstance(fault, ExpiringLot):  # the lot names its site
+                lot = next(lot for lot in self.lots if lot.lot == fault.lot)
+                found.append(("expiry_alert", f"{lot.site}/{lot.sku}/{lot.lot}"))
+                if fault.removal_after is not None:
+                    found.append(("expired_on_shelf", f"{lot.site}/{lot.sku}/{lot.lot}"))
+                continue
             site = self.site(fault.site)
             if isinstance(fault, Theft):
                 found.append(("unexplained_loss", f"{site.id}/{fault.device}/{fault.cell}"))
@@ -456,11 +460,6 @@ class Scenario(ScenarioModel):
             elif isinstance(fault, DeviceOffline):
                 kind = _kind(site, fault.device)
                 found.append(("sensor_offline", f"{site.id}/{kind}/{fault.device}"))
-            elif isinstance(fault, ExpiringLot):
-                lot = next(lot for lot in self.lots if lot.lot == fault.lot)
-                found.append(("expiry_alert", f"{lot.site}/{lot.sku}/{lot.lot}"))
-                if fault.removal_after is not None:
-                    found.append(("expired_on_shelf", f"{lot.site}/{lot.sku}/{lot.lot}"))
             else:
                 found.append(("cold_chain_excursion", f"{site.id}/{fault.zone}"))
         return found
@@ -506,7 +505,6 @@ class Scenario(ScenarioModel):
     def _cell_problems(self, loc: Loc, site: SimSite) -> list[tuple[Loc, str]]:
         problems: list[tuple[Loc, str]] = []
         skus = {s.sku: s for s in self.skus}
-        zone_ids = {z.id for z in site.zones}
         for j, shelf in enumerate(site.shelves):
             for k, cell in enumerate(shelf.cells):
                 where: Loc = (*loc, "shelves", j, "cells", k)
@@ -515,8 +513,6 @@ class Scenario(ScenarioModel):
                     problems.append(((*where, "sku"), f"unknown SKU {cell.sku!r}"))
                 elif sku.unit_grams is None:
                     problems.append(((*where, "sku"), f"SKU {cell.sku} needs unit_grams"))
-                if cell.zone is not None and cell.zone not in zone_ids:
-                    problems.append(((*where, "zone"), f"unknown zone {cell.zone!r}"))
         return problems
 
     def _device_problems(self, loc: Loc, site: SimSite) -> list[tuple[Loc, str]]:
@@ -592,6 +588,8 @@ class Scenario(ScenarioModel):
         return found
 
     def _fault_problems(self, loc: Loc, fault: Fault) -> list[tuple[Loc, str]]:
+        if isinstance(fault, ExpiringLot):
+            return self._lot_problems(loc, fault)
         problems: list[tuple[Loc, str]] = []
         site = self._site_ref(fault.site, (*loc, "site"), problems)
         if site is None:
@@ -610,8 +608,6 @@ class Scenario(ScenarioModel):
         elif isinstance(fault, DeviceOffline):
             if _kind(site, fault.device) is None:
                 problems.append(((*loc, "device"), f"{site.id} has no device {fault.device!r}"))
-        elif isinstance(fault, ExpiringLot):
-            problems += self._lot_problems(loc, fault)
         elif not any(z.id == fault.zone and z.temp_band for z in site.zones):
             problems.append(((*loc, "zone"), f"{site.id} has no cold room {fault.zone!r}"))
         return problems

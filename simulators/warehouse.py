@@ -26,6 +26,7 @@ import math
 import random
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -43,6 +44,7 @@ from simulators.scenario import (
     DEFAULT_SENSOR,
     ColdRoomExcursion,
     DeviceOffline,
+    ExpiringLot,
     Misplacement,
     Scenario,
     SensorDrift,
@@ -75,7 +77,7 @@ class Message:
 # --------------------------------------------------------------------------- MQTT runner
 
 
-class _Publisher:
+class _Publisher(ABC):
     """Connects, publishes the births, then one round of messages per ``interval / speed``
     real seconds from a background thread until stopped (or ``duration_s`` simulated)."""
 
@@ -115,14 +117,17 @@ class _Publisher:
 
     # ---------------------------------------------------------------- what subclasses give
 
+    @abstractmethod
     def _will(self) -> Message:
-        raise NotImplementedError
+        """The connection's Last Will."""
 
+    @abstractmethod
     def _births(self, now_ms: int) -> list[Message]:
-        raise NotImplementedError
+        """The birth messages, published once connected."""
 
+    @abstractmethod
     def _round(self, k: int, now_ms: int) -> list[Message]:
-        raise NotImplementedError
+        """The messages of round ``k``, at simulated ``now_ms``."""
 
     def _begin(self) -> int:
         """The simulated start in epoch ms, fixed when the run starts."""
@@ -539,6 +544,8 @@ class ScenarioSimulation:
 
     def _schedule_faults(self) -> None:
         for fault in self.scenario.faults:
+            if isinstance(fault, ExpiringLot):
+                continue  # its dates are in the catalog; nothing happens in the warehouse
             site = self.scenario.site(fault.site)
             if isinstance(fault, Theft):
                 self._at(self._ms(fault.at), self._theft_action(site, fault))
