@@ -337,3 +337,35 @@ def test_an_erp_without_its_settings_is_refused_at_start() -> None:
     with pytest.raises(ConfigError, match="STOCKSENSE_PURCHASING__ERP__SECRET"):
         build_erp_client(ErpSettings(kind="webhook", url="https://hooks.wh1.internal/req"))
     assert build_erp_client(ErpSettings()) is None
+
+
+def test_the_running_pusher_orders_what_is_approved(tmp_path: Path) -> None:
+    """``run`` as the pipeline starts it: recovers, then drains the queue as approvals come."""
+
+    async def scenario(world: World, client: httpx.AsyncClient) -> None:
+        erp = world.settings.purchasing.erp.model_copy(update={"poll_interval_s": 0.05})
+        settings = world.settings.model_copy(update={"purchasing": PurchasingSettings(erp=erp)})
+        pusher = build_pusher(settings)
+        assert pusher is not None
+        task = asyncio.create_task(pusher.run(), name="erp-pusher")
+        try:
+            rid = await _approved(world, client)
+            ordered = await asyncio.wait_for(_until_ordered(world, rid), timeout=20)
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await pusher.aclose()
+        assert ordered == "PR-00001"
+        assert list(world.receiver.log.documents) == ["PR-00001"]
+
+    _run(tmp_path, "webhook", scenario)
+
+
+async def _until_ordered(world: World, rid: int) -> str:
+    """The requisition's ERP document once it is ordered (the caller bounds the wait)."""
+    while True:
+        found = world.requisitions().get(rid)
+        if found.state == "ordered" and found.erp_document is not None:
+            return found.erp_document
+        await asyncio.sleep(0.02)  # poll the shared database: the pusher has its own connection
