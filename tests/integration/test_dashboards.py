@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 from core.influx import InfluxClient, line, query_sync, rows
+from core.kpi import AgeBucket, AlertResponseFigures, LotsDueFigures, Period, SiteKpis, SkuKpi
 from core.settings import Settings
 from dashboards import dashboard_files
+from rules.kpi.service import kpi_lines
 
 pytestmark = pytest.mark.integration
 
@@ -132,7 +134,54 @@ def data_set() -> list[str]:
         _at(3),
     )
     add("suggestions", {"site": "wh1", "sku": "SKU-1", "state": "open"}, {"qty": 50}, _at(37))
+    # KPI snapshots as the pipeline writes them: two day roll-ups, then two rolling ones.
+    lines += kpi_lines(kpi_snapshot("day", _at(10), on_hand=30, acked_after_s=120))
+    lines += kpi_lines(kpi_snapshot("day", _at(20), on_hand=25, acked_after_s=600))
+    lines += kpi_lines(kpi_snapshot("rolling", _at(30), on_hand=22, acked_after_s=300))
+    lines += kpi_lines(kpi_snapshot("rolling", _at(38), on_hand=20, acked_after_s=240))
     return lines
+
+
+def kpi_snapshot(period: Period, end_ns: int, *, on_hand: float, acked_after_s: float) -> SiteKpis:
+    """A KPI snapshot of site wh1 with two SKUs (SKU-2 undemanded), ageing, lots and alerts."""
+
+    def sku(name: str, qty: float, outflow: float) -> SkuKpi:
+        daily = outflow / 30
+        return SkuKpi(
+            sku=name, on_hand=qty, available=qty, unit_cost=2.0, value=qty * 2.0,
+            outflow=outflow, avg_on_hand=qty, turnover=outflow / qty if qty else None,
+            avg_daily_demand=daily, days_of_supply=qty / daily if daily else None, days=30,
+            days_with_demand=10 if outflow else 0, stockout_days=3 if outflow else 0,
+            stockout_rate=0.1 if outflow else 0.0, fill_rate=0.8 if outflow else None,
+            idle_days=1.0 if outflow else 40.0, movement="active" if outflow else "slow",
+        )  # fmt: skip
+
+    skus = [sku("SKU-1", on_hand, 15.0), sku("SKU-2", 20.0, 0.0)]
+    return SiteKpis(
+        site="wh1", period=period, start_ms=0, end_ms=end_ns // 1_000_000, timezone="UTC",
+        stock_value=sum(s.value for s in skus), stockout_rate=0.05, fill_rate=0.8, slow_skus=1,
+        slow_value=40.0, dead_skus=0, dead_value=0.0, skus=skus,
+        ageing=[
+            AgeBucket(label=label, qty=qty, value=qty * 2.0)
+            for label, qty in (("0-30", on_hand), ("31-60", 0.0), ("61-90", 20.0), ("90+", 0.0))
+        ],
+        lots_due=[
+            LotsDueFigures(date=date, horizon_days=h, lots=lots, qty=lots * 5.0, value=lots * 10)
+            for date in ("alert", "removal", "expiration")
+            for h, lots in ((7, 1), (30, 2))
+        ],
+        alerts=[
+            AlertResponseFigures(
+                type="cold_chain_excursion", severity="critical", count=2, acked=2, resolved=1,
+                ack_mean_s=acked_after_s, ack_p90_s=2 * acked_after_s, resolve_mean_s=900.0,
+                resolve_p90_s=900.0, acked_in_time_share=0.5,
+            ),
+            AlertResponseFigures(
+                type="reorder", severity="major", count=1, acked=0, resolved=0, ack_mean_s=None,
+                ack_p90_s=None, resolve_mean_s=None, resolve_p90_s=None, acked_in_time_share=None,
+            ),
+        ],
+    )  # fmt: skip
 
 
 def regex_escape(value: str) -> str:
@@ -179,6 +228,16 @@ DEFAULTS: dict[str, str | list[str]] = {
 }
 
 
+def panel_queries(model: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(key, target) of every panel target: the panel's title, ``title#B`` for a second one."""
+    out = []
+    for panel in model["panels"]:
+        for target in panel.get("targets", []):
+            suffix = "" if target["refId"] == "A" else f"#{target['refId']}"
+            out.append((f"{panel['title']}{suffix}", target))
+    return out
+
+
 def dashboards() -> dict[str, dict[str, Any]]:
     """uid -> dashboard model."""
     models = [json.loads(p.read_text(encoding="utf-8")) for p in dashboard_files()]
@@ -205,10 +264,9 @@ def by_title(settings: Settings, values: dict[str, str | list[str]]) -> dict[str
     """Run every panel, annotation and variable query; key -> series (panel title or var name)."""
     results: dict[str, Any] = {}
     for uid, model in dashboards().items():
-        for panel in model["panels"]:
-            for target in panel.get("targets", []):
-                query = render(target["query"], values)
-                results[f"{uid}:{panel['title']}"] = query_sync(settings.influx, query)
+        for key, target in panel_queries(model):
+            query = render(target["query"], values)
+            results[f"{uid}:{key}"] = query_sync(settings.influx, query)
         for annotation in model["annotations"]["list"]:
             if "target" in annotation:
                 query = render(annotation["target"]["query"], values)
@@ -332,6 +390,52 @@ def test_every_query_runs_and_returns_the_written_values(loaded: Settings) -> No
         ("critical", "raised", 1),
     ]
     assert len(rows(al["@Alerts"])) == 3
+
+    inv = {k.split(":", 1)[1]: v for k, v in results.items() if k.startswith("stocksense-inv")}
+    assert inv["$site"] == ["wh1"]
+    assert inv["$sku"] == ["SKU-1", "SKU-2"]
+    assert rows(inv["Stock value"])[0]["last"] == 80.0  # the latest rolling: (20 + 20) × 2
+    assert rows(inv["Fill rate"])[0]["last"] == 0.8
+    slow = inv["Slow and dead SKUs"][0]
+    assert dict(zip(slow["columns"], slow["values"][0], strict=True))["slow"] == 1
+    assert [v[1] for v in inv["Stock value per day"][0]["values"]] == [100.0, 90.0]
+    ages = {r["bucket"]: (r["qty"], r["value"]) for r in rows(inv["Stock by age"])}
+    assert ages == {"0-30": (20, 40), "31-60": (0, 0), "61-90": (20, 40), "90+": (0, 0)}
+    due = {
+        (r["date"], r["horizon_days"]): r["lots"] for r in rows(inv["Lots due in 7 and 30 days"])
+    }
+    assert len(due) == 6
+    assert due["expiration", "7"] == 1
+    assert due["removal", "30"] == 2
+    skus = {r["sku"]: r for r in rows(inv["SKUs"])}
+    assert skus["SKU-1"]["on_hand"] == 20
+    assert skus["SKU-1"]["days_of_supply"] == 40  # 20 ÷ (15 / 30)
+    assert skus["SKU-2"]["days_of_supply"] is None  # undefined without demand, not 0
+    assert skus["SKU-2"]["movement"] == "slow"
+    turnover = {s["tags"]["sku"]: [v[1] for v in s["values"]] for s in inv["Turnover per day"]}
+    assert turnover == {"SKU-1": [0.5, 0.6], "SKU-2": [0.0, 0.0]}
+
+    ar = {k.split(":", 1)[1]: v for k, v in results.items() if "alert-response" in k}
+    assert ar["$type"] == ["cold_chain_excursion", "reorder"]
+    totals = ar["Alerts raised, acknowledged and resolved"][0]
+    assert dict(zip(totals["columns"], totals["values"][0], strict=True)) == {
+        "time": 0,
+        "raised": 3,
+        "acknowledged": 2,
+        "resolved": 1,
+    }
+    assert by_tags(ar["Alerts by type"], "sum", "type") == {"cold_chain_excursion": 2, "reorder": 1}
+    ack = by_tags(ar["Time to acknowledge"], "last", "type", "severity")
+    assert ack == {"cold_chain_excursion/critical": 240.0}  # reorder: none acknowledged
+    assert by_tags(ar["Time to acknowledge#B"], "last", "type", "severity") == {
+        "cold_chain_excursion/critical": 480.0
+    }
+    per_day = by_tags(ar["Time to acknowledge per day"], "ack_mean_s", "type", "severity")
+    assert per_day == {"cold_chain_excursion/critical": 600.0}
+    table = {(r["type"], r["severity"]): r for r in rows(ar["Response per type and severity"])}
+    assert table["reorder", "major"]["count"] == 1
+    assert table["reorder", "major"]["acked_in_time_share"] is None
+    assert table["cold_chain_excursion", "critical"]["acked_in_time_share"] == 0.5
 
 
 def test_selections_render_as_grafana_regexes(loaded: Settings) -> None:

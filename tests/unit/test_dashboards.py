@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
+from core.kpi import AgeBucket, AlertResponseFigures, LotsDueFigures, SiteKpis, SkuKpi
 from dashboards import DASHBOARD_DIR, DATASOURCE_UID, DATASOURCE_VARIABLE, dashboard_files
+from dashboards.build import BUILDERS, generate, stale, write
+from dashboards.build import main as build_main
 from dashboards.push import (
     PushError,
     folder_uid_for,
@@ -24,10 +27,17 @@ from dashboards.push import (
     redact,
     safe_url,
 )
+from rules.kpi.service import kpi_lines
 
 REPO = Path(__file__).resolve().parents[2]
 DS_REF = {"type": "influxdb", "uid": f"${{{DATASOURCE_VARIABLE}}}"}
-EXPECTED_UIDS = {"stocksense-cold-chain", "stocksense-warehouse", "stocksense-alerts"}
+EXPECTED_UIDS = {
+    "stocksense-cold-chain",
+    "stocksense-warehouse",
+    "stocksense-alerts",
+    "stocksense-inventory",
+    "stocksense-alert-response",
+}
 BUILTIN_VARIABLES = {"timeFilter", "__interval"}
 # Inventory measurements written by the rules engine (tags, fields), as documented.
 INVENTORY: dict[str, tuple[set[str], set[str]]] = {
@@ -43,8 +53,41 @@ INVENTORY: dict[str, tuple[set[str], set[str]]] = {
 }
 
 
+def kpi_contract() -> dict[str, tuple[set[str], set[str]]]:
+    """KPI measurements -> (tags, fields), from the lines the pipeline writes for a snapshot
+    with every figure defined."""
+    sku = SkuKpi(
+        sku="TEA", on_hand=10, available=8, unit_cost=2, value=20, outflow=5, avg_on_hand=9,
+        turnover=0.5, avg_daily_demand=0.2, days_of_supply=40, days=30, days_with_demand=12,
+        stockout_days=1, stockout_rate=1 / 30, fill_rate=0.9, idle_days=2, movement="active",
+    )  # fmt: skip
+    snapshot = SiteKpis(
+        site="wh1", period="rolling", start_ms=0, end_ms=30 * 86_400_000, timezone="UTC",
+        stock_value=20, stockout_rate=1 / 30, fill_rate=0.9, slow_skus=0, slow_value=0,
+        dead_skus=0, dead_value=0, skus=[sku],
+        ageing=[AgeBucket(label="0-30", qty=10, value=20)],
+        lots_due=[LotsDueFigures(date="alert", horizon_days=7, lots=1, qty=10, value=20)],
+        alerts=[
+            AlertResponseFigures(
+                type="reorder", severity="major", count=2, acked=1, resolved=1, ack_mean_s=60,
+                ack_p90_s=60, resolve_mean_s=600, resolve_p90_s=600, acked_in_time_share=1.0,
+            )
+        ],
+    )  # fmt: skip
+    table: dict[str, tuple[set[str], set[str]]] = {}
+    for point in kpi_lines(snapshot):
+        series, fields, _ = point.split(" ")
+        measurement, *tags = series.split(",")
+        table[measurement] = (
+            {t.split("=")[0] for t in tags},
+            {f.split("=")[0] for f in fields.split(",")},
+        )
+    return table
+
+
 def wire_contract() -> dict[str, tuple[set[str], set[str]]]:
-    """Measurements -> (tags, fields) from the table in docs/wire-contract.md, plus inventory."""
+    """Measurements -> (tags, fields) from the table in docs/wire-contract.md, plus inventory
+    and KPIs."""
     text = (REPO / "docs" / "wire-contract.md").read_text(encoding="utf-8")
     table: dict[str, tuple[set[str], set[str]]] = {}
     for match in re.finditer(r"^\| `(\w+)` \| (.+?) \| (.+?) \|$", text, re.MULTILINE):
@@ -53,6 +96,10 @@ def wire_contract() -> dict[str, tuple[set[str], set[str]]]:
         table[match.group(1)] = (tags, fields)
     for name, (tags, fields) in INVENTORY.items():
         if name in table:  # once documented, the doc and the dashboards must agree
+            assert table[name] == (tags, fields), name
+        table[name] = (tags, fields)
+    for name, (tags, fields) in kpi_contract().items():
+        if name in table:
             assert table[name] == (tags, fields), name
         table[name] = (tags, fields)
     return table
@@ -90,7 +137,7 @@ DASHBOARDS = load_all()
 PARAMS = sorted(DASHBOARDS)
 
 
-def test_the_three_dashboards_exist_with_unique_uids() -> None:
+def test_every_dashboard_exists_with_a_unique_uid() -> None:
     uids = [d["uid"] for d in DASHBOARDS.values()]
     assert sorted(uids) == sorted(EXPECTED_UIDS)
     assert {f"{u}.json" for u in uids} == set(DASHBOARDS)
@@ -102,7 +149,7 @@ def test_dashboard_model_basics(name: str) -> None:
     assert dashboard["schemaVersion"] >= 39
     assert dashboard["title"].startswith("StockSense")
     assert "stocksense" in dashboard["tags"]
-    assert dashboard["id"] is None
+    assert dashboard.get("id") is None  # Grafana assigns one when it saves the dashboard
     ids = [p["id"] for p in all_panels(dashboard)]
     assert len(ids) == len(set(ids)), f"duplicate panel ids in {name}"
     for panel in all_panels(dashboard):
@@ -148,7 +195,7 @@ def test_targets_are_raw_influxql_with_time_filter(name: str) -> None:
     for variable in dashboard["templating"]["list"]:
         if variable["type"] == "query":
             assert re.match(r'^SHOW TAG VALUES FROM "\w+" WITH KEY = "\w+"', variable["query"])
-            assert variable["definition"] == variable["query"]
+            assert variable.get("definition", variable["query"]) == variable["query"]
 
 
 @pytest.mark.parametrize("name", PARAMS)
@@ -211,6 +258,99 @@ def test_alert_table_colours_every_severity() -> None:
     colours = props["mappings"][0]["options"]
     assert set(colours) == {"critical", "major", "minor", "warning", "info"}
     assert colours["critical"]["color"] == "dark-red"
+
+
+def test_committed_json_is_what_the_code_generates() -> None:
+    assert set(generate()) == set(DASHBOARDS) == {f"{uid}.json" for uid in BUILDERS}
+    assert stale() == [], "run python -m dashboards.build"
+    assert build_main(["--check"]) == 0
+
+
+def test_build_writes_missing_and_changed_files_only(tmp_path: Path) -> None:
+    assert sorted(write(tmp_path)) == sorted(generate())
+    assert write(tmp_path) == []
+    path = tmp_path / "stocksense-alerts.json"
+    path.write_text(path.read_text(encoding="utf-8").replace("Alerts raised", "Raised"), "utf-8")
+    (tmp_path / "stocksense-inventory.json").unlink()
+    assert stale(tmp_path) == ["stocksense-alerts.json", "stocksense-inventory.json"]
+    assert sorted(write(tmp_path)) == ["stocksense-alerts.json", "stocksense-inventory.json"]
+    assert stale(tmp_path) == []
+
+
+def kpi_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """(panel title, query) of the panel targets on KPI measurements."""
+    return [(w, q) for w, q in queries(dashboard) if w.startswith("panel") and '"kpi_' in q]
+
+
+@pytest.mark.parametrize("name", ["stocksense-inventory.json", "stocksense-alert-response.json"])
+def test_kpi_panels_read_one_kind_of_snapshot(name: str) -> None:
+    found = kpi_queries(DASHBOARDS[name])
+    assert len(found) >= 12
+    for where, query in found:
+        periods = re.findall(r"\"period\" = '(\w+)'", query)
+        assert len(set(periods)) == 1, f"{where}: mixes or misses snapshot kinds: {query}"
+        assert periods[0] in {"rolling", "day"}
+    variables = {v["name"]: v for v in DASHBOARDS[name]["templating"]["list"]}
+    assert variables["site"]["multi"] is False  # one site's figures at a time
+    assert variables["site"]["query"] == 'SHOW TAG VALUES FROM "kpi_site" WITH KEY = "site"'
+
+
+def test_inventory_health_shows_every_figure_and_drills_down_to_a_sku() -> None:
+    dashboard = DASHBOARDS["stocksense-inventory.json"]
+    panels = {p["title"]: p for p in all_panels(dashboard)}
+    text = " ".join(t["query"] for p in panels.values() for t in p.get("targets", []))
+    for field in (
+        "stock_value", "stockout_rate", "fill_rate", "slow_skus", "slow_value", "dead_skus",
+        "dead_value", "turnover", "days_of_supply",
+    ):  # fmt: skip
+        assert f'"{field}"' in text, field
+    ageing = panels["Stock by age"]
+    assert ageing["type"] == "barchart"
+    assert ageing["options"]["xField"] == "bucket"
+    assert 'GROUP BY "bucket" ORDER BY time DESC LIMIT 1' in ageing["targets"][0]["query"]
+    lots = panels["Lots due in 7 and 30 days"]["targets"][0]["query"]
+    assert 'FROM "kpi_lots_due"' in lots
+    assert 'GROUP BY "date", "horizon_days"' in lots
+    skus = panels["SKUs"]
+    link = next(
+        p["value"][0]
+        for o in skus["fieldConfig"]["overrides"]
+        if o["matcher"]["options"] == "sku"
+        for p in o["properties"]
+        if p["id"] == "links"
+    )
+    assert link["url"].startswith("/d/stocksense-inventory?var-site=${site}&var-sku=${__value.raw}")
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["sku"]["multi"] is True
+    for title in ("Turnover per day", "Days of supply per day", "Stock-out rate per day"):
+        query = panels[title]["targets"][0]["query"]
+        assert '"sku" =~ /^$sku$/' in query
+        assert "\"period\" = 'day'" in query
+
+
+def test_alert_response_shows_times_and_the_in_time_share() -> None:
+    dashboard = DASHBOARDS["stocksense-alert-response.json"]
+    panels = {p["title"]: p for p in all_panels(dashboard)}
+    fields = {
+        re.findall(r'"(\w+_s|acked_in_time_share)"', t["query"])[0]
+        for p in panels.values()
+        for t in p.get("targets", [])
+        if re.search(r'"(\w+_s|acked_in_time_share)"', t["query"])
+    }
+    assert fields >= {"ack_mean_s", "ack_p90_s", "resolve_mean_s", "resolve_p90_s"}
+    share = panels["Acknowledged within the escalation time"]
+    assert share["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    assert [t["alias"] for t in panels["Time to acknowledge"]["targets"]] == [
+        "mean $tag_type/$tag_severity",
+        "p90 $tag_type/$tag_severity",
+    ]
+    trend = panels["Alerts per day by severity"]
+    assert "\"period\" = 'day'" in trend["targets"][0]["query"]
+    colours = {
+        o["matcher"]["options"]: o["properties"][0]["value"]["fixedColor"]
+        for o in trend["fieldConfig"]["overrides"]
+    }
+    assert colours["critical"] == "dark-red"
 
 
 def test_provisioning_matches_the_dashboards() -> None:
@@ -313,7 +453,7 @@ def test_push_creates_the_folder_and_overwrites_every_dashboard(
     assert all(s["folderUid"] == "cold-store-ops" for s in handler.saved)
     assert all(s["dashboard"]["id"] is None for s in handler.saved)
     assert set(handler.auth_headers) == {f"Bearer {TOKEN}"}
-    assert "pushed 3 dashboards" in caplog.text
+    assert f"pushed {len(EXPECTED_UIDS)} dashboards" in caplog.text
     assert TOKEN not in caplog.text
 
 
@@ -327,7 +467,7 @@ def test_push_reuses_an_existing_folder(
     assert main(["--url", url, "--token-file", str(token_file)]) == 0
     assert len(handler.folders) == 1
     assert {s["folderUid"] for s in handler.saved} == {"abc123"}
-    assert len(handler.saved) == 3
+    assert len(handler.saved) == len(EXPECTED_UIDS)
 
 
 def test_push_reports_a_rejected_token_without_echoing_it(
