@@ -38,6 +38,7 @@ logging.getLogger("sllurp").setLevel(logging.WARNING)
 _EPC = re.compile(r"^[0-9A-F]{8,128}$")
 MAX_REPORT_N = 65535  # the reader reports after this many tags or the report interval
 MISSED_KEEPALIVES = 3
+SESSION_JOIN_S = 1.0  # time given to a dropped session's thread to end
 
 
 def _reader_ms(report: dict[str, Any], key: str) -> int | None:
@@ -87,7 +88,9 @@ class LlrpDriver:
         self._lost = threading.Event()
         self._last_heard = 0.0
         self._connecting = threading.Lock()
+        self._closed = False
         self.sessions = 0
+        self.attempts = 0
 
     def _where(self) -> str:
         return f"{self.device.host}:{self.device.port}"
@@ -128,12 +131,14 @@ class LlrpDriver:
     def _on_message(self, _reader: Any, _message: Any) -> None:
         self._last_heard = time.monotonic()
 
-    def _on_inventorying(self, _reader: Any, _state: Any) -> None:
-        self._last_heard = time.monotonic()
-        self._inventorying.set()
+    def _on_inventorying(self, reader: Any, _state: Any) -> None:
+        if reader is self._client:  # not a session that was already given up
+            self._last_heard = time.monotonic()
+            self._inventorying.set()
 
-    def _on_disconnected(self, _reader: Any) -> None:
-        self._lost.set()
+    def _on_disconnected(self, reader: Any) -> None:
+        if reader is self._client:
+            self._lost.set()
 
     # the agent's loop ------------------------------------------------------------
 
@@ -180,9 +185,15 @@ class LlrpDriver:
 
     def _drop(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
-            with contextlib.suppress(OSError, ReaderConfigurationError):
-                client.hard_disconnect()
+        if client is None:
+            return
+        thread = client._socket_thread  # sllurp keeps its session thread there
+        with contextlib.suppress(OSError, ReaderConfigurationError):
+            client.hard_disconnect()
+        if isinstance(thread, threading.Thread) and thread is not threading.current_thread():
+            thread.join(SESSION_JOIN_S)
+            if thread.is_alive():
+                logger.warning("%s: LLRP session thread still running", self.device.name)
 
     def _connect(self) -> None:
         if not self._connecting.acquire(blocking=False):
@@ -192,22 +203,32 @@ class LlrpDriver:
             self._inventorying.clear()
             self._lost.clear()
             d = self.device
-            deadline = d.timeout_s * (d.retries + 1)
+            budget = d.timeout_s * (d.retries + 1)  # within the agent's timeout of one poll
+            deadline = time.monotonic() + budget
             client = LLRPReaderClient(d.host, d.port, self._reader_config(), timeout=d.timeout_s)
             client.add_tag_report_callback(self._on_tags)
             client.add_message_callback("KEEPALIVE", self._on_message)
             client.add_state_callback(LLRPReaderState.STATE_INVENTORYING, self._on_inventorying)
             client.add_disconnected_callback(self._on_disconnected)
             try:
-                client.connect()
+                client.connect(start_main_loop=False)
             except (OSError, ReaderConfigurationError) as exc:
                 raise DeviceError(f"{self._where()}: cannot connect ({exc})") from None
             self._client = client
-            if not self._inventorying.wait(deadline):
+            # sllurp's own session thread is not a daemon: one stuck in select() on a socket
+            # closed under it would keep the agent from exiting. Run its loop on a daemon.
+            self.attempts += 1
+            thread = threading.Thread(
+                target=client.main_loop, name=f"llrp-{d.name}-{self.attempts}", daemon=True
+            )
+            client._socket_thread = thread  # what sllurp's connect() would set
+            thread.start()
+            if not self._inventorying.wait(max(0.0, deadline - time.monotonic())):
                 self._drop()
-                raise DeviceError(
-                    f"{self._where()}: no inventory within {deadline:g} s of connecting"
-                )
+                raise DeviceError(f"{self._where()}: no inventory within {budget:g} s")
+            if self._closed:  # the agent stopped while this session was being set up
+                self._drop()
+                raise DeviceError(f"{self._where()}: closed")
             self.sessions += 1
             logger.info(
                 "%s: inventory running on %s, antennas %s",
@@ -220,6 +241,7 @@ class LlrpDriver:
 
     async def close(self) -> None:
         """End the session politely (the reader deletes the ROSpec), then close."""
+        self._closed = True
         client = self._client
         if client is None:
             return

@@ -1,6 +1,6 @@
 """``stocksense edge`` against a simulated LLRP reader and the session's Mosquitto: tag reports
 become canonical RFID messages (dedup per EPC and antenna, exact read counts), and a reader that
-restarts is published offline, reconnected, and reports again."""
+restarts is published offline, reconnected, and reports again; so is one that hangs."""
 
 from __future__ import annotations
 
@@ -170,13 +170,27 @@ def test_tag_reports_become_rfid_messages_and_reader_restart_reconnects(
         assert {(e, a) for e, a, *_ in listener.reads()[before:]} == {(EPC_C, 1)}
         reader.clear()
         wait_for(lambda: listener.counts() == reader.sent, what="every read after the restart")
+
+        # A reader that hangs (the connection stays up, nothing comes back): after three missed
+        # keepalives the agent reconnects, gets no session, and publishes the reader offline.
+        offline_before = listener.online("dock-1").count(False)
+        reader.silent = True
+        wait_for(
+            lambda: listener.online("dock-1").count(False) > offline_before,
+            timeout=30,
+            what="a silent reader offline",
+        )
+        reader.silent = False
+        wait_for(lambda: listener.online("dock-1")[-1:] == [True], what="answering again")
+        assert reader.connections >= 4  # the hung session, one or more unanswered, the new one
     finally:
         agent.stop()
         listener.close()
     seqs = listener.seqs()
     assert seqs == list(range(len(seqs)))  # one seq per message, none lost or repeated
-    offline = [s for s in listener.status["dock-1"] if not s.online]
-    assert offline[0].reason is not None
-    assert "127.0.0.1" in offline[0].reason
+    offline = [s.reason or "" for s in listener.status["dock-1"] if not s.online]
+    assert "cannot connect" in offline[0]  # the reader switched off
+    assert "no inventory within 1 s" in offline[1]  # the hung reader
     log = agent.log.read_text()
-    assert log.count("inventory running on") == 2
+    assert log.count("inventory running on") == 3
+    assert "silent for" in log
