@@ -189,15 +189,21 @@ def regex_escape(value: str) -> str:
     return re.sub(r"([\\^$*+?.()|\[\]{}/])", r"\\\1", value)
 
 
-def render(query: str, values: dict[str, str | list[str]]) -> str:
+def render(
+    query: str,
+    values: dict[str, str | list[str]],
+    *,
+    range_ms: tuple[int, int] | None = None,
+    interval: str = "1m",
+) -> str:
     """Interpolate a query like Grafana: $timeFilter, $__interval and template variables.
 
     A list value is a multi-value selection (``(a|b)``); ``"$__all"`` uses the allValue ``.*``.
+    ``range_ms`` is the dashboard's time range (by default around :func:`data_set`).
     """
-    start_ms = T0 // 1_000_000 - 60_000
-    end_ms = NOW_NS // 1_000_000 + 60_000
+    start_ms, end_ms = range_ms or (T0 // 1_000_000 - 60_000, NOW_NS // 1_000_000 + 60_000)
     out = query.replace("$timeFilter", f"time >= {start_ms}ms and time <= {end_ms}ms")
-    out = out.replace("$__interval", "1m")
+    out = out.replace("$__interval", interval)
     for name in sorted(values, key=len, reverse=True):
         value = values[name]
         if value == "$__all":
@@ -394,7 +400,7 @@ def test_every_query_runs_and_returns_the_written_values(loaded: Settings) -> No
     inv = {k.split(":", 1)[1]: v for k, v in results.items() if k.startswith("stocksense-inv")}
     assert inv["$site"] == ["wh1"]
     assert inv["$sku"] == ["SKU-1", "SKU-2"]
-    assert rows(inv["Stock value"])[0]["last"] == 80.0  # the latest rolling: (20 + 20) × 2
+    assert rows(inv["Stock value"])[0]["last"] == 80.0  # the latest rolling: (20 + 20) units at 2.0
     assert rows(inv["Fill rate"])[0]["last"] == 0.8
     slow = inv["Slow and dead SKUs"][0]
     assert dict(zip(slow["columns"], slow["values"][0], strict=True))["slow"] == 1
@@ -432,10 +438,10 @@ def test_every_query_runs_and_returns_the_written_values(loaded: Settings) -> No
     }
     per_day = by_tags(ar["Time to acknowledge per day"], "ack_mean_s", "type", "severity")
     assert per_day == {"cold_chain_excursion/critical": 600.0}
-    table = {(r["type"], r["severity"]): r for r in rows(ar["Response per type and severity"])}
-    assert table["reorder", "major"]["count"] == 1
-    assert table["reorder", "major"]["acked_in_time_share"] is None
-    assert table["cold_chain_excursion", "critical"]["acked_in_time_share"] == 0.5
+    response = {(r["type"], r["severity"]): r for r in rows(ar["Response per type and severity"])}
+    assert response["reorder", "major"]["count"] == 1
+    assert response["reorder", "major"]["acked_in_time_share"] is None
+    assert response["cold_chain_excursion", "critical"]["acked_in_time_share"] == 0.5
 
 
 def test_selections_render_as_grafana_regexes(loaded: Settings) -> None:
