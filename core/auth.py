@@ -61,7 +61,10 @@ ALL_ROLES = frozenset(Role)
 PERMISSIONS: dict[str, frozenset[Role]] = {
     "read": ALL_ROLES,
     "alerts.ack": frozenset({Role.OPERATOR, Role.APPROVER, Role.ADMIN}),
+    "alerts.assign": frozenset({Role.OPERATOR, Role.APPROVER, Role.ADMIN}),
+    "alerts.resolve": frozenset({Role.OPERATOR, Role.APPROVER, Role.ADMIN}),
     "silences.manage": frozenset({Role.OPERATOR, Role.APPROVER, Role.ADMIN}),
+    "picks.record": frozenset({Role.OPERATOR, Role.APPROVER, Role.ADMIN}),
     "purchasing.manage": frozenset({Role.BUYER, Role.APPROVER, Role.ADMIN}),
     "requisitions.create": frozenset({Role.BUYER, Role.APPROVER, Role.ADMIN}),
     "requisitions.approve": frozenset({Role.APPROVER, Role.ADMIN}),

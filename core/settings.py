@@ -265,13 +265,22 @@ class TypePolicy(BaseModel):
     debounce_s: float = Field(default=0.0, ge=0, le=86_400)
     debounce_count: int = Field(default=1, ge=1, le=10_000)
     severity: AlertSeverity | None = None
+    remind_every_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=7 * 86_400,
+        description="Remind the channels told of an active, unacked alert this often.",
+    )
 
 
 class RouteSettings(BaseModel):
     """Which channels get an alert; empty match lists match anything.
 
     ``escalate_after_s`` and ``escalate_to``: an alert of this route still active and unacked
-    that long after it was raised is also sent to ``escalate_to``.
+    that long after it was raised is also sent to ``escalate_to``, and so is one past its
+    acknowledge or resolve deadline (``AlertingSettings.due``). ``owner`` owns the route's new
+    alerts (the first matching route naming one wins over ``AlertingSettings.oncall``);
+    ``remind_every_s`` reminds while an alert stays active and unacked.
     """
 
     name: str = "route"
@@ -282,6 +291,47 @@ class RouteSettings(BaseModel):
     channels: tuple[str, ...] = ()
     escalate_after_s: float | None = Field(default=None, gt=0)
     escalate_to: tuple[str, ...] = ()
+    owner: str | None = Field(default=None, min_length=1, max_length=128)
+    remind_every_s: float | None = Field(default=None, gt=0, le=7 * 86_400)
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class OnCallSettings(BaseModel):
+    """An on-call rotation: who owns a new alert of ``sites`` (empty: any site) that no route
+    gives an owner, by the day of the week in ``timezone``; ``default`` on days not listed."""
+
+    sites: tuple[str, ...] = ()
+    timezone: str = "UTC"
+    days: dict[Weekday, Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=dict
+    )
+    default: str | None = Field(default=None, min_length=1, max_length=128)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r}") from None
+        return value
+
+
+class DuePolicy(BaseModel):
+    """Deadlines of an alert from when it is raised: to acknowledge it and to resolve it."""
+
+    ack_s: float | None = Field(default=None, gt=0, le=30 * 86_400)
+    resolve_s: float | None = Field(default=None, gt=0, le=365 * 86_400)
+
+
+def _default_due() -> dict[AlertSeverity, DuePolicy]:
+    return {
+        "critical": DuePolicy(ack_s=900, resolve_s=4 * 3600),
+        "major": DuePolicy(ack_s=3600, resolve_s=24 * 3600),
+    }
 
 
 class ColdChainPolicy(BaseModel):
@@ -360,10 +410,29 @@ class AlertingSettings(BaseModel):
     )
     offline: OfflinePolicy = Field(default_factory=OfflinePolicy)
     sensor_health: SensorHealthPolicy = Field(default_factory=SensorHealthPolicy)
+    due: dict[AlertSeverity, DuePolicy] = Field(
+        default_factory=_default_due,
+        description="Acknowledge and resolve deadlines by severity; severities not listed have "
+        "none.",
+    )
+    oncall: list[OnCallSettings] = Field(
+        default_factory=list, description="Owners of alerts whose route names none; first match."
+    )
+    update_interval_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description="An active alert's latest value is written at most this often (a new peak "
+        "at once).",
+    )
 
     def policy(self, type_: str) -> TypePolicy:
         """The debounce/severity policy of an alert type."""
         return self.types.get(type_) or TypePolicy()
+
+    def due_for(self, severity: str) -> DuePolicy:
+        """The deadlines of an alert of ``severity`` (none when not configured)."""
+        return next((p for level, p in self.due.items() if level == severity), DuePolicy())
 
     def cold_chain_for(self, site: str, zone: str) -> ColdChainPolicy:
         """The cold-chain policy of one zone."""
@@ -391,6 +460,12 @@ class InventorySettings(BaseModel):
     rfid_dedup_window_s: float = Field(default=2.0, ge=0)
     rfid_exit_after_s: float = Field(default=30.0, gt=0)
     settle_readings: int = Field(default=5, ge=2, le=100)
+    settle_s: float = Field(
+        default=120.0,
+        ge=0,
+        le=86_400,
+        description="After start, stock of a SKU with no reporting shelf cell counts as known.",
+    )
 
 
 class KpiSettings(BaseModel):

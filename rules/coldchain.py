@@ -2,7 +2,9 @@
 
 A probe out of band starts an excursion; only when it has lasted longer than the zone's
 allowance is the condition reported to the alert lifecycle (brief door openings do not page
-anyone), which raises one alert after the type's debounce. The alert clears when every probe of
+anyone), which raises one alert after the type's debounce. Every later reading out of band is
+reported too, so the open alert shows the latest temperature, the peak and how long it has
+lasted. The alert clears when every probe of
 the zone is back in band. Time is the readings' own time, so replayed or
 simulated data behave exactly like live data.
 """
@@ -77,7 +79,7 @@ class ColdChainRule:
         if state.out_since_ms is None:
             state.out_since_ms = sample.ts_ms
         duration_s = (sample.ts_ms - state.out_since_ms) / 1000
-        if duration_s <= zone.allowance_s or self._lifecycle.is_open(source, ALERT_TYPE):
+        if duration_s <= zone.allowance_s:
             return
         threshold = band.high if sample.celsius > band.high else band.low
         direction = "above" if sample.celsius > band.high else "below"

@@ -10,8 +10,14 @@ times (per type, from ``AlertingSettings.types``; the defaults raise at once); t
 condition is resolved, so a condition that stops before its debounce raises nothing. It is
 kept in memory: after a restart a pending condition starts counting again, which can only
 delay an alert by one debounce period. Everything else (open alerts, flapping, silences,
-escalation) is in the database, so :meth:`AlertLifecycle.tick` — escalation of unacked alerts
-and settling of flapping ones — behaves the same after a restart.
+escalation) is in the database, so :meth:`AlertLifecycle.tick` — escalation of unacked and
+overdue alerts, reminders, and settling of flapping ones — behaves the same after a restart.
+
+Rules keep reporting while their condition holds: each report of an open alert keeps it current
+(latest value, peak, details, message, last sighting), written at most every
+``update_interval_s`` of the condition's time per alert, or at once when the peak moves, so a
+rule reporting every reading costs a database write only every few seconds. When the alert is no
+longer open (a person resolved it while the condition held) the report raises it again.
 """
 
 from __future__ import annotations
@@ -38,6 +44,26 @@ class _Pending:
     count: int
 
 
+@dataclass(slots=True)
+class _Current:
+    """What the lifecycle last wrote of an open alert."""
+
+    written_ms: int
+    peak: float | None
+
+
+def farther(value: float | None, peak: float | None, threshold: float | None) -> float | None:
+    """The peak after ``value``: the one farther beyond ``threshold`` (either side, as a band
+    is left above or below), the larger without a threshold; ``peak`` on a tie."""
+    if value is None:
+        return peak
+    if peak is None:
+        return value
+    if threshold is None:
+        return max(value, peak)
+    return value if abs(value - threshold) > abs(peak - threshold) else peak
+
+
 class AlertLifecycle:
     """Debounces every rule's conditions into alerts; its ``tick`` escalates and settles.
 
@@ -49,6 +75,7 @@ class AlertLifecycle:
         self.store = store
         self.settings = settings or store.alerting
         self._pending: dict[tuple[str, str], _Pending] = {}
+        self._current: dict[tuple[str, str], _Current] = {}
         # Conditions known to have an open alert: repeated reports cost no database query.
         self._open: set[tuple[str, str]] = {
             (a.source, a.type) for a in store.list(state="active", limit=1_000_000)
@@ -74,7 +101,11 @@ class AlertLifecycle:
         """The condition holds at ``condition.at_ms``; returns the alert once it is raised."""
         key = (condition.source, condition.type)
         if key in self._open:
-            return None
+            if self._keep_current(key, condition):
+                return None
+            # Resolved by a person while the condition holds: it is raised again.
+            self._open.discard(key)
+            self._current.pop(key, None)
         policy = self.settings.policy(condition.type)
         at_ms = condition.at_ms
         pending = self._pending.get(key)
@@ -98,11 +129,41 @@ class AlertLifecycle:
             )
         )
         self._open.add(key)
+        self._current[key] = _Current(written_ms=condition.at_ms, peak=alert.peak_value)
         if created:
             logger.warning(
                 "%s raised for %s (alert %d)", condition.type, condition.source, alert.id
             )
         return alert
+
+    def _keep_current(self, key: tuple[str, str], condition: AlertCondition) -> bool:
+        """Write the open alert's latest sighting when due; False if no alert is open."""
+        current = self._current.get(key)
+        if current is None:
+            # Open before this process started: start from what is stored.
+            stored = self.store.active(*key)
+            if stored is None:
+                return False
+            current = _Current(written_ms=stored.last_seen_at or stored.raised_at,
+                               peak=stored.peak_value)  # fmt: skip
+            self._current[key] = current
+        peak = farther(condition.value, current.peak, condition.threshold)
+        interval_ms = int(self.settings.update_interval_s * 1000)
+        if peak == current.peak and condition.at_ms - current.written_ms < interval_ms:
+            return True
+        written = self.store.update_active(
+            condition.source,
+            condition.type,
+            value=condition.value,
+            peak_value=peak,
+            message=condition.message,
+            details=condition.details,
+            at_ms=condition.at_ms,
+        )
+        if written:
+            current.peak = peak
+            current.written_ms = max(current.written_ms, condition.at_ms)
+        return written
 
     def resolve(
         self, source: str, type_: str, *, at_ms: int, note: str | None = None
@@ -110,6 +171,7 @@ class AlertLifecycle:
         """The condition is gone at ``at_ms``: forget debounce progress, clear the alert."""
         key = (source, type_)
         self._pending.pop(key, None)
+        self._current.pop(key, None)
         if key not in self._open:
             return None
         self._open.discard(key)
@@ -123,8 +185,10 @@ class AlertLifecycle:
         del samples
 
     def tick(self, now_ms: int) -> None:
-        """Escalate unacked alerts and settle flapping ones at ``now_ms``."""
+        """At ``now_ms``: escalate unacked and overdue alerts, remind of active unacked ones,
+        and settle flapping ones."""
         self.store.escalate_due(now_ms)
+        self.store.remind_due(now_ms)
         self.store.settle_flapping(now_ms)
 
 

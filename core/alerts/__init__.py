@@ -11,6 +11,7 @@
 """
 
 from core.alerts.models import (
+    CAUSES,
     CHANNEL_HEALTH_TYPE,
     INFLUX_CHANNEL,
     Alert,
@@ -18,6 +19,7 @@ from core.alerts.models import (
     AlertEvent,
     AlertReporter,
     AlertState,
+    Cause,
     OutboxItem,
     Severity,
     Silence,
@@ -29,6 +31,7 @@ from core.alerts.state import AlertStateStore
 from core.alerts.stores import AlertStores
 
 __all__ = [
+    "CAUSES",
     "CHANNEL_HEALTH_TYPE",
     "INFLUX_CHANNEL",
     "Alert",
@@ -38,6 +41,7 @@ __all__ = [
     "AlertState",
     "AlertStateStore",
     "AlertStores",
+    "Cause",
     "OutboxItem",
     "OutboxStore",
     "Severity",

@@ -12,7 +12,10 @@ from pydantic import BaseModel, ConfigDict
 
 Severity = Literal["critical", "major", "minor", "warning", "info"]
 AlertState = Literal["active", "cleared"]
-AlertEvent = Literal["raised", "cleared", "escalated"]
+AlertEvent = Literal["raised", "cleared", "escalated", "reminder"]
+# Why an alert happened, given when a person resolves it.
+Cause = Literal["equipment", "process", "supplier", "data", "false_alarm", "other"]
+CAUSES: tuple[Cause, ...] = ("equipment", "process", "supplier", "data", "false_alarm", "other")
 
 INFLUX_CHANNEL = "influxdb"
 CHANNEL_HEALTH_TYPE = "channel_health"
@@ -24,7 +27,14 @@ def now_ms() -> int:
 
 
 class Alert(BaseModel):
-    """An alert as stored and served."""
+    """An alert as stored and served.
+
+    While it is active, ``value`` is the latest value the rule reported, ``peak_value`` the
+    one farthest beyond the threshold (the largest without one) and ``last_seen_at`` the time
+    of the latest report written. ``owner`` is who answers for it; ``ack_due_at`` and
+    ``resolve_due_at`` its deadlines (``*_overdue_at`` when they were found passed).
+    ``time_to_ack_s`` and ``time_to_resolve_s`` count from ``raised_at`` of the occurrence.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -50,6 +60,20 @@ class Alert(BaseModel):
     escalated_at: int | None = None
     silenced_by: int | None = None
     occurrence: int = 0
+    peak_value: float | None = None
+    last_seen_at: int | None = None
+    owner: str | None = None
+    ack_due_at: int | None = None
+    resolve_due_at: int | None = None
+    ack_overdue_at: int | None = None
+    resolve_overdue_at: int | None = None
+    reminded_at: int | None = None
+    reminders: int = 0
+    resolved_by: str | None = None
+    resolution_note: str | None = None
+    cause: Cause | None = None
+    time_to_ack_s: float | None = None
+    time_to_resolve_s: float | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Alert:
@@ -111,6 +135,7 @@ class OutboxItem(BaseModel):
     status: str
     last_error: str | None
     occurrence: int = 0
+    seq: int = 0
 
 
 class Silence(BaseModel):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from core.alerts.models import INFLUX_CHANNEL, Alert, AlertEvent, OutboxItem, now_ms
 
-_OUTBOX_COLUMNS = "id, channel, alert_id, event, occurrence, attempts, status, last_error"
+_OUTBOX_COLUMNS = "id, channel, alert_id, event, occurrence, seq, attempts, status, last_error"
 
 
 class OutboxStore:
@@ -31,15 +31,24 @@ class OutboxStore:
         self.on_enqueue = on_enqueue
         self._enqueued = False
 
-    def enqueue(self, alert: Alert, event: AlertEvent, channels: Sequence[str], stamp: int) -> None:
+    def enqueue(
+        self,
+        alert: Alert,
+        event: AlertEvent,
+        channels: Sequence[str],
+        stamp: int,
+        *,
+        seq: int = 0,
+    ) -> None:
         """Queue ``event`` of ``alert`` for each of ``channels``, inside the caller's
-        transaction; once it committed, :meth:`wake` tells the notifier."""
+        transaction; once it committed, :meth:`wake` tells the notifier. ``seq`` tells apart
+        events sent more than once per occurrence (the n-th reminder)."""
         for channel in channels:
             self._conn.execute(
                 """INSERT OR IGNORE INTO outbox
-                   (channel, alert_id, event, occurrence, next_attempt_at, created_at)
-                   VALUES (?, ?, ?, ?, ?, ?)""",
-                (channel, alert.id, event, alert.occurrence, stamp, stamp),
+                   (channel, alert_id, event, occurrence, seq, next_attempt_at, created_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                (channel, alert.id, event, alert.occurrence, seq, stamp, stamp),
             )
         self._enqueued = self._enqueued or bool(channels)
 

@@ -15,8 +15,17 @@ The lifecycle that must survive a restart lives here too:
 - **routing** (``AlertingSettings.routes``) decides the channels of an event at enqueue time;
   the channel named ``influxdb`` always gets every state change. A resolved notice goes to the
   channels that were told the alert was active.
-- **escalation**: :meth:`AlertStateStore.escalate_due` sends still-unacked alerts to the
-  escalation channels of their route.
+- **staying current**: :meth:`AlertStateStore.update_active` keeps an open alert's latest
+  value, peak, details and message as the rule keeps reporting it (the lifecycle throttles it).
+- **owners and deadlines**: a raised alert gets an owner (its route's ``owner``, else the
+  on-call rotation of ``AlertingSettings.oncall``) and acknowledge/resolve deadlines by
+  severity (``AlertingSettings.due``); :meth:`AlertStateStore.assign` reassigns it.
+- **escalation**: :meth:`AlertStateStore.escalate_due` sends still-unacked alerts, and alerts
+  past a deadline, to the escalation channels of their route.
+- **reminders**: :meth:`AlertStateStore.remind_due` reminds the channels told of an active,
+  unacked alert every ``remind_every_s`` (per type or route).
+- **resolution**: a rule's clear keeps its note; :meth:`AlertStateStore.resolve` is a person
+  closing an alert (or explaining a cleared one) with a note and a cause.
 """
 
 from __future__ import annotations
@@ -26,7 +35,9 @@ import json
 import logging
 import sqlite3
 import time
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from core.alerts.models import (
     CHANNEL_HEALTH_TYPE,
@@ -35,16 +46,22 @@ from core.alerts.models import (
     AlertCondition,
     AlertEvent,
     AlertState,
+    Cause,
     now_ms,
 )
 from core.alerts.outbox import OutboxStore
 from core.alerts.silences import SilenceStore
-from core.settings import AlertingSettings, RouteSettings
+from core.settings import WEEKDAYS, AlertingSettings, RouteSettings
 
 logger = logging.getLogger(__name__)
 
 # History events that count as raise/clear transitions for flapping detection.
 _TRANSITIONS = ("raised", "reopened", "cleared", "clear_held", "reraised")
+# Reset when a cleared alert reopens: they describe one occurrence.
+_OCCURRENCE_RESET = """acked_by = NULL, acked_at = NULL, escalated_at = NULL,
+    ack_overdue_at = NULL, resolve_overdue_at = NULL, reminded_at = NULL, reminders = 0,
+    resolved_by = NULL, resolution_note = NULL, cause = NULL, time_to_ack_s = NULL,
+    time_to_resolve_s = NULL"""
 
 
 class AlertStateStore:
@@ -91,14 +108,25 @@ class AlertStateStore:
         limit: int = 100,
         type_: str | None = None,
         site: str | None = None,
+        owner: str | None = None,
+        raised_from: int | None = None,
+        raised_to: int | None = None,
     ) -> list[Alert]:
-        """Newest first; optionally of one state, type and site."""
+        """Newest first; optionally of one state, type, site and owner, raised in
+        ``[raised_from, raised_to)``."""
         where: builtins.list[str] = []
         params: builtins.list[object] = []
-        for column, value in (("state", state), ("type", type_), ("site", site)):
+        filters = (("state", state), ("type", type_), ("site", site), ("owner", owner))
+        for column, value in filters:
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        if raised_from is not None:
+            where.append("raised_at >= ?")
+            params.append(raised_from)
+        if raised_to is not None:
+            where.append("raised_at < ?")
+            params.append(raised_to)
         sql = "SELECT * FROM alerts"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -157,17 +185,19 @@ class AlertStateStore:
             if recent is not None:
                 alert_id = int(recent["id"])
                 self._conn.execute(
-                    """UPDATE alerts SET state = 'active', severity = ?, title = ?, message = ?,
-                       value = ?, threshold = ?, details = ?, raised_at = ?, cleared_at = NULL,
-                       acked_by = NULL, acked_at = NULL, escalated_at = NULL, silenced_by = ?,
-                       occurrence = occurrence + 1, updated_at = ? WHERE id = ?""",
+                    f"""UPDATE alerts SET state = 'active', severity = ?, title = ?, message = ?,
+                       value = ?, peak_value = ?, threshold = ?, details = ?, raised_at = ?,
+                       last_seen_at = ?, cleared_at = NULL, {_OCCURRENCE_RESET}, silenced_by = ?,
+                       occurrence = occurrence + 1, updated_at = ? WHERE id = ?""",  # noqa: S608
                     (
                         severity,
                         title,
                         message,
                         value,
+                        value,
                         threshold,
                         detail_text,
+                        at_ms,
                         at_ms,
                         silenced_by,
                         stamp,
@@ -178,8 +208,9 @@ class AlertStateStore:
             else:
                 cur = self._conn.execute(
                     """INSERT INTO alerts (source, type, severity, state, site, zone, title,
-                       message, value, threshold, details, raised_at, updated_at, silenced_by)
-                       VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       message, value, peak_value, threshold, details, raised_at, last_seen_at,
+                       updated_at, silenced_by)
+                       VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     (
                         source,
                         type_,
@@ -189,8 +220,10 @@ class AlertStateStore:
                         title,
                         message,
                         value,
+                        value,
                         threshold,
                         detail_text,
+                        at_ms,
                         at_ms,
                         stamp,
                         silenced_by,
@@ -198,6 +231,7 @@ class AlertStateStore:
                 )
                 alert_id = int(cur.lastrowid or 0)
                 self._event(alert_id, "raised", at_ms)
+            self._set_owner_and_deadlines(self._must_get(alert_id), at_ms)
             self._check_flapping(self._must_get(alert_id), at_ms, extra=0)
             if silence is not None:
                 self._event(
@@ -232,22 +266,117 @@ class AlertStateStore:
         self._outbox.wake()
         return self.get(existing.id)
 
-    def _clear(self, alert_id: int, at_ms: int, stamp: int, *, note: str | None) -> None:
+    def _clear(
+        self,
+        alert_id: int,
+        at_ms: int,
+        stamp: int,
+        *,
+        note: str | None,
+        by: str | None = None,
+        cause: Cause | None = None,
+    ) -> None:
         self._conn.execute(
             """UPDATE alerts SET state = 'cleared', cleared_at = ?, updated_at = ?, flapping = 0,
-               pending_clear_at = NULL WHERE id = ?""",
-            (at_ms, stamp, alert_id),
+               pending_clear_at = NULL, resolution_note = ?, resolved_by = ?, cause = ?,
+               time_to_resolve_s = MAX(0, ? - raised_at) / 1000.0 WHERE id = ?""",
+            (at_ms, stamp, note, by, cause, at_ms, alert_id),
         )
-        self._event(alert_id, "cleared", at_ms, note=note)
+        self._event(alert_id, "cleared" if by is None else "resolved", at_ms, actor=by, note=note)
         self._enqueue(self._must_get(alert_id), "cleared", stamp, at_ms=at_ms)
+
+    def update_active(
+        self,
+        source: str,
+        type_: str,
+        *,
+        value: float | None,
+        peak_value: float | None,
+        message: str,
+        details: dict[str, Any],
+        at_ms: int,
+    ) -> bool:
+        """A still-active condition seen again at ``at_ms``: store its latest value, peak,
+        details (merged over the stored ones) and message; False if no alert is open (a
+        person resolved it). A report older than the stored one only moves the peak."""
+        row = self._conn.execute(
+            """SELECT id, details, last_seen_at FROM alerts
+               WHERE source = ? AND type = ? AND state = 'active'""",
+            (source, type_),
+        ).fetchone()
+        if row is None:
+            return False
+        last_seen = row["last_seen_at"]
+        if last_seen is not None and at_ms < int(last_seen):
+            self._conn.execute(
+                "UPDATE alerts SET peak_value = ?, updated_at = ? WHERE id = ?",
+                (peak_value, now_ms(), row["id"]),
+            )
+            return True
+        merged = {**json.loads(row["details"]), **details}
+        self._conn.execute(
+            """UPDATE alerts SET value = ?, peak_value = ?, message = ?, details = ?,
+               last_seen_at = ?, updated_at = ? WHERE id = ?""",
+            (
+                value,
+                peak_value,
+                message,
+                json.dumps(merged, ensure_ascii=False),
+                at_ms,
+                now_ms(),
+                row["id"],
+            ),
+        )
+        return True
+
+    def resolve(
+        self, alert_id: int, *, by: str, note: str, cause: Cause, at_ms: int | None = None
+    ) -> Alert | None:
+        """A person closes an alert with a note and a cause; None if it does not exist.
+
+        An active alert is cleared at once (flapping or not) and its resolved notice queued;
+        an alert a rule cleared keeps its clear time and gets the person's note and cause.
+        """
+        at = at_ms or now_ms()
+        alert = self.get(alert_id)
+        if alert is None:
+            return None
+        stamp = now_ms()
+        with self._tx():
+            if alert.state == "active":
+                self._clear(alert_id, at, stamp, note=note, by=by, cause=cause)
+            else:
+                self._conn.execute(
+                    """UPDATE alerts SET resolved_by = ?, resolution_note = ?, cause = ?,
+                       updated_at = ? WHERE id = ?""",
+                    (by, note, cause, stamp, alert_id),
+                )
+                self._event(alert_id, "resolution", at, actor=by, note=note)
+        self._outbox.wake()
+        return self.get(alert_id)
+
+    def assign(
+        self, alert_id: int, owner: str, *, by: str, at_ms: int | None = None
+    ) -> Alert | None:
+        """Give an alert to ``owner``; None if it does not exist."""
+        at = at_ms or now_ms()
+        with self._tx():
+            cur = self._conn.execute(
+                "UPDATE alerts SET owner = ?, updated_at = ? WHERE id = ?", (owner, at, alert_id)
+            )
+            if cur.rowcount == 0:
+                return None
+            self._event(alert_id, "assigned", at, actor=by, note=owner)
+        return self.get(alert_id)
 
     def ack(self, alert_id: int, *, by: str, at_ms: int | None = None) -> Alert | None:
         """Acknowledge an alert (who and when); None if it does not exist."""
         at = at_ms or now_ms()
         with self._tx():
             cur = self._conn.execute(
-                "UPDATE alerts SET acked_by = ?, acked_at = ?, updated_at = ? WHERE id = ?",
-                (by, at, at, alert_id),
+                """UPDATE alerts SET acked_by = ?, acked_at = ?, updated_at = ?,
+                   time_to_ack_s = MAX(0, ? - raised_at) / 1000.0 WHERE id = ?""",
+                (by, at, at, at, alert_id),
             )
             if cur.rowcount == 0:
                 return None
@@ -324,41 +453,181 @@ class AlertStateStore:
     # -- escalation -----------------------------------------------------------------------
 
     def escalate_due(self, now_ms: int) -> builtins.list[Alert]:
-        """Escalate active, unacked alerts older than their route's ``escalate_after_s``."""
+        """Escalate active alerts: unacked ones older than their route's ``escalate_after_s``,
+        and those past their acknowledge or resolve deadline, to their routes' ``escalate_to``.
+
+        A deadline found passed is recorded (``ack_overdue_at``, ``resolve_overdue_at`` and an
+        ``overdue`` history event) whether or not a route escalates; each deadline escalates
+        once, and an alert escalated for its age is not escalated again for its acknowledge
+        deadline.
+        """
         escalating = [r for r in self.alerting.routes if r.escalate_after_s and r.escalate_to]
-        if not escalating:
-            return []
-        shortest = min(int((r.escalate_after_s or 0) * 1000) for r in escalating)
+        shortest = min((int((r.escalate_after_s or 0) * 1000) for r in escalating), default=None)
+        aged = (
+            "(acked_at IS NULL AND escalated_at IS NULL AND raised_at <= :aged)"
+            if shortest is not None
+            else "0"
+        )
         rows = self._conn.execute(
-            """SELECT * FROM alerts WHERE state = 'active' AND acked_at IS NULL
-               AND escalated_at IS NULL AND raised_at <= ?""",
-            (now_ms - shortest,),
+            f"""SELECT * FROM alerts WHERE state = 'active' AND ({aged}
+                OR (acked_at IS NULL AND ack_overdue_at IS NULL AND ack_due_at <= :now)
+                OR (resolve_overdue_at IS NULL AND resolve_due_at <= :now))
+                ORDER BY id""",  # noqa: S608 - no values in the text
+            {"aged": now_ms - (shortest or 0), "now": now_ms},
         ).fetchall()
         escalated: builtins.list[Alert] = []
         for row in rows:
             alert = Alert.from_row(row)
-            targets: builtins.list[str] = []
+            if self._escalate(alert, now_ms, escalating):
+                escalated.append(self._must_get(alert.id))
+        if escalated:
+            self._outbox.wake()
+        return escalated
+
+    def _escalate(
+        self, alert: Alert, now_ms: int, escalating: builtins.list[RouteSettings]
+    ) -> bool:
+        """Record the deadlines ``alert`` missed and queue its escalation; True if queued."""
+        matching = [r for r in self.alerting.routes if r.escalate_to and route_matches(r, alert)]
+        unacked = alert.acked_at is None
+        ack_late = unacked and alert.ack_overdue_at is None and _passed(alert.ack_due_at, now_ms)
+        resolve_late = alert.resolve_overdue_at is None and _passed(alert.resolve_due_at, now_ms)
+        targets: builtins.list[str] = []
+        reasons: builtins.list[str] = []
+        if unacked and alert.escalated_at is None:
             for route in escalating:
                 after_ms = int((route.escalate_after_s or 0) * 1000)
                 if route_matches(route, alert) and now_ms - alert.raised_at >= after_ms:
                     targets += [c for c in route.escalate_to if c not in targets]
-            if not targets:
-                continue
-            stamp = time.time_ns() // 1_000_000
-            with self._tx():
+                    reasons.append("unacknowledged")
+            if ack_late:
+                targets += [c for r in matching for c in r.escalate_to if c not in targets]
+                reasons.append("acknowledge deadline passed")
+        if resolve_late:
+            targets += [c for r in matching for c in r.escalate_to if c not in targets]
+            reasons.append("resolve deadline passed")
+        if not (targets or ack_late or resolve_late):
+            return False
+        stamp = time.time_ns() // 1_000_000
+        with self._tx():
+            if ack_late:
+                self._conn.execute(
+                    "UPDATE alerts SET ack_overdue_at = ?, updated_at = ? WHERE id = ?",
+                    (now_ms, stamp, alert.id),
+                )
+                self._event(alert.id, "overdue", now_ms, note="acknowledge")
+            if resolve_late:
+                self._conn.execute(
+                    "UPDATE alerts SET resolve_overdue_at = ?, updated_at = ? WHERE id = ?",
+                    (now_ms, stamp, alert.id),
+                )
+                self._event(alert.id, "overdue", now_ms, note="resolve")
+            if targets:
                 self._conn.execute(
                     "UPDATE alerts SET escalated_at = ?, updated_at = ? WHERE id = ?",
                     (now_ms, stamp, alert.id),
                 )
-                self._event(alert.id, "escalated", now_ms, note=",".join(targets))
+                note = f"{', '.join(dict.fromkeys(reasons))}: {','.join(targets)}"
+                self._event(alert.id, "escalated", now_ms, note=note)
+                # The resolve deadline is a second escalation of the same occurrence.
                 self._enqueue(
-                    self._must_get(alert.id), "escalated", stamp, at_ms=now_ms, targets=targets
+                    self._must_get(alert.id),
+                    "escalated",
+                    stamp,
+                    at_ms=now_ms,
+                    targets=targets,
+                    seq=1 if resolve_late else 0,
                 )
-            logger.warning("alert %d unacked: escalated to %s", alert.id, ", ".join(targets))
-            escalated.append(self._must_get(alert.id))
-        if escalated:
+        if targets:
+            logger.warning(
+                "alert %d escalated to %s (%s)",
+                alert.id,
+                ", ".join(targets),
+                ", ".join(dict.fromkeys(reasons)),
+            )
+        return bool(targets)
+
+    # -- reminders ------------------------------------------------------------------------
+
+    def reminder_interval_s(self, alert: Alert) -> float | None:
+        """How often an active, unacked ``alert`` is reminded: the shortest of its type's and
+        its matching routes' ``remind_every_s``; None when none is set."""
+        found = [self.alerting.policy(alert.type).remind_every_s]
+        found += [r.remind_every_s for r in self.alerting.routes if route_matches(r, alert)]
+        intervals = [f for f in found if f is not None]
+        return min(intervals) if intervals else None
+
+    def remind_due(self, now_ms: int) -> builtins.list[Alert]:
+        """Queue a reminder for each active, unacked alert whose interval has passed since it
+        was raised or last reminded (at exactly the interval, too); returns them.
+
+        Reminders go to the channels told the alert is active, not to InfluxDB (they change
+        nothing); a flapping or silenced alert reminds nobody.
+        """
+        configured = any(p.remind_every_s for p in self.alerting.types.values()) or any(
+            r.remind_every_s for r in self.alerting.routes
+        )
+        if not configured:
+            return []
+        rows = self._conn.execute(
+            """SELECT * FROM alerts WHERE state = 'active' AND acked_at IS NULL
+               AND flapping = 0 AND silenced_by IS NULL ORDER BY id"""
+        ).fetchall()
+        reminded: builtins.list[Alert] = []
+        for row in rows:
+            alert = Alert.from_row(row)
+            interval = self.reminder_interval_s(alert)
+            since = alert.reminded_at if alert.reminded_at is not None else alert.raised_at
+            if interval is None or now_ms - since < int(interval * 1000):
+                continue
+            stamp = time.time_ns() // 1_000_000
+            with self._tx():
+                self._conn.execute(
+                    """UPDATE alerts SET reminded_at = ?, reminders = reminders + 1,
+                       updated_at = ? WHERE id = ?""",
+                    (now_ms, stamp, alert.id),
+                )
+                self._event(alert.id, "reminder", now_ms)
+                current = self._must_get(alert.id)
+                self._enqueue(
+                    current, "reminder", stamp, at_ms=now_ms, influx=False, seq=current.reminders
+                )
+            reminded.append(self._must_get(alert.id))
+        if reminded:
             self._outbox.wake()
-        return escalated
+        return reminded
+
+    # -- owners and deadlines -------------------------------------------------------------
+
+    def owner_for(self, alert: Alert) -> str | None:
+        """Who owns a new ``alert``: the first matching route's ``owner``, else the first
+        matching on-call rotation's person for the day of ``raised_at``; None if nobody."""
+        for route in self.alerting.routes:
+            if route.owner and route_matches(route, alert):
+                return route.owner
+        for oncall in self.alerting.oncall:
+            if oncall.sites and alert.site not in oncall.sites:
+                continue
+            moment = datetime.fromtimestamp(alert.raised_at / 1000, UTC)
+            day = WEEKDAYS[moment.astimezone(ZoneInfo(oncall.timezone)).weekday()]
+            person = oncall.days.get(day) or oncall.default
+            if person:
+                return person
+        return None
+
+    def _set_owner_and_deadlines(self, alert: Alert, at_ms: int) -> None:
+        """Inside the raise's transaction: deadlines from ``raised_at``, and an owner unless a
+        reopened alert has one already."""
+        due = self.alerting.due_for(alert.severity)
+        ack_due = None if due.ack_s is None else alert.raised_at + int(due.ack_s * 1000)
+        resolve_due = None if due.resolve_s is None else alert.raised_at + int(due.resolve_s * 1000)
+        owner = alert.owner or self.owner_for(alert)
+        self._conn.execute(
+            "UPDATE alerts SET owner = ?, ack_due_at = ?, resolve_due_at = ? WHERE id = ?",
+            (owner, ack_due, resolve_due, alert.id),
+        )
+        if owner is not None and owner != alert.owner:
+            self._event(alert.id, "assigned", at_ms, note=owner)
 
     # -- routing --------------------------------------------------------------------------
 
@@ -386,6 +655,7 @@ class AlertStateStore:
         at_ms: int,
         targets: builtins.list[str] | None = None,
         influx: bool = True,
+        seq: int = 0,
     ) -> None:
         channels: builtins.list[str] = []
         if influx and INFLUX_CHANNEL in self.channels:
@@ -399,21 +669,23 @@ class AlertStateStore:
             self._event(alert.id, f"{event}_silenced", at_ms)
         if not quiet:
             channels += self._people_targets(alert, event, targets)
-        self._outbox.enqueue(alert, event, channels, stamp)
+        self._outbox.enqueue(alert, event, channels, stamp, seq=seq)
 
     def _people_targets(
         self, alert: Alert, event: AlertEvent, targets: builtins.list[str] | None
     ) -> builtins.list[str]:
         last = self._outbox.last_events(alert.id)
-        if event == "cleared":
-            # Resolved notices go to whoever was told the alert is active.
+        if event in ("cleared", "reminder"):
+            # Resolved notices and reminders go to whoever was told the alert is active.
             chosen = [c for c, e in last.items() if e != "cleared"]
         elif event == "escalated":
             chosen = builtins.list(targets or [])
         else:
             # Skip channels that already know it is active (a settled flapping alert).
             chosen = [
-                c for c in self.route_channels(alert) if last.get(c) not in ("raised", "escalated")
+                c
+                for c in self.route_channels(alert)
+                if last.get(c) not in ("raised", "escalated", "reminder")
             ]
         excluded = {INFLUX_CHANNEL}
         if alert.type == CHANNEL_HEALTH_TYPE:
@@ -443,6 +715,11 @@ class AlertStateStore:
 
     def _tx(self) -> _Transaction:
         return _Transaction(self._conn)
+
+
+def _passed(due_at: int | None, now_ms: int) -> bool:
+    """A deadline is missed at exactly its time, not a millisecond later."""
+    return due_at is not None and now_ms >= due_at
 
 
 def route_matches(route: RouteSettings, alert: Alert) -> bool:

@@ -100,4 +100,54 @@ MIGRATIONS: list[str] = [
     CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
     CREATE INDEX outbox_by_alert ON outbox (alert_id);
     """,
+    # 3: an active alert stays current (latest and peak value, last sighting), owners and
+    # deadlines, reminders, resolution by people, and time to acknowledge/resolve. The outbox is
+    # rebuilt for ``seq``: an event (a reminder) may be sent more than once per occurrence.
+    """
+    ALTER TABLE alerts ADD COLUMN peak_value REAL;
+    ALTER TABLE alerts ADD COLUMN last_seen_at INTEGER;
+    ALTER TABLE alerts ADD COLUMN owner TEXT;
+    ALTER TABLE alerts ADD COLUMN ack_due_at INTEGER;
+    ALTER TABLE alerts ADD COLUMN resolve_due_at INTEGER;
+    ALTER TABLE alerts ADD COLUMN ack_overdue_at INTEGER;
+    ALTER TABLE alerts ADD COLUMN resolve_overdue_at INTEGER;
+    ALTER TABLE alerts ADD COLUMN reminded_at INTEGER;
+    ALTER TABLE alerts ADD COLUMN reminders INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE alerts ADD COLUMN resolved_by TEXT;
+    ALTER TABLE alerts ADD COLUMN resolution_note TEXT;
+    ALTER TABLE alerts ADD COLUMN cause TEXT CHECK (cause IN
+        ('equipment', 'process', 'supplier', 'data', 'false_alarm', 'other'));
+    ALTER TABLE alerts ADD COLUMN time_to_ack_s REAL;
+    ALTER TABLE alerts ADD COLUMN time_to_resolve_s REAL;
+    UPDATE alerts SET peak_value = value, last_seen_at = raised_at,
+        time_to_ack_s = CASE WHEN acked_at IS NULL THEN NULL
+                             ELSE (acked_at - raised_at) / 1000.0 END,
+        time_to_resolve_s = CASE WHEN cleared_at IS NULL THEN NULL
+                                 ELSE (cleared_at - raised_at) / 1000.0 END;
+    CREATE TABLE outbox_v3 (
+        id INTEGER PRIMARY KEY,
+        channel TEXT NOT NULL,
+        alert_id INTEGER NOT NULL REFERENCES alerts (id),
+        event TEXT NOT NULL,
+        occurrence INTEGER NOT NULL DEFAULT 0,
+        seq INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'sending', 'sent', 'dead')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error TEXT,
+        created_at INTEGER NOT NULL,
+        sent_at INTEGER,
+        UNIQUE (channel, alert_id, event, occurrence, seq)
+    );
+    INSERT INTO outbox_v3 (id, channel, alert_id, event, occurrence, status, attempts,
+                           next_attempt_at, last_error, created_at, sent_at)
+        SELECT id, channel, alert_id, event, occurrence, status, attempts, next_attempt_at,
+               last_error, created_at, sent_at FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_v3 RENAME TO outbox;
+    CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
+    CREATE INDEX outbox_by_alert ON outbox (alert_id);
+    CREATE INDEX alerts_by_owner ON alerts (owner, state);
+    """,
 ]

@@ -5,6 +5,12 @@ alert's structured fields (value, threshold, details) by a template per type, an
 the details lack what a template needs (or the type has none) is the rule's own English
 message shown instead. Times are the site's local time with its UTC offset.
 
+An active alert is kept current by its rule, so a message shows the latest value and the peak
+(when it differs), how long the condition has lasted up to the latest the alert knows of (its
+last sighting, reminder or escalation — in live operation, the send time within the write
+throttle), the owner and the deadlines; a resolved notice shows who resolved it, the cause
+and their note.
+
 Types without an entry in the tables still render: the type name is made readable and a
 generic action points at the console, so a new rule never produces an empty message.
 
@@ -22,7 +28,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from core.alerts import Alert, AlertEvent, Severity
+from core.alerts import Alert, AlertEvent, Cause, Severity
 from core.errors import ConfigError
 from rules.notify.markup import Style, neutralise
 
@@ -140,6 +146,21 @@ _ACTIONS: dict[str, dict[str, str]] = {
         "en": "Count the shelf and correct the stock in the system.",
     },
 }
+_CAUSES: dict[Cause, dict[Language, str]] = {
+    "equipment": {"zh": "设备", "en": "equipment"},
+    "process": {"zh": "流程", "en": "process"},
+    "supplier": {"zh": "供应商", "en": "supplier"},
+    "data": {"zh": "数据", "en": "data"},
+    "false_alarm": {"zh": "误报", "en": "false alarm"},
+    "other": {"zh": "其他", "en": "other"},
+}
+_OVERDUE = {"zh": "已超期", "en": "overdue"}
+# Types whose detail sentence states how long the condition has lasted.
+_SENTENCE_DURATION = frozenset(
+    {"cold_chain_excursion", "sensor_stuck", "sensor_offline", "cold_chain_cumulative"}
+)
+# Types whose detail sentence states the peak.
+_SENTENCE_PEAK = frozenset({"cold_chain_excursion"})
 _GENERIC_ACTION = {
     "zh": "请在控制台查看详情并确认处理。",
     "en": "Open the console for details and acknowledge the alert.",
@@ -172,6 +193,14 @@ _LABELS = {
         "raised": "告警",
         "cleared": "已恢复",
         "escalated": "升级",
+        "reminder": "提醒",
+        "peak": "峰值",
+        "owner": "负责人",
+        "ack_due": "确认期限",
+        "resolve_due": "处理期限",
+        "resolved_by": "处理人",
+        "cause": "原因",
+        "resolution": "处理说明",
         "site": "仓库",
         "zone": "区域",
         "value": "当前值",
@@ -195,6 +224,14 @@ _LABELS = {
         "raised": "ALERT",
         "cleared": "RESOLVED",
         "escalated": "ESCALATED",
+        "reminder": "REMINDER",
+        "peak": "Peak",
+        "owner": "Owner",
+        "ack_due": "Acknowledge by",
+        "resolve_due": "Resolve by",
+        "resolved_by": "Resolved by",
+        "cause": "Cause",
+        "resolution": "Resolution",
         "site": "Site",
         "zone": "Zone",
         "value": "Value",
@@ -233,6 +270,11 @@ def type_name(type_: str, language: Language) -> str:
     if known:
         return known[language]
     return type_.replace("_", " ").replace("-", " ").strip().capitalize() or type_
+
+
+def cause_name(cause: Cause, language: Language) -> str:
+    """A resolution's cause category as people read it."""
+    return _CAUSES[cause][language]
 
 
 def action(type_: str, language: Language) -> str:
@@ -350,7 +392,39 @@ def value_text(alert: Alert, language: Language, style: Style = "markdown") -> s
     text = _amount(alert.value, unit, language)
     if alert.threshold is not None:
         text += f" / {label('threshold', language)} {_amount(alert.threshold, unit, language)}"
+    peak = peak_text(alert, language, style)
+    if peak is not None:
+        text += f" / {label('peak', language)} {peak}"
     return text
+
+
+def peak_text(alert: Alert, language: Language, style: Style = "markdown") -> str | None:
+    """The peak value with its unit, or None when the alert has none other than its value."""
+    if alert.peak_value is None or alert.peak_value == alert.value:
+        return None
+    raw_unit = alert.details.get("unit")
+    if raw_unit:
+        unit = "s" if raw_unit == "s" else neutralise(str(raw_unit), style)
+    else:
+        unit = _UNITS.get(alert.type) or _WORD_UNITS.get(alert.type, {}).get(language, "")
+    return _amount(alert.peak_value, unit, language)
+
+
+def until_ms(alert: Alert, event: AlertEvent) -> int:
+    """The time a message's durations run to: the clear of a resolved notice, else the latest
+    time the alert knows it is active (raised, last seen, reminded or escalated)."""
+    if event == "cleared" and alert.cleared_at is not None:
+        return alert.cleared_at
+    known = (alert.last_seen_at, alert.reminded_at, alert.escalated_at)
+    return max([alert.raised_at, *(t for t in known if t is not None)])
+
+
+def lasted_s(alert: Alert, event: AlertEvent, held_s: float) -> float:
+    """``held_s`` (a duration the rule reported at its last sighting) carried on to
+    :func:`until_ms`; as reported when the alert records no sighting."""
+    if alert.last_seen_at is None:
+        return held_s
+    return held_s + max(0, until_ms(alert, event) - alert.last_seen_at) / 1000
 
 
 def _subject_parts(alert: Alert, language: Language, style: Style) -> list[str]:
@@ -408,6 +482,7 @@ class _Fields:
     language: Language
     style: Style
     tz: tzinfo
+    event: AlertEvent = "raised"
 
     @property
     def zh(self) -> bool:
@@ -450,6 +525,10 @@ class _Fields:
     def duration(self, seconds: float) -> str:
         return duration(seconds, self.language)
 
+    def lasted(self, key: str = "duration_s") -> str:
+        """A duration of the details carried on to the time the message runs to."""
+        return duration(lasted_s(self.alert, self.event, self.number(key)), self.language)
+
     def time(self, key: str, *, optional: bool = False) -> str:
         """A time in the details (epoch ms) in the site's timezone; ``optional``: may be None."""
         raw = self.require(key)
@@ -465,16 +544,19 @@ class _Fields:
 
 def _excursion(f: _Fields) -> str:
     value, low, high = f.value(), f.number("band_low"), f.number("band_high")
-    lasted = f.duration(f.number("duration_s"))
+    lasted = f.lasted()
     allowed = f.duration(f.number("allowance_s")) if f.has("allowance_s") else None
-    above = value > high
+    peak = f.alert.peak_value if f.alert.peak_value != value else None
+    above = (peak if peak is not None else value) > high
     edge = _number(high if above else low)
     if f.zh:
         side = "高于上限" if above else "低于下限"
-        text = f"温度 {_number(value)} °C，{side} {edge} °C，已持续 {lasted}"
+        top = f"（峰值 {_number(peak)} °C）" if peak is not None else ""
+        text = f"温度 {_number(value)} °C{top}，{side} {edge} °C，已持续 {lasted}"
         return text + (f"（允许 {allowed}）" if allowed else "")
     side = "above the upper limit" if above else "below the lower limit"
-    text = f"Reads {_number(value)} °C, {side} of {edge} °C, for {lasted}"
+    top = f" (peak {_number(peak)} °C)" if peak is not None else ""
+    text = f"Reads {_number(value)} °C{top}, {side} of {edge} °C, for {lasted}"
     return text + (f" (allowed: {allowed})" if allowed else "")
 
 
@@ -537,7 +619,7 @@ def _drift(f: _Fields) -> str:
 
 def _stuck(f: _Fields) -> str:
     value, samples = _number(f.value()), _number(f.number("samples"))
-    held = f.duration(f.number("duration_s"))
+    held = f.lasted()
     return f.pick(
         f"连续 {samples} 次读数均为 {value} °C，持续 {held}",
         f"Read exactly {value} °C {samples} times in a row over {held}",
@@ -678,15 +760,20 @@ _DETAILS: dict[str, Callable[[_Fields], str]] = {
 
 
 def templated_detail(
-    alert: Alert, language: Language, style: Style = "markdown", tz: tzinfo = UTC
+    alert: Alert,
+    language: Language,
+    style: Style = "markdown",
+    tz: tzinfo = UTC,
+    event: AlertEvent = "raised",
 ) -> str | None:
-    """The detail sentence from the alert's fields in ``language``; None when its type has no
-    template or its details lack what the template needs."""
+    """The detail sentence from the alert's fields in ``language``, durations up to
+    :func:`until_ms` of ``event``; None when its type has no template or its details lack
+    what the template needs."""
     template = _DETAILS.get(alert.type)
     if template is None:
         return None
     try:
-        return template(_Fields(alert, language, style, tz))
+        return template(_Fields(alert, language, style, tz, event))
     except _MissingFieldError as missing:
         # Debug only: it holds for every alert of the type until the rule adds the field.
         logger.debug(
@@ -698,9 +785,15 @@ def templated_detail(
         return None
 
 
-def detail(alert: Alert, language: Language, style: Style = "markdown", tz: tzinfo = UTC) -> str:
+def detail(
+    alert: Alert,
+    language: Language,
+    style: Style = "markdown",
+    tz: tzinfo = UTC,
+    event: AlertEvent = "raised",
+) -> str:
     """What happened, in ``language``; the rule's own message when no template applies."""
-    text = templated_detail(alert, language, style, tz)
+    text = templated_detail(alert, language, style, tz, event)
     return text if text is not None else neutralise(alert.message, style)
 
 
@@ -711,7 +804,40 @@ def _duration_s(alert: Alert, event: AlertEvent) -> float | None:
     if event == "cleared" and alert.cleared_at is not None:
         return (alert.cleared_at - alert.raised_at) / 1000
     raw = alert.details.get("duration_s")
-    return float(raw) if isinstance(raw, int | float) else None
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return lasted_s(alert, event, float(raw))
+    if event in ("reminder", "escalated"):
+        return (until_ms(alert, event) - alert.raised_at) / 1000
+    return None
+
+
+def _due_text(due_at: int, alert: Alert, event: AlertEvent, language: Language, tz: tzinfo) -> str:
+    text = local_time(due_at, tz)
+    return f"{text} ({_OVERDUE[language]})" if until_ms(alert, event) >= due_at else text
+
+
+def _ownership(
+    alert: Alert, event: AlertEvent, language: Language, style: Style, tz: tzinfo
+) -> list[tuple[str, str]]:
+    """Owner and deadlines of an active alert; who resolved it, why and how of a resolved one."""
+    out: list[tuple[str, str]] = []
+    if event == "cleared":
+        if alert.resolved_by:
+            out.append((label("resolved_by", language), neutralise(alert.resolved_by, style)))
+        if alert.cause:
+            out.append((label("cause", language), cause_name(alert.cause, language)))
+        if alert.resolved_by and alert.resolution_note:
+            out.append((label("resolution", language), neutralise(alert.resolution_note, style)))
+        return out
+    if alert.owner:
+        out.append((label("owner", language), neutralise(alert.owner, style)))
+    if alert.ack_due_at is not None and alert.acked_at is None:
+        out.append((label("ack_due", language), _due_text(alert.ack_due_at, alert, event,
+                                                          language, tz)))  # fmt: skip
+    if alert.resolve_due_at is not None:
+        out.append((label("resolve_due", language), _due_text(alert.resolve_due_at, alert, event,
+                                                              language, tz)))  # fmt: skip
+    return out
 
 
 def title(alert: Alert, event: AlertEvent, language: Language, style: Style = "markdown") -> str:
@@ -735,7 +861,7 @@ def facts(
     Times are in ``tz`` (the site's timezone). A templated detail sentence states the value
     and how long the condition lasted, so those are not listed again on their own lines.
     """
-    sentence = templated_detail(alert, language, style, tz)
+    sentence = templated_detail(alert, language, style, tz, event)
     out = [
         (label("id", language), f"#{alert.id}"),
         (label("site", language), neutralise(alert.site, style)),
@@ -747,14 +873,21 @@ def facts(
     value = value_text(alert, language, style)
     if value and sentence is None:
         out.append((label("value", language), value))
+    peak = peak_text(alert, language, style)
+    if peak is not None and sentence is not None and alert.type not in _SENTENCE_PEAK:
+        out.append((label("peak", language), peak))
     out.append((label("since", language), local_time(alert.raised_at, tz)))
     if event == "cleared" and alert.cleared_at is not None:
         out.append((label("until", language), local_time(alert.cleared_at, tz)))
     seconds = _duration_s(alert, event)
-    if seconds is not None and (event == "cleared" or sentence is None):
+    # A reminder or escalation says how long it has lasted unless its sentence does.
+    stated = sentence is not None and alert.type in _SENTENCE_DURATION
+    later = event in ("reminder", "escalated") and not stated
+    if seconds is not None and (event == "cleared" or sentence is None or later):
         out.append((label("duration", language), duration(seconds, language)))
     shown = sentence if sentence is not None else neutralise(alert.message, style)
     out.append((label("detail", language), shown))
+    out += _ownership(alert, event, language, style, tz)
     if event != "cleared":
         out.append((label("action", language), action(alert.type, language)))
     return out

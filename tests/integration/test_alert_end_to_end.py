@@ -102,10 +102,12 @@ def test_excursion_reaches_dingtalk_signed_and_clears(
         assert raised.body["msgtype"] == "markdown"
         assert raised.body["at"]["atMobiles"] == ["13800000000"]
         assert "Cold-chain excursion" in raised.body["markdown"]["title"]
-        assert (
-            "10 °C" in raised.body["markdown"]["text"]
-            or "10.0 °C" in raised.body["markdown"]["text"]
+        # The alert as it stood when sent: raised at 10 °C, kept current by the readings of
+        # 11 °C that may have been processed before the notifier's pass.
+        assert any(f"Reads {c} °C" in raised.body["markdown"]["text"] for c in (10, 11)), (
+            raised.body["markdown"]["text"]
         )
+        assert alerts[0].value == 11.0
         assert cleared.body["markdown"]["title"].startswith("[RESOLVED]")
         assert robot.log.errors == []
         assert [h.body["event"] for h in hook.log.accepted] == ["raised", "cleared"]

@@ -123,7 +123,9 @@ def test_cumulative_time_out_of_band_per_local_day(tmp_path: Path) -> None:
     alerts = store.state.list(type_=CUMULATIVE_TYPE)
     assert len(alerts) == 1
     assert alerts[0].threshold == 600
-    assert alerts[0].value == 660.0  # 4 min + 4 min + 3 min counted when the 12th minute lands
+    # Raised at 660 s (4 min + 4 min + 3 min, when the 12th minute lands), kept current to
+    # the whole 12 minutes while the readings stay out of band.
+    assert (alerts[0].raised_at, alerts[0].value) == (T0 + 31 * 60_000, 720.0)
     assert alerts[0].details["day"] == "2026-11-22"
     # the next local day (16:00 UTC) starts from zero and clears it
     next_day = T0 + 19 * 3_600_000
@@ -217,7 +219,8 @@ def test_a_late_reading_for_yesterday_never_resets_today(
     assert monitor.out_of_band_s("wh1", "cold", today) == {"p1/t": 2400.0}
     [alert] = store.state.list(type_=CUMULATIVE_TYPE)
     assert alert.state == "active"
-    assert alert.value == 1860.0  # first above 1800 s at minute 31
+    # First above 1800 s at minute 31, kept current to the 2400 s of minute 40.
+    assert (alert.raised_at, alert.value) == (midnight + 31 * 60_000, 2400.0)
     assert alert.details["day"] == today
 
 

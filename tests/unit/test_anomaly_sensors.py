@@ -90,7 +90,8 @@ def test_stuck_probe_raises_and_clears_when_it_moves(tmp_path: Path) -> None:
     assert [(a.source, a.type) for a in alerts] == [("wh1/temp/p3/t", STUCK_TYPE)]
     # 20 identical samples at 30 s spacing: raised at the 20th, 570 s after the first
     assert alerts[0].raised_at == T0 + 69 * 30_000
-    assert alerts[0].details["samples"] == 20
+    # Kept current: by the last of the 50 stuck samples, 50 in a row.
+    assert alerts[0].details["samples"] == 50
     _run(detector, 5, start=100)
     assert store.state.list()[0].state == "cleared"
 

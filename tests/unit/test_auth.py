@@ -68,7 +68,7 @@ def test_every_route_requires_sign_in_and_changes_a_role_above_viewer() -> None:
         elif (method, path) not in SESSION_ROUTES and path != "/auth/me":
             assert permission is not None, f"{method} {path} has no permission"
     mutating = [r for r in routes if r[0] != "GET" and (r[0], r[1]) not in SESSION_ROUTES]
-    assert len(mutating) == 25
+    assert len(mutating) == 29
 
 
 def test_the_access_doc_lists_every_route_as_the_app_guards_it() -> None:

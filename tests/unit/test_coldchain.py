@@ -76,9 +76,11 @@ def test_excursion_longer_than_allowance_raises_exactly_one_alert(tmp_path: Path
     )
     # raised at the first reading past the 60 s allowance: out since T0+10 s, raised at T0+80 s
     assert alert.raised_at == T0 + 80_000
-    assert alert.value == 11.0
+    # Kept current while it lasts: the latest reading (T0+100 s), the peak, 90 s out of band.
+    assert (alert.value, alert.peak_value, alert.last_seen_at) == (12.0, 12.0, T0 + 100_000)
     assert alert.threshold == 8.0
-    assert alert.details["duration_s"] == 70.0
+    assert alert.details["duration_s"] == 90.0
+    assert alert.details["held_s"] == 0.0  # the raise's own details are kept
     assert [o.event for o in store.outbox.outbox()] == ["raised"]
 
 

@@ -150,18 +150,45 @@ CASES: dict[str, tuple[str, Check, Any]] = {
     ),
     "STOCKSENSE_ALERTING__ROUTES": (
         ('[{"severities": ["critical"], "channels": ["ops"], "escalate_after_s": 900,'
-        ' "escalate_to": ["duty"]}]'),
+        ' "escalate_to": ["duty"], "owner": "li.wei", "remind_every_s": 1800}]'),
         lambda s: (
             s.alerting.routes[0].severities,
             s.alerting.routes[0].escalate_after_s,
             s.alerting.routes[0].escalate_to,
+            s.alerting.routes[0].owner,
+            s.alerting.routes[0].remind_every_s,
         ),
-        (("critical",), 900.0, ("duty",)),
+        (("critical",), 900.0, ("duty",), "li.wei", 1800.0),
     ),
     "STOCKSENSE_ALERTING__TYPES": (
-        '{"cold_chain_excursion": {"debounce_s": 30, "severity": "major"}}',
+        '{"cold_chain_excursion": {"debounce_s": 30, "severity": "major", "remind_every_s": 1800}}',
         lambda s: s.alerting.policy("cold_chain_excursion").model_dump(),
-        {"debounce_s": 30.0, "debounce_count": 1, "severity": "major"},
+        {"debounce_s": 30.0, "debounce_count": 1, "severity": "major", "remind_every_s": 1800.0},
+    ),
+    "STOCKSENSE_ALERTING__DUE": (
+        '{"critical": {"ack_s": 600, "resolve_s": 7200}}',
+        lambda s: (
+            s.alerting.due_for("critical").ack_s,
+            s.alerting.due_for("critical").resolve_s,
+            s.alerting.due_for("major").ack_s,
+        ),
+        (600.0, 7200.0, None),
+    ),
+    "STOCKSENSE_ALERTING__ONCALL": (
+        ('[{"sites": ["wh1"], "timezone": "Asia/Shanghai", "days": {"mon": "li.wei"},'
+        ' "default": "wang"}]'),
+        lambda s: (
+            s.alerting.oncall[0].sites,
+            s.alerting.oncall[0].timezone,
+            s.alerting.oncall[0].days,
+            s.alerting.oncall[0].default,
+        ),
+        (("wh1",), "Asia/Shanghai", {"mon": "li.wei"}, "wang"),
+    ),
+    "STOCKSENSE_ALERTING__UPDATE_INTERVAL_S": (
+        "10",
+        lambda s: s.alerting.update_interval_s,
+        10.0,
     ),
     "STOCKSENSE_ALERTING__COLD_CHAIN": (
         '{"mkt_window_s": 3600, "daily_out_limit_s": null}',
