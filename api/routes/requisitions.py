@@ -157,7 +157,7 @@ def list_requisitions(
     return visible(who, found)[:limit]
 
 
-@router.post("", status_code=201, responses=answers(404, 409))
+@router.post("", status_code=201, responses=answers(400, 404, 409))
 def create_requisition(
     body: FromSuggestion | ManualRequisition,
     store: Store,
@@ -256,7 +256,7 @@ def _decide(
     return after
 
 
-@router.post("/{requisition_id}/approve", responses=answers(404, 409))
+@router.post("/{requisition_id}/approve", responses=answers(400, 404, 409))
 def approve_requisition(
     *,
     requisition_id: RowId,
@@ -279,7 +279,7 @@ def approve_requisition(
     )
 
 
-@router.post("/{requisition_id}/reject", responses=answers(404, 409))
+@router.post("/{requisition_id}/reject", responses=answers(400, 404, 409))
 def reject_requisition(
     *,
     requisition_id: RowId,
@@ -314,7 +314,7 @@ def cancel_requisition(
     return after
 
 
-@router.post("/{requisition_id}/ordered", responses=answers(404, 409))
+@router.post("/{requisition_id}/ordered", responses=answers(400, 404, 409))
 def record_order(
     *,
     requisition_id: RowId,
@@ -352,7 +352,7 @@ def retry_push(
     return after
 
 
-@router.post("/{requisition_id}/receipts", responses=answers(404, 409))
+@router.post("/{requisition_id}/receipts", responses=answers(400, 404, 409))
 def receive_requisition(
     requisition_id: RowId,
     body: ReceiptRequest,
