@@ -13,6 +13,10 @@ simulated time and is published at ``k · interval / speed`` real seconds after 
 of warehouse life fit in a short run and the messages (times included) depend only on the
 start, the seed and the description, never on how fast the machine is. Each device announces
 itself with a retained birth message; the connection leaves a Last Will.
+
+Picks are recorded the way a picker's scanner or a WMS would, through the API
+(:class:`ApiPickRecorder`: ``POST /inventory/picks``, or a pick list per round and site for a
+scenario's waves), just before the readings that show the shelf's drop; a theft is not.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from zoneinfo import ZoneInfo
 
+import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -57,6 +62,66 @@ from simulators.scenario import (
 logger = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
+
+
+# --------------------------------------------------------------------------- recorded picks
+
+
+@dataclass(frozen=True)
+class RecordedPick:
+    """A pick as the simulated picker records it: ``qty`` of ``sku`` at ``site``, ``ts`` ms."""
+
+    site: str
+    sku: str
+    qty: int
+    ts: int
+    ref: str
+    location: str | None = None
+
+
+class ApiPickRecorder:
+    """Records picks through the StockSense API with an API token (role operator or above)."""
+
+    def __init__(self, url: str, token: str, *, timeout_s: float = 10.0) -> None:
+        self._client = httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s
+        )
+        self.recorded = 0
+        self.failed = 0
+
+    def pick(self, pick: RecordedPick) -> None:
+        """``POST /inventory/picks``."""
+        body: dict[str, object] = {"site": pick.site, "sku": pick.sku, "qty": pick.qty,
+                                   "ref": pick.ref, "ts": pick.ts}  # fmt: skip
+        if pick.location is not None:
+            body["location"] = pick.location
+        self._send("/inventory/picks", body, 1)
+
+    def pick_list(self, site: str, ref: str, ts: int, picks: list[RecordedPick]) -> None:
+        """``POST /inventory/pick-lists``: one list, a line per pick."""
+        lines = [{"sku": p.sku, "qty": p.qty, "ts": p.ts, "ref": p.ref} for p in picks]
+        body = {"ref": ref, "site": site, "ts": ts, "lines": lines}
+        self._send("/inventory/pick-lists", body, len(picks))
+
+    def _send(self, path: str, body: dict[str, object], picks: int) -> None:
+        # A refused or lost pick is what the loss check exists for: logged, not fatal.
+        try:
+            answer = self._client.post(path, json=body)
+        except httpx.HTTPError as exc:
+            self.failed += picks
+            logger.warning("virtual warehouse: %s not recorded: %s", path, exc)
+            return
+        if answer.status_code not in (200, 201):
+            self.failed += picks
+            logger.warning(
+                "virtual warehouse: %s answered %d: %s", path, answer.status_code, answer.text
+            )
+            return
+        self.recorded += picks
+
+    def close(self) -> None:
+        """Close the HTTP connection."""
+        self._client.close()
 
 
 @dataclass(frozen=True)
@@ -282,6 +347,8 @@ class WarehouseConfig:
     scripted_picks: list[ScriptedPick] = field(default_factory=list)
     shipping_antenna: int = 2
     seed: int = 7
+    # (device, cell) -> the SKU the catalog binds to it: what a recorded pick names
+    skus: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 class VirtualWarehouse(_Publisher):
@@ -295,8 +362,10 @@ class VirtualWarehouse(_Publisher):
         port: int,
         qos: int = 1,
         broker: MqttSettings | None = None,
+        picks: ApiPickRecorder | None = None,
     ) -> None:
-        """``broker`` brings TLS and credentials; ``host`` and ``port`` override its own."""
+        """``broker`` brings TLS and credentials; ``host`` and ``port`` override its own;
+        ``picks`` records every pick (scripted or random) through the API."""
         super().__init__(
             client_id=f"sim-{config.site}",
             interval_s=config.interval_s,
@@ -307,6 +376,7 @@ class VirtualWarehouse(_Publisher):
             broker=broker,
         )
         self.config = config
+        self.picks = picks
         self._rng = random.Random(config.seed)
         self._units = {
             (s.device, c): s.start_units_by_cell.get(c, s.start_units)
@@ -316,6 +386,7 @@ class VirtualWarehouse(_Publisher):
         self._pending_picks = sorted(config.scripted_picks, key=lambda p: p.at_s)
         self._pending_shipments: list[tuple[float, ScriptedPick]] = []
         self._next_serial = 1000
+        self._pick_no = 0
         # Last cold-room value, for `stocksense simulate`'s progress lines.
         self.cold_celsius = config.cold_setpoint
 
@@ -367,7 +438,9 @@ class VirtualWarehouse(_Publisher):
             for cell, unit_g in shelf.cells.items():
                 key = (shelf.device, cell)
                 if self._rng.random() < c.pick_probability and self._units[key] > 0:
-                    self._units[key] = max(0, self._units[key] - self._rng.randint(1, 3))
+                    taken = min(self._units[key], self._rng.randint(1, 3))
+                    self._units[key] -= taken
+                    self._record(shelf.device, cell, taken, now_ms)
                 grams = self._units[key] * unit_g + self._rng.gauss(0, unit_g * 0.005)
                 readings.append({"cell": cell, "grams": round(grams, 1), "stable": True})
             out.append(self._data("weight", shelf.device, now_ms, readings=readings))
@@ -398,12 +471,24 @@ class VirtualWarehouse(_Publisher):
         while self._pending_picks and self._pending_picks[0].at_s <= elapsed_s:
             pick = self._pending_picks.pop(0)
             key = (pick.device, pick.cell)
-            self._units[key] = max(0, self._units[key] - pick.units)
+            taken = min(self._units[key], pick.units)
+            self._units[key] -= taken
+            self._record(pick.device, pick.cell, taken, now_ms)
             if pick.gtin is not None:
                 self._pending_shipments.append((pick.at_s + pick.walk_s, pick))
         due = [(at, p) for at, p in self._pending_shipments if at <= elapsed_s]
         self._pending_shipments = [(at, p) for at, p in self._pending_shipments if at > elapsed_s]
         return [self._ship(pick, now_ms) for _, pick in due]
+
+    def _record(self, device: str, cell: str, units: int, now_ms: int) -> None:
+        """The picker scans what was taken (before the shelf's readings show it)."""
+        sku = self.config.skus.get((device, cell))
+        if self.picks is None or units <= 0 or sku is None:
+            return
+        self._pick_no += 1
+        # The run's start keeps refs apart from an earlier run's into the same database.
+        ref = f"{self.config.site}-{self._start_sim_ms}-{self._pick_no}"
+        self.picks.pick(RecordedPick(site=self.config.site, sku=sku, qty=units, ts=now_ms, ref=ref))
 
     def _ship(self, pick: ScriptedPick, now_ms: int) -> Message:
         """The picked items pass the dock reader's shipping antenna."""
@@ -467,6 +552,7 @@ class ScenarioSimulation:
         }
         self.truth: dict[tuple[str, str], SkuTruth] = {}
         self.offline: set[tuple[str, str]] = set()
+        self._recorded: list[RecordedPick] = []  # picks of the current round, not yet taken
         self._drifts: list[tuple[str, SensorDrift]] = []
         self._excursions: list[tuple[str, ColdRoomExcursion]] = []
         self._misplaced: list[tuple[SimSite, Misplacement, str]] = []
@@ -747,6 +833,11 @@ class ScenarioSimulation:
         truth.short += wanted - picked
         if picked == 0:
             return
+        # The wave's picker records the pick (a theft records nothing).
+        ref = f"{line.site.id}-{line.sku}-{until_ms}"
+        self._recorded.append(
+            RecordedPick(site=line.site.id, sku=line.sku, qty=picked, ts=until_ms, ref=ref)
+        )
 
         def ship(now_ms: int) -> list[Message]:
             truth.shipped += picked
@@ -778,6 +869,11 @@ class ScenarioSimulation:
             share = (u - line.cdf[hour]) / (line.cdf[hour + 1] - line.cdf[hour])
             out.append(line.epoch_ms + day * DAY_MS + round((hour + share) * 3_600_000))
         return out
+
+    def take_picks(self) -> list[RecordedPick]:
+        """The picks recorded in the rounds since the last call, in order."""
+        taken, self._recorded = self._recorded, []
+        return taken
 
     # ---------------------------------------------------------------- helpers
 
@@ -831,8 +927,10 @@ class ScenarioWarehouse(_Publisher):
         qos: int = 1,
         broker: MqttSettings | None = None,
         start_ms: int | None = None,
+        picks: ApiPickRecorder | None = None,
     ) -> None:
-        """``start_ms`` overrides the scenario's start (see :meth:`Scenario.start_ms`)."""
+        """``start_ms`` overrides the scenario's start (see :meth:`Scenario.start_ms`);
+        ``picks`` records each round's picks as one pick list per site."""
         super().__init__(
             client_id=f"sim-{scenario.sites[0].id}",
             interval_s=scenario.interval_s,
@@ -847,6 +945,7 @@ class ScenarioWarehouse(_Publisher):
         begin = start_ms if start_ms is not None else scenario.start_ms(time.time_ns() // 1_000_000)
         self.simulation = ScenarioSimulation(scenario, start_ms=begin)
         self._start_sim_ms = begin
+        self.picks = picks
 
     @property
     def start_ms(self) -> int:
@@ -864,5 +963,12 @@ class ScenarioWarehouse(_Publisher):
         return self.simulation.births()
 
     def _round(self, k: int, now_ms: int) -> list[Message]:
-        del now_ms
-        return self.simulation.round(k)
+        messages = self.simulation.round(k)
+        picks = self.simulation.take_picks()
+        if self.picks is not None and picks:
+            # Recorded before the readings that show the drop are published, as a WMS confirms
+            # a wave while the shelves settle.
+            for site in dict.fromkeys(p.site for p in picks):
+                lines = [p for p in picks if p.site == site]
+                self.picks.pick_list(site, f"{site}-wave-{now_ms}", now_ms, lines)
+        return messages

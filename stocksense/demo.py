@@ -6,6 +6,8 @@ What happens, on the warehouse's clock:
 - t=12 s: three bags of coffee are picked and leave through the dock's shipping antenna;
 - t=14 s: four packs of tea are picked, which takes tea below its minimum: a purchase
   suggestion (Odoo min/max: up to 40, in packs of 6) and a reorder alert follow;
+- each pick is recorded through the API (``POST /inventory/picks``, as a picker's scanner
+  would), so the shelves' drops are explained and no unexplained loss is raised;
 - t=8 s to 33 s: the cold room warms to 11.5 °C; after the 10 s allowance one critical alert is
   raised, signed and delivered to the DingTalk robot, then resolved when it cools down.
 """
@@ -29,6 +31,7 @@ from rules.coldchain import ALERT_TYPE as COLD_CHAIN
 from rules.seed import Seed, load_seed
 from simulators.robots import DingTalkRobot, WebhookReceiver
 from simulators.warehouse import (
+    ApiPickRecorder,
     Excursion,
     ScriptedPick,
     ShelfSpec,
@@ -47,6 +50,7 @@ CATALOG = EXAMPLES / "demo-catalog.yaml"
 COFFEE_GTIN = "80614141123458"
 DINGTALK = "dingtalk-ops"
 DEMO_USER = "demo-operator"
+DEMO_SCANNER = "demo-scanner"  # the pickers' scanners record picks with its API token
 
 
 async def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
@@ -72,8 +76,9 @@ def _delivered(store: AlertStores, alert_type: str, event: str) -> Alert | None:
     return None
 
 
-def _warehouse() -> WarehouseConfig:
+def _warehouse(catalog: Seed) -> WarehouseConfig:
     return WarehouseConfig(
+        skus={(s.device, s.cell): s.sku for s in catalog.shelves},
         shelves=[
             ShelfSpec(device="shelf-a1", cells={"c1": 250.0, "c2": 500.0},
                       start_units_by_cell={"c1": 30, "c2": 13}),
@@ -110,6 +115,17 @@ def _demo_login(settings: Settings) -> tuple[str, str]:
     finally:
         conn.close()
     return user.name, password
+
+
+def _scanner_token(settings: Settings) -> str:
+    """An API token of the pickers' scanners (an operator may record picks)."""
+    conn = db.connect(settings.sqlite_path)
+    try:
+        store = AuthStore(conn)
+        store.add_user(DEMO_SCANNER, Role.OPERATOR)
+        return store.create_token(DEMO_SCANNER, label="pick scanners")[1]
+    finally:
+        conn.close()
 
 
 async def run_demo(
@@ -169,7 +185,8 @@ async def _run(
         f"DingTalk robot http://127.0.0.1:{dingtalk.port}/robot/send (local, signed, rate-limited)"
     )
     print(f"Data dir       {settings.data_dir}")
-    _load_catalog(settings, load_seed(CATALOG))
+    catalog = load_seed(CATALOG)
+    _load_catalog(settings, catalog)
     pipeline = Pipeline(settings, seed=load_seed(SEED))
     await pipeline.start()
     api = ApiServer(settings, host="127.0.0.1", port=api_port)
@@ -177,9 +194,10 @@ async def _run(
     print(f"Ops console    {settings.notifier.console_url}  (API docs at {api.url}/docs)")
     user, password = _demo_login(settings)
     print(f"Console login  {user} / {password}  (operator: ack and silence alerts)")
-    config = _warehouse()
+    config = _warehouse(catalog)
     config.excursions.append(Excursion(start_s=excursion_at_s, duration_s=excursion_s))
-    warehouse = VirtualWarehouse(config, host="127.0.0.1", port=mqtt_port).start()
+    scanner = ApiPickRecorder(api.url, _scanner_token(settings))
+    warehouse = VirtualWarehouse(config, host="127.0.0.1", port=mqtt_port, picks=scanner).start()
     print(
         f"Virtual warehouse publishing: cold room 2–8 °C (allowance 10 s), excursion at "
         f"t={excursion_at_s:.0f}s for {excursion_s:.0f}s; picks at t=12s (coffee) and t=14s (tea)"
@@ -212,6 +230,7 @@ async def _run(
         return 0 if cleared else 1
     finally:
         warehouse.stop()
+        scanner.close()
         await api.stop()
         await pipeline.stop()
 
@@ -247,6 +266,11 @@ def _print_inventory(pipeline: Pipeline) -> None:
             f"  purchase suggestion #{suggestion.id}: {suggestion.qty:.0f} x {suggestion.sku} "
             f"({suggestion.state}; projected {suggestion.projected:.0f}, trigger level "
             f"{suggestion.trigger_level:.0f}): {suggestion.reason}"
+        )
+    for pick in inventory.picks.picks():
+        print(
+            f"  recorded pick {pick.ref}: {pick.qty:.0f} x {pick.sku} ({pick.status}; "
+            f"{pick.matched_qty:.0f} matched to a shelf drop)"
         )
     print("  alerts:")
     for alert in reversed(pipeline.alerts.state.list(limit=50)):

@@ -1,15 +1,18 @@
-"""Inventory: catalog and sensor bindings (CRUD), stock, movements, suggestions, demand, reports.
+"""Inventory: catalog and sensor bindings (CRUD), stock, movements, recorded picks and WMS pick
+lists, suggestions, demand, reports.
 
 Unknown ids answer 404, lifecycle conflicts and references still in use 409 (the store's
 errors, mapped in ``api.errors``), malformed bodies 422 (pydantic's message names the field).
 """
 
 from collections.abc import Callable
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from pydantic import Field
 
 from api.bodies import (
+    STRICT,
     DemandRequest,
     InboundRequest,
     LotChange,
@@ -21,17 +24,19 @@ from api.bodies import (
 )
 from api.deps import Connection
 from api.errors import answers, invalid
-from api.fields import Antenna, EpochFilter, IdentFilter, RowId, Segment
+from api.fields import Antenna, EpochFilter, IdentFilter, Quantity, RowId, Segment, Timestamp
 from api.security import (
     CanEditCatalog,
     CanEditLots,
     CanPurchase,
     CanRead,
+    allow,
     audit,
     check_site,
     site_filters,
     visible,
 )
+from core.auth import Principal
 from core.errors import ConflictError, NotFoundError
 from core.inventory import (
     CatalogStore,
@@ -44,6 +49,13 @@ from core.inventory import (
     LedgerStore,
     Lot,
     MovementKind,
+    Pick,
+    PickIn,
+    PickLine,
+    PickList,
+    PickListIn,
+    PickStatus,
+    PickStore,
     PlanningStore,
     RfidZone,
     Shelf,
@@ -80,9 +92,16 @@ def planning_store(stores: Stores) -> PlanningStore:
     return stores.planning
 
 
+def pick_store(stores: Stores) -> PickStore:
+    """Recorded picks and pick lists."""
+    return stores.picks
+
+
 Catalog = Annotated[CatalogStore, Depends(catalog_store)]
 Ledger = Annotated[LedgerStore, Depends(ledger_store)]
 Planning = Annotated[PlanningStore, Depends(planning_store)]
+Picks = Annotated[PickStore, Depends(pick_store)]
+CanRecordPicks = Annotated[Principal, Depends(allow("picks.record"))]
 Limit = Annotated[int, Query(ge=1, le=10_000)]
 R = TypeVar("R")
 
@@ -486,3 +505,126 @@ def add_inbound(
     created = planning.add_inbound(body, ts_ms=now_ms())
     audit(conn, who, "inbound.create", f"inbound {created.id}", site=created.site, after=created)
     return created
+
+
+# ------------------------------------------------------------------------------ picks
+
+Ref = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class PickRequest(PickIn):
+    """One pick: ``qty`` of ``sku`` left the site's shelves (``location``, when known) at ``ts``;
+    ``ref`` is the picker's or WMS's id of it (recording it again changes nothing)."""
+
+    model_config = STRICT
+
+    qty: Quantity
+    ref: Ref
+    ts: Timestamp
+
+
+class PickLineRequest(PickLine):
+    """A line of a pick list; ``ts`` defaults to the list's, ``ref`` to ``<list ref>#<n>``."""
+
+    model_config = STRICT
+
+    qty: Quantity
+    ts: Timestamp | None = None
+    ref: Ref | None = None
+
+
+class PickListRequest(PickListIn):
+    """A pick list from a WMS; ``ref`` is its idempotency key at the site."""
+
+    model_config = STRICT
+
+    ref: Ref
+    ts: Timestamp
+    lines: list[PickLineRequest] = Field(min_length=1, max_length=1000)  # type: ignore[assignment]
+
+
+REPLAYED: dict[int | str, dict[str, Any]] = {
+    200: {"model": Pick, "description": "Recorded before with the same content: nothing changed"}
+}
+
+
+@router.get("/picks")
+def list_picks(
+    picks: Picks,
+    who: CanRead,
+    *,
+    site: IdentFilter = None,
+    sku: IdentFilter = None,
+    status: PickStatus | None = None,
+    since: EpochFilter = None,
+    until: EpochFilter = None,
+    limit: Limit = 1000,
+) -> list[Pick]:
+    """Recorded picks by time: ``pending`` (not yet seen by the rules), ``expected`` (a shelf
+    tracks the SKU; waiting for its drop), ``matched`` (drops explained it), ``booked``."""
+    found = [
+        pick
+        for where in site_filters(who, site)
+        for pick in picks.picks(
+            site=where, sku=sku, status=status, since_ms=since, until_ms=until, limit=limit
+        )
+    ]
+    found.sort(key=lambda p: (p.ts, p.id))
+    return found[:limit]
+
+
+@router.post("/picks", status_code=201, responses={**answers(400, 404, 409), **REPLAYED})
+def record_pick(
+    body: PickRequest, picks: Picks, who: CanRecordPicks, conn: Connection, response: Response
+) -> Pick:
+    """Record a pick (404 for an unknown SKU, 409 if its ref was recorded with other content).
+
+    The rules match it to the shelf's weight drop, so the ledger books the movement once; a SKU
+    no shelf tracks has the pick booked as its outflow (docs/picks.md).
+    """
+    check_site(who, body.site, "the pick")
+    pick, created = picks.record(body, recorded_by=who.name, ts_ms=now_ms())
+    if not created:
+        response.status_code = 200
+        return pick
+    audit(conn, who, "pick.record", f"pick {pick.id}", site=pick.site, after=pick)
+    return pick
+
+
+LIST_REPLAYED: dict[int | str, dict[str, Any]] = {
+    200: {"model": PickList, "description": "Delivered before with the same lines: nothing booked"}
+}
+
+
+@router.post("/pick-lists", status_code=201, responses={**answers(400, 404, 409), **LIST_REPLAYED})
+def record_pick_list(
+    body: PickListRequest,
+    picks: Picks,
+    who: CanRecordPicks,
+    conn: Connection,
+    response: Response,
+) -> PickList:
+    """A WMS's pick list by webhook, with an API token: a pick per line, in one transaction.
+
+    ``ref`` is the idempotency key: the same list delivered again answers 200 with what was
+    recorded and books nothing; the same ref with other lines is a 409.
+    """
+    if who.via == "session":
+        raise HTTPException(
+            status_code=403,
+            detail="pick lists are delivered with an API token (Authorization: Bearer)",
+        )
+    check_site(who, body.site, "the pick list")
+    recorded, created = picks.record_list(body, recorded_by=who.name, ts_ms=now_ms())
+    if not created:
+        response.status_code = 200
+        return recorded
+    summary = {
+        "ref": recorded.ref,
+        "site": recorded.site,
+        "lines": len(recorded.picks),
+        "picks": [p.id for p in recorded.picks],
+    }
+    target = f"pick list {recorded.site}/{recorded.ref}"
+    audit(conn, who, "pick_list.record", target, site=recorded.site, after=summary)
+    return recorded

@@ -4,8 +4,9 @@
 - :class:`~core.inventory.catalog.CatalogStore`: SKUs, shelf cells, RFID antenna zones;
 - :class:`~core.inventory.ledger.LedgerStore`: lots, stock and the movement ledger;
 - :class:`~core.inventory.planning.PlanningStore`: suggestions, demand, inbound lines;
+- :class:`~core.inventory.picks.PickStore`: picks recorded through the API or a WMS pick list;
 
-:class:`InventoryStores` builds the three over one connection. Their errors are
+:class:`InventoryStores` builds them over one connection. Their errors are
 :class:`core.errors.InventoryStoreError` and its subclasses.
 """
 
@@ -47,6 +48,15 @@ from core.inventory.models import (
     SuggestionState,
     ZoneRole,
 )
+from core.inventory.picks import (
+    Pick,
+    PickIn,
+    PickLine,
+    PickList,
+    PickListIn,
+    PickStatus,
+    PickStore,
+)
 from core.inventory.planning import PlanningStore
 from core.inventory.stores import InventoryStores
 
@@ -76,6 +86,13 @@ __all__ = [
     "MovementKind",
     "MovementSource",
     "NonNegative",
+    "Pick",
+    "PickIn",
+    "PickLine",
+    "PickList",
+    "PickListIn",
+    "PickStatus",
+    "PickStore",
     "PlanningStore",
     "Policy",
     "Positive",

@@ -1,4 +1,4 @@
-"""The three inventory stores over one connection, built together."""
+"""The inventory stores over one connection, built together."""
 
 from __future__ import annotations
 
@@ -9,23 +9,26 @@ from dataclasses import dataclass
 from core.inventory.catalog import CatalogStore
 from core.inventory.ledger import LedgerStore
 from core.inventory.models import LotIn, RfidZone, Shelf, Sku
+from core.inventory.picks import PickStore
 from core.inventory.planning import PlanningStore
 
 
 @dataclass(frozen=True, slots=True)
 class InventoryStores:
-    """Catalog, ledger and planning stores sharing one connection (and so its transactions)."""
+    """Catalog, ledger, planning and recorded-pick stores sharing one connection (and so its
+    transactions)."""
 
     catalog: CatalogStore
     ledger: LedgerStore
     planning: PlanningStore
+    picks: PickStore
 
     @classmethod
     def over(cls, conn: sqlite3.Connection) -> InventoryStores:
         """The stores over ``conn``."""
         catalog = CatalogStore(conn)
         ledger = LedgerStore(conn, catalog)
-        return cls(catalog, ledger, PlanningStore(conn, catalog, ledger))
+        return cls(catalog, ledger, PlanningStore(conn, catalog, ledger), PickStore(conn, catalog))
 
     def load_catalog(
         self,

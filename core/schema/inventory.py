@@ -133,4 +133,37 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX inv_inbound_open ON inv_inbound (status, site, sku);
     """,
+    # picks recorded through the API or a WMS pick list, and the lists (idempotency keys)
+    """
+    CREATE TABLE inv_picks (
+        id INTEGER PRIMARY KEY,
+        site TEXT NOT NULL,
+        sku TEXT NOT NULL REFERENCES inv_skus (sku),
+        qty REAL NOT NULL CHECK (qty > 0),
+        location TEXT,
+        ref TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        list_ref TEXT,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'expected', 'matched', 'booked')),
+        matched_qty REAL NOT NULL DEFAULT 0 CHECK (matched_qty >= 0),
+        ledger_id INTEGER,
+        recorded_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (site, ref)
+    );
+    CREATE INDEX inv_picks_open ON inv_picks (status, site, sku, ts);
+    CREATE INDEX inv_picks_by_list ON inv_picks (site, list_ref);
+    CREATE TABLE inv_pick_lists (
+        site TEXT NOT NULL,
+        ref TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        digest TEXT NOT NULL,
+        lines INTEGER NOT NULL CHECK (lines >= 1),
+        recorded_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (site, ref)
+    );
+    """,
 ]

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from core.influx import line
-from core.inventory import LedgerEntry, LedgerStore, MovementKind
+from core.inventory import LedgerEntry, LedgerStore, MovementKind, MovementSource
 from rules.inventory.expiry import PickPlan, plan_fefo_pick
 
 logger = logging.getLogger(__name__)
@@ -35,14 +35,16 @@ class Bookings:
         *,
         ts_ms: int,
         ref: str,
+        source: MovementSource = "sensor",
     ) -> list[LedgerEntry]:
-        """Book ``qty`` of ``sku`` at ``location`` (negative: leaving it) from a sensor."""
+        """Book ``qty`` of ``sku`` at ``location`` (negative: leaving it) from a sensor (or a
+        recorded pick: ``source`` ``api``)."""
         if qty < 0:
             # Planned over the lots read in the same transaction that books the plan.
             with self._ledger.transaction():
                 plan = self._plan(site, location, sku, -qty, ts_ms)
                 entries = self._ledger.record_outflow(
-                    plan, ts_ms=ts_ms, site=site, sku=sku, kind=kind, source="sensor", ref=ref
+                    plan, ts_ms=ts_ms, site=site, sku=sku, kind=kind, source=source, ref=ref
                 )
         else:
             entries = [
@@ -53,7 +55,7 @@ class Bookings:
                     sku=sku,
                     qty=qty,
                     kind=kind,
-                    source="sensor",
+                    source=source,
                     ref=ref,
                 )
             ]

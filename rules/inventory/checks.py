@@ -1,8 +1,10 @@
 """Stock anomalies checked every tick: unexplained loss on shelves and misplaced RFID tags.
 
-A pick is an unexplained loss when, within the loss window either side of it, no tag of the
-SKU left a zone, no pick or issue was recorded through the API, the RFID side could see exits
-and the shelf was not being handled. A tag is misplaced once it has settled for
+A sensed drop is an unexplained loss when recorded picks (:mod:`rules.inventory.picks`) do not
+account for all of its units and, within the loss window either side of it, no tag of the SKU
+left a zone, the RFID side could see exits and the shelf was not being handled; the alert names
+the units left unexplained. A drop is measured from its cell's counted level, so nothing is
+judged before the cell has settled. A tag is misplaced once it has settled for
 ``misplaced_after_s`` in a storage zone other than its SKU's home zone; the alert clears when no
 tag of that SKU is left in the zone.
 """
@@ -12,10 +14,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from core.alerts import AlertCondition
-from core.inventory import LedgerStore
 from rules.inventory.alerting import InventoryAlerts
+from rules.inventory.picks import RecordedPicks
 from rules.inventory.portals import RfidPortals
 from rules.inventory.shelves import LossCheck, WeightShelves
+
+_QTY_EPS = 1e-9
 
 
 class StockChecks:
@@ -24,14 +28,14 @@ class StockChecks:
     def __init__(
         self,
         *,
-        ledger: LedgerStore,
+        picks: RecordedPicks,
         shelves: WeightShelves,
         portals: RfidPortals,
         alerts: InventoryAlerts,
         loss_window_s: float,
         misplaced_after_s: float,
     ) -> None:
-        self._ledger = ledger
+        self._picks = picks
         self._shelves = shelves
         self._portals = portals
         self._alerts = alerts
@@ -48,22 +52,26 @@ class StockChecks:
         self.check_misplaced(now_ms)
 
     def check_losses(self, now_ms: int) -> None:
-        """Raise ``unexplained_loss`` for every pick whose window passed without explanation."""
+        """Raise ``unexplained_loss`` for every drop whose window passed without explanation."""
+        for check in self._shelves.new_loss_checks():
+            self._picks.explain(check, now_ms)  # picks recorded before the drop
         for check in self._shelves.due_loss_checks(now_ms):
-            if self._explained(check):
+            self._picks.explain(check, now_ms)  # and those recorded since
+            if check.unexplained <= _QTY_EPS or self._explained(check):
                 continue
+            units = check.unexplained
             self._alerts.report(
                 AlertCondition(
                     source=f"{check.site}/{check.device}/{check.cell}",
                     type="unexplained_loss",
                     severity="major",
                     site=check.site,
-                    title=f"Unexplained loss of {check.units} × {check.sku}",
+                    title=f"Unexplained loss of {units:g} × {check.sku}",
                     message=(
-                        f"{check.device}/{check.cell} lost {check.units} units with no RFID "
+                        f"{check.device}/{check.cell} lost {units:g} units with no RFID "
                         f"exit and no recorded pick within {self._loss_window_s:g} s"
                     ),
-                    value=float(check.units),
+                    value=float(units),
                     threshold=None,
                     details={
                         "sku": check.sku,
@@ -112,17 +120,6 @@ class StockChecks:
     def _explained(self, check: LossCheck) -> bool:
         lo, hi = check.ts_ms - self._window_ms, check.ts_ms + self._window_ms
         if self._portals.exit_seen(check.site, check.sku, lo, hi):
-            return True
-        recorded = self._ledger.ledger(
-            site=check.site,
-            sku=check.sku,
-            since_ms=lo,
-            until_ms=hi,
-            kinds=("pick", "issue"),
-            source="api",
-            limit=1,
-        )
-        if recorded:
             return True
         # Not evidence of loss while the RFID side could not see exits, or while the shelf
         # was being handled (a put or an ambiguous change right after the drop).

@@ -3,7 +3,14 @@
 Readings → trackers (:mod:`rules.inventory.weight`, :mod:`rules.inventory.rfid`) → ledger
 movements in the relational store → reorder evaluation → purchase suggestions and alerts.
 Time-based rules (lot dates, dead stock, supply/demand imbalance, unexplained loss, misplaced
-tags) run from :meth:`InventoryProcessor.tick` with an explicit ``now_ms``.
+tags) run from :meth:`InventoryProcessor.tick` with an explicit ``now_ms``, after the picks
+recorded through the API are sorted out (:class:`~rules.inventory.picks.RecordedPicks`).
+
+Settling: reorder (and its suggestions), dead-stock and imbalance rules wait for a SKU's stock to
+be known (:meth:`InventoryProcessor.stock_known`): every reporting shelf cell of it settled and
+its first count booked; for a SKU with no shelf (or only cells that never reported), once
+``settle_s`` has passed since the processor's first reading or tick. A shelf that counts low
+still raises its reorder at that count; a stale ledger before the count raises nothing.
 
 The processor routes; its collaborators do the work, each over the stores it needs:
 :class:`~rules.inventory.shelves.WeightShelves` (weight cells),
@@ -46,6 +53,7 @@ from core.settings import InventorySettings, Settings
 from rules.inventory.alerting import InventoryAlerts
 from rules.inventory.bookings import Bookings
 from rules.inventory.checks import StockChecks
+from rules.inventory.picks import RecordedPicks
 from rules.inventory.portals import RfidPortals
 from rules.inventory.reorder import Replenisher
 from rules.inventory.rfid import RfidEvent, RfidTracker
@@ -105,9 +113,17 @@ class InventoryProcessor:
             write=self._write,
             demand_history_days=config.demand_history_days,
         )
-        self._sweeps = StockSweeps(stores=store, alerts=reporter, config=config)
+        self._sweeps = StockSweeps(
+            stores=store, alerts=reporter, config=config, known=self.stock_known
+        )
+        self._picks = RecordedPicks(
+            stores=store,
+            shelves=self._shelves,
+            bookings=bookings,
+            window_ms=round(config.loss_window_s * 1000),
+        )
         self._checks = StockChecks(
-            ledger=store.ledger,
+            picks=self._picks,
             shelves=self._shelves,
             portals=self._portals,
             alerts=reporter,
@@ -117,6 +133,7 @@ class InventoryProcessor:
         self._skus: dict[str, Sku] = {}
         self._signature: object = None
         self._last_sweep_ms: int | None = None
+        self._started_ms: int | None = None  # the first reading's or tick's time
         self.reload_catalog()
 
     # ------------------------------------------------------------------ catalog
@@ -153,11 +170,24 @@ class InventoryProcessor:
         """The RFID tracker of a site."""
         return self._portals.tracker(site)
 
+    def stock_known(self, site: str, sku: str, at_ms: int) -> bool:
+        """Whether the stock of ``sku`` at ``site`` is known at ``at_ms`` (see the module)."""
+        started = self._started_ms
+        settled_time = started is not None and at_ms - started >= self.config.settle_s * 1000
+        shelves = self._shelves.settled(site, sku, silent_known=settled_time)
+        return settled_time if shelves is None else shelves
+
+    def _start(self, at_ms: int) -> None:
+        if self._started_ms is None or at_ms < self._started_ms:
+            self._started_ms = at_ms
+
     # ------------------------------------------------------------------ readings
 
     def process(self, samples: Sequence[Sample]) -> None:
         """Feed weight, tag and reader-status readings to the trackers and book what they see."""
         touched: Touched = {}
+        if samples and self._started_ms is None:
+            self._start(min(s.ts_ms for s in samples))
         for sample in samples:
             if isinstance(sample, WeightSample):
                 self._shelves.observe(sample, touched)
@@ -179,15 +209,25 @@ class InventoryProcessor:
 
     def _reorder_touched(self, touched: Touched) -> None:
         for (site, sku), ts in touched.items():
-            self.evaluate_reorder(site, sku, at_ms=ts)
+            self._reorder_if_known(site, sku, ts)
+
+    def _reorder_if_known(self, site: str, sku: str, at_ms: int) -> None:
+        # No suggestion or alert from a stock that is not known yet: a ledger left by the last
+        # run, or one cell of a SKU counted while another is still settling.
+        if self.stock_known(site, sku, at_ms):
+            self.evaluate_reorder(site, sku, at_ms=at_ms)
 
     # ------------------------------------------------------------------ time
 
     def tick(self, now_ms: int) -> None:
-        """RFID exits, loss and misplaced checks; every ``evaluate_interval_s`` the sweep."""
+        """RFID exits, recorded picks, loss and misplaced checks; every ``evaluate_interval_s``
+        the sweep."""
+        if self._started_ms is None:
+            self._start(now_ms)
         touched: Touched = {}
         for site, events in self._portals.tick(now_ms):
             self._rfid_events(site, events, touched)
+        self._picks.sort_pending(now_ms, touched)
         self._reorder_touched(touched)
         self._checks.run(now_ms)
         interval_ms = round(self.config.evaluate_interval_s * 1000)
@@ -197,10 +237,12 @@ class InventoryProcessor:
 
     def sweep(self, now_ms: int) -> None:
         """Catalog reload, lot dates, dead stock, imbalance and reorder for every SKU."""
+        if self._started_ms is None:
+            self._start(now_ms)
         self.reload_catalog()
         self._sweeps.run(now_ms, {s.sku: s.unit_cost for s in self._skus.values()})
         for site, sku in self.store.ledger.stocked_pairs():
-            self.evaluate_reorder(site, sku, at_ms=now_ms)
+            self._reorder_if_known(site, sku, now_ms)
 
     def _write(self, lines: Sequence[str]) -> None:
         if self.influx is not None:

@@ -1,9 +1,10 @@
 """Weight shelves: readings → cell trackers → ledger movements and ambiguous-change alerts.
 
 The first settled level of a cell is a count of the shelf, so the ledger follows the shelf;
-later settled changes of whole units are picks and puts. Picks are remembered for a while:
-the shipping portal asks whether a unit it sees leave was already picked, and the loss check
-whether a drop was explained.
+later settled changes of whole units are picks and puts. Until every reporting cell of a SKU has
+settled and booked that count, the SKU's stock is not known (:meth:`WeightShelves.settled`), and
+no stock alert is raised for it. Picks are remembered for a while: the shipping portal asks
+whether a unit it sees leave was already picked, and the loss check whether a drop was explained.
 """
 
 from __future__ import annotations
@@ -34,11 +35,16 @@ class _Cell:
     tracker: CellTracker
     last_put_ms: int | None = None
     last_ambiguous_ms: int | None = None
+    counted: bool = False  # settled, and its first level booked as a count
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LossCheck:
-    """A pick to check for an explanation once the loss window has passed."""
+    """A sensed drop to check for an explanation once the loss window has passed.
+
+    The weight left between ``since_ms`` (the last reading at the old level) and ``ts_ms``
+    (the settled new level); ``explained`` units of it were matched to recorded picks so far.
+    """
 
     site: str
     device: str
@@ -46,6 +52,15 @@ class LossCheck:
     sku: str
     units: int
     ts_ms: int
+    since_ms: int
+    location: str
+    ledger_id: int | None = None
+    explained: float = 0.0
+
+    @property
+    def unexplained(self) -> float:
+        """Units no recorded pick accounts for."""
+        return max(self.units - self.explained, 0.0)
 
 
 class WeightShelves:
@@ -70,6 +85,8 @@ class WeightShelves:
         # from a shelf and then read at the shipping portal must not leave stock twice.
         self._picked: dict[tuple[str, str], deque[list[int]]] = {}
         self._loss_checks: deque[LossCheck] = deque()
+        self._new_checks: list[LossCheck] = []
+        self._by_sku: dict[tuple[str, str], list[_Cell]] = {}
 
     def __len__(self) -> int:
         return len(self._cells)
@@ -105,11 +122,31 @@ class WeightShelves:
             else:
                 cells[config.key] = _Cell(shelf=shelf, tracker=CellTracker(config))
         self._cells = cells
+        self._by_sku = {}
+        for entry in cells.values():
+            self._by_sku.setdefault((entry.shelf.site, entry.shelf.sku), []).append(entry)
 
     def cell(self, site: str, device: str, cell: str) -> CellTracker | None:
         """The tracker of a shelf cell, if one is bound."""
         entry = self._cells.get((site, device, cell))
         return entry.tracker if entry is not None else None
+
+    def settled(self, site: str, sku: str, *, silent_known: bool) -> bool | None:
+        """Whether the stock of ``sku`` at ``site`` is known from its shelves: every cell of it
+        settled and counted (None when no cell holds it).
+
+        With ``silent_known`` (the settle time after start has passed), a cell that has sent no
+        reading at all does not hold the SKU back: the ledger's stock stands for it.
+        """
+        cells = self._by_sku.get((site, sku))
+        if not cells:
+            return None
+        return all(c.counted or (silent_known and not c.tracker.seen) for c in cells)
+
+    def tracks(self, site: str, sku: str, location: str | None) -> bool:
+        """Whether a shelf cell holds ``sku`` at ``site`` (at ``location``, when given)."""
+        cells = self._by_sku.get((site, sku), [])
+        return any(location is None or c.shelf.location_id == location for c in cells)
 
     def observe(self, sample: WeightSample, touched: Touched) -> None:
         """Feed one reading to its cell and book what it settles; unbound cells are ignored."""
@@ -121,6 +158,7 @@ class WeightShelves:
         events = tracker.update(sample)
         if was_unknown and tracker.phase == "idle":
             self._shelf_count(entry, sample.ts_ms, touched)
+            entry.counted = True
         for event in events:
             if isinstance(event, Movement):
                 self._movement(entry, event, touched)
@@ -146,6 +184,11 @@ class WeightShelves:
             due.append(self._loss_checks.popleft())
         return due
 
+    def new_loss_checks(self) -> list[LossCheck]:
+        """Drops sensed since the last call (still queued for their due check)."""
+        fresh, self._new_checks = self._new_checks, []
+        return fresh
+
     def was_handled(self, check: LossCheck, lo_ms: int, hi_ms: int) -> bool:
         """True if the cell was being handled around the drop (moving, a put, an ambiguity).
 
@@ -162,6 +205,8 @@ class WeightShelves:
         counted = float(max(entry.tracker.units_on_shelf, 0))
         booked = self._ledger.qty_at(shelf.site, shelf.location_id, shelf.sku)
         diff = counted - booked
+        # Counted either way: the SKU's stock may be known now, and is evaluated.
+        touched[(shelf.site, shelf.sku)] = ts_ms
         if math.isclose(diff, 0.0, abs_tol=1e-9):
             return
         logger.info(
@@ -174,13 +219,12 @@ class WeightShelves:
         self._bookings.book(
             shelf.site, shelf.location_id, shelf.sku, diff, "adjust", ts_ms=ts_ms, ref="shelf count"
         )
-        touched[(shelf.site, shelf.sku)] = ts_ms
 
     def _movement(self, entry: _Cell, mv: Movement, touched: Touched) -> None:
         shelf = entry.shelf
         qty = float(mv.units if mv.kind == "put" else -mv.units)
         ref = f"{shelf.device}/{shelf.cell}"
-        self._bookings.book(
+        entries = self._bookings.book(
             shelf.site, shelf.location_id, shelf.sku, qty, mv.kind, ts_ms=mv.ts_ms, ref=ref
         )
         touched[(shelf.site, shelf.sku)] = mv.ts_ms
@@ -189,16 +233,19 @@ class WeightShelves:
             return
         picked = self._picked.setdefault((shelf.site, shelf.sku), deque(maxlen=PICK_MEMORY))
         picked.append([mv.ts_ms, mv.units])
-        self._loss_checks.append(
-            LossCheck(
-                site=shelf.site,
-                device=shelf.device,
-                cell=shelf.cell,
-                sku=shelf.sku,
-                units=mv.units,
-                ts_ms=mv.ts_ms,
-            )
+        check = LossCheck(
+            site=shelf.site,
+            device=shelf.device,
+            cell=shelf.cell,
+            sku=shelf.sku,
+            units=mv.units,
+            ts_ms=mv.ts_ms,
+            since_ms=mv.since_ms if mv.since_ms is not None else mv.ts_ms,
+            location=shelf.location_id,
+            ledger_id=entries[0].id if entries else None,
         )
+        self._loss_checks.append(check)
+        self._new_checks.append(check)
 
     def _ambiguous(self, entry: _Cell, change: AmbiguousChange) -> None:
         shelf = entry.shelf

@@ -2,13 +2,15 @@
 
 Each sweep reports every condition it still sees (the alert lifecycle debounces and keeps one
 alert per source and type) and clears the ones it no longer sees. Nothing is remembered between
-sweeps, so a restart loses nothing: the next sweep sees the same stock.
+sweeps, so a restart loses nothing: the next sweep sees the same stock. Dead stock and imbalance
+wait until a SKU's stock is known (its shelves settled and counted, or the settle time passed):
+until then they neither raise nor clear its alerts.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 from core.alerts import AlertCondition
@@ -21,16 +23,24 @@ from rules.inventory.imbalance import DemandLine, InboundLine, find_imbalances
 
 LOT_DATE_TYPES = ("expired_on_shelf", "expiry_alert")
 
+Known = Callable[[str, str, int], bool]  # (site, SKU, at ms) -> its stock is known
+
 
 class StockSweeps:
     """Lot-date, dead-stock and imbalance alerts from the ledger and planning stores."""
 
     def __init__(
-        self, *, stores: InventoryStores, alerts: InventoryAlerts, config: InventorySettings
+        self,
+        *,
+        stores: InventoryStores,
+        alerts: InventoryAlerts,
+        config: InventorySettings,
+        known: Known = lambda site, sku, at_ms: True,
     ) -> None:
         self._stores = stores
         self._alerts = alerts
         self._config = config
+        self._known = known
 
     def run(self, now_ms: int, unit_cost: Mapping[str, float]) -> None:
         """All three sweeps at ``now_ms``; ``unit_cost`` by SKU values stock at risk."""
@@ -54,6 +64,9 @@ class StockSweeps:
         dead_after = self._config.dead_after_days
         live: set[tuple[str, str]] = set()
         for site, sku in ledger.stocked_pairs():
+            if not self._known(site, sku, now_ms):
+                live.add((f"{site}/{sku}", "dead_stock"))  # held as it is until known
+                continue
             stock = ledger.on_hand(site, sku)
             figures = ageing_figures(
                 SkuActivity(
@@ -109,6 +122,10 @@ class StockSweeps:
             horizon_days=horizon,
         )
         live: set[tuple[str, str]] = set()
+        for key in keys:
+            if not self._known(*key, now_ms):
+                live.add((f"{key[0]}/{key[1]}", "supply_imbalance"))  # held until known
+        items = [i for i in items if self._known(i.site, i.sku, now_ms)]
         for rank, item in enumerate(items, start=1):
             source = f"{item.site}/{item.sku}"
             live.add((source, "supply_imbalance"))

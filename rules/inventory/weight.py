@@ -103,6 +103,9 @@ class Movement:
     site: str = ""
     device: str = ""
     delta_grams: float = 0.0
+    # The last reading that still showed the old level: the change happened after it. The
+    # filter and the settle window put ``ts_ms`` several readings after the change itself.
+    since_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -166,6 +169,7 @@ class _CellState:
     baseline: float = 0.0
     last_ts_ms: int | None = None
     settled_ts_ms: int | None = None
+    steady_ts_ms: int | None = None  # last raw reading at the settled level
     drift_grams: float = 0.0
 
 
@@ -184,6 +188,11 @@ class CellTracker:
     def phase(self) -> CellPhase:
         """``unknown`` before the first settled level, ``idle`` when settled, else ``moving``."""
         return self._state.phase
+
+    @property
+    def seen(self) -> bool:
+        """Whether the cell has sent a reading yet."""
+        return self._state.last_ts_ms is not None
 
     @property
     def drift_grams(self) -> float:
@@ -211,7 +220,10 @@ class CellTracker:
             return []  # late or repeated reading: a cell's time only moves forward
         state.last_ts_ms = ts_ms
         cfg = self.config
-        value = self._hampel.update(grams - state.tare)
+        raw = grams - state.tare
+        value = self._hampel.update(raw)
+        if state.phase == "idle" and abs(raw - state.baseline) <= cfg.drift_limit:
+            state.steady_ts_ms = ts_ms
         window = state.window
         window.append(value)
 
@@ -231,7 +243,7 @@ class CellTracker:
         if state.phase == "unknown":
             state.baseline = level
             state.phase = "idle"
-            state.settled_ts_ms = ts_ms
+            state.settled_ts_ms = state.steady_ts_ms = ts_ms
             logger.debug("cell %s settled at %.1f g", cfg.cell, level)
             return []
         return self._settled(ts_ms, level)
@@ -255,7 +267,9 @@ class CellTracker:
             return []
         estimate = delta / cfg.unit_grams
         units = round(estimate)
+        steady_ms = state.steady_ts_ms
         state.baseline = level  # later changes are measured from the new level either way
+        state.steady_ts_ms = ts_ms
         if units == 0 or abs(estimate - units) > cfg.tolerance:
             logger.info(
                 "cell %s: ambiguous change of %.1f g (%.2f units)", cfg.cell, delta, estimate
@@ -281,5 +295,6 @@ class CellTracker:
                 site=cfg.site,
                 device=cfg.device,
                 delta_grams=delta,
+                since_ms=steady_ms,
             )
         ]

@@ -36,7 +36,9 @@ def _processor(
     return InventoryProcessor(
         store=stores,
         alerts=AlertStores.over(conn, []).state,
-        config=InventorySettings(dead_after_days=90),
+        # No settle time: these tests are about the rules once stock is known (a shelf that
+        # reports still settles first; tests/integration covers settling).
+        config=InventorySettings(dead_after_days=90, settle_s=0),
     )
 
 

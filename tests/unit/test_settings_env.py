@@ -210,6 +210,7 @@ CASES: dict[str, tuple[str, Check, Any]] = {
         lambda s: s.inventory.dead_after_days,
         180.0,
     ),
+    "STOCKSENSE_INVENTORY__SETTLE_S": ("300", lambda s: s.inventory.settle_s, 300.0),
     "STOCKSENSE_KPI__INTERVAL_S": ("60", lambda s: s.kpi.interval_s, 60.0),
     "STOCKSENSE_KPI__PERIOD_DAYS": ("7", lambda s: s.kpi.period_days, 7),
     "STOCKSENSE_KPI__SLOW_AFTER_DAYS": ("14", lambda s: s.kpi.slow_after_days, 14.0),
