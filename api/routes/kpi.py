@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from api.deps import Connection
+from api.errors import answers
 from api.fields import INT64_MAX, EpochFilter, Segment
 from api.security import CanRead, check_site
 from core.kpi import KpiStore, SiteKpis, SkuKpi
@@ -30,14 +31,14 @@ def kpi_sites(conn: Connection, who: CanRead) -> list[SiteKpis]:
     return [s for s in found if s is not None]
 
 
-@router.get("/{site}")
+@router.get("/{site}", responses=answers(404))
 def kpi_site(site: Segment, conn: Connection, who: CanRead) -> SiteKpis:
     """The latest rolling snapshot of one site (the last N days up to its time)."""
     check_site(who, site, "the site's KPIs")
     return _latest(KpiStore(conn), site)
 
 
-@router.get("/{site}/skus/{sku}")
+@router.get("/{site}/skus/{sku}", responses=answers(404))
 def kpi_sku(site: Segment, sku: Segment, conn: Connection, who: CanRead) -> SkuKpi:
     """One SKU's figures in the latest rolling snapshot of its site."""
     check_site(who, site, "the site's KPIs")
