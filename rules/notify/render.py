@@ -154,7 +154,7 @@ _CAUSES: dict[Cause, dict[Language, str]] = {
     "false_alarm": {"zh": "误报", "en": "false alarm"},
     "other": {"zh": "其他", "en": "other"},
 }
-_OVERDUE = {"zh": "已超期", "en": "overdue"}
+_OVERDUE = {"zh": "（已超期）", "en": " (overdue)"}
 # Types whose detail sentence states how long the condition has lasted.
 _SENTENCE_DURATION = frozenset(
     {"cold_chain_excursion", "sensor_stuck", "sensor_offline", "cold_chain_cumulative"}
@@ -813,7 +813,7 @@ def _duration_s(alert: Alert, event: AlertEvent) -> float | None:
 
 def _due_text(due_at: int, alert: Alert, event: AlertEvent, language: Language, tz: tzinfo) -> str:
     text = local_time(due_at, tz)
-    return f"{text} ({_OVERDUE[language]})" if until_ms(alert, event) >= due_at else text
+    return text + _OVERDUE[language] if until_ms(alert, event) >= due_at else text
 
 
 def _ownership(

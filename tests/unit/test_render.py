@@ -937,3 +937,121 @@ def test_chinese_messages_keep_no_english_word_of_the_rules_message(
     ):
         assert set(WORD.findall(body)) & english == set(), body
     assert render.templated_detail(alert, "en", "text", tz) is not None
+
+
+# -- alerts kept current: reminders, owners, deadlines, resolutions ---------------------------
+
+HOUR_MS = 3_600_000
+
+
+def current_excursion(**extra: Any) -> Alert:
+    """An excursion raised at midnight, last seen 4 minutes later at 12.1 °C peak / 11.4 °C
+    latest (552 s out of band then), reminded at 30 minutes; owned, with deadlines."""
+    fields: dict[str, Any] = {
+        "peak_value": 12.1,
+        "last_seen_at": MIDNIGHT_SHANGHAI + 240_000,
+        "reminded_at": MIDNIGHT_SHANGHAI + 1_800_000,
+        "reminders": 1,
+        "owner": "zhangwei",
+        "ack_due_at": MIDNIGHT_SHANGHAI + 900_000,
+        "resolve_due_at": MIDNIGHT_SHANGHAI + 4 * HOUR_MS,
+        **extra,
+    }
+    base = excursion()
+    details = {**base.details, "duration_s": 552.0}
+    return base.model_copy(update={"details": details, **fields})
+
+
+def test_reminder_in_chinese_shows_latest_peak_duration_owner_and_deadlines() -> None:
+    assert render.plain(current_excursion(), "reminder", "zh", CONSOLE, SHANGHAI) == "\n".join(
+        [
+            "[提醒][严重] 冷链温度超限 wh1/cold-1",
+            "编号: #42",
+            "仓库: wh1",
+            "区域: cold-1",
+            "来源: 传感器 coldroom-1/t1",
+            "开始时间: 2026-12-01 00:00:00 (UTC+8)",
+            # 552 s at the last sighting + 26 min to the reminder
+            "详情: 温度 11.4 °C（峰值 12.1 °C），高于上限 8 °C，已持续 35分12秒（允许 5分）",
+            "负责人: zhangwei",
+            "确认期限: 2026-12-01 00:15:00 (UTC+8)（已超期）",
+            "处理期限: 2026-12-01 04:00:00 (UTC+8)",
+            "处理建议: 请检查冷库门和制冷机组，必要时转移货物，并记录超温时长。",
+            f"查看控制台: {CONSOLE}#alert-42",
+        ]
+    )
+
+
+def test_reminder_in_english_markdown() -> None:
+    text = render.markdown(current_excursion(), "reminder", "en", CONSOLE, SHANGHAI)
+    assert text.splitlines()[0] == "### [REMINDER][CRITICAL] Cold-chain excursion wh1/cold-1"
+    assert (
+        "- **Detail**: Reads 11.4 °C (peak 12.1 °C), above the upper limit of 8 °C, for "
+        "35m 12s (allowed: 5m 00s)"
+    ) in text.splitlines()
+    assert "- **Owner**: zhangwei" in text.splitlines()
+    assert "- **Acknowledge by**: 2026-12-01 00:15:00 (UTC+8) (overdue)" in text.splitlines()
+    assert "- **Resolve by**: 2026-12-01 04:00:00 (UTC+8)" in text.splitlines()
+
+
+def test_a_deadline_is_overdue_at_exactly_its_time() -> None:
+    due = MIDNIGHT_SHANGHAI + 1_800_000  # the reminder's own time
+    on_time = current_excursion(ack_due_at=due + 1)
+    late = current_excursion(ack_due_at=due)
+    assert "确认期限: 2026-12-01 00:30:00 (UTC+8)（已超期）" in render.plain(
+        late, "reminder", "zh", CONSOLE, SHANGHAI
+    ).splitlines()
+    assert "确认期限: 2026-12-01 00:30:00 (UTC+8)" in render.plain(
+        on_time, "reminder", "zh", CONSOLE, SHANGHAI
+    ).splitlines()
+
+
+def test_peak_below_the_band_is_the_lowest_reading() -> None:
+    below = current_excursion(value=1.2, peak_value=0.8, threshold=2.0)
+    assert render.templated_detail(below, "en", "text", SHANGHAI, "reminder") == (
+        "Reads 1.2 °C (peak 0.8 °C), below the lower limit of 2 °C, for 35m 12s "
+        "(allowed: 5m 00s)"
+    )
+    # No peak beyond the latest: none shown; no reminder: lasted to the last sighting.
+    same = current_excursion(peak_value=11.4, reminded_at=None)
+    assert render.templated_detail(same, "zh", "text", SHANGHAI, "raised") == (
+        "温度 11.4 °C，高于上限 8 °C，已持续 9分12秒（允许 5分）"
+    )
+
+
+def test_a_type_without_a_duration_sentence_gets_peak_and_duration_lines() -> None:
+    alert = make_alert(
+        "cold_chain_mkt",
+        value=8.4,
+        threshold=8.0,
+        details={"window_s": 86_400, "readings": 120},
+    ).model_copy(update={"peak_value": 8.9, "last_seen_at": MIDNIGHT_SHANGHAI + 600_000,
+                         "reminded_at": MIDNIGHT_SHANGHAI + HOUR_MS})  # fmt: skip
+    lines = render.plain(alert, "reminder", "en", CONSOLE, SHANGHAI).splitlines()
+    assert "Peak: 8.9 °C" in lines
+    assert "Duration: 1h 00m" in lines
+    assert render.value_text(alert, "en") == "8.4 °C / Threshold 8 °C / Peak 8.9 °C"
+
+
+def test_a_person_resolution_shows_who_why_and_how() -> None:
+    alert = excursion(cleared_at=MIDNIGHT_SHANGHAI + 3_725_000).model_copy(
+        update={
+            "resolved_by": "zhangwei",
+            "cause": "equipment",
+            "resolution_note": "compressor relay replaced <b>",
+            "owner": "zhangwei",
+        }
+    )
+    lines = render.markdown(alert, "cleared", "zh", CONSOLE, SHANGHAI).splitlines()
+    assert "- **处理人**: zhangwei" in lines
+    assert "- **原因**: 设备" in lines
+    assert [line for line in lines if line.startswith("- **处理说明**")] == [
+        "- **处理说明**: compressor relay replaced ＜b＞"
+    ]
+    assert not any("负责人" in line for line in lines)  # owner and deadlines: not on a clear
+    ruled = excursion(cleared_at=MIDNIGHT_SHANGHAI + 3_725_000).model_copy(
+        update={"resolution_note": "back in band at 5.0 °C"}
+    )
+    # A rule's English note is not shown to a Chinese channel: the message says it all.
+    assert not any("处理说明" in line for line in render.plain(ruled, "cleared", "zh", CONSOLE,
+                                                            SHANGHAI).splitlines())  # fmt: skip
