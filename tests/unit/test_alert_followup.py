@@ -5,6 +5,7 @@ the lifecycle the pipeline runs."""
 from __future__ import annotations
 
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from core import db
 from core.alerts import AlertStores
 from core.readings import TempSample
+from core.schema import alerts as alerts_schema
 from core.settings import (
     AlertingSettings,
     DuePolicy,
@@ -399,3 +401,29 @@ def test_the_documented_settings_are_read(monkeypatch: pytest.MonkeyPatch) -> No
         14_400,
     )
     assert (defaults.due_for("major").ack_s, defaults.due_for("minor").ack_s) == (3600, None)
+
+
+def test_a_database_of_the_previous_schema_keeps_its_alerts_and_outbox(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    for script in alerts_schema.MIGRATIONS[:2]:
+        old.executescript(script)
+    old.executescript(
+        """CREATE TABLE schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL);
+        INSERT INTO schema_versions VALUES ('alerts', 2);
+        INSERT INTO alerts (source, type, severity, state, site, title, message, value,
+            threshold, raised_at, cleared_at, acked_by, acked_at, updated_at)
+            VALUES ('wh1/cold', 'cold_chain_excursion', 'critical', 'cleared', 'wh1', 't', 'm',
+            9.5, 8.0, 1000, 601000, 'chen', 121000, 601000);
+        INSERT INTO outbox (channel, alert_id, event, status, next_attempt_at, created_at)
+            VALUES ('ops', 1, 'raised', 'sent', 1000, 1000);"""
+    )
+    old.close()
+    stores = AlertStores.over(db.connect(path), CHANNELS, alerting=AlertingSettings())
+    alert = stores.state.get(1)
+    assert alert is not None
+    assert (alert.peak_value, alert.last_seen_at, alert.reminders) == (9.5, 1000, 0)
+    assert (alert.time_to_ack_s, alert.time_to_resolve_s) == (120.0, 600.0)
+    assert [(o.channel, o.event, o.status, o.seq) for o in stores.outbox.outbox()] == [
+        ("ops", "raised", "sent", 0)
+    ]
