@@ -9,21 +9,32 @@
   (:func:`rules.inventory.replenishment.dynamic_levels` from raw demand mean and sigma): cycle
   service level and average on-hand stock of each;
 - nightly: :func:`rules.inventory.forecast.plan_levels_batch` over ``--skus`` x ``--days`` in
-  ``--workers`` processes, wall time and peak memory (demand generation not timed).
+  ``--workers`` processes, wall time and peak memory (demand generation not timed);
+- refresh (``--refresh``): the rules' once-a-day refresh of one site for ``--refresh-skus``
+  forecast SKUs in a SQLite ledger, at 56, 90, 180 and 365 days of history: from
+  :meth:`rules.inventory.reorder.ForecastPlanner.refresh` (ledger read and batch in the worker
+  thread) until :meth:`~rules.inventory.reorder.ForecastPlanner.collect` has stored the results,
+  and how long the calling (rules) thread is held by the start and by the store.
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from core import db
+from core.inventory import DAY_MS, InventoryStores, Sku
+from core.inventory.forecasts import ForecastStore
 from rules.inventory.forecast import BatchLevels, plan_levels_batch
+from rules.inventory.reorder import ForecastPlanner
 from rules.inventory.replenishment import dynamic_levels, z_for_service_level
 from simulators.demand import demand_matrix, sku_mix
 
@@ -323,6 +334,69 @@ def nightly(skus: int, days: int, workers: int, chunk: int) -> None:
     print(f"  {per_sku_ms:.2f} ms of forecast CPU per SKU")
 
 
+REFRESH_DAYS = (56, 90, 180, 365)
+WAVES = 3  # picks per day with demand, as the simulated warehouse picks in waves
+
+
+def refresh(skus: int) -> None:
+    """Time one site's forecast refresh over a SQLite ledger of ``skus`` SKUs."""
+    site = "bench"
+    days = max(REFRESH_DAYS)
+    demand = simulated(skus, days, seed=7)
+    end_ms = 20_000 * DAY_MS
+    with tempfile.TemporaryDirectory() as tmp:
+        conn = db.connect(Path(tmp) / "bench.db")
+        stores = InventoryStores.over(conn)
+        catalog = [
+            Sku(sku=f"F{i:05d}", policy="forecast", lead_time_days=7, lead_time_sigma_days=1.5)
+            for i in range(skus)
+        ]
+        stores.load_catalog(skus=catalog, ts_ms=end_ms - (days + 1) * DAY_MS)
+        booked = time.perf_counter()
+        with stores.ledger.transaction():
+            for i, sku in enumerate(catalog):
+                stores.ledger.record(
+                    ts_ms=end_ms - (days + 1) * DAY_MS, site=site, location="A", sku=sku.sku,
+                    qty=float(demand[i].sum() + 100), kind="receipt", source="seed",
+                )  # fmt: skip
+                for day in np.flatnonzero(demand[i]).tolist():
+                    units = int(demand[i, day])
+                    parts = [units // WAVES + (w < units % WAVES) for w in range(WAVES)]
+                    for wave, qty in enumerate(p for p in parts if p):
+                        stores.ledger.record(
+                            ts_ms=end_ms - (days - day) * DAY_MS + (8 + 4 * wave) * 3_600_000,
+                            site=site, location="A", sku=sku.sku, qty=-float(qty), kind="pick",
+                            source="sensor",
+                        )  # fmt: skip
+        rows = conn.execute("SELECT COUNT(*) FROM inv_ledger").fetchone()[0]
+        print(
+            f"refresh, {skus:,} forecast SKUs at one site, {rows:,} ledger rows "
+            f"(booked in {time.perf_counter() - booked:.0f} s):"
+        )
+        for history_days in REFRESH_DAYS:
+            planner = ForecastPlanner(
+                stores=stores, forecasts=ForecastStore(conn), history_days=history_days
+            )
+            on_loop, total = [], []
+            for k in range(3):  # a day later each time, so every SKU is due again
+                start = time.perf_counter()
+                due = planner.refresh(site, at_ms=end_ms + k * DAY_MS + 60_000)
+                started = time.perf_counter() - start
+                while planner.refreshing:
+                    time.sleep(0.001)
+                    before = time.perf_counter()
+                    planned = planner.collect()
+                    applied = time.perf_counter() - before
+                on_loop.append(max(started, applied))
+                total.append(time.perf_counter() - start)
+            print(
+                f"  {history_days:>3} days: {min(total):.2f}-{max(total):.2f} s until stored "
+                f"({due:,} SKUs, {len(planned):,} stored); the rules thread is held "
+                f"{1000 * max(on_loop):.0f} ms at most (start, then store)"
+            )
+        conn.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skus", type=int, default=100_000, help="SKUs of the nightly run")
@@ -332,7 +406,12 @@ def main() -> None:
     parser.add_argument("--replay-skus", type=int, default=1_000)
     parser.add_argument("--skip-replay", action="store_true", help="nightly run only")
     parser.add_argument("--skip-nightly", action="store_true", help="accuracy and replay only")
+    parser.add_argument("--refresh", action="store_true", help="only the rules' site refresh")
+    parser.add_argument("--refresh-skus", type=int, default=1_000)
     args = parser.parse_args()
+    if args.refresh:
+        refresh(args.refresh_skus)
+        return
     if not args.skip_replay:
         accuracy(args.replay_skus, 730)
         replay(args.replay_skus)

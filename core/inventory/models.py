@@ -21,7 +21,7 @@ from core.identifiers import Ident
 
 DAY_MS = 86_400_000
 
-Policy = Literal["min_max", "dynamic"]
+Policy = Literal["min_max", "dynamic", "forecast"]
 ZoneRole = Literal["storage", "receiving", "shipping"]
 MovementKind = Literal["pick", "put", "receipt", "issue", "adjust"]
 MovementSource = Literal["sensor", "api", "seed"]
@@ -110,7 +110,9 @@ class Sku(Record):
     ``policy`` ``min_max`` orders up to ``max_qty`` when projected < ``min_qty`` (Odoo), or, when
     ``reorder_level`` is set, follows ERPNext (below the level, order max(reorder_qty, gap)).
     ``dynamic`` computes safety stock and reorder point from the ledger's daily outflows and
-    orders at or below the reorder point.
+    orders at or below the reorder point; ``forecast`` does the same with the levels of a demand
+    forecast over ``lead_time_days + review_days`` (:mod:`rules.inventory.forecast`), refreshed
+    once a day per site. ``review_days`` is 0 where the rules review at every reading.
     """
 
     sku: Ident
@@ -121,6 +123,7 @@ class Sku(Record):
     unit_cost: NonNegative = 0.0
     lead_time_days: NonNegative = 7.0
     lead_time_sigma_days: NonNegative = 0.0
+    review_days: float = Field(default=0.0, ge=0, le=3650, allow_inf_nan=False)
     service_level: float = Field(default=0.95, gt=0, lt=1)
     policy: Policy = "min_max"
     min_qty: NonNegative = 0.0

@@ -166,4 +166,73 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (site, ref)
     );
     """,
+    # 3: the forecast policy and its review period (SQLite cannot change a CHECK in place, so
+    # inv_skus is rebuilt; deferred foreign keys let the shelves, lots and picks referring to it
+    # point at the rebuilt table), and the stored forecast levels per site and SKU
+    """
+    PRAGMA defer_foreign_keys = ON;
+    CREATE TEMP TABLE inv_skus_v1 AS SELECT * FROM inv_skus;
+    DROP TABLE inv_skus;
+    CREATE TABLE inv_skus (
+        sku TEXT PRIMARY KEY,
+        gtin TEXT UNIQUE,
+        name TEXT NOT NULL DEFAULT '',
+        unit_grams REAL CHECK (unit_grams IS NULL OR unit_grams > 0),
+        weight_tolerance REAL NOT NULL DEFAULT 0.2,
+        unit_cost REAL NOT NULL DEFAULT 0 CHECK (unit_cost >= 0),
+        lead_time_days REAL NOT NULL DEFAULT 7 CHECK (lead_time_days >= 0),
+        lead_time_sigma_days REAL NOT NULL DEFAULT 0 CHECK (lead_time_sigma_days >= 0),
+        review_days REAL NOT NULL DEFAULT 0 CHECK (review_days >= 0),
+        service_level REAL NOT NULL DEFAULT 0.95
+            CHECK (service_level > 0 AND service_level < 1),
+        policy TEXT NOT NULL DEFAULT 'min_max'
+            CHECK (policy IN ('min_max', 'dynamic', 'forecast')),
+        min_qty REAL NOT NULL DEFAULT 0,
+        max_qty REAL NOT NULL DEFAULT 0,
+        reorder_level REAL,
+        reorder_qty REAL,
+        pack_multiple REAL NOT NULL DEFAULT 1,
+        supplier TEXT,
+        home_zone TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    INSERT INTO inv_skus (sku, gtin, name, unit_grams, weight_tolerance, unit_cost,
+        lead_time_days, lead_time_sigma_days, service_level, policy, min_qty, max_qty,
+        reorder_level, reorder_qty, pack_multiple, supplier, home_zone, created_at, updated_at)
+    SELECT sku, gtin, name, unit_grams, weight_tolerance, unit_cost,
+        lead_time_days, lead_time_sigma_days, service_level, policy, min_qty, max_qty,
+        reorder_level, reorder_qty, pack_multiple, supplier, home_zone, created_at, updated_at
+    FROM inv_skus_v1;
+    DROP TABLE inv_skus_v1;
+    CREATE TABLE inv_forecasts (
+        site TEXT NOT NULL,
+        sku TEXT NOT NULL,
+        model TEXT NOT NULL
+            CHECK (model IN ('ets', 'sba', 'tsb', 'seasonal_naive', 'mean', 'none')),
+        demand_class TEXT NOT NULL CHECK (demand_class IN
+            ('smooth', 'erratic', 'intermittent', 'lumpy', 'no_demand')),
+        horizon_days INTEGER NOT NULL CHECK (horizon_days >= 1),
+        forecast_per_day REAL NOT NULL CHECK (forecast_per_day >= 0),
+        forecast_horizon REAL NOT NULL CHECK (forecast_horizon >= 0),
+        sigma_per_day REAL NOT NULL CHECK (sigma_per_day >= 0),
+        safety_stock REAL NOT NULL CHECK (safety_stock >= 0),
+        reorder_point REAL NOT NULL CHECK (reorder_point >= 0),
+        adi REAL,
+        cv2 REAL,
+        mase REAL,
+        bias REAL,
+        pis REAL,
+        fell_back_to TEXT,
+        reason TEXT NOT NULL,
+        history_end INTEGER NOT NULL,
+        history_days INTEGER NOT NULL CHECK (history_days >= 0),
+        lead_time_days REAL NOT NULL,
+        lead_time_sigma_days REAL NOT NULL,
+        review_days REAL NOT NULL,
+        service_level REAL NOT NULL,
+        computed_at INTEGER NOT NULL,
+        PRIMARY KEY (site, sku)
+    );
+    """,
 ]

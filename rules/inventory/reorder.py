@@ -1,21 +1,30 @@
 """Reorder evaluation: a SKU's rule, its projected quantity and the purchase suggestions.
 
-The rule comes from the SKU's policy (Odoo min/max, ERPNext reorder level, or the dynamic
-reorder point from the ledger's daily outflows); :func:`~rules.inventory.replenishment.
+The rule comes from the SKU's policy (Odoo min/max, ERPNext reorder level, the dynamic
+reorder point from the ledger's daily outflows, or the forecast policy's reorder point from
+:mod:`rules.inventory.forecast` over the same outflows); :func:`~rules.inventory.replenishment.
 suggestion_change` decides what to do about suggestions, and the planning store keeps them.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from core.alerts import AlertCondition
 from core.influx import line
 from core.inventory import DAY_MS, InventoryStores, Sku, Suggestion
+from core.inventory.forecasts import ForecastStore, StoredForecast
 from rules.inventory.alerting import InventoryAlerts
 from rules.inventory.bookings import Write
+from rules.inventory.forecast import ForecastLevels, plan_levels, plan_levels_batch
 from rules.inventory.replenishment import (
     MinMaxRule,
     ReorderLevelRule,
@@ -46,11 +55,23 @@ class Replenisher:
         self._write = write
         self._history_days = demand_history_days
         self._levels: dict[tuple[str, str], tuple[int, float, str]] = {}
+        self.forecasts = ForecastPlanner(
+            stores=stores,
+            forecasts=ForecastStore(stores.ledger.conn),
+            history_days=demand_history_days,
+        )
 
     def rule(self, site: str, sku: Sku, *, at_ms: int) -> tuple[ReorderRule, str] | None:
-        """The SKU's reorder rule at a site and a short reason, or None without a policy."""
-        if sku.policy == "dynamic":
-            rop, reason = self._dynamic_rop(site, sku, at_ms)
+        """The SKU's reorder rule at a site and a short reason; None without a policy, or while
+        a ``forecast`` SKU's first levels are being computed."""
+        if sku.policy in ("dynamic", "forecast"):
+            if sku.policy == "forecast":
+                levels = self.forecasts.levels(site, sku, at_ms=at_ms)
+                if levels is None:
+                    return None  # its first forecast is still being computed
+                rop, reason = _forecast_rop(levels)
+            else:
+                rop, reason = self._dynamic_rop(site, sku, at_ms)
             order = sku.reorder_qty or max(sku.max_qty - sku.min_qty, 0.0)
             if order <= 0:
                 order = max(sku.pack_multiple, 1.0)
@@ -84,8 +105,8 @@ class Replenisher:
     def evaluate(self, site: str, sku: Sku, *, at_ms: int) -> Suggestion | None:
         """Suggest (or revise) a purchase when the rule fires and no open one covers the gap.
 
-        The min/max and ERPNext rules fire strictly below their level, the dynamic rule at or
-        below its reorder point.
+        The min/max and ERPNext rules fire strictly below their level, the dynamic and forecast
+        rules at or below their reorder point.
 
         Projected = available on hand (stock past its removal date excluded) + open inbound
         (ordered suggestions included) - open confirmed demand. Pending (not yet ordered)
@@ -188,6 +209,264 @@ class Replenisher:
         )
         self._levels[(site, sku.sku)] = (day, value, reason)
         return value, reason
+
+
+class ForecastPlanner:
+    """The forecast policy's levels per (site, SKU), refreshed once a day per site and stored.
+
+    The first evaluation at a site after UTC midnight (the day boundary the dynamic policy's
+    history uses too), or after a start when the store holds nothing of that day, starts one
+    :func:`plan_levels_batch` over every ``forecast`` SKU stocked at the site. The batch reads
+    the ledger through a connection of its own and computes in a worker thread, so the rules
+    loop never waits for it; :meth:`collect` stores its results at a later tick, and the
+    processor then evaluates those SKUs again. Until then a
+    SKU keeps the levels stored the day before, or has none yet (no rule) when nothing was
+    stored. A SKU no batch covers, or whose lead time, review period or service level changed
+    since, is planned alone with :func:`plan_levels` at its evaluation.
+    """
+
+    def __init__(
+        self, *, stores: InventoryStores, forecasts: ForecastStore, history_days: int
+    ) -> None:
+        self._stores = stores
+        self.store = forecasts
+        self._history_days = history_days
+        self._db_path = _database_file(forecasts.conn)
+        self._pool: ThreadPoolExecutor | None = None
+        self._site_day: dict[str, int] = {}  # site → history end (UTC midnight) planned for
+        self._by_site: dict[str, dict[str, StoredForecast]] = {}
+        # site → (SKUs, history end, result) of the batch in flight
+        self._pending: dict[str, tuple[frozenset[str], int, Future[list[StoredForecast]]]] = {}
+
+    @property
+    def refreshing(self) -> frozenset[str]:
+        """Sites whose batch has not been collected yet."""
+        return frozenset(self._pending)
+
+    def levels(self, site: str, sku: Sku, *, at_ms: int) -> StoredForecast | None:
+        """The SKU's levels at a site for the day of ``at_ms``; None while its first batch runs."""
+        day_end = at_ms // DAY_MS * DAY_MS
+        if self._site_day.get(site) != day_end:
+            self._site_day[site] = day_end
+            self._by_site[site] = self.store.for_site(site)
+            self.refresh(site, at_ms=at_ms)
+        found = self._by_site[site].get(sku.sku)
+        if found is not None and _current(found, sku, day_end, self._history_days):
+            return found
+        pending = self._pending.get(site)
+        if pending is not None and sku.sku in pending[0]:
+            return found if found is not None and _same_inputs(found, sku) else None
+        history = self.store.daily_outflows(
+            site, [sku.sku], end_ms=day_end, days=self._history_days
+        )[sku.sku]
+        levels = plan_levels(
+            history,
+            lead_time_days=sku.lead_time_days,
+            review_days=sku.review_days,
+            service_level=sku.service_level,
+            lead_time_sd_days=sku.lead_time_sigma_days,
+        )
+        planned = _stored(
+            site, sku, levels, day_end=day_end, history_days=self._history_days, at_ms=at_ms
+        )
+        self.store.save([planned])
+        self._by_site[site][sku.sku] = planned
+        return planned
+
+    def refresh(self, site: str, *, at_ms: int) -> int:
+        """Start the batch of the ``forecast`` SKUs stocked at ``site`` whose stored levels are
+        not of this day and their present parameters; how many it plans (0: none was due, or a
+        batch of the site still runs).
+
+        Stored levels that are current are kept, so a restart recomputes nothing it stored
+        that day. Without a database file to open a second connection on (an in-memory
+        database), the batch runs at once on the caller's connection.
+        """
+        if site in self._pending:
+            return 0
+        day_end = at_ms // DAY_MS * DAY_MS
+        held = self._by_site.get(site)
+        if held is None:
+            held = self._by_site[site] = self.store.for_site(site)
+        by_id = {s.sku: s for s in self._stores.catalog.skus() if s.policy == "forecast"}
+        due = [
+            by_id[sku]
+            for stocked_site, sku in self._stores.ledger.stocked_pairs()
+            if stocked_site == site
+            and sku in by_id
+            and not (sku in held and _current(held[sku], by_id[sku], day_end, self._history_days))
+        ]
+        if not due:
+            return 0
+        job = _SiteBatch(
+            site=site, skus=due, day_end=day_end, history_days=self._history_days, at_ms=at_ms
+        )
+        if self._db_path is None:
+            self._apply(site, job.run(self.store))
+            return len(due)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forecast")
+        future = self._pool.submit(job.run_on, self._db_path)
+        self._pending[site] = (frozenset(s.sku for s in due), day_end, future)
+        return len(due)
+
+    def collect(self) -> list[tuple[str, str]]:
+        """Store the results of finished batches; the (site, SKU) pairs they planned.
+
+        A row whose SKU changed policy or parameters while the batch ran is dropped (the SKU is
+        planned again at its next evaluation), and so is one older than what is held.
+        """
+        planned: list[tuple[str, str]] = []
+        for site, (_, day_end, future) in list(self._pending.items()):
+            if not future.done():
+                continue
+            del self._pending[site]
+            if self._site_day.get(site) != day_end:
+                # The day turned while the batch ran: the next evaluation starts the new day's.
+                self._site_day.pop(site, None)
+            try:
+                rows = future.result()
+            except Exception:
+                # Its SKUs keep their previous levels until they are planned again.
+                logger.exception("forecast batch of site %s failed", site)
+                continue
+            planned.extend((site, f.sku) for f in self._apply(site, rows))
+        return planned
+
+    def _apply(self, site: str, rows: Sequence[StoredForecast]) -> list[StoredForecast]:
+        skus = {s.sku: s for s in self._stores.catalog.skus()}
+        held = self._by_site.setdefault(site, {})
+        fresh = [
+            r
+            for r in rows
+            if r.sku in skus
+            and _same_inputs(r, skus[r.sku])
+            and (r.sku not in held or held[r.sku].history_end <= r.history_end)
+        ]
+        self.store.save(fresh)
+        held.update({f.sku: f for f in fresh})
+        return fresh
+
+
+def _database_file(conn: sqlite3.Connection) -> Path | None:
+    """The file of ``conn``'s main database, None for an in-memory one."""
+    for _, name, file in conn.execute("PRAGMA database_list").fetchall():
+        if name == "main" and file:
+            return Path(file)
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _SiteBatch:
+    """One site's forecast batch: the SKUs and day it plans; numpy and its own reads only."""
+
+    site: str
+    skus: Sequence[Sku]
+    day_end: int
+    history_days: int
+    at_ms: int
+
+    def run_on(self, path: Path) -> list[StoredForecast]:
+        """Read the histories through a read-only connection of this thread and plan them."""
+        started = time.perf_counter()
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = self.run(ForecastStore(conn))
+        finally:
+            conn.close()
+        logger.info(
+            "forecasts of %d SKUs at %s computed in %.2f s (%d days of history)",
+            len(rows),
+            self.site,
+            time.perf_counter() - started,
+            self.history_days,
+        )
+        return rows
+
+    def run(self, store: ForecastStore) -> list[StoredForecast]:
+        """Read the histories through ``store`` and plan them in one batch."""
+        days, skus = self.history_days, self.skus
+        histories = store.daily_outflows(
+            self.site, [s.sku for s in skus], end_ms=self.day_end, days=days
+        )
+        batch = plan_levels_batch(
+            np.array([histories[s.sku] for s in skus], dtype=np.float64).reshape(len(skus), days),
+            lead_time_days=np.array([s.lead_time_days for s in skus]),
+            review_days=np.array([s.review_days for s in skus]),
+            service_level=np.array([s.service_level for s in skus]),
+            lead_time_sd_days=np.array([s.lead_time_sigma_days for s in skus]),
+        )
+        return [
+            _stored(
+                self.site,
+                sku,
+                batch.row(i),
+                day_end=self.day_end,
+                history_days=days,
+                at_ms=self.at_ms,
+            )
+            for i, sku in enumerate(skus)
+        ]
+
+
+def _stored(
+    site: str, sku: Sku, levels: ForecastLevels, *, day_end: int, history_days: int, at_ms: int
+) -> StoredForecast:
+    return StoredForecast(
+        site=site,
+        sku=sku.sku,
+        model=levels.model,
+        demand_class=levels.demand_class,
+        horizon_days=levels.horizon_days,
+        forecast_per_day=levels.forecast_per_day,
+        forecast_horizon=levels.forecast_horizon,
+        sigma_per_day=levels.sigma_per_day,
+        safety_stock=levels.safety_stock,
+        reorder_point=levels.reorder_point,
+        adi=levels.adi,
+        cv2=levels.cv2,
+        mase=levels.mase,
+        bias=levels.bias,
+        pis=levels.pis,
+        fell_back_to=levels.fell_back_to,
+        reason=levels.reason,
+        history_end=day_end,
+        history_days=history_days,
+        lead_time_days=sku.lead_time_days,
+        lead_time_sigma_days=sku.lead_time_sigma_days,
+        review_days=sku.review_days,
+        service_level=sku.service_level,
+        computed_at=at_ms,
+    )
+
+
+def _same_inputs(stored: StoredForecast, sku: Sku) -> bool:
+    """True when ``stored`` was planned with the SKU's present policy parameters."""
+    return (
+        sku.policy == "forecast"
+        and stored.lead_time_days == sku.lead_time_days
+        and stored.lead_time_sigma_days == sku.lead_time_sigma_days
+        and stored.review_days == sku.review_days
+        and stored.service_level == sku.service_level
+    )
+
+
+def _current(stored: StoredForecast, sku: Sku, day_end: int, history_days: int) -> bool:
+    """True when ``stored`` was planned for this day from the SKU's present parameters."""
+    return (
+        stored.history_end == day_end
+        and stored.history_days == history_days
+        and _same_inputs(stored, sku)
+    )
+
+
+def _forecast_rop(levels: StoredForecast) -> tuple[float, str]:
+    mase = "" if levels.mase is None else f", MASE {levels.mase:.2f}"
+    return levels.reorder_point, (
+        f"forecast ROP {levels.reorder_point:.1f} ({levels.reason}; "
+        f"{levels.forecast_per_day:.2f}/day over {levels.horizon_days} days, "
+        f"SS {levels.safety_stock:.1f}{mase})"
+    )
 
 
 def _condition(

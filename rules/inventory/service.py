@@ -55,7 +55,7 @@ from rules.inventory.bookings import Bookings
 from rules.inventory.checks import StockChecks
 from rules.inventory.picks import RecordedPicks
 from rules.inventory.portals import RfidPortals
-from rules.inventory.reorder import Replenisher
+from rules.inventory.reorder import ForecastPlanner, Replenisher
 from rules.inventory.rfid import RfidEvent, RfidTracker
 from rules.inventory.shelves import Touched, WeightShelves
 from rules.inventory.sweeps import StockSweeps
@@ -162,6 +162,11 @@ class InventoryProcessor:
         return self._shelves.cell(site, device, cell)
 
     @property
+    def forecasts(self) -> ForecastPlanner:
+        """The ``forecast`` policy's levels per site and SKU (for health views and tests)."""
+        return self._reorder.forecasts
+
+    @property
     def offline_readers(self) -> dict[tuple[str, str], int]:
         """RFID readers reported offline, (site, device) → since when."""
         return self._portals.offline_readers
@@ -229,6 +234,9 @@ class InventoryProcessor:
             self._rfid_events(site, events, touched)
         self._picks.sort_pending(now_ms, touched)
         self._reorder_touched(touched)
+        # Forecast batches computed off the loop are stored here, and their SKUs re-evaluated.
+        for site, sku in self._reorder.forecasts.collect():
+            self.evaluate_reorder(site, sku, at_ms=now_ms)
         self._checks.run(now_ms)
         interval_ms = round(self.config.evaluate_interval_s * 1000)
         if self._last_sweep_ms is None or now_ms - self._last_sweep_ms >= interval_ms:

@@ -39,8 +39,8 @@ def store(tmp_path: Path) -> Iterator[InventoryStores]:
 
 def test_migration_applies_once(tmp_path: Path) -> None:
     conn = db.connect(tmp_path / "a.db")
-    assert db.schema_versions(conn)["inventory"] == 1
-    assert db.migrate(conn)["inventory"] == 1
+    assert db.schema_versions(conn)["inventory"] == len(db.COMPONENTS["inventory"])
+    assert db.migrate(conn)["inventory"] == len(db.COMPONENTS["inventory"])
     conn.close()
 
 
