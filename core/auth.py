@@ -9,6 +9,7 @@ every API process sees the same sessions and the same rate limits, across restar
 from __future__ import annotations
 
 import builtins
+import functools
 import hashlib
 import hmac
 import secrets
@@ -27,9 +28,14 @@ from core.errors import AuthError
 TOKEN_PREFIX_CHARS = 8
 
 _hasher = PasswordHasher()
-# Compared against when the user does not exist, so an unknown name costs as much as a wrong
-# password and response times do not tell which names exist.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Compared against when the user does not exist, so an unknown name costs as much as a
+    wrong password and response times do not tell which names exist. Made on first use, not at
+    import: every ``stocksense`` command imports this module, and a hash costs 64 MiB."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def _new_token() -> str:
@@ -212,7 +218,7 @@ class AuthStore:
         row = self._conn.execute(
             "SELECT password_hash FROM auth_users WHERE name = ?", (name,)
         ).fetchone()
-        stored = str(row["password_hash"]) if row is not None else _DUMMY_HASH
+        stored = str(row["password_hash"]) if row is not None else _dummy_hash()
         try:
             _hasher.verify(stored, password)
         except (VerificationError, InvalidHashError):
