@@ -14,7 +14,7 @@ escalation) is in the database, so :meth:`AlertLifecycle.tick` — escalation of
 overdue alerts, reminders, and settling of flapping ones — behaves the same after a restart.
 
 Rules keep reporting while their condition holds: each report of an open alert keeps it current
-(latest value, peak, details, message, last sighting), written at most every
+(latest value, peak, details, title, message, last sighting), written at most every
 ``update_interval_s`` of the condition's time per alert, or at once when the peak moves, so a
 rule reporting every reading costs a database write only every few seconds. When the alert is no
 longer open (a person resolved it while the condition held) the report raises it again.
@@ -156,6 +156,7 @@ class AlertLifecycle:
             condition.type,
             value=condition.value,
             peak_value=peak,
+            title=condition.title,
             message=condition.message,
             details=condition.details,
             at_ms=condition.at_ms,

@@ -292,13 +292,14 @@ class AlertStateStore:
         *,
         value: float | None,
         peak_value: float | None,
+        title: str,
         message: str,
         details: dict[str, Any],
         at_ms: int,
     ) -> bool:
         """A still-active condition seen again at ``at_ms``: store its latest value, peak,
-        details (merged over the stored ones) and message; False if no alert is open (a
-        person resolved it). A report older than the stored one only moves the peak."""
+        details (merged over the stored ones), title and message; False if no alert is open
+        (a person resolved it). A report older than the stored one only moves the peak."""
         row = self._conn.execute(
             """SELECT id, details, last_seen_at FROM alerts
                WHERE source = ? AND type = ? AND state = 'active'""",
@@ -315,11 +316,12 @@ class AlertStateStore:
             return True
         merged = {**json.loads(row["details"]), **details}
         self._conn.execute(
-            """UPDATE alerts SET value = ?, peak_value = ?, message = ?, details = ?,
+            """UPDATE alerts SET value = ?, peak_value = ?, title = ?, message = ?, details = ?,
                last_seen_at = ?, updated_at = ? WHERE id = ?""",
             (
                 value,
                 peak_value,
+                title,
                 message,
                 json.dumps(merged, ensure_ascii=False),
                 at_ms,

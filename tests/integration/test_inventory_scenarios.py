@@ -346,8 +346,14 @@ def test_reorder_once_per_gap_and_unexplained_loss(
             (f"{SITE}/COFFEE", "active", 9.0, 10.0)
         ]
 
-        # Both picks (3 and 1) had no RFID exit and no recorded pick within 60 s.
-        assert _alerts(processor, "unexplained_loss")[0].value == 3.0
+        # Both picks (3 and 1) had no RFID exit and no recorded pick within 60 s: one alert,
+        # showing the latest loss and the largest.
+        loss = _alerts(processor, "unexplained_loss")[0]
+        assert (loss.value, loss.peak_value, loss.title) == (
+            1.0,
+            3.0,
+            "Unexplained loss of 1 × COFFEE",
+        )
         assert len(_alerts(processor, "unexplained_loss")) == 1
 
         # The buyer orders: on order counts in projected, the reorder alert clears.
