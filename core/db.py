@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from core.schema import alerts, auth, inventory, kpi, requisitions
@@ -60,3 +62,33 @@ def migrate(conn: sqlite3.Connection) -> dict[str, int]:
                 " ON CONFLICT (component) DO UPDATE SET version = excluded.version;\nCOMMIT;"
             )
     return schema_versions(conn)
+
+
+class SqlStore:
+    """Base of the relational stores: one database connection and its write transaction.
+
+    Stores built over the same connection share its transaction, so a change spanning them
+    (a lot and its receipt, a received suggestion and its ledger row) commits as one.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The underlying connection."""
+        return self._conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction; nested use joins the outer one."""
+        if self._conn.in_transaction:
+            yield
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")

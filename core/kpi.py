@@ -9,10 +9,11 @@ formulas are in ``docs/kpis.md``.
 from __future__ import annotations
 
 import builtins
-import sqlite3
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
+
+from core.db import SqlStore
 
 Period = Literal["rolling", "day"]
 MovementClass = Literal["active", "slow", "dead"]
@@ -106,17 +107,13 @@ class SiteKpis(Figures):
         return next((s for s in self.skus if s.sku == sku), None)
 
 
-class KpiStore:
+class KpiStore(SqlStore):
     """KPI snapshots in the relational store (table ``kpi_snapshots``)."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
 
     def save(self, snapshot: SiteKpis) -> None:
         """Store a snapshot (replacing one of the same site, period and end); prune old rolling
         snapshots of the site in the same transaction."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self.transaction():
             self._conn.execute(
                 "INSERT OR REPLACE INTO kpi_snapshots (site, period, at, body) VALUES (?, ?, ?, ?)",
                 (snapshot.site, snapshot.period, snapshot.end_ms, snapshot.model_dump_json()),
@@ -125,10 +122,6 @@ class KpiStore:
                 "DELETE FROM kpi_snapshots WHERE site = ? AND period = 'rolling' AND at < ?",
                 (snapshot.site, snapshot.end_ms - ROLLING_KEEP_MS),
             )
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
 
     def latest(self, site: str, period: Period = "rolling") -> SiteKpis | None:
         """The newest snapshot of a site and period."""

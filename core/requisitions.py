@@ -18,12 +18,11 @@ import math
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from core.db import SqlStore
 from core.errors import StockSenseError
 from core.inventory import DAY_MS, RECEIVING_LOCATION, InventoryStores, Suggestion
 
@@ -149,27 +148,13 @@ def amount_of(qty: float, unit_cost: float) -> float:
     return round(qty * unit_cost, 2)
 
 
-class RequisitionStore:
+class RequisitionStore(SqlStore):
     """Requisitions, approvals and the push queue over one connection; inventory effects go
     through the inventory stores over the same connection and transaction."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
+        super().__init__(conn)
         self.inventory = InventoryStores.over(conn)
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One write transaction; nested use (the inventory stores' too) joins it."""
-        if self._conn.in_transaction:
-            yield
-            return
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
 
     # -- drafting ---------------------------------------------------------------------------
 

@@ -12,13 +12,20 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from core.errors import ConfigError
 from core.inventory.models import DAY_MS, OUTFLOW_KINDS
+from core.kpi import AgeBucket, AlertResponseFigures, LotsDueFigures
 
 DEFAULT_AGE_BUCKETS: tuple[int, ...] = (30, 60, 90)
 LOT_HORIZONS_DAYS: tuple[int, ...] = (7, 30)
+LOT_DATES: tuple[Literal["alert", "removal", "expiration"], ...] = (
+    "alert",
+    "removal",
+    "expiration",
+)
 
 
 class KpiParameterError(ConfigError):
@@ -198,18 +205,9 @@ class LotHolding:
     expiration_at_ms: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Bucket:
-    """Quantity and value of stock in one age bucket."""
-
-    label: str
-    qty: float
-    value: float
-
-
 def ageing_buckets(
     lots: Iterable[LotHolding], now_ms: int, bounds: Sequence[int] = DEFAULT_AGE_BUCKETS
-) -> list[Bucket]:
+) -> list[AgeBucket]:
     """Stock by age since receipt: a lot ``d`` whole days old is in the first bucket whose
     bound is ≥ ``d`` (0-30 holds day 30, 31-60 day 31), the last bucket holds the rest.
 
@@ -225,29 +223,21 @@ def ageing_buckets(
         index = next((i for i, bound in enumerate(bounds) if age_days <= bound), len(bounds))
         qty[index] += lot.qty
         value[index] += lot.qty * lot.unit_cost
-    return [Bucket(label, q, v) for label, q, v in zip(labels, qty, value, strict=True)]
-
-
-@dataclass(frozen=True, slots=True)
-class LotsDue:
-    """Lots (count, quantity) whose date of one kind falls within a horizon."""
-
-    date: str  # alert, removal or expiration
-    horizon_days: int
-    lots: int
-    qty: float
-    value: float
+    return [
+        AgeBucket(label=label, qty=q, value=v)
+        for label, q, v in zip(labels, qty, value, strict=True)
+    ]
 
 
 def lots_due(
     lots: Sequence[LotHolding], now_ms: int, horizons: Sequence[int] = LOT_HORIZONS_DAYS
-) -> list[LotsDue]:
+) -> list[LotsDueFigures]:
     """Lots on hand reaching their alert, removal and expiration dates in ``(now, now + h]``.
 
     A date already passed is not "reaching" any more (the expiry alerts cover those).
     """
     out = []
-    for kind in ("alert", "removal", "expiration"):
+    for kind in LOT_DATES:
         for horizon in horizons:
             until = now_ms + horizon * DAY_MS
             hits = [
@@ -258,7 +248,7 @@ def lots_due(
                 and now_ms < at <= until
             ]
             out.append(
-                LotsDue(
+                LotsDueFigures(
                     date=kind,
                     horizon_days=horizon,
                     lots=len(hits),
@@ -303,22 +293,6 @@ class AlertTimes:
     escalate_after_s: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ResponseFigures:
-    """Alert response of one (type, severity)."""
-
-    type: str
-    severity: str
-    count: int
-    acked: int
-    resolved: int
-    ack_mean_s: float | None
-    ack_p90_s: float | None
-    resolve_mean_s: float | None
-    resolve_p90_s: float | None
-    acked_in_time_share: float | None
-
-
 def p90(values: Sequence[float]) -> float | None:
     """The 90th percentile by nearest rank: the smallest value ≥ 90 % of the values."""
     if not values:
@@ -331,7 +305,7 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def alert_response(alerts: Iterable[AlertTimes]) -> list[ResponseFigures]:
+def alert_response(alerts: Iterable[AlertTimes]) -> list[AlertResponseFigures]:
     """Counts and times to acknowledge and to resolve, by (type, severity).
 
     Only alerts that were acknowledged (resolved) count in the ack (resolve) times. The in-time
@@ -355,7 +329,7 @@ def alert_response(alerts: Iterable[AlertTimes]) -> list[ResponseFigures]:
             and (a.acked_at_ms - a.raised_at_ms) / 1000 <= a.escalate_after_s
         ]
         out.append(
-            ResponseFigures(
+            AlertResponseFigures(
                 type=type_,
                 severity=severity,
                 count=len(group),

@@ -20,10 +20,8 @@ from core.influx import line
 from core.influx_writer import BatchWriter
 from core.inventory import DAY_MS, OUTFLOW_KINDS, InventoryStores, Sku
 from core.kpi import (
-    AgeBucket,
     AlertResponseFigures,
     KpiStore,
-    LotsDueFigures,
     Period,
     SiteKpis,
     SkuKpi,
@@ -133,20 +131,8 @@ class KpiCalculator:
             dead_skus=len(dead),
             dead_value=sum(s.value for s in dead),
             skus=figures,
-            ageing=[
-                AgeBucket(label=b.label, qty=b.qty, value=b.value)
-                for b in f.ageing_buckets(holdings, end_ms, self._config.age_buckets)
-            ],
-            lots_due=[
-                LotsDueFigures(
-                    date=d.date,
-                    horizon_days=d.horizon_days,
-                    lots=d.lots,
-                    qty=d.qty,
-                    value=d.value,
-                )
-                for d in f.lots_due(holdings, end_ms, self._config.lot_horizons_days)
-            ],
+            ageing=f.ageing_buckets(holdings, end_ms, self._config.age_buckets),
+            lots_due=f.lots_due(holdings, end_ms, self._config.lot_horizons_days),
             alerts=self._alert_response(site, start_ms, end_ms),
         )
 
@@ -227,21 +213,7 @@ class KpiCalculator:
             )
             for a in self._alerts_raised(site, start_ms, end_ms)
         ]
-        return [
-            AlertResponseFigures(
-                type=r.type,
-                severity=r.severity,
-                count=r.count,
-                acked=r.acked,
-                resolved=r.resolved,
-                ack_mean_s=r.ack_mean_s,
-                ack_p90_s=r.ack_p90_s,
-                resolve_mean_s=r.resolve_mean_s,
-                resolve_p90_s=r.resolve_p90_s,
-                acked_in_time_share=r.acked_in_time_share,
-            )
-            for r in f.alert_response(times)
-        ]
+        return f.alert_response(times)
 
 
 def kpi_lines(snapshot: SiteKpis) -> list[str]:
