@@ -38,6 +38,7 @@ from api.security import (
 )
 from core.auth import Principal
 from core.errors import ConflictError, NotFoundError
+from core.identifiers import IDENT_PATTERN
 from core.inventory import (
     CatalogStore,
     Demand,
@@ -65,6 +66,8 @@ from core.inventory import (
     SuggestionState,
     now_ms,
 )
+from core.inventory.forecasts import ForecastStore, StoredForecast
+from core.requisitions import RequisitionStore
 
 router = APIRouter(prefix="/inventory", tags=["inventory"])
 
@@ -147,6 +150,22 @@ def create_sku(body: SkuRequest, catalog: Catalog, who: CanEditCatalog, conn: Co
 def get_sku(sku: Segment, catalog: Catalog, who: CanRead) -> Sku:
     """One SKU."""
     return catalog.get_sku(sku)
+
+
+@router.get("/skus/{sku}/forecast", responses=answers(404))
+def get_sku_forecast(
+    sku: Segment,
+    site: Annotated[str, Query(pattern=IDENT_PATTERN, description="The site planned for")],
+    catalog: Catalog,
+    who: CanRead,
+    conn: Connection,
+) -> StoredForecast:
+    """The stored forecast levels of a ``forecast`` SKU at a site: model, demand class, daily
+    forecast, safety stock, reorder point, backtest figures and fallback, refreshed daily
+    (404 for an unknown SKU, or before the rules have planned it there)."""
+    check_site(who, site, "the forecast")
+    catalog.get_sku(sku)
+    return ForecastStore(conn).get(site, sku)
 
 
 @router.put("/skus/{sku}", responses=answers(400, 409))
@@ -427,10 +446,19 @@ def move_suggestion(
     conn: Connection,
     body: Transition | None = None,
 ) -> Suggestion:
-    """suggested → ordered → received, or cancelled; other steps answer 409."""
+    """suggested → ordered → received, or cancelled; other steps, and a suggestion an open
+    requisition handles, answer 409."""
     body = body or Transition()
     before = planning.get_suggestion(suggestion_id)
     check_site(who, before.site, f"suggestion {suggestion_id}")
+    requisition = RequisitionStore(conn).open_for_suggestion(suggestion_id)
+    if requisition is not None:
+        # The requisition orders and receives it; moving the suggestion too would book twice.
+        raise HTTPException(
+            status_code=409,
+            detail=f"suggestion {suggestion_id} is handled by requisition {requisition}:"
+            " move the requisition instead",
+        )
     after = planning.transition_suggestion(
         suggestion_id, step, ts_ms=now_ms(), eta_ms=body.eta, location=body.location
     )

@@ -170,22 +170,6 @@ class BatchLevels:
 # --------------------------------------------------------------------------- demand class
 
 
-def demand_class(history: npt.ArrayLike) -> tuple[DemandClass, float | None, float | None]:
-    """Syntetos-Boylan class of a daily history with its ADI and CV² (``None`` without demand).
-
-    ADI is days per demand occurrence, CV² the squared coefficient of variation of the non-zero
-    quantities; smooth < 1.32 ADI and < 0.49 CV², erratic high CV², intermittent high ADI,
-    lumpy both.
-    """
-    y = _clean(np.atleast_2d(np.asarray(history, dtype=np.float64)))
-    cls, adi, cv2 = _classify(y)
-    return (
-        _CLASS_NAMES[int(cls[0])],
-        None if math.isnan(adi[0]) else float(adi[0]),
-        None if math.isnan(cv2[0]) else float(cv2[0]),
-    )
-
-
 def _classify(y: FloatArray) -> tuple[IntArray, FloatArray, FloatArray]:
     nonzero = y > 0
     nnz = nonzero.sum(axis=1)
@@ -719,7 +703,6 @@ __all__ = [
     "DemandClass",
     "ForecastLevels",
     "ModelName",
-    "demand_class",
     "plan_levels",
     "plan_levels_batch",
 ]

@@ -12,7 +12,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -242,6 +242,11 @@ class ForecastPlanner:
     def refreshing(self) -> frozenset[str]:
         """Sites whose batch has not been collected yet."""
         return frozenset(self._pending)
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait until the batches in flight have finished (not collected); False on timeout."""
+        _, running = wait([f for _, _, f in self._pending.values()], timeout=timeout_s)
+        return not running
 
     def levels(self, site: str, sku: Sku, *, at_ms: int) -> StoredForecast | None:
         """The SKU's levels at a site for the day of ``at_ms``; None while its first batch runs."""

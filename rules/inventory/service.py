@@ -236,7 +236,7 @@ class InventoryProcessor:
         self._reorder_touched(touched)
         # Forecast batches computed off the loop are stored here, and their SKUs re-evaluated.
         for site, sku in self._reorder.forecasts.collect():
-            self.evaluate_reorder(site, sku, at_ms=now_ms)
+            self._reorder_if_known(site, sku, now_ms)
         self._checks.run(now_ms)
         interval_ms = round(self.config.evaluate_interval_s * 1000)
         if self._last_sweep_ms is None or now_ms - self._last_sweep_ms >= interval_ms:

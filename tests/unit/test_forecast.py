@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,12 +20,7 @@ from bench.forecast import (
     z_for_realised_service,
 )
 from rules.inventory import InvalidParameterError
-from rules.inventory.forecast import (
-    BatchLevels,
-    demand_class,
-    plan_levels,
-    plan_levels_batch,
-)
+from rules.inventory.forecast import BatchLevels, plan_levels, plan_levels_batch
 from rules.inventory.replenishment import safety_stock, z_for_service_level
 from simulators.demand import RETAIL_WEEK, DemandProfile, daily_demand
 
@@ -39,17 +35,23 @@ SLOW = DemandProfile(
 # --------------------------------------------------------------------------- demand class
 
 
+def _class(
+    history: list[float] | npt.NDArray[np.float64],
+) -> tuple[str, float | None, float | None]:
+    levels = plan_levels(history, lead_time_days=1)
+    return levels.demand_class, levels.adi, levels.cv2
+
+
 def test_syntetos_boylan_classes_at_their_cut_offs() -> None:
-    assert demand_class([5, 5, 5, 5])[0] == "smooth"
-    assert demand_class([1, 20, 1, 20])[0] == "erratic"  # CV² 0.82
-    cls, adi, cv2 = demand_class([0, 4, 0, 4, 0, 4])
-    assert (cls, adi, cv2) == ("intermittent", 2.0, 0.0)
-    assert demand_class([0, 1, 0, 0, 30, 0])[0] == "lumpy"
-    assert demand_class([0, 0, 0]) == ("no_demand", None, None)
+    assert _class([5, 5, 5, 5])[0] == "smooth"
+    assert _class([1, 20, 1, 20])[0] == "erratic"  # CV² 0.82
+    assert _class([0, 4, 0, 4, 0, 4]) == ("intermittent", 2.0, 0.0)
+    assert _class([0, 1, 0, 0, 30, 0])[0] == "lumpy"
+    assert _class([0, 0, 0]) == ("no_demand", None, None)
     # ADI exactly 1.32 is already intermittent: 33 days with 25 demand days.
     history = np.array([3.0] * 25 + [0.0] * 8)
-    assert demand_class(history)[1] == pytest.approx(1.32)
-    assert demand_class(history)[0] == "intermittent"
+    assert _class(history)[1] == pytest.approx(1.32)
+    assert _class(history)[0] == "intermittent"
 
 
 # --------------------------------------------------------------------------- models
