@@ -198,14 +198,10 @@ class RequisitionStore(SqlStore):
             required_by = ts_ms + round(sku.lead_time_days * DAY_MS)
         with self.transaction():
             if draft.suggestion_id is not None:
-                taken = self._conn.execute(
-                    f"""SELECT id FROM req_requisitions WHERE suggestion_id = ?
-                        AND state IN ({", ".join("?" for _ in OPEN_STATES)})""",  # noqa: S608 - placeholders only
-                    (draft.suggestion_id, *sorted(OPEN_STATES)),
-                ).fetchone()
+                taken = self.open_for_suggestion(draft.suggestion_id)
                 if taken is not None:
                     raise RequisitionConflictError(
-                        f"suggestion {draft.suggestion_id} already has requisition {taken[0]}"
+                        f"suggestion {draft.suggestion_id} already has requisition {taken}"
                     )
             cur = self._conn.execute(
                 """INSERT INTO req_requisitions (site, sku, qty, supplier, unit_cost, currency,
@@ -257,6 +253,15 @@ class RequisitionStore(SqlStore):
                 "push": None if push is None else _push(push),
             }
         )
+
+    def open_for_suggestion(self, suggestion_id: int) -> int | None:
+        """The id of the open requisition made from a suggestion, if there is one."""
+        row = self._conn.execute(
+            f"""SELECT id FROM req_requisitions WHERE suggestion_id = ?
+                AND state IN ({", ".join("?" for _ in OPEN_STATES)})""",  # noqa: S608 - placeholders only
+            (suggestion_id, *sorted(OPEN_STATES)),
+        ).fetchone()
+        return None if row is None else int(row[0])
 
     def list(
         self,

@@ -425,6 +425,13 @@ async def _received_whole(api: Api) -> None:
     suggestion = api.inventory.planning.get_suggestion(sid)
     assert suggestion.state == "ordered"
     assert api.inventory.planning.on_order("wh1", "RICE") == 100.0
+    # The open requisition receives it: the suggestion's own step would book the stock twice.
+    direct = await api.call("ana", "POST", f"/inventory/suggestions/{sid}/received", {})
+    assert (direct.status_code, direct.json()["detail"]) == (
+        409,
+        f"suggestion {sid} is handled by requisition {rid}: move the requisition instead",
+    )
+    assert api.inventory.ledger.ledger(sku="RICE") == []
     too_much = await api.call("ana", "POST", f"/requisitions/{rid}/receipts", {"qty": 100.5})
     assert too_much.status_code == 409
     assert too_much.json()["detail"] == f"requisition {rid} has 100 left to receive, not 100.5"
