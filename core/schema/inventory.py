@@ -133,7 +133,7 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX inv_inbound_open ON inv_inbound (status, site, sku);
     """,
-    # picks recorded through the API or a WMS pick list, and the lists (idempotency keys)
+    # 2: picks recorded through the API or a WMS pick list, and the lists (idempotency keys)
     """
     CREATE TABLE inv_picks (
         id INTEGER PRIMARY KEY,
