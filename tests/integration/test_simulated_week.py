@@ -1,6 +1,7 @@
 """A simulated week of a small warehouse (examples/scenario-week.yaml): seasonal demand picked
 in waves and shipped through the dock, receipts, and one of every fault, published on the
-scenario's accelerated clock through the real broker, ingest, rules and InfluxDB.
+scenario's accelerated clock through the real broker, ingest, rules and InfluxDB. A WMS records
+each wave's picks as a pick list through the real API; nobody records a theft.
 
 The rules tick on the simulation's clock (``caught_up_clock``): the time of the last round
 they have fully seen, so no device looks silent while its readings are still queued.
@@ -20,9 +21,11 @@ from core.inventory import InventoryStores
 from core.settings import Settings
 from rules.engine import RulesEngine
 from simulators.scenario import Scenario, Theft, load_scenario
-from simulators.warehouse import ScenarioSimulation, ScenarioWarehouse
+from simulators.warehouse import ApiPickRecorder, ScenarioSimulation, ScenarioWarehouse
+from stocksense.apiserver import ApiServer
 from stocksense.devservices import LocalStack
 from stocksense.pipeline import Pipeline
+from tests.authutil import api_token
 from tests.conftest import until
 from tests.integration.test_cli import run_cli, stack_env
 
@@ -39,7 +42,10 @@ def test_a_simulated_week_keeps_the_ledger_on_the_shelves_and_raises_every_fault
     scenario = load_scenario(SCENARIO).model_copy(update={"speed": SPEED})
     # This site's topics only: other tests' retained messages must not count as its readings.
     cfg = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"sites": (SITE,)})})
-    warehouse = ScenarioWarehouse(scenario, host="127.0.0.1", port=stack.mqtt_port)
+    # The API on the pipeline's database; the WMS signs in with an operator's API token.
+    api = ApiServer(cfg, port=0)
+    wms = ApiPickRecorder(api.url, api_token(cfg, "operator", "wms"))
+    warehouse = ScenarioWarehouse(scenario, host="127.0.0.1", port=stack.mqtt_port, picks=wms)
     catalog = scenario.catalog(warehouse.start_ms)
     conn = db.connect(cfg.sqlite_path)
     try:
@@ -62,6 +68,7 @@ def test_a_simulated_week_keeps_the_ledger_on_the_shelves_and_raises_every_fault
         )
         engine.append(pipeline.rules)
         await pipeline.start()
+        await api.start()
         started = time.monotonic()
         warehouse.start()
         try:
@@ -78,6 +85,7 @@ def test_a_simulated_week_keeps_the_ledger_on_the_shelves_and_raises_every_fault
             pipeline.rules.tick(end_ms)
             assert pipeline.rules.dropped == 0
             _check_ledger(pipeline)
+            _check_picks(pipeline)
             _check_alerts(pipeline)
             print(
                 f"simulated week: {warehouse.published} messages, {warehouse.samples} readings"
@@ -86,6 +94,8 @@ def test_a_simulated_week_keeps_the_ledger_on_the_shelves_and_raises_every_fault
             assert wall_s < 60
         finally:
             warehouse.stop()
+            wms.close()
+            await api.stop()
             await pipeline.stop()
 
     def _check_ledger(pipeline: Pipeline) -> None:
@@ -115,14 +125,32 @@ def test_a_simulated_week_keeps_the_ledger_on_the_shelves_and_raises_every_fault
             assert ledger.qty_at(SITE, "dock-out", cell.sku) == 0
             assert truth.shipped == truth.picked
 
+    def _check_picks(pipeline: Pipeline) -> None:
+        # Every wave's pick went through the API and explained the drop it caused, in full.
+        picks = InventoryStores.over(pipeline.conn).picks.picks(site=SITE, limit=100_000)
+        assert (wms.recorded, wms.failed) == (len(picks), 0)
+        recorded: dict[str, float] = {}
+        for pick in picks:
+            recorded[pick.sku] = recorded.get(pick.sku, 0.0) + pick.qty
+        truth = {sku: t for (site, sku), t in sim.truth.items() if site == SITE}
+        assert recorded == {sku: float(t.picked) for sku, t in truth.items() if t.picked}
+        assert [(p.ref, p.status, p.matched_qty) for p in picks] == [
+            (p.ref, "matched", p.qty) for p in picks
+        ]
+        assert all(p.recorded_by == "wms" and p.list_ref for p in picks)
+
     def _check_alerts(pipeline: Pipeline) -> None:
         alerts = pipeline.alerts.state.list(site=SITE, limit=1000)
         raised = sorted((a.type, a.source) for a in alerts)
         # Each fault raised its alert, once, and nothing else did.
         assert raised == sorted(scenario.expected_alerts())
         by_type = {a.type: a for a in alerts}
-        theft = next(f for f in scenario.faults if isinstance(f, Theft))
-        assert by_type["unexplained_loss"].value == theft.units
+        # Recorded picks explain every other drop: the only losses are the thefts, each of
+        # exactly the units stolen.
+        losses = {a.source: a.value for a in alerts if a.type == "unexplained_loss"}
+        thefts = [f for f in scenario.faults if isinstance(f, Theft)]
+        assert thefts
+        assert losses == {f"{SITE}/{t.device}/{t.cell}": float(t.units) for t in thefts}
         # Faults that end have their alerts resolved; the lot still sits past its dates.
         states = {t: a.state for t, a in by_type.items()}
         assert states == {
