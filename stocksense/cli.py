@@ -320,6 +320,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--excursion-at needs --excursion-for: give the fault's duration in simulated seconds"
         )
+    if (args.api is None) != (args.token_file is None):
+        given, missing = ("--api", "--token-file") if args.api else ("--token-file", "--api")
+        raise ConfigError(f"{given} needs {missing}: picks are recorded at an API with a token")
     settings = _settings()
     if args.scenario is not None:
         return _run(_simulate(settings, _scenario_warehouse(settings, args), args))
@@ -334,9 +337,51 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         excursions=excursions,
     )
     warehouse = VirtualWarehouse(
-        config, host=settings.mqtt.host, port=settings.mqtt.port, broker=settings.mqtt
+        config,
+        host=settings.mqtt.host,
+        port=settings.mqtt.port,
+        broker=settings.mqtt,
+        picks=_pick_recorder(args, [config.site]),
     )
     return _run(_simulate(settings, warehouse, args))
+
+
+def _pick_recorder(args: argparse.Namespace, sites: list[str]) -> Any:
+    """The recorder of ``--api`` and ``--token-file`` (None without them), once the API has
+    said the token may record picks at every simulated site."""
+    import httpx  # noqa: PLC0415
+
+    from simulators.warehouse import ApiPickRecorder  # noqa: PLC0415
+    from stocksense.devservices import ServiceError  # noqa: PLC0415
+
+    if args.api is None:
+        return None
+    path = Path(args.token_file).expanduser()
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"--token-file {path}: {exc.strerror or exc}") from None
+    if not token:
+        raise ConfigError(f"--token-file {path} is empty: put a token of `stocksense users token`")
+    url = args.api.rstrip("/")
+    try:
+        answer = httpx.get(f"{url}/auth/me", headers={"Authorization": f"Bearer {token}"})
+    except httpx.HTTPError as exc:
+        raise ServiceError(f"the API at {url} is unreachable: {exc}") from None
+    if answer.status_code == 401:
+        raise ConfigError(f"the API at {url} refused the token of --token-file {path}")
+    if answer.status_code != 200:
+        raise ServiceError(f"the API at {url} answered /auth/me with {answer.status_code}")
+    me = answer.json()
+    if "picks.record" not in me["permissions"]:
+        raise ConfigError(
+            f"--token-file {path}: {me['name']} ({me['role']}) may not record picks;"
+            " give the token of an operator, approver or admin"
+        )
+    outside = [site for site in sites if me["sites"] and site not in me["sites"]]
+    if outside:
+        raise ConfigError(f"--token-file {path}: {me['name']} may not record picks at {outside[0]}")
+    return ApiPickRecorder(url, token)
 
 
 def _scenario_warehouse(settings: Settings, args: argparse.Namespace) -> Any:
@@ -361,7 +406,11 @@ def _scenario_warehouse(settings: Settings, args: argparse.Namespace) -> Any:
         problems = describe_errors(exc.errors())
         raise ConfigError(f"{args.scenario} with --speed/--interval: {problems}") from None
     return ScenarioWarehouse(
-        scenario, host=settings.mqtt.host, port=settings.mqtt.port, broker=settings.mqtt
+        scenario,
+        host=settings.mqtt.host,
+        port=settings.mqtt.port,
+        broker=settings.mqtt,
+        picks=_pick_recorder(args, [s.id for s in scenario.sites]),
     )
 
 
@@ -394,9 +443,11 @@ async def _simulate(settings: Settings, warehouse: Any, args: argparse.Namespace
         faults = ", ".join(f.kind for f in scenario.faults)
         until = f" for {scenario.duration:g} simulated s" if scenario.duration else ""
         faults = f"{faults or 'no fault'}; seed {scenario.seed}{until}"
+    picks = warehouse.picks
+    recording = f"picks recorded at {args.api.rstrip('/')}; " if picks is not None else ""
     print(
         f"stocksense simulate: site {site} to {broker}, a round every {interval:g}"
-        f" simulated s at {speed:g}x; {faults or 'no fault'}; {STOP_HINT}",
+        f" simulated s at {speed:g}x; {faults or 'no fault'}; {recording}{STOP_HINT}",
         flush=True,
     )
     deadline = started + args.duration if args.duration > 0 else None
@@ -415,6 +466,13 @@ async def _simulate(settings: Settings, warehouse: Any, args: argparse.Namespace
                 )
     finally:
         warehouse.stop()
+        if picks is not None:
+            picks.close()
+            print(
+                f"stocksense simulate: recorded {picks.recorded} picks at {args.api.rstrip('/')}"
+                f" ({picks.failed} not recorded)",
+                flush=True,
+            )
         print(
             f"stocksense simulate: stopped after {time.monotonic() - started:.1f} s"
             f" ({warehouse.sim_elapsed_s():.0f} simulated s): published"
@@ -758,6 +816,20 @@ def _simulate_parser(sub: Any) -> None:
         default=None,
         metavar="S",
         help="simulated seconds the cold room stays warm (default: no excursion)",
+    )
+    simulate.add_argument(
+        "--api",
+        metavar="URL",
+        default=None,
+        help="record each pick at this StockSense API as a WMS would (a scenario's waves as"
+        " pick lists; thefts are not recorded); needs --token-file",
+    )
+    simulate.add_argument(
+        "--token-file",
+        metavar="PATH",
+        default=None,
+        help="file holding an API token (`stocksense users token`) of a user who may record"
+        " picks: operator, approver or admin",
     )
     simulate.add_argument(
         "--progress",

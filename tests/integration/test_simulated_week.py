@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 
 from core import db
@@ -23,11 +25,11 @@ from rules.engine import RulesEngine
 from simulators.scenario import Scenario, Theft, load_scenario
 from simulators.warehouse import ApiPickRecorder, ScenarioSimulation, ScenarioWarehouse
 from stocksense.apiserver import ApiServer
-from stocksense.devservices import LocalStack
+from stocksense.devservices import LocalStack, free_port
 from stocksense.pipeline import Pipeline
 from tests.authutil import api_token
 from tests.conftest import until
-from tests.integration.test_cli import run_cli, stack_env
+from tests.integration.test_cli import Cli, _one_line, clean_env, run_cli, stack_env
 
 pytestmark = pytest.mark.integration
 
@@ -195,6 +197,101 @@ def test_stocksense_simulate_publishes_a_scenario_for_its_duration(
         for messages, readings in (_offline(loaded, before), _offline(loaded, after))
     }
     assert any(cli.stdout[-1].endswith(summary) for summary in summaries), (cli, summaries)
+
+
+def test_stocksense_simulate_records_the_picks_at_a_running_api(
+    settings: Settings, stack: LocalStack, tmp_path: Path
+) -> None:
+    site = f"wms{uuid.uuid4().hex[:6]}"
+    scenario = tmp_path / "week.yaml"
+    scenario.write_text(SCENARIO.read_text(encoding="utf-8").replace("sim1", site), "utf-8")
+    loaded = load_scenario(scenario)
+    before = loaded.start_ms(time.time_ns() // 1_000_000)
+    catalog = loaded.catalog(before)
+    conn = db.connect(settings.sqlite_path)  # the database of the API and the CLI below
+    try:
+        InventoryStores.over(conn).load_catalog(
+            skus=catalog.skus, shelves=catalog.shelves, rfid_zones=catalog.rfid_zones,
+            lots=catalog.lots, ts_ms=before,
+        )  # fmt: skip
+    finally:
+        conn.close()
+    env = stack_env(stack, tmp_path)
+    port = str(free_port())
+    url = f"http://127.0.0.1:{port}"
+    api = Cli("api", "--port", port, env=env, cwd=tmp_path)
+    try:
+        api.wait_stdout(r"^stocksense api: running")
+        tokens = {}
+        for name, role in (("wms", "operator"), ("auditor", "viewer")):
+            tokens[name] = tmp_path / f"{name}.token"
+            tokens[name].write_text(api_token(settings, role, name) + "\n", "utf-8")
+        tokens["bad"] = tmp_path / "bad.token"
+        tokens["bad"].write_text("not-a-token", "utf-8")
+        simulate = ("simulate", "--scenario", str(scenario), "--speed", "302400", "--progress", "0")
+        # A token that may not record picks, or none the API knows, is refused before anything
+        # is published.
+        viewer = run_cli(*simulate, "--api", url, "--token-file", str(tokens["auditor"]),
+                         env=env, cwd=tmp_path)  # fmt: skip
+        _one_line(viewer, 2, "auditor (viewer) may not record picks", "operator, approver or admin")
+        bad = run_cli(*simulate, "--api", url, "--token-file", str(tokens["bad"]),
+                      env=env, cwd=tmp_path)  # fmt: skip
+        _one_line(bad, 2, f"the API at {url} refused the token of --token-file")
+        cli = run_cli(*simulate, "--api", url + "/", "--token-file", str(tokens["wms"]),
+                      env=env, cwd=tmp_path)  # fmt: skip
+        after = loaded.start_ms(time.time_ns() // 1_000_000)
+        assert cli.process.returncode == 0, cli
+        assert cli.stdout[0].endswith(
+            f"seed 2611 for 604800 simulated s; picks recorded at {url}; Ctrl-C or SIGTERM stops it"
+        ), cli
+        headers = {"Authorization": f"Bearer {tokens['wms'].read_text('utf-8').strip()}"}
+        answer = httpx.get(f"{url}/inventory/picks", params={"site": site}, headers=headers)
+        assert answer.status_code == 200, answer.text
+        stored = answer.json()
+    finally:
+        api.stop()
+    # Every pick of the week, as the simulation makes them from the start the command chose,
+    # recorded once, by the WMS's user, as lines of a pick list; thefts are not picks.
+    expected = [_picks(loaded, start) for start in (before, after)]
+    got = Counter((p["sku"], p["qty"], p["ts"], p["ref"]) for p in stored)
+    assert got in expected, (sorted(got), expected)
+    assert cli.stdout[-2] == (
+        f"stocksense simulate: recorded {len(stored)} picks at {url} (0 not recorded)"
+    ), cli
+    assert {(p["recorded_by"], p["status"], p["list_ref"][: len(site) + 6]) for p in stored} == {
+        ("wms", "pending", f"{site}-wave-")
+    }
+
+
+def test_simulate_records_picks_only_with_both_the_api_and_a_token(tmp_path: Path) -> None:
+    for args, needle in (
+        (["--api", "http://127.0.0.1:8000"], "--api needs --token-file"),
+        (["--token-file", "token"], "--token-file needs --api"),
+    ):
+        cli = run_cli("simulate", *args, env=clean_env(), cwd=tmp_path)
+        _one_line(cli, 2, f"stocksense simulate: {needle}: picks are recorded at an API")
+    missing = tmp_path / "missing.token"
+    cli = run_cli("simulate", "--api", f"http://127.0.0.1:{free_port()}", "--token-file",
+                  str(missing), env=clean_env(), cwd=tmp_path)  # fmt: skip
+    _one_line(cli, 2, f"--token-file {missing}: No such file or directory")
+    token = tmp_path / "token"
+    token.write_text("tok", "utf-8")
+    closed = f"http://127.0.0.1:{free_port()}"
+    cli = run_cli("simulate", "--api", closed, "--token-file", str(token),
+                  env=clean_env(), cwd=tmp_path)  # fmt: skip
+    _one_line(cli, 1, f"the API at {closed} is unreachable")
+
+
+def _picks(scenario: Scenario, start_ms: int) -> Counter[tuple[str, float, int, str]]:
+    """The picks the simulation records over the whole scenario."""
+    sim = ScenarioSimulation(scenario, start_ms=start_ms)
+    assert scenario.duration is not None
+    picks = []
+    for k in range(round(scenario.duration / scenario.interval_s) + 1):
+        sim.round(k)
+        picks += sim.take_picks()
+    assert picks
+    return Counter((p.sku, float(p.qty), p.ts, p.ref) for p in picks)
 
 
 def _offline(scenario: Scenario, start_ms: int) -> tuple[int, int]:
