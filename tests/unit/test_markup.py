@@ -102,6 +102,8 @@ EVERYDAY = [
 def reads_as(text: str) -> str:
     """What a reader reads: invisible marks dropped, compatibility forms folded (NFKC), and
     whitespace taken as word breaks only."""
+    # A lone surrogate cannot be sent (not UTF-8): it reads as the replacement character.
+    text = "".join("\ufffd" if unicodedata.category(c) == "Cs" else c for c in text)
     kept = "".join(c for c in text if c.isspace() or unicodedata.category(c) not in ("Cc", "Cf"))
     return " ".join(unicodedata.normalize("NFKC", kept).split())
 
