@@ -310,7 +310,7 @@ def _nightly_chunk(args: tuple[int, int, int]) -> tuple[float, int]:
     elapsed = time.perf_counter() - start
     if not np.all(np.isfinite(b.reorder_point)):
         raise RuntimeError("a reorder point is not finite")
-    return elapsed, len(b)
+    return elapsed, int(b.reorder_point.size)
 
 
 def nightly(skus: int, days: int, workers: int, chunk: int) -> None:

@@ -28,6 +28,10 @@ every origin at once), so a nightly run over 100,000 SKUs needs no per-series fi
 
 Inputs that leave nothing to forecast never raise and never give NaN levels; each case has a
 documented result (see :func:`plan_levels`).
+
+The ``forecast`` reorder policy (:class:`rules.inventory.reorder.ForecastPlanner`) plans each
+site's SKUs with :func:`plan_levels_batch` once a day, and a SKU planned alone with
+:func:`plan_levels`.
 """
 
 from __future__ import annotations
@@ -136,9 +140,6 @@ class BatchLevels:
     pis: FloatArray
     fell_back_to: IntArray
     reasons: tuple[str, ...]
-
-    def __len__(self) -> int:
-        return int(self.forecast_per_day.size)
 
     def row(self, i: int) -> ForecastLevels:
         """The levels of SKU row ``i`` as a :class:`ForecastLevels`."""

@@ -114,7 +114,7 @@ def test_batch_rows_equal_single_calls_and_per_sku_parameters() -> None:
         lead_time_sd_days=0.5,
         chunk_skus=2,
     )
-    assert len(batch) == 3
+    assert batch.reorder_point.shape == (3,)
     assert list(batch.horizon_days) == [5, 12, 7]
     for i, (lead, service) in enumerate([(3.0, 0.9), (10.0, 0.99), (5.0, 0.95)]):
         single = plan_levels(
