@@ -215,14 +215,14 @@ class ForecastPlanner:
     """The forecast policy's levels per (site, SKU), refreshed once a day per site and stored.
 
     The first evaluation at a site after UTC midnight (the day boundary the dynamic policy's
-    history uses too), or after a start when the store holds nothing of that day, starts one
-    :func:`plan_levels_batch` over every ``forecast`` SKU stocked at the site. The batch reads
-    the ledger through a connection of its own and computes in a worker thread, so the rules
-    loop never waits for it; :meth:`collect` stores its results at a later tick, and the
-    processor then evaluates those SKUs again. Until then a
-    SKU keeps the levels stored the day before, or has none yet (no rule) when nothing was
-    stored. A SKU no batch covers, or whose lead time, review period or service level changed
-    since, is planned alone with :func:`plan_levels` at its evaluation.
+    history uses too), or after a start, starts one :func:`plan_levels_batch` over the
+    ``forecast`` SKUs stocked at the site whose stored levels are not of that day (after a
+    restart the same day: none). The batch reads the ledger through a connection of its own and
+    computes in a worker thread, so the rules loop never waits for it; :meth:`collect` stores
+    its results at a later tick, and the processor then evaluates those SKUs again. Until then
+    a SKU keeps the levels stored the day before, or has none yet (no rule) when nothing was
+    stored. A SKU no batch covers, or whose lead time, its sigma, review period or service level
+    changed since, is planned alone with :func:`plan_levels` at its evaluation.
     """
 
     def __init__(
