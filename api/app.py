@@ -16,9 +16,11 @@ from core.settings import Settings
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for ``settings`` (read from the environment when omitted)."""
-    app = FastAPI(title="StockSense API", version="1")
+    # /docs and /redoc come from console.install_docs: their assets are served locally.
+    app = FastAPI(title="StockSense API", version="1", docs_url=None, redoc_url=None)
     app.state.settings = settings = settings or Settings()
     errors.install(app)
+    console.install_docs(app)
     if settings.api.cors_origins:
         # Off unless origins are named: the console is served by the API itself. Cross-origin
         # callers use tokens, so no credentials (cookies) are allowed across origins.
