@@ -439,29 +439,37 @@ class Scenario(ScenarioModel):
 
     def expected_alerts(self) -> list[tuple[str, str]]:
         """(alert type, source) each injected fault should raise."""
-        found: list[tuple[str, str]] = []
+        return [(type_, source) for type_, source, _, _ in self.expected_alert_times()]
+
+    def expected_alert_times(self) -> list[tuple[str, str, float, float]]:
+        """(alert type, source, from, to) of each alert the faults should raise: simulated
+        seconds from the start while its fault lasts (an instant for a theft or a lot's date);
+        the alert itself comes after ``from``, once the rule's evidence is in."""
+        found: list[tuple[str, str, float, float]] = []
         for fault in self.faults:
             if isinstance(fault, ExpiringLot):  # the lot names its site
                 lot = next(lot for lot in self.lots if lot.lot == fault.lot)
-                found.append(("expiry_alert", f"{lot.site}/{lot.sku}/{lot.lot}"))
+                source = f"{lot.site}/{lot.sku}/{lot.lot}"
+                found.append(("expiry_alert", source, fault.alert_after, fault.alert_after))
                 if fault.removal_after is not None:
-                    found.append(("expired_on_shelf", f"{lot.site}/{lot.sku}/{lot.lot}"))
+                    at = fault.removal_after
+                    found.append(("expired_on_shelf", source, at, at))
                 continue
             site = self.site(fault.site)
+            end = fault.at + (0.0 if isinstance(fault, Theft) else fault.duration)
             if isinstance(fault, Theft):
-                found.append(("unexplained_loss", f"{site.id}/{fault.device}/{fault.cell}"))
+                alert = ("unexplained_loss", f"{site.id}/{fault.device}/{fault.cell}")
             elif isinstance(fault, Misplacement):
-                found.append(("misplaced_item", f"{site.id}/{fault.zone}/{fault.sku}"))
+                alert = ("misplaced_item", f"{site.id}/{fault.zone}/{fault.sku}")
             elif isinstance(fault, SensorDrift):
                 sensor = next(r.sensor for _, r in site.probes() if r.device == fault.device)
-                found.append(
-                    ("sensor_drift", f"{site.id}/temp/{fault.device}/{sensor or DEFAULT_SENSOR}")
-                )
+                sensor = sensor or DEFAULT_SENSOR
+                alert = ("sensor_drift", f"{site.id}/temp/{fault.device}/{sensor}")
             elif isinstance(fault, DeviceOffline):
-                kind = _kind(site, fault.device)
-                found.append(("sensor_offline", f"{site.id}/{kind}/{fault.device}"))
+                alert = ("sensor_offline", f"{site.id}/{_kind(site, fault.device)}/{fault.device}")
             else:
-                found.append(("cold_chain_excursion", f"{site.id}/{fault.zone}"))
+                alert = ("cold_chain_excursion", f"{site.id}/{fault.zone}")
+            found.append((*alert, fault.at, end))
         return found
 
     # ------------------------------------------------------------------ validation
