@@ -239,9 +239,28 @@ function renderAlerts() {
 
 async function loadAlerts() {
   const query = $("#show-cleared").checked ? "limit=200" : "state=active&limit=200";
-  alerts = await api(`/alerts?${query}`);
+  const [found, silences] = await Promise.all([api(`/alerts?${query}`), api("/alerts/silences")]);
+  alerts = found;
   renderAlerts();
+  $("#silences-list tbody").innerHTML = silences.map((s) => `<tr data-silence-row="${s.id}">
+    ${cell("#", `<b>#${s.id}</b>`)}
+    ${cell("silences.match", esc([s.site, s.zone, s.type].map((x) => x ?? t("silences.any")).join(" / ")))}
+    ${cell("silences.until", esc(when(s.ends_at)))}
+    ${cell("silences.by", esc(s.created_by))}
+    ${cell("silence.reason", esc(s.reason))}
+    <td class="actions"><button data-unsilence="${s.id}">${esc(t("silences.end"))}</button></td>
+  </tr>`).join("") || none(6, "silences.none");
 }
+
+$("#silences-list tbody").onclick = (event) => {
+  const button = event.target.closest("button[data-unsilence]");
+  if (!button) return;
+  const id = Number(button.dataset.unsilence);
+  act(async () => {
+    await api(`/alerts/silences/${id}`, {method: "DELETE"});
+    return t("silences.ended", {id});
+  });
+};
 
 $("#alerts tbody").onclick = (event) => {
   const button = event.target.closest("button");
@@ -346,7 +365,7 @@ async function loadLots() {
 
 async function loadRequisitions() {
   const query = $("#show-all-reqs").checked ? "" : "state=submitted";
-  const reqs = await api(`/requisitions?${query}`);
+  const [reqs, suggestions] = await Promise.all([api(`/requisitions?${query}`), api("/inventory/suggestions")]);
   reqs.reverse();
   $("#requisitions tbody").innerHTML = reqs.map((r) => {
     const approved = r.approvals.filter((a) => a.decision === "approved").map((a) => a.approver);
@@ -364,7 +383,28 @@ async function loadRequisitions() {
         <button data-reject="${r.id}">${esc(t("req.reject"))}</button>` : ""}</td>
     </tr>`;
   }).join("") || none(9, "req.none");
+  const next = {suggested: ["ordered", "cancelled"], ordered: ["received", "cancelled"]};
+  $("#suggestions-list tbody").innerHTML = suggestions.map((s) => `<tr data-suggestion="${s.id}">
+    ${cell("#", `<b>#${s.id}</b>`)}
+    ${cell("stock.site", esc(s.site))}
+    ${cell("stock.sku", esc(s.sku))}
+    ${cell("pick.qty", num(s.qty), "num")}
+    ${cell("sugg.why", esc(s.reason))}
+    ${cell("alert.state", esc(t("sugg." + s.state)))}
+    <td class="actions">${(next[s.state] || []).map((step) =>
+      `<button data-step="${step}" data-id="${s.id}">${esc(t("sugg.step." + step))}</button>`).join("")}</td>
+  </tr>`).join("") || none(7, "sugg.none");
 }
+
+$("#suggestions-list tbody").onclick = (event) => {
+  const button = event.target.closest("button[data-step]");
+  if (!button) return;
+  const id = Number(button.dataset.id);
+  act(async () => {
+    const done = await api(`/inventory/suggestions/${id}/${button.dataset.step}`, {method: "POST", body: "{}"});
+    return t("sugg.done", {id, state: t("sugg." + done.state)});
+  });
+};
 
 $("#requisitions tbody").onclick = (event) => {
   const button = event.target.closest("button");

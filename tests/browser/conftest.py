@@ -97,8 +97,8 @@ USERS = {
 
 
 def seed(settings: Settings) -> dict[str, str]:
-    """Users of each role, three SKUs with stock (one out, one low), lots with dates, and two
-    active alerts; the password of each role's user."""
+    """Users of each role, three SKUs with stock (one out, one low), lots with dates, a purchase
+    suggestion and two active alerts; the password of each role's user."""
     conn = db.connect(settings.sqlite_path)
     try:
         auth = AuthStore(conn)
@@ -125,6 +125,10 @@ def seed(settings: Settings) -> dict[str, str]:
             LotIn(lot="M-2511", sku="MILK-1L", site="wh1", location="C-01-01", qty=0,
                   received_at=SEED_MS - 3 * DAY_MS, expiration_at=SEED_MS + 90 * DAY_MS),
             ts_ms=SEED_MS,
+        )  # fmt: skip
+        inventory.planning.add_suggestion(
+            site="wh1", sku="TEA-GREEN", qty=72, reason="8 below min 20: up to max 80",
+            projected=8, trigger_level=20, ts_ms=SEED_MS,
         )  # fmt: skip
         lifecycle = AlertLifecycle(AlertStores.over(conn, []).state)
         lifecycle.report(

@@ -122,6 +122,12 @@ def test_an_operator_acks_silences_and_records_a_pick(
     assert (made[0]["site"], made[0]["zone"], made[0]["type"]) == ("wh1", "dry", "sensor_offline")
     assert made[0]["ends_at"] - made[0]["starts_at"] == 4 * 3_600_000
     assert made[0]["created_by"] == "li.wei"
+    listed = page.locator(f'#silences-list tr[data-silence-row="{made[0]["id"]}"]')
+    expect(listed).to_contain_text("shelf 7 rewired")
+    expect(listed).to_contain_text("wh1 / dry / sensor_offline")
+    listed.locator("[data-unsilence]").click()
+    expect(page.locator("#notice")).to_have_text(f"Silence #{made[0]['id']} ended.")
+    expect(listed).to_have_count(0)
 
     page.click('#tabs [data-tab="stock"]')
     tea = page.locator("#stock tbody tr", has_text="TEA-GREEN")
@@ -166,6 +172,15 @@ def test_an_approver_approves_a_requisition(
     assert isinstance(approved, dict)
     assert approved["state"] == "approved"
     assert [a["approver"] for a in approved["approvals"]] == ["chen.jie"]
+
+    suggestion = page.locator('#suggestions-list tr[data-suggestion="1"]')
+    expect(suggestion).to_contain_text("suggested")
+    suggestion.locator('[data-step="ordered"]').click()
+    expect(page.locator("#notice")).to_have_text("Suggestion #1 is ordered now.")
+    expect(suggestion.locator('[data-step="received"]')).to_be_visible()
+    ordered = console.get("/inventory/suggestions/1")
+    assert isinstance(ordered, dict)
+    assert ordered["state"] == "ordered"
 
 
 @pytest.mark.parametrize("width", ["phone"])

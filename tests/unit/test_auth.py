@@ -462,7 +462,8 @@ def test_every_change_is_audited_with_before_and_after(tmp_path: Path) -> None:
 
 
 def test_the_console_page_signs_in_and_sends_the_csrf_header() -> None:
-    page = (Path(__file__).resolve().parents[2] / "api" / "static" / "console.html").read_text()
+    static = Path(__file__).resolve().parents[2] / "api" / "static"
+    page = (static / "console.html").read_text() + (static / "console.js").read_text()
     assert '<form id="login"' in page
     assert 'type="password"' in page
     assert 'headers["X-CSRF-Token"] = csrf' in page

@@ -50,8 +50,8 @@ def _calls() -> list[tuple[str, str]]:
 
 def test_every_call_of_the_script_hits_a_real_route() -> None:
     calls = set(_calls())
-    # Sign-in, alerts (list, one, timeline, ack, silence), stock, SKUs, lots, KPIs,
-    # requisitions (list, approve, reject) and picks (list, record).
+    # Sign-in, alerts (list, one, timeline, ack), silences (list, create, end), stock, SKUs,
+    # lots, KPIs, requisitions (list, approve, reject), suggestions and picks.
     assert {
         ("POST", "/auth/login"), ("GET", "/auth/me"), ("POST", "/auth/logout"),
         ("GET", "/alerts"), ("GET", "/alerts/x1"), ("GET", "/alerts/x1/events"),
@@ -59,7 +59,9 @@ def test_every_call_of_the_script_hits_a_real_route() -> None:
         ("GET", "/inventory/skus"), ("GET", "/inventory/lots"), ("GET", "/kpi"),
         ("GET", "/requisitions"), ("POST", "/requisitions/x1/approve"),
         ("POST", "/requisitions/x1/reject"), ("GET", "/inventory/picks"),
-        ("POST", "/inventory/picks"),
+        ("POST", "/inventory/picks"), ("GET", "/alerts/silences"),
+        ("DELETE", "/alerts/silences/x1"), ("GET", "/inventory/suggestions"),
+        ("POST", "/inventory/suggestions/x1/x1"),
     } <= calls  # fmt: skip
     patterns = _route_patterns()
     for method, path in calls:
