@@ -38,6 +38,10 @@ def bind(host: str, port: int, *, what: str, fix: str) -> socket.socket:
     return sock
 
 
+# Requests in flight get this long to finish when the server stops.
+GRACEFUL_SHUTDOWN_S = 2.0
+
+
 class _EmbeddedServer(uvicorn.Server):
     """uvicorn without its own signal handlers: the command that embeds it owns SIGINT and
     SIGTERM and stops every part in order (uvicorn would re-raise the signal after exit)."""
@@ -54,7 +58,13 @@ class AsgiServer:
         host, port = sock.getsockname()[:2]
         self.port: int = port
         self.url = f"http://{host}:{port}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="off")
+        # Open console event streams would hold a graceful shutdown for their whole 20 s.
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        )
         self._server = _EmbeddedServer(config)
         self._sock = sock
         self._task: asyncio.Task[None] | None = None
