@@ -1,6 +1,6 @@
 """False alarms and missed faults of the rules over a simulated week.
 
-    .venv/bin/python -m bench.false_alarms [--speed 20160]
+    .venv/bin/python -m bench.false_alarms [--speed 20160] [--no-picks]
 
 Starts its own Mosquitto and InfluxDB and runs the example week (examples/scenario-week.yaml,
 with one more dated lot) twice through the whole pipeline (broker, ingest, rules with the
@@ -11,7 +11,8 @@ of each, in place of the file's), once with none. Every raise of an alert (a new
 reopened one) is matched to the fault that should raise it: same type and source, raised from
 the fault's start to :data:`GRACE_S` after its end. Prints a table per alert type (faults
 injected, alerts raised, true and false positives, precision, recall) and every alert of the
-week without faults, with its details; exits 1 when that week raised any.
+week without faults, with its details; exits 1 when that week raised any. ``--no-picks``
+runs both weeks without the WMS: only the dock portal's tags explain the shelves' drops.
 """
 
 from __future__ import annotations
@@ -202,8 +203,11 @@ def variant(scenario: Scenario, *, site: str, faults: list[dict[str, Any]] | Non
     return Scenario.model_validate(raw)
 
 
-async def run_week(scenario: Scenario, stack: LocalStack, data_dir: Path, *, speed: float) -> Week:
-    """Run ``scenario`` once through a new pipeline, API and database; what it raised."""
+async def run_week(
+    scenario: Scenario, stack: LocalStack, data_dir: Path, *, speed: float, picks: bool = True
+) -> Week:
+    """Run ``scenario`` once through a new pipeline, API and database; what it raised.
+    ``picks``: the WMS records each wave's picks through the API."""
     site = scenario.sites[0].id
     scenario = scenario.model_copy(update={"speed": speed})
     unique = uuid.uuid4().hex[:8]
@@ -213,7 +217,7 @@ async def run_week(scenario: Scenario, stack: LocalStack, data_dir: Path, *, spe
         influx=InfluxSettings(url=stack.influx_url, database=f"fa_{unique}"),
     )
     api = ApiServer(settings, port=0)
-    wms = ApiPickRecorder(api.url, _wms_token(settings))
+    wms = ApiPickRecorder(api.url, _wms_token(settings)) if picks else None
     warehouse = ScenarioWarehouse(scenario, host="127.0.0.1", port=stack.mqtt_port, picks=wms)
     catalog = scenario.catalog(warehouse.start_ms)
     conn = db.connect(settings.sqlite_path)
@@ -247,11 +251,13 @@ async def run_week(scenario: Scenario, stack: LocalStack, data_dir: Path, *, spe
             for e in state.events(a.id)
             if e["event"] in RAISES
         ]
+        recorded, failed = (wms.recorded, wms.failed) if wms is not None else (0, 0)
         return Week(site, warehouse.start_ms, raises, alerts, wall_s, warehouse.published,
-                    wms.recorded, wms.failed)  # fmt: skip
+                    recorded, failed)  # fmt: skip
     finally:
         warehouse.stop()
-        wms.close()
+        if wms is not None:
+            wms.close()
         await api.stop()
         await pipeline.stop()
 
@@ -316,39 +322,38 @@ def describe(one: Raise, start_ms: int) -> str:
     )
 
 
-def _losses(scenario: Scenario, week: Week) -> list[str]:
-    """Each theft against the value of its cell's loss alert: units no pick explained (a later
-    drop of the cell adds to the open alert rather than raising another)."""
-    lines = []
+def theft_losses(scenario: Scenario, week: Week) -> list[tuple[str, int, float | None]]:
+    """(cell, units stolen, value of its loss alert) of each theft: the value is the units no
+    pick explained (a later drop of the cell adds to the open alert rather than raising
+    another); None without an alert."""
+    found = []
     for fault in scenario.faults:
-        if not isinstance(fault, Theft):
-            continue
-        source = f"{week.site}/{fault.device}/{fault.cell}"
-        alert = next(
-            (a for a in week.alerts if (a.type, a.source) == ("unexplained_loss", source)), None
-        )
-        found = (
-            "no alert" if alert is None else f"alert value {alert.value} (peak {alert.peak_value})"
-        )
-        verdict = "" if alert is not None and alert.value == fault.units else ": MISMATCH"
-        lines.append(f"theft of {fault.units} units at {source}: {found}{verdict}")
-    return lines
+        if isinstance(fault, Theft):
+            source = f"{week.site}/{fault.device}/{fault.cell}"
+            value = next(
+                (a.value for a in week.alerts
+                 if (a.type, a.source) == ("unexplained_loss", source)),
+                None,
+            )  # fmt: skip
+            found.append((source, fault.units, value))
+    return found
 
 
-async def _bench(scenario: Scenario, speed: float, root: Path) -> int:
+async def _bench(scenario: Scenario, speed: float, root: Path, *, picks: bool) -> int:
     faulty = variant(scenario, site="fa-faults", faults=FAULTS)
     clean = variant(scenario, site="fa-clean", faults=None)
     with local_stack(root / "services") as stack:
         weeks = []
         for sim in (faulty, clean):
-            weeks.append(await run_week(sim, stack, root / sim.sites[0].id, speed=speed))
+            week = await run_week(sim, stack, root / sim.sites[0].id, speed=speed, picks=picks)
+            weeks.append(week)
     with_faults, without = weeks
     days = (scenario.duration or 0.0) / 86_400
     print(
         f"{days:g} simulated days of {scenario.sites[0].name or scenario.sites[0].id} (seed"
         f" {scenario.seed}, a round every {scenario.interval_s:g} s) at {speed:g}x, each week"
-        " through Mosquitto, ingest, the rules and InfluxDB, its picks recorded as pick lists"
-        " through the API"
+        " through Mosquitto, ingest, the rules and InfluxDB, "
+        + ("its picks recorded as pick lists through the API" if picks else "no pick recorded")
     )
     for week in weeks:
         print(
@@ -365,8 +370,9 @@ async def _bench(scenario: Scenario, speed: float, root: Path) -> int:
         for fault in s.missed:
             since = _offset(fault.from_ms, with_faults.start_ms)
             print(f"  missed: {type_} {fault.source} from {since}")
-    for line in _losses(faulty, with_faults):
-        print(f"  {line}")
+    for source, units, value in theft_losses(faulty, with_faults):
+        verdict = "" if value == units else ": MISMATCH"
+        print(f"  theft of {units} units at {source}: loss alert of {value} units{verdict}")
     print(f"\nWithout faults: {len(without.raises)} alerts raised")
     for one in without.raises:
         print(f"  {describe(one, without.start_ms)}")
@@ -379,11 +385,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--speed", type=float, default=SPEED, help="simulated seconds per real second (%(default)g)"
     )
+    parser.add_argument(
+        "--no-picks", action="store_true", help="record no pick: only RFID exits explain drops"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     scenario = load_scenario(SCENARIO)
     with tempfile.TemporaryDirectory(prefix="bench-false-alarms-") as root:
-        return asyncio.run(_bench(scenario, args.speed, Path(root)))
+        return asyncio.run(_bench(scenario, args.speed, Path(root), picks=not args.no_picks))
 
 
 if __name__ == "__main__":
