@@ -1,9 +1,10 @@
 """Stock anomalies checked every tick: unexplained loss on shelves and misplaced RFID tags.
 
 A sensed drop is an unexplained loss when recorded picks (:mod:`rules.inventory.picks`) do not
-account for all of its units and, within the loss window either side of it, no tag of the SKU
-left a zone, the RFID side could see exits and the shelf was not being handled; the alert names
-the units left unexplained. A drop is measured from its cell's counted level, so nothing is
+account for all of its units and, from the loss window before it began (the last reading at the
+old level) to the loss window after it settled, no tag of the SKU left a zone, the RFID side
+could see exits and the shelf was not being handled; the alert names the units left
+unexplained. A drop is measured from its cell's counted level, so nothing is
 judged before the cell has settled. A tag is misplaced once it has settled for
 ``misplaced_after_s`` in a storage zone other than its SKU's home zone; the alert clears when no
 tag of that SKU is left in the zone.
@@ -118,7 +119,9 @@ class StockChecks:
                 self._alerts.report(replace(condition, at_ms=now_ms))
 
     def _explained(self, check: LossCheck) -> bool:
-        lo, hi = check.ts_ms - self._window_ms, check.ts_ms + self._window_ms
+        # Around the whole drop, as for recorded picks: a shelf that was away while it was
+        # picked from settles long after the units left through the portal.
+        lo, hi = check.since_ms - self._window_ms, check.ts_ms + self._window_ms
         if self._portals.exit_seen(check.site, check.sku, lo, hi):
             return True
         # Not evidence of loss while the RFID side could not see exits, or while the shelf
