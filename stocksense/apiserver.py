@@ -39,7 +39,7 @@ def bind(host: str, port: int, *, what: str, fix: str) -> socket.socket:
 
 
 # Requests in flight get this long to finish when the server stops.
-GRACEFUL_SHUTDOWN_S = 2.0
+GRACEFUL_SHUTDOWN_S = 2
 
 
 class _EmbeddedServer(uvicorn.Server):
