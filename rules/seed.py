@@ -4,6 +4,7 @@ cells, RFID antennas, lots), loaded from YAML and validated."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -187,20 +188,29 @@ class ProbeZones:
 
 def load_seed(path: Path) -> Seed:
     """Load and validate a seed file; errors name the file and the offending key."""
+    return load_yaml_model(path, Seed, "seed")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_yaml_model(path: Path, model: type[M], what: str) -> M:
+    """Load a YAML file of ``what`` (seed, scenario) into ``model``; one-line errors that name
+    the file and the offending key."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
-        raise ConfigError(f"seed file {path.absolute()} does not exist") from None
+        raise ConfigError(f"{what} file {path.absolute()} does not exist") from None
     except OSError as exc:
-        raise ConfigError(f"cannot read seed file {path.absolute()}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {what} file {path.absolute()}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         # PyYAML's text spans lines (the problem, then a caret under it): keep one line.
         where = " ".join(str(exc).split())
-        raise ConfigError(f"seed file {path} is not valid YAML: {where}") from None
+        raise ConfigError(f"{what} file {path} is not valid YAML: {where}") from None
     try:
-        return Seed.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"seed {path} is invalid: {describe_errors(exc.errors())}") from None
+        raise ConfigError(f"{what} {path} is invalid: {describe_errors(exc.errors())}") from None
 
 
 def describe_errors(errors: list[ErrorDetails]) -> str:

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -31,10 +30,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from core.errors import ConfigError
 from core.identifiers import Ident, Name, Segment
 from core.inventory import EpochMs, LotIn, RfidZone, Shelf, Sku
-from rules.seed import Seed, SensorRef, Site, Zone, describe_errors
+from rules.seed import Seed, SensorRef, Site, Zone, load_yaml_model
 from simulators.demand import FLAT_WEEK, DemandKind, DemandProfile
 
 _UNITS = {"d": 86_400.0, "h": 3_600.0, "m": 60.0, "s": 1.0}
@@ -660,19 +658,7 @@ def _kind(site: SimSite, device: str) -> Literal["temp", "weight", "rfid"] | Non
 
 def load_scenario(path: Path) -> Scenario:
     """Load and validate a scenario file; errors name the file and the offending key."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"scenario file {path.absolute()} does not exist") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read scenario file {path.absolute()}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        where = " ".join(str(exc).split())
-        raise ConfigError(f"scenario file {path} is not valid YAML: {where}") from None
-    try:
-        return Scenario.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"scenario {path} is invalid: {describe_errors(exc.errors())}") from None
+    return load_yaml_model(path, Scenario, "scenario")
 
 
 def local_midnight_ms(ts_ms: int, timezone: str) -> int:
