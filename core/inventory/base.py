@@ -10,7 +10,7 @@ from typing import Any
 
 from core.db import SqlStore
 
-__all__ = ["SqlStore", "as_dict", "now_ms", "where_clause"]
+__all__ = ["SqlStore", "as_dict", "now_ms", "time_range", "where_clause"]
 
 
 def now_ms() -> int:
@@ -30,3 +30,18 @@ def where_clause(sql: str, **filters: object) -> tuple[str, builtins.list[object
     if clauses:
         sql += " WHERE " + " AND ".join(clauses)
     return sql, params
+
+
+def time_range(
+    params: builtins.list[object], since_ms: int | None, until_ms: int | None
+) -> builtins.list[str]:
+    """Clauses for ``since_ms <= ts <= until_ms`` (either end optional); their values are
+    appended to ``params``."""
+    clauses: builtins.list[str] = []
+    if since_ms is not None:
+        clauses.append("ts >= ?")
+        params.append(since_ms)
+    if until_ms is not None:
+        clauses.append("ts <= ?")
+        params.append(until_ms)
+    return clauses

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from core.errors import ConflictError, NotFoundError
-from core.inventory.base import SqlStore, as_dict, now_ms, where_clause
+from core.inventory.base import SqlStore, as_dict, now_ms, time_range, where_clause
 from core.inventory.catalog import CatalogStore
 from core.inventory.models import (
     DAY_MS,
@@ -332,13 +332,7 @@ class LedgerStore(SqlStore):
     ) -> builtins.list[LedgerEntry]:
         """Movements oldest first, filtered."""
         sql, params = where_clause("SELECT * FROM inv_ledger", site=site, sku=sku, source=source)
-        clauses: builtins.list[str] = []
-        if since_ms is not None:
-            clauses.append("ts >= ?")
-            params.append(since_ms)
-        if until_ms is not None:
-            clauses.append("ts <= ?")
-            params.append(until_ms)
+        clauses = time_range(params, since_ms, until_ms)
         if kinds:
             clauses.append(f"kind IN ({', '.join('?' for _ in kinds)})")
             params.extend(kinds)

@@ -25,7 +25,7 @@ from pydantic import Field
 
 from core.errors import ConflictError, NotFoundError
 from core.identifiers import Ident
-from core.inventory.base import SqlStore, as_dict, where_clause
+from core.inventory.base import SqlStore, as_dict, time_range, where_clause
 from core.inventory.catalog import CatalogStore
 from core.inventory.models import EpochMs, Positive, Record, Stored
 
@@ -211,13 +211,7 @@ class PickStore(SqlStore):
     ) -> builtins.list[Pick]:
         """Picks by time, filtered."""
         sql, params = where_clause("SELECT * FROM inv_picks", site=site, sku=sku, status=status)
-        clauses: builtins.list[str] = []
-        if since_ms is not None:
-            clauses.append("ts >= ?")
-            params.append(since_ms)
-        if until_ms is not None:
-            clauses.append("ts <= ?")
-            params.append(until_ms)
+        clauses = time_range(params, since_ms, until_ms)
         if clauses:
             sql += (" AND " if "WHERE" in sql else " WHERE ") + " AND ".join(clauses)
         rows = self._conn.execute(sql + " ORDER BY ts, id LIMIT ?", (*params, limit))
