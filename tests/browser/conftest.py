@@ -43,9 +43,10 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
-    """Playwright's driver, once per session; chromium must be Debian's."""
+    """Playwright's driver, once per module: its sync API holds an event loop on the main
+    thread while it runs, and every later test that calls asyncio.run would fail."""
     if not CHROMIUM.exists():
         _unavailable(f"{CHROMIUM} is not installed (apt-get install chromium fonts-wqy-microhei)")
     try:
@@ -56,7 +57,7 @@ def playwright() -> Iterator[Playwright]:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     """Headless Debian chromium."""
     found = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
