@@ -115,15 +115,22 @@ class DeviceRegistry:
             logger.info("%d devices enrolled in %s", len(self._devices), self.path)
 
     def knows(self, device_key: str) -> bool:
-        """Whether ``site/kind/device`` is enrolled."""
+        """Whether ``site/kind/device`` is enrolled.
+
+        Removals are picked up within ``REFRESH_S``; an unknown device makes the file be
+        checked at once (a stat, re-read only if it changed), so a device enrolled a moment ago
+        is not dead-lettered for publishing before the next periodic check.
+        """
         now = time.monotonic()
-        if now >= self._next_check:
+        known = device_key in self._devices
+        if now >= self._next_check or not known:
             self._next_check = now + REFRESH_S
             try:
                 self._load()
             except OSError as exc:
                 logger.warning("keeping the enrolled devices: %s: %s", self.path, exc)
-        return device_key in self._devices
+            known = device_key in self._devices
+        return known
 
     def why(self, device_key: str) -> str:
         """The dead-letter detail for a device that is not enrolled."""
