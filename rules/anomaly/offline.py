@@ -113,6 +113,7 @@ class OfflineDetector:
                 self._data(state, sample.ts_ms, arrived_ms)
 
     def _data(self, state: DeviceState, ts_ms: int, arrived_ms: int) -> None:
+        self._silence_seen_late(state, ts_ms)
         if state.last_data_ms is not None and ts_ms > state.last_data_ms:
             state.spacings_s.append((ts_ms - state.last_data_ms) / 1000)
         if state.last_data_ms is None or ts_ms > state.last_data_ms:
@@ -121,6 +122,32 @@ class OfflineDetector:
         if state.down_reason is not None or self._lifecycle.is_tracked(state.source, ALERT_TYPE):
             state.down_reason = None
             self._lifecycle.resolve(state.source, ALERT_TYPE, at_ms=ts_ms, note="data again")
+
+    def _silence_seen_late(self, state: DeviceState, ts_ms: int) -> None:
+        """A reading after a silence longer than the timeout that no tick saw (the rules were
+        behind, replaying a backlog or a fast simulation): the device was offline from its
+        timeout until this reading, so it is reported then, and resolved by this reading."""
+        if state.last_data_ms is None or state.down_reason is not None:
+            return
+        if self._lifecycle.is_tracked(state.source, ALERT_TYPE):
+            return
+        timeout = self.timeout_s(state)
+        if timeout is None:
+            return
+        silent_s = (ts_ms - state.last_ms) / 1000
+        if silent_s <= timeout:
+            return
+        self._report(
+            state,
+            at_ms=state.last_ms + round(timeout * 1000),
+            message=(
+                f"nothing from {state.device} for {silent_s:.0f} s "
+                f"(timeout {timeout:.0f} s = {self.policy.timeout_factor:g} × "
+                f"{self.interval_s(state) or 0:.0f} s interval)"
+            ),
+            silent_s=silent_s,
+            timeout_s=timeout,
+        )
 
     def _status(self, state: DeviceState, status: DeviceStatus, arrived_ms: int) -> None:
         if status.interval_s is not None:

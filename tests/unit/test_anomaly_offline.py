@@ -109,3 +109,23 @@ def test_replayed_old_readings_that_arrive_now_keep_a_device_online(tmp_path: Pa
     assert store.state.list() == []
     detector.tick(T0 + 60_000 + 31_000)  # then nothing arrives for more than 3 x 10 s
     assert [(a.source, a.type) for a in store.state.list()] == [("wh1/temp/p1", ALERT_TYPE)]
+
+
+def test_a_silence_no_tick_saw_is_reported_when_data_returns(tmp_path: Path) -> None:
+    # The rules were behind (a backlog, a fast simulation): no tick fell inside the silence.
+    detector, store = _detector(tmp_path, timeout_factor=3, default_interval_s=600)
+    for i in range(6):
+        detector.process([_temp(T0 + i * 10_000)])
+    last = T0 + 50_000
+    detector.process([_temp(last + 30_000)])  # exactly the 30 s timeout: not offline
+    assert store.state.list() == []
+    back = last + 30_000 + 30_001
+    detector.process([_temp(back)])
+    (alert,) = store.state.list()
+    assert (alert.type, alert.state, alert.raised_at, alert.cleared_at) == (
+        ALERT_TYPE,
+        "cleared",
+        last + 60_000,
+        back,
+    )
+    assert alert.value == 30.0
