@@ -153,7 +153,10 @@ class OfflineDetector:
         if status.interval_s is not None:
             state.announced_s = status.interval_s
         if status.online:
-            state.last_ms = max(state.last_ms, status.ts_ms, arrived_ms)
+            # A retained birth can carry a time ahead of the rules' clock (left by an earlier
+            # run of a simulation): it must not push the device's last sighting into the future.
+            seen = status.ts_ms if arrived_ms <= 0 else arrived_ms
+            state.last_ms = max(state.last_ms, seen)
             state.down_reason = None
             self._lifecycle.resolve(state.source, ALERT_TYPE, at_ms=status.ts_ms, note="online")
             return
