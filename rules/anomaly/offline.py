@@ -5,7 +5,8 @@ A device is offline when nothing (data or status) has been seen from it for
 Tasmota ``Offline``) arrives. The interval is the one announced in its birth message
 (``interval_s``), else the median spacing of its data (for kinds that report on a schedule:
 temperature and weight; an RFID reader reports only when it reads tags), else the default.
-Alert ``sensor_offline``, source ``site/kind/device``; data or a birth clears it.
+Alert ``sensor_offline``, source ``site/kind/device``; data or a birth clears it. A silence that
+no tick saw (the rules behind a backlog) is still reported when data or a birth ends it.
 
 The timeout is evaluated by :meth:`OfflineDetector.tick` against ``now_ms``, compared with the
 later of the reading's own time and its arrival time (``clock``): what matters is whether data
@@ -156,6 +157,9 @@ class OfflineDetector:
             # A retained birth can carry a time ahead of the rules' clock (left by an earlier
             # run of a simulation): it must not push the device's last sighting into the future.
             seen = status.ts_ms if arrived_ms <= 0 else arrived_ms
+            # A device that comes back with a birth after a silence no tick saw was offline all
+            # the same; measured on the earlier of both clocks, so neither alone can invent one.
+            self._silence_seen_late(state, min(status.ts_ms, seen))
             state.last_ms = max(state.last_ms, seen)
             state.down_reason = None
             self._lifecycle.resolve(state.source, ALERT_TYPE, at_ms=status.ts_ms, note="online")

@@ -129,3 +129,43 @@ def test_a_silence_no_tick_saw_is_reported_when_data_returns(tmp_path: Path) -> 
         back,
     )
     assert alert.value == 30.0
+
+
+def test_a_silence_no_tick_saw_is_reported_when_a_birth_ends_it(tmp_path: Path) -> None:
+    # The device comes back by announcing itself before its first reading, as gateways do.
+    detector, store = _detector(tmp_path, timeout_factor=3, default_interval_s=600)
+    for i in range(6):
+        detector.process([_temp(T0 + i * 10_000)])
+    last = T0 + 50_000
+
+    def birth(ts_ms: int) -> DeviceStatus:
+        return DeviceStatus(site="wh1", kind="temp", device="p1", ts_ms=ts_ms, online=True)
+
+    detector.process([birth(last + 30_000)])  # exactly the timeout: it never was offline
+    assert store.state.list() == []
+    back = last + 30_000 + 30_001
+    detector.process([birth(back), _temp(back + 1_000)])
+    (alert,) = store.state.list()
+    assert (alert.type, alert.state, alert.raised_at, alert.cleared_at) == (
+        ALERT_TYPE,
+        "cleared",
+        last + 30_000 + 30_000,
+        back,
+    )
+    assert alert.value == 30.0
+
+
+def test_a_birth_stamped_ahead_of_its_arrival_invents_no_silence(tmp_path: Path) -> None:
+    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["ops"])
+    arrival = [T0 / 1000]
+    detector = OfflineDetector(
+        AlertLifecycle(store.state), OfflinePolicy(timeout_factor=3), clock=lambda: arrival[0]
+    )
+    for i in range(4):
+        arrival[0] = (T0 + i * 10_000) / 1000
+        detector.process([_temp(T0 + i * 10_000)])
+    # A birth stamped an hour ahead (a device clock off, a retained birth) arrives 10 s later.
+    arrival[0] = (T0 + 40_000) / 1000
+    detector.process([DeviceStatus(site="wh1", kind="temp", device="p1",
+                                   ts_ms=T0 + 3_600_000, online=True)])  # fmt: skip
+    assert store.state.list() == []
