@@ -28,11 +28,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import SecretStr
 
 from core import topics
+from core.mqtt_settings import MqttSettings
 from core.settings import (
     AlertingSettings,
     ChannelSettings,
     InfluxSettings,
-    MqttSettings,
     NotifierSettings,
     OfflinePolicy,
     Settings,

@@ -34,7 +34,8 @@ from core import db
 from core.alerts import Alert
 from core.auth import AuthStore, Role
 from core.inventory import InventoryStores
-from core.settings import AlertingSettings, InfluxSettings, MqttSettings, Settings
+from core.mqtt_settings import MqttSettings
+from core.settings import AlertingSettings, InfluxSettings, Settings
 from rules.engine import RulesEngine
 from simulators.scenario import Scenario, Theft, load_scenario
 from simulators.warehouse import ApiPickRecorder, ScenarioWarehouse

@@ -45,7 +45,8 @@ import httpx
 
 from core import topics
 from core.influx import query_sync
-from core.settings import InfluxSettings, MqttSettings, Settings
+from core.mqtt_settings import MqttSettings
+from core.settings import InfluxSettings, Settings
 from stocksense.devservices import LocalStack, find_binary, local_stack
 
 CHUNK = 50_000

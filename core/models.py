@@ -7,38 +7,22 @@ an offset, or epoch milliseconds) and a per-device ``seq``; one message may batc
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-from pydantic.fields import FieldInfo
 
+from core.bounds import (
+    CELSIUS,
+    GRAMS,
+    HUMIDITY_PERCENT,
+    MAX_READINGS_PER_MESSAGE,
+    MAX_TS_MS,
+    MIN_TS_MS,
+    RSSI_DBM,
+)
 from core.identifiers import EpcHex, Name
 
-MAX_READINGS_PER_MESSAGE = 1000
-# 2000-01-01 .. 2100-01-01 in epoch ms: anything outside is a unit mistake (s vs ms vs ns).
-MIN_TS_MS = 946_684_800_000
-MAX_TS_MS = 4_102_444_800_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class Bounds(NamedTuple):
-    """The physical range of a reading, both ends included: outside it, a unit mistake."""
-
-    low: float
-    high: float
-
-    def field(self) -> FieldInfo:
-        """The pydantic constraint ``low <= value <= high``."""
-        constraint: FieldInfo = Field(ge=self.low, le=self.high)
-        return constraint
-
-
-# One set of bounds for the canonical models, the vendor adapters and the edge agent, so a
-# reading is accepted exactly when it is accepted on any other path.
-CELSIUS = Bounds(-90.0, 150.0)
-HUMIDITY_PERCENT = Bounds(0.0, 100.0)
-GRAMS = Bounds(-1_000_000.0, 10_000_000.0)
-RSSI_DBM = Bounds(-130.0, 0.0)
 
 
 def datetime_to_ms(value: datetime) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError, StockSenseError
-from core.settings import MqttSettings
+from core.mqtt_settings import MqttSettings
 
 logger = logging.getLogger(__name__)
 

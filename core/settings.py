@@ -43,16 +43,10 @@ from pydantic_settings import (
 from core import topics
 from core.errors import ConfigError
 from core.identifiers import Segment
+from core.mqtt_settings import MqttSettings
 
 ENV_PREFIX = "STOCKSENSE_"
 ENV_FILE = ".env"
-
-
-def _int_choice(value: object) -> object:
-    # Environment values are strings: "0" must select the 0 of a Literal[0, 1].
-    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
-        return int(value)
-    return value
 
 
 def _upper(value: object) -> object:
@@ -69,46 +63,8 @@ def _expand(path: Path) -> Path:
 
 
 EnvPath = Annotated[Path, AfterValidator(_expand)]
-QoS = Annotated[Literal[0, 1], BeforeValidator(_int_choice)]
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)]
 Environment = Annotated[Literal["local", "production"], BeforeValidator(_lower)]
-
-
-class MqttTlsSettings(BaseModel):
-    """TLS to the broker: its certificate checked against a CA, optionally a client certificate.
-
-    Built into an ``ssl.SSLContext`` by :func:`core.mqtt_tls.client_context`.
-    """
-
-    enabled: bool = False
-    ca_file: Path | None = Field(
-        default=None, description="PEM CA that signed the broker's certificate; unset: system CAs."
-    )
-    cert_file: Path | None = Field(default=None, description="Client certificate (mutual TLS).")
-    key_file: Path | None = Field(default=None, description="Private key of cert_file.")
-    verify_hostname: bool = Field(
-        default=True, description="Check that the broker's certificate names the host."
-    )
-    server_name: str | None = Field(
-        default=None, description="Name to expect in the broker's certificate instead of host."
-    )
-
-
-class MqttSettings(BaseModel):
-    """Broker connection shared by ingest, rules (standalone) and the simulators."""
-
-    host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65535)
-    username: str | None = None
-    password: SecretStr | None = None
-    client_id: str = "stocksense-ingest"
-    qos: QoS = 1
-    keepalive_s: int = Field(default=30, ge=5, le=3600)
-    share_group: str | None = Field(
-        default=None, description="Join $share/<group>/... so several workers split the load."
-    )
-    sites: tuple[str, ...] = Field(default=(), description="Only these sites; empty means all.")
-    tls: MqttTlsSettings = Field(default_factory=MqttTlsSettings)
 
 
 class InfluxSettings(BaseModel):

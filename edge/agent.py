@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from core import topics
-from core.models import MAX_READINGS_PER_MESSAGE
+from core.bounds import MAX_READINGS_PER_MESSAGE
 from edge.config import (
     EdgeConfig,
     LlrpDevice,

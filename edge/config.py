@@ -12,10 +12,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from core.bounds import CELSIUS, GRAMS
 from core.errors import ConfigError
 from core.identifiers import Segment as Name
-from core.models import CELSIUS, GRAMS
-from core.settings import MqttSettings, MqttTlsSettings
+from core.mqtt_settings import MqttSettings, MqttTlsSettings
 
 RegisterType = Literal["int16", "uint16", "int32", "uint32", "float32"]
 WeightUnit = Literal["g", "kg", "lb"]

@@ -25,7 +25,7 @@ from sllurp.llrp import (  # type: ignore[import-untyped]  # sllurp ships no typ
 )
 from sllurp.llrp_errors import ReaderConfigurationError  # type: ignore[import-untyped]
 
-from core.models import MAX_TS_MS, MIN_TS_MS
+from core.bounds import MAX_TS_MS, MIN_TS_MS
 from edge.config import LlrpDevice
 from edge.errors import DeviceError
 from edge.filters import TagDedup

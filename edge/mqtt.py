@@ -23,8 +23,8 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from core.mqtt_settings import MqttSettings
 from core.mqtt_tls import BrokerConnectError, client_context, connect_paho
-from core.settings import MqttSettings
 from edge.queue import DiskQueue
 
 logger = logging.getLogger(__name__)

@@ -42,8 +42,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from core import topics
 from core.epc import encode_sgtin96
+from core.mqtt_settings import MqttSettings
 from core.mqtt_tls import connect_paho
-from core.settings import MqttSettings
 from simulators.demand import DemandStream
 from simulators.scenario import (
     DEFAULT_SENSOR,

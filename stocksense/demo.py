@@ -26,7 +26,8 @@ from core.alerts import Alert, AlertStores
 from core.auth import AuthStore, Role
 from core.influx import query_sync, rows
 from core.inventory import InventoryStores, now_ms
-from core.settings import ChannelSettings, InfluxSettings, MqttSettings, NotifierSettings, Settings
+from core.mqtt_settings import MqttSettings
+from core.settings import ChannelSettings, InfluxSettings, NotifierSettings, Settings
 from rules.coldchain import ALERT_TYPE as COLD_CHAIN
 from rules.seed import Seed, load_seed
 from simulators.robots import DingTalkRobot, WebhookReceiver

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import httpx
 
 from api.routes.health import Check, HealthCheck
-from core.settings import InfluxSettings, MqttSettings, Settings, StartupSettings
+from core.mqtt_settings import MqttSettings
+from core.settings import InfluxSettings, Settings, StartupSettings
 from stocksense.devservices import ServiceError
 
 logger = logging.getLogger(__name__)

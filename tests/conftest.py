@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import InfluxSettings, MqttSettings, Settings
+from core.mqtt_settings import MqttSettings
+from core.settings import InfluxSettings, Settings
 from stocksense.devservices import LocalStack, local_stack
 
 HOUR_MS = 3_600_000

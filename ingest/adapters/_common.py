@@ -14,9 +14,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from core.bounds import MAX_TS_MS, MIN_TS_MS, Bounds
 from core.errors import ConfigError, PayloadError
 from core.identifiers import NAME_RE, SEGMENT_RE
-from core.models import MAX_TS_MS, MIN_TS_MS, Bounds, datetime_to_ms
+from core.models import datetime_to_ms
 from core.settings import WeightUnit
 from ingest.decode import validation_reason
 

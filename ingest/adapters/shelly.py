@@ -23,8 +23,8 @@ from typing import Any
 
 from pydantic import Field
 
+from core.bounds import CELSIUS, HUMIDITY_PERCENT
 from core.errors import PayloadError
-from core.models import CELSIUS, HUMIDITY_PERCENT
 from core.readings import DeviceStatus, Sample, TempSample
 from ingest.adapters._common import (
     AdapterContext,

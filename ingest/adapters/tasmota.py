@@ -28,8 +28,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from core.bounds import CELSIUS, GRAMS, HUMIDITY_PERCENT
 from core.errors import PayloadError
-from core.models import CELSIUS, GRAMS, HUMIDITY_PERCENT
 from core.readings import DeviceStatus, Sample, TempSample, WeightSample
 from ingest.adapters._common import (
     AdapterContext,

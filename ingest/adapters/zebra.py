@@ -25,9 +25,9 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from core.bounds import RSSI_DBM
 from core.errors import PayloadError
 from core.identifiers import EPC_HEX_RE
-from core.models import RSSI_DBM
 from core.readings import DeviceStatus, Sample, TagSample
 from ingest.adapters._common import (
     AdapterContext,

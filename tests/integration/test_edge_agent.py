@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from core.influx import query_sync, rows
-from core.settings import MqttSettings, Settings
+from core.mqtt_settings import MqttSettings
+from core.settings import Settings
 from ingest.service import IngestService
 from simulators.modbus_devices import ThreadedDevices
 from simulators.serial_scale import SerialScale

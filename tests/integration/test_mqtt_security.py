@@ -33,8 +33,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 from core import topics
 from core.device_registry import UNKNOWN_DEVICE
 from core.influx import query_sync, rows
+from core.mqtt_settings import MqttSettings, MqttTlsSettings
 from core.mqtt_tls import BrokerConnectError, connect_paho
-from core.settings import InfluxSettings, MqttSettings, MqttTlsSettings
+from core.settings import InfluxSettings
 from stocksense.devservices import (
     LocalStack,
     ManagedProcess,

@@ -22,7 +22,8 @@ import pytest
 
 from core import topics
 from core.influx import query_sync, rows
-from core.settings import InfluxSettings, MqttSettings, Settings
+from core.mqtt_settings import MqttSettings
+from core.settings import InfluxSettings, Settings
 from ingest.service import IngestService
 from stocksense.devservices import LocalStack, free_port, local_stack, wait_until
 from tests.conftest import RECENT_T0, Publisher, until

@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from core.bounds import MAX_TS_MS, MIN_TS_MS
 from core.errors import PayloadError
 from core.identifiers import EPC_HEX_RE, NAME_RE
-from core.models import MAX_TS_MS, MIN_TS_MS
 from core.readings import DeviceStatus, Sample, TagSample, TempSample, WeightSample
 from ingest.adapters import AdapterRoute, decode
 from ingest.decode import decode_canonical

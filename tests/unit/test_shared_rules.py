@@ -11,8 +11,9 @@ import pytest
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from core import identifiers
+from core.bounds import CELSIUS, GRAMS, HUMIDITY_PERCENT, RSSI_DBM, Bounds
 from core.errors import PayloadError
-from core.models import CELSIUS, GRAMS, HUMIDITY_PERCENT, RSSI_DBM, Bounds, TempReading
+from core.models import TempReading
 from core.settings import AdapterRoute, ChannelSettings
 from edge.config import DeviceBase
 from ingest.adapters._common import check_range
