@@ -18,11 +18,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core import topics
 from core.errors import ConfigError, TopicError
 from core.identifiers import SEGMENT_RE
-from core.settings import IngestSettings
+
+if TYPE_CHECKING:
+    from core.settings import IngestSettings
 
 logger = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from core.errors import ConfigError, StockSenseError
-from core.settings import Settings, load_settings, unknown_variables
 from stocksense import __version__
 
 if TYPE_CHECKING:
+    from core.settings import Settings
     from rules.seed import Seed
     from stocksense.devservices import LocalStack
 
@@ -52,6 +52,10 @@ def _logging(level: str) -> None:
 
 def _settings() -> Settings:
     """Settings from the environment and ``.env``; logging at their level."""
+    # Imported here: the edge agent's command reads a YAML file instead, and the settings tree
+    # would cost a small gateway ~8 MB.
+    from core.settings import load_settings, unknown_variables  # noqa: PLC0415
+
     settings = load_settings()
     _logging(settings.log_level)
     for name in unknown_variables():

@@ -34,7 +34,6 @@ from pathlib import Path
 from core import topics
 from core.device_registry import enrolled_devices, topic_grant, username
 from core.errors import StockSenseError, TopicError
-from stocksense.devservices import ServiceError, find_binary
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +121,9 @@ def _hash_password(user: str, password: str) -> str:
     ``-U`` keeps the password off the command line (``-b`` would show it in ``ps``); it runs on
     a file of its own because it re-hashes every line it is given.
     """
+    # Imported here: devservices brings httpx, which the parser every command builds need not.
+    from stocksense.devservices import ServiceError, find_binary  # noqa: PLC0415
+
     try:
         tool = find_binary("mosquitto_passwd", install=False)
     except ServiceError:

@@ -9,13 +9,17 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from typing import TYPE_CHECKING
 
-from core import db
-from core.audit import AuditLog
-from core.auth import AuthStore, Role
 from core.errors import AuthError
 from core.identifiers import NAME_RE, USER_NAME_RE
-from core.settings import load_settings
+
+if TYPE_CHECKING:
+    from core.auth import AuthStore
+
+# Every command builds this parser: the roles are named here, not imported with the password
+# hashing and the database (what ``stocksense edge`` on a small gateway need not load).
+ROLES = ("viewer", "operator", "buyer", "approver", "admin")
 
 
 def _sites(text: str) -> list[str]:
@@ -44,7 +48,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add.add_argument(
         "--role",
         required=True,
-        choices=[r.value for r in Role],
+        choices=ROLES,
         help="what the user may do (docs/access.md)",
     )
     add.add_argument(
@@ -66,6 +70,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """Run ``stocksense users ...``; a refused change prints one line and exits 1."""
+    from core import db  # noqa: PLC0415
+    from core.audit import AuditLog  # noqa: PLC0415
+    from core.auth import AuthStore, Role  # noqa: PLC0415
+    from core.settings import load_settings  # noqa: PLC0415
+
     settings = load_settings()
     conn = db.connect(settings.sqlite_path)
     try:

@@ -477,3 +477,9 @@ def test_tokens_never_start_with_a_dash_so_their_prefix_is_no_option() -> None:
     tokens = [_new_token() for _ in range(2000)]  # about 31 would start with '-' by chance
     assert all(not t.startswith("-") and len(t) == 43 for t in tokens)
     assert len(set(tokens)) == len(tokens)
+
+
+def test_the_users_command_offers_exactly_the_roles() -> None:
+    from stocksense.users import ROLES  # noqa: PLC0415
+
+    assert tuple(role.value for role in Role) == ROLES
