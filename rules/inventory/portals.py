@@ -1,7 +1,8 @@
 """RFID portals: tag events → receipts at receiving zones, issues at shipping zones, presence.
 
 A tag entering a receiving zone is received once (however long it lingers at the dock); one
-entering a shipping zone is issued, unless a shelf pick already took that unit out of stock.
+entering a shipping zone is issued, unless a shelf pick already took that unit out of stock (and
+a shelf that senses the pick later takes the issue back, see :mod:`rules.inventory.shelves`).
 A tag settling in a storage zone other than its SKU's home zone becomes a misplaced candidate.
 Exits and reader outages are remembered as evidence for the loss check.
 """
@@ -169,6 +170,7 @@ class RfidPortals:
             if self._shelves.take_shipped(site, sku, event.ts_ms):
                 return  # a shelf pick already took this unit out of stock
             self._bookings.book(site, event.zone, sku, -1.0, "issue", ts_ms=event.ts_ms, ref=ref)
+            self._shelves.issued_unpicked(site, sku, event.zone, event.ts_ms, ref)
             touched[(site, sku)] = event.ts_ms
         else:
             home = self._homes.get(sku)

@@ -5,6 +5,8 @@ later settled changes of whole units are picks and puts. Until every reporting c
 settled and booked that count, the SKU's stock is not known (:meth:`WeightShelves.settled`), and
 no stock alert is raised for it. Picks are remembered for a while: the shipping portal asks
 whether a unit it sees leave was already picked, and the loss check whether a drop was explained.
+Portal issues no pick explained are remembered too: a shelf that senses the pick only after the
+unit passed the portal books the pick and takes the portal's issue back, so stock falls once.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from rules.inventory.weight import AmbiguousChange, CellConfig, CellTracker, Mov
 logger = logging.getLogger(__name__)
 
 PICK_MEMORY = 10_000  # shelf picks remembered per (site, SKU) to explain shipping reads
+ISSUE_MEMORY = 10_000  # portal issues remembered per (site, SKU) for a pick sensed after them
 
 Touched = dict[tuple[str, str], int]  # (site, SKU) → time of its latest booking
 
@@ -36,6 +39,15 @@ class _Cell:
     last_put_ms: int | None = None
     last_ambiguous_ms: int | None = None
     counted: bool = False  # settled, and its first level booked as a count
+
+
+@dataclass(frozen=True, slots=True)
+class _Issue:
+    """A unit a shipping portal booked out before any shelf pick explained it."""
+
+    ts_ms: int
+    zone: str
+    ref: str
 
 
 @dataclass(slots=True)
@@ -84,6 +96,8 @@ class WeightShelves:
         # Recent shelf picks per (site, SKU) as [ts, units not yet seen leaving]: a unit picked
         # from a shelf and then read at the shipping portal must not leave stock twice.
         self._picked: dict[tuple[str, str], deque[list[int]]] = {}
+        # Recent portal issues per (site, SKU) that no pick explained, for the opposite order.
+        self._issued: dict[tuple[str, str], deque[_Issue]] = {}
         self._loss_checks: deque[LossCheck] = deque()
         self._new_checks: list[LossCheck] = []
         self._by_sku: dict[tuple[str, str], list[_Cell]] = {}
@@ -177,6 +191,21 @@ class WeightShelves:
             picks.popleft()
         return True
 
+    def issued_unpicked(self, site: str, sku: str, zone: str, ts_ms: int, ref: str) -> None:
+        """Remember a unit the portal at ``zone`` booked out with no pick behind it yet."""
+        issued = self._issued.setdefault((site, sku), deque(maxlen=ISSUE_MEMORY))
+        issued.append(_Issue(ts_ms=ts_ms, zone=zone, ref=ref))
+
+    def _claim_issues(self, site: str, sku: str, units: int, ts_ms: int) -> list[_Issue]:
+        """Up to ``units`` recent portal issues of ``sku``, oldest first, taken from memory."""
+        issued = self._issued.get((site, sku))
+        claimed: list[_Issue] = []
+        while issued and len(claimed) < units:
+            issue = issued.popleft()
+            if issue.ts_ms >= ts_ms - self._window_ms:
+                claimed.append(issue)
+        return claimed
+
     def due_loss_checks(self, now_ms: int) -> list[LossCheck]:
         """Picks whose loss window has passed by ``now_ms``, oldest first (each given once)."""
         due: list[LossCheck] = []
@@ -231,8 +260,17 @@ class WeightShelves:
         if mv.kind == "put":
             entry.last_put_ms = mv.ts_ms
             return
-        picked = self._picked.setdefault((shelf.site, shelf.sku), deque(maxlen=PICK_MEMORY))
-        picked.append([mv.ts_ms, mv.units])
+        # Units the shipping portal already booked out left the site from this shelf: their
+        # issue is taken back, so the pick alone takes them out of stock.
+        claimed = self._claim_issues(shelf.site, shelf.sku, mv.units, mv.ts_ms)
+        for issue in claimed:
+            self._bookings.book(
+                shelf.site, issue.zone, shelf.sku, 1.0, "issue", ts_ms=mv.ts_ms,
+                ref=f"{issue.ref} picked from {shelf.location_id}: issue taken back",
+            )  # fmt: skip
+        if mv.units > len(claimed):
+            picked = self._picked.setdefault((shelf.site, shelf.sku), deque(maxlen=PICK_MEMORY))
+            picked.append([mv.ts_ms, mv.units - len(claimed)])
         check = LossCheck(
             site=shelf.site,
             device=shelf.device,

@@ -47,15 +47,13 @@ def _check_period(start_ms: int, end_ms: int) -> None:
 
 
 def outflow(moves: Iterable[Move], start_ms: int, end_ms: int) -> float:
-    """Units that left stock by picks and issues in ``[start_ms, end_ms)`` (a positive number).
+    """Units that left stock by picks and issues in ``[start_ms, end_ms)``, net of issues taken
+    back (a portal issue that a later shelf pick explained is booked back as ``+1`` issue).
 
     Adjustments (counts) and transfers are not demand, so they are not outflow.
     """
-    return -sum(
-        m.qty
-        for m in moves
-        if m.kind in OUTFLOW_KINDS and m.qty < 0 and start_ms <= m.ts_ms < end_ms
-    )
+    net = -sum(m.qty for m in moves if m.kind in OUTFLOW_KINDS and start_ms <= m.ts_ms < end_ms)
+    return max(float(net), 0.0)
 
 
 def average_on_hand(opening: float, moves: Sequence[Move], start_ms: int, end_ms: int) -> float:

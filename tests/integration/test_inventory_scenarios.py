@@ -400,6 +400,39 @@ def test_loss_explained_or_suppressed(settings: Settings, publisher: Publisher) 
     _run(settings, body)
 
 
+def test_a_unit_read_leaving_before_its_shelf_senses_the_pick_leaves_stock_once(
+    settings: Settings, publisher: Publisher
+) -> None:
+    shelves = Shelves(publisher, random.Random(5))
+    rice = encode_sgtin96(GTIN_B, 77)
+
+    async def body(pipeline: Pipeline, processor: Recorder) -> None:
+        store = processor.store
+        t = shelves.hold("shelf-2", {"c1": (20 * 250.0, 250.0)}, start_ms=T0)
+        await until(lambda: pipeline.rules.processed >= shelves.sent, what="shelf counted")
+        # A fast picker: the bag passes the shipping antenna before the shelf has settled.
+        sent = shelves.sent + _tags(publisher, "dock-1", [(t + 1_000, rice, 2)])
+        await until(lambda: pipeline.rules.processed >= sent, what="portal read")
+        assert store.ledger.qty_at(SITE, "dock-out", "RICE") == -1.0  # issued, not yet explained
+        t = shelves.hold("shelf-2", {"c1": (19 * 250.0, 250.0)}, start_ms=t + 3_000)
+        await until(lambda: pipeline.rules.processed >= shelves.sent + 1, what="pick sensed")
+        processor.tick(t + 200_000)
+        assert _moves(store, "RICE") == [
+            ("adjust", 20.0),
+            ("issue", -1.0),
+            ("pick", -1.0),
+            ("issue", 1.0),  # the portal's issue taken back: the unit left from its shelf
+        ]
+        assert (
+            store.ledger.qty_at(SITE, "B1", "RICE"),
+            store.ledger.qty_at(SITE, "dock-out", "RICE"),
+        ) == (19.0, 0.0)
+        assert store.ledger.daily_outflows(SITE, "RICE", end_ms=t + 1, days=1) == [1.0]
+        assert _alerts(processor, "unexplained_loss") == []
+
+    _run(settings, body)
+
+
 def _bare(settings: Settings) -> tuple[sqlite3.Connection, Recorder]:
     conn = db.connect(settings.sqlite_path)
     return conn, _processor(settings, conn)

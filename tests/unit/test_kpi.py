@@ -42,6 +42,15 @@ def test_outflow_counts_only_picks_and_issues_inside_the_period() -> None:
     assert f.outflow(moves, 0, 10) == 3
 
 
+def test_outflow_is_net_of_an_issue_taken_back() -> None:
+    # The portal issued a unit before its shelf sensed the pick; the pick took the issue back.
+    moves = [f.Move(1, -1, "issue"), f.Move(3, -1, "pick"), f.Move(4, 1, "issue")]
+    assert f.outflow(moves, 0, 10) == 1
+    assert f.outflow(moves, 0, 2) == 1
+    # A period holding only the taking back does not go below nothing.
+    assert f.outflow(moves, 4, 10) == 0
+
+
 def test_average_on_hand_counts_a_negative_running_quantity_as_empty() -> None:
     # A sensed pick of 5 booked before the receipt that covers it.
     moves = [f.Move(0, -5, "pick"), f.Move(5, 10, "receipt")]
