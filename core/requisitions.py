@@ -398,7 +398,11 @@ class RequisitionStore(SqlStore):
             suggestion = self._suggestion(current)
             if suggestion is not None and suggestion.state == "suggested":
                 self.inventory.planning.transition_suggestion(
-                    suggestion.id, "ordered", ts_ms=ts_ms, eta_ms=current.required_by
+                    suggestion.id,
+                    "ordered",
+                    ts_ms=ts_ms,
+                    eta_ms=current.required_by,
+                    qty=current.qty,  # on order is what the requisition orders
                 )
         return self.get(requisition_id)
 
@@ -414,10 +418,9 @@ class RequisitionStore(SqlStore):
         """Book ``qty`` of an ordered requisition into stock at ``location``.
 
         It is received once the whole quantity arrived, or with ``final`` (the rest will not
-        come). A requisition of a suggestion received whole in one receipt closes the
-        suggestion through its own ``received`` step, which books the receipt; received in
-        parts, each part is a ledger receipt of its own and the suggestion is closed as
-        ``cancelled`` at the end, so the parts are never booked twice.
+        come). Every receipt is a ledger receipt of its own (ref ``requisition <id>``). The
+        requisition's suggestion follows: what is left to come stays on order, and the
+        suggestion is ``received`` when the requisition is (without booking it again).
         """
         with self.transaction():
             current = self.get(requisition_id)
@@ -433,26 +436,25 @@ class RequisitionStore(SqlStore):
                 )
             received = current.received_qty + qty
             done = final or math.isclose(received, current.qty) or received >= current.qty
+            self.inventory.ledger.record(
+                ts_ms=ts_ms,
+                site=current.site,
+                location=location,
+                sku=current.sku,
+                qty=qty,
+                kind="receipt",
+                source="api",
+                ref=f"requisition {requisition_id}",
+            )
             suggestion = self._suggestion(current)
-            whole = current.received_qty == 0 and math.isclose(qty, current.qty)
-            if suggestion is not None and suggestion.state == "ordered" and whole:
-                self.inventory.planning.transition_suggestion(
-                    suggestion.id, "received", ts_ms=ts_ms, location=location
-                )
-            else:
-                self.inventory.ledger.record(
-                    ts_ms=ts_ms,
-                    site=current.site,
-                    location=location,
-                    sku=current.sku,
-                    qty=qty,
-                    kind="receipt",
-                    source="api",
-                    ref=f"requisition {requisition_id}",
-                )
-                if done and suggestion is not None and suggestion.state == "ordered":
+            if suggestion is not None and suggestion.state == "ordered":
+                if done:
                     self.inventory.planning.transition_suggestion(
-                        suggestion.id, "cancelled", ts_ms=ts_ms
+                        suggestion.id, "received", ts_ms=ts_ms, book_receipt=False
+                    )
+                else:
+                    self.inventory.planning.still_on_order(
+                        suggestion.id, current.qty - received, ts_ms=ts_ms
                     )
             if done:
                 self._move(current, "received", ts_ms, received_qty=received)

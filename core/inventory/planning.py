@@ -107,13 +107,17 @@ class PlanningStore(SqlStore):
         ts_ms: int,
         eta_ms: int | None = None,
         location: str = RECEIVING_LOCATION,
+        qty: float | None = None,
+        book_receipt: bool = True,
     ) -> Suggestion:
         """Move a suggestion along its lifecycle.
 
-        Ordering opens an inbound line (ETA = now + the SKU's lead time unless given), so the
-        quantity counts as on order; cancelling closes it; receiving closes it and books the
-        quantity as a receipt at ``location``, so the projected quantity never dips between
-        the goods arriving and being counted (which would suggest the same gap twice).
+        Ordering opens an inbound line of ``qty`` (default the suggestion's; ETA = now + the
+        SKU's lead time unless given), so the quantity counts as on order; cancelling closes
+        it; receiving closes it and books the quantity as a receipt at ``location``, so the
+        projected quantity never dips between the goods arriving and being counted (which
+        would suggest the same gap twice). ``book_receipt=False`` closes it without booking,
+        for a requisition that booked what it received itself.
         """
         with self.transaction():
             current = self.get_suggestion(suggestion_id)
@@ -135,7 +139,7 @@ class PlanningStore(SqlStore):
                     (
                         current.site,
                         current.sku,
-                        current.qty,
+                        current.qty if qty is None else qty,
                         eta_ms,
                         f"suggestion {suggestion_id}",
                         suggestion_id,
@@ -150,7 +154,7 @@ class PlanningStore(SqlStore):
                        WHERE suggestion_id = ? AND status = 'open'""",
                     (status, ts_ms, suggestion_id),
                 )
-            if to == "received":
+            if to == "received" and book_receipt:
                 self._ledger.record(
                     ts_ms=ts_ms,
                     site=current.site,
@@ -162,6 +166,14 @@ class PlanningStore(SqlStore):
                     ref=f"suggestion {suggestion_id}",
                 )
         return self.get_suggestion(suggestion_id)
+
+    def still_on_order(self, suggestion_id: int, qty: float, *, ts_ms: int) -> None:
+        """What is left to come of an ordered suggestion received in part (``qty`` > 0)."""
+        self._conn.execute(
+            """UPDATE inv_inbound SET qty = ?, updated_at = ?
+               WHERE suggestion_id = ? AND status = 'open'""",
+            (qty, ts_ms, suggestion_id),
+        )
 
     # -- demand and inbound -------------------------------------------------------------------
 
