@@ -126,4 +126,6 @@ class StockChecks:
             return True
         # Not evidence of loss while the RFID side could not see exits, or while the shelf
         # was being handled (a put or an ambiguous change right after the drop).
-        return self._portals.blind_since(check.site, lo) or self._shelves.was_handled(check, lo, hi)
+        return self._portals.blind_between(check.site, lo, hi) or self._shelves.was_handled(
+            check, lo, hi
+        )

@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 EXIT_MEMORY = 10_000  # RFID exits remembered per (site, SKU) to explain weight drops
 RECEIVED_MEMORY = 100_000  # EPCs remembered as received, so a lingering tag is booked once
+BLIND_MEMORY = 1_000  # reader outages remembered per site to judge drops checked later
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,8 @@ class RfidPortals:
         self._homes: dict[str, str] = {}
         self._key: object = None
         self._offline: dict[tuple[str, str], int] = {}  # reader -> offline since
-        self._last_offline: dict[str, int] = {}  # site -> last time a reader was offline
+        # Per site, the (from, to) times its readers were offline, for a drop judged later.
+        self._blind: dict[str, deque[tuple[int, int]]] = {}
         self._exits: dict[tuple[str, str], deque[int]] = {}
         self._received: OrderedDict[str, None] = OrderedDict()
         self._misplaced: dict[tuple[str, str], Misplaced] = {}
@@ -116,21 +118,24 @@ class RfidPortals:
         key = (status.site, status.device)
         if not status.online:
             self._offline.setdefault(key, status.ts_ms)
-            self._last_offline[status.site] = status.ts_ms
         elif key in self._offline:
-            del self._offline[key]
-            self._last_offline[status.site] = status.ts_ms  # offline until now
+            since = self._offline.pop(key)
+            blind = self._blind.setdefault(status.site, deque(maxlen=BLIND_MEMORY))
+            blind.append((since, status.ts_ms))
 
     def exit_seen(self, site: str, sku: str, lo_ms: int, hi_ms: int) -> bool:
         """True if a tag of ``sku`` left a zone (or the site) between ``lo_ms`` and ``hi_ms``."""
         return any(lo_ms <= ts <= hi_ms for ts in self._exits.get((site, sku), ()))
 
-    def blind_since(self, site: str, since_ms: int) -> bool:
-        """True if a reader of ``site`` is offline, or was at some time from ``since_ms`` on."""
-        if any(s == site for s, _ in self._offline):
+    def blind_between(self, site: str, lo_ms: int, hi_ms: int) -> bool:
+        """True if a reader of ``site`` was offline at some time between ``lo_ms`` and ``hi_ms``.
+
+        Judged by the readers' own times, so a drop checked late (the rules behind a backlog)
+        is not excused by an outage that began after it.
+        """
+        if any(s == site and since <= hi_ms for (s, _), since in self._offline.items()):
             return True
-        last = self._last_offline.get(site)
-        return last is not None and last >= since_ms
+        return any(start <= hi_ms and lo_ms <= end for start, end in self._blind.get(site, ()))
 
     def settled_misplaced(self, now_ms: int, settle_ms: int) -> list[Misplaced]:
         """Candidates seen ``settle_ms`` ago or more and still in that zone (each given once)."""
