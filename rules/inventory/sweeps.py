@@ -41,6 +41,7 @@ class StockSweeps:
         self._alerts = alerts
         self._config = config
         self._known = known
+        self._lots_checked_ms: int | None = None
 
     def run(self, now_ms: int, unit_cost: Mapping[str, float]) -> None:
         """All three sweeps at ``now_ms``; ``unit_cost`` by SKU values stock at risk."""
@@ -49,11 +50,18 @@ class StockSweeps:
         self.check_imbalance(now_ms, unit_cost)
 
     def check_lot_dates(self, now_ms: int) -> None:
-        """``expired_on_shelf`` past the removal date, ``expiry_alert`` past the alert date."""
+        """``expired_on_shelf`` past the removal date, ``expiry_alert`` past the alert date.
+
+        A date reached since the previous check is raised at that date, so the alert's time
+        does not depend on how often (or how late, behind a backlog) the sweep runs; a date
+        already past then (a lot loaded late, a restart) is raised now.
+        """
+        since, self._lots_checked_ms = self._lots_checked_ms, now_ms
         live: set[tuple[str, str]] = set()
         for lot in self._stores.ledger.lots(in_stock=True):
             for reached in lot_dates_reached(lot, now_ms=now_ms):
-                condition = _lot_condition(lot, reached, now_ms)
+                recent = since is not None and since < reached.due_ms
+                condition = _lot_condition(lot, reached, reached.due_ms if recent else now_ms)
                 live.add((condition.source, condition.type))
                 self._alerts.report(condition)
         self._alerts.clear_gone(LOT_DATE_TYPES, live, now_ms, "lot is empty")

@@ -12,7 +12,7 @@ import pytest
 from core import db
 from core.alerts import Alert, AlertStores
 from core.inventory import DAY_MS, DemandIn, InboundIn, InventoryStores, LotIn, Shelf, Sku
-from core.readings import WeightSample
+from core.readings import DeviceStatus, WeightSample
 from core.settings import InventorySettings
 from rules.inventory.service import InventoryProcessor
 
@@ -127,11 +127,14 @@ def test_lot_dates_raise_alerts_that_clear_once_the_lot_is_empty(
     assert _active(processor, "expiry_alert") == []
     for day in (3, 4):  # seen on every sweep, raised once
         processor.sweep(T0 + day * DAY_MS)
-        assert [a.source for a in _active(processor, "expiry_alert")] == [f"{SITE}/MILK/L1"]
+        assert [(a.source, a.raised_at) for a in _active(processor, "expiry_alert")] == [
+            (f"{SITE}/MILK/L1", T0 + 3 * DAY_MS)
+        ]
     assert _active(processor, "expired_on_shelf") == []
-    processor.sweep(T0 + 5 * DAY_MS)
+    processor.sweep(T0 + 5 * DAY_MS + 7_200_000)  # a sweep two hours late (a backlog)
     (expired,) = _active(processor, "expired_on_shelf")
-    assert (expired.severity, expired.value) == ("major", 12.0)
+    # Raised when the date came, not when the late sweep saw it.
+    assert (expired.severity, expired.value, expired.raised_at) == ("major", 12.0, T0 + 5 * DAY_MS)
     assert processor.store.ledger.available(SITE, "MILK", at_ms=T0 + 5 * DAY_MS) == 0.0
     ledger.record(
         ts_ms=T0 + 5 * DAY_MS + 1, site=SITE, location="cold", sku="MILK", qty=-12,
@@ -242,3 +245,65 @@ def test_a_pending_suggestion_is_revised_when_the_gap_grows(conn: sqlite3.Connec
     assert revised is not None
     assert (revised.id, revised.qty) == (first.id, 84.0)
     assert [s.qty for s in stores.planning.suggestions(site=SITE)] == [84.0]
+
+
+# --------------------------------------------------------------------------- loss checks
+
+
+def test_a_lot_loaded_past_its_dates_is_raised_when_first_seen(
+    conn: sqlite3.Connection,
+) -> None:
+    processor = _processor(conn, Sku(sku="MILK"))
+    ledger = processor.store.ledger
+    ledger.add_lot(
+        LotIn(lot="L0", sku="MILK", site=SITE, location="cold", qty=3, alert_at=T0 - DAY_MS),
+        ts_ms=T0,
+    )
+    processor.sweep(T0)  # the first sweep (a start): now is when anyone could know
+    ledger.add_lot(
+        LotIn(lot="L1", sku="MILK", site=SITE, location="cold", qty=3, alert_at=T0 - 1),
+        ts_ms=T0,
+    )
+    processor.sweep(T0 + 60_000)  # its date passed before the previous sweep: now, too
+    assert sorted((a.source, a.raised_at) for a in _active(processor, "expiry_alert")) == [
+        (f"{SITE}/MILK/L0", T0),
+        (f"{SITE}/MILK/L1", T0 + 60_000),
+    ]
+
+
+def test_a_reader_outage_excuses_only_the_drops_around_it(conn: sqlite3.Connection) -> None:
+    # Judged by the times of the drop and of the outage, not by when the check runs: the rules
+    # may check a drop late (a backlog) when the reader has gone offline since.
+    coffee = Sku(sku="COFFEE", unit_grams=UNIT)
+    processor = _processor(
+        conn, coffee, shelves=(Shelf(site=SITE, device="shelf-1", cell="c1", sku="COFFEE"),)
+    )
+    window = round(processor.config.loss_window_s * 1000)
+
+    def reader(online: bool, ts_ms: int) -> DeviceStatus:
+        return DeviceStatus(site=SITE, kind="rfid", device="dock-1", ts_ms=ts_ms, online=online)
+
+    def losses() -> list[float | None]:
+        return [a.value for a in _active(processor, "unexplained_loss")]
+
+    t = _weigh(processor, "c1", 20 * UNIT, T0)
+    t = _weigh(processor, "c1", 19 * UNIT, t)  # a drop nothing explains...
+    dropped = t
+    # ...checked only after the reader went offline, later than the drop's window.
+    processor.process([reader(False, dropped + window + 1_000)])
+    processor.tick(dropped + 3 * window)
+    assert losses() == [1.0]
+    # A drop while the reader is offline cannot be judged.
+    t = _weigh(processor, "c1", 17 * UNIT, dropped + 3 * window)
+    processor.process([reader(True, t + 1_000)])
+    processor.tick(t + 3 * window)
+    assert losses() == [1.0]
+    # Nor one just before an outage, inside its window; one well after it is judged again.
+    t = _weigh(processor, "c1", 16 * UNIT, t + 3 * window)
+    processor.process([reader(False, t + window - 1_000), reader(True, t + window)])
+    processor.tick(t + 3 * window)
+    assert losses() == [1.0]
+    t = _weigh(processor, "c1", 16 * UNIT, t + 3 * window)  # still 16, long after the outage
+    t = _weigh(processor, "c1", 14 * UNIT, t)
+    processor.tick(t + 3 * window)
+    assert losses() == [2.0]
