@@ -131,13 +131,13 @@ class Replenisher:
         open_suggestions = planning.open_suggestions(site, sku.sku)
         suggestion = self._suggest(rule, projected, open_suggestions, reason=reason, at_ms=at_ms)
         if suggestion is None:
-            if not self._alerts.lifecycle.is_open(source, "reorder"):
-                # Below the trigger with an open suggestion covering the gap: the condition
-                # holds, and must keep being seen for a debounce to end and raise it.
-                pending = [s for s in open_suggestions if s.state == "suggested"]
-                covering = pending or open_suggestions
-                if covering:
-                    self._alerts.report(_condition(rule, sku, projected, covering[0], at_ms))
+            # Below the trigger with an open suggestion covering the gap: the condition holds,
+            # and is seen again so a debounce can end and an open alert stays current (its
+            # latest and lowest projected quantity).
+            pending = [s for s in open_suggestions if s.state == "suggested"]
+            covering = pending or open_suggestions
+            if covering:
+                self._alerts.report(_condition(rule, sku, projected, covering[0], at_ms))
             return None
         logger.info(
             "purchase suggestion %d: %s qty %g (%s)", suggestion.id, source, suggestion.qty, reason

@@ -212,7 +212,19 @@ def test_suggestions_follow_the_purchase_lifecycle(conn: sqlite3.Connection) -> 
     assert (first.qty, first.state) == (36.0, "suggested")  # 40 - 8 = 32 -> 36
     assert processor.evaluate_reorder(SITE, "RICE", at_ms=T0 + 1) is None  # covered
     (reorder,) = _active(processor, "reorder")
-    assert reorder.details["suggestion_id"] == first.id
+    assert (reorder.details["suggestion_id"], reorder.value) == (first.id, 8.0)
+    # One more unit leaves: still covered by the suggestion, and the alert says so.
+    stores.ledger.record(
+        ts_ms=T0 + 1, site=SITE, location="A", sku="RICE", qty=-1, kind="issue", source="api"
+    )
+    assert processor.evaluate_reorder(SITE, "RICE", at_ms=T0 + 1) is None
+    (reorder,) = _active(processor, "reorder")
+    assert (reorder.value, reorder.peak_value, reorder.details["suggestion_id"]) == (
+        7.0, 7.0, first.id
+    )  # fmt: skip
+    stores.ledger.record(
+        ts_ms=T0 + 1, site=SITE, location="A", sku="RICE", qty=1, kind="adjust", source="api"
+    )
     stores.planning.transition_suggestion(first.id, "ordered", ts_ms=T0 + 2)
     assert processor.evaluate_reorder(SITE, "RICE", at_ms=T0 + 3) is None  # 8 + 36 on order
     stores.planning.transition_suggestion(first.id, "received", ts_ms=T0 + 4, location="A")
