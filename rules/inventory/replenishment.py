@@ -68,6 +68,75 @@ def safety_stock(
     return z * math.sqrt(lead_mean * d_sigma**2 + d_mean**2 * lead_sigma**2)
 
 
+def horizon_safety_stock(z: float, horizon_error: float, d_mean: float, lead_sigma: float) -> float:
+    """Safety stock from a measured h-day forecast error: ``z·√(e_h² + d²·sL²)``.
+
+    ``horizon_error`` is the root mean square error of forecasts of the demand over the whole
+    protection interval, measured over that interval, so it already holds what ``√L·sd``
+    would only approximate (autocorrelation, level uncertainty); the lead time's own
+    variation ``d·sL`` is not in it and adds in quadrature. Equals :func:`safety_stock` with
+    ``d_sigma = horizon_error / √L``.
+    """
+    if min(horizon_error, d_mean, lead_sigma) < 0:
+        raise InvalidParameterError(
+            "forecast error, demand and lead-time deviation must not be negative: "
+            f"e_h={horizon_error}, d={d_mean}, sL={lead_sigma}"
+        )
+    return z * math.sqrt(horizon_error**2 + d_mean**2 * lead_sigma**2)
+
+
+def negative_binomial_quantile(
+    mean: npt.ArrayLike, variance: npt.ArrayLike, p: npt.ArrayLike, *, max_units: int = 100_000
+) -> FloatArray:
+    """Smallest whole ``k`` with ``P(X ≤ k) ≥ p`` for a count of the given mean and variance.
+
+    The count is negative binomial (Poisson when the variance does not exceed the mean), the
+    usual model of demand over a lead time for slow and lumpy items, whose upper tail the
+    normal approximation understates. Arrays broadcast; a mean of 0 gives 0. Where the
+    quantile lies beyond ``max_units`` the result is NaN (the caller falls back to the normal
+    approximation).
+    """
+    m, v, q = np.broadcast_arrays(
+        np.asarray(mean, dtype=np.float64),
+        np.asarray(variance, dtype=np.float64),
+        np.asarray(p, dtype=np.float64),
+    )
+    if np.any(m < 0) or np.any(v < 0) or not np.all((q > 0) & (q < 1)):
+        raise InvalidParameterError("mean and variance must not be negative, 0 < p < 1")
+    shape = m.shape
+    m, v, q = m.ravel(), v.ravel(), q.ravel()
+    out = np.zeros(m.size)
+    active = np.flatnonzero(m > 0)
+    over = v[active] > m[active] * (1.0 + 1e-9)
+    mi = m[active]
+    # NB(r, s): P(0) = s^r, P(k+1) = P(k) · (k + r) / (k + 1) · (1 - s), with s = m / v.
+    s_ = np.where(over, mi / np.where(over, v[active], 1.0), 1.0)
+    r = np.where(over, mi * s_ / np.maximum(1.0 - s_, 1e-300), 0.0)  # unused where Poisson
+    pk = np.where(over, np.exp(r * np.log(np.maximum(s_, 1e-300))), np.exp(-mi))
+    # A P(0) that underflows means a mean far too large to sum term by term.
+    out[active[pk < 1e-300]] = np.nan
+    keep = pk >= 1e-300
+    active, over, mi, s_, r, pk = active[keep], over[keep], mi[keep], s_[keep], r[keep], pk[keep]
+    cdf = pk.copy()
+    target = q[active]
+    k = 0
+    while active.size and k < max_units:
+        done = cdf >= target - 1e-12
+        if done.any():
+            out[active[done]] = k
+            keep = ~done
+            active, over, mi, s_, r = active[keep], over[keep], mi[keep], s_[keep], r[keep]
+            pk, cdf, target = pk[keep], cdf[keep], target[keep]
+            if not active.size:
+                break
+        ratio = np.where(over, (k + r) / (k + 1) * (1.0 - s_), mi / (k + 1))
+        pk = pk * ratio
+        cdf = cdf + pk
+        k += 1
+    out[active] = np.nan
+    return out.reshape(shape)
+
+
 def reorder_point(d_mean: float, lead_mean: float, ss: float) -> float:
     """Reorder point: expected demand over the lead time plus safety stock (``d·L + SS``)."""
     return d_mean * lead_mean + ss

@@ -16,6 +16,8 @@ from rules.inventory.replenishment import (
     ReorderPointRule,
     RevisedSuggestion,
     dynamic_levels,
+    horizon_safety_stock,
+    negative_binomial_quantile,
     projected_qty,
     reorder_point,
     round_up_to_multiple,
@@ -70,6 +72,44 @@ def test_safety_stock_without_lead_time_variation_is_z_sigma_sqrt_l() -> None:
 def test_safety_stock_rejects_negative_inputs() -> None:
     with pytest.raises(InvalidParameterError):
         safety_stock(1.645, 10, 1, -1, 0)
+
+
+def test_horizon_safety_stock_adds_lead_time_variation_to_the_measured_error() -> None:
+    # A measured 14-day RMSE of 30 units and d·sL = 20 · 2 = 40: √(30² + 40²) = 50 per z.
+    assert horizon_safety_stock(1.0, 30.0, 20.0, 2.0) == pytest.approx(50.0)
+    assert horizon_safety_stock(1.645, 30.0, 20.0, 0.0) == pytest.approx(1.645 * 30.0)
+    # The same buffer as the per-day formula with sigma_e = e_h / √L.
+    assert horizon_safety_stock(1.645, 30.0, 20.0, 2.0) == pytest.approx(
+        safety_stock(1.645, 20.0, 30.0 / math.sqrt(14), 14, 2.0)
+    )
+    with pytest.raises(InvalidParameterError):
+        horizon_safety_stock(1.645, -1.0, 20.0, 0.0)
+
+
+def test_negative_binomial_quantile_against_closed_forms() -> None:
+    # Poisson(2): P(X ≤ 4) = 0.947, P(X ≤ 5) = 0.983.
+    assert float(negative_binomial_quantile(2.0, 2.0, 0.95)) == 5.0
+    assert float(negative_binomial_quantile(2.0, 2.0, 0.94)) == 4.0
+    # Geometric (variance m + m²): P(X ≤ k) = 1 - (m / (1 + m))^(k+1).
+    for m, p in ((3.0, 0.95), (0.4, 0.9), (12.0, 0.99)):
+        k = math.ceil(math.log(1 - p) / math.log(m / (1 + m)) - 1 - 1e-9)
+        assert float(negative_binomial_quantile(m, m + m * m, p)) == k
+    # Shapes broadcast, a zero mean needs nothing, and a heavy tail sits above the normal one.
+    q = negative_binomial_quantile(
+        np.array([[0.0, 5.6], [5.6, 5.6]]), [[0.0, 81.0], [5.6, 81.0]], 0.95
+    )
+    assert q.shape == (2, 2)
+    assert q[0, 0] == 0.0
+    assert q[0, 1] - 5.6 > 1.645 * 9.0
+    assert q[1, 0] == float(negative_binomial_quantile(5.6, 5.6, 0.95))
+
+
+def test_negative_binomial_quantile_gives_nan_beyond_its_reach_and_rejects_bad_inputs() -> None:
+    assert math.isnan(float(negative_binomial_quantile(5_000.0, 20_000.0, 0.95)))
+    with pytest.raises(InvalidParameterError):
+        negative_binomial_quantile(1.0, 1.0, 1.0)
+    with pytest.raises(InvalidParameterError):
+        negative_binomial_quantile(-1.0, 1.0, 0.5)
 
 
 def test_dynamic_levels_match_the_scalar_formulas() -> None:
