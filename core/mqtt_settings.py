@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, field_validator
 
 
 def _int_choice(value: object) -> object:
@@ -59,3 +59,14 @@ class MqttSettings(BaseModel):
     )
     sites: tuple[str, ...] = Field(default=(), description="Only these sites; empty means all.")
     tls: MqttTlsSettings = Field(default_factory=MqttTlsSettings)
+
+    @field_validator("share_group")
+    @classmethod
+    def _one_topic_level(cls, value: str | None) -> str | None:
+        # MQTT 5 (4.8.2): a share name is one topic level, without wildcards; a broker refuses
+        # the subscription otherwise, which would only show as nothing arriving.
+        if value is not None and (not value or any(c in value for c in "/+#")):
+            raise ValueError(
+                f"a share group is one topic level without '/', '+' or '#', not {value!r}"
+            )
+        return value

@@ -511,6 +511,14 @@ def test_the_readme_dotenv_example_is_read(env: pytest.MonkeyPatch, tmp_path: Pa
             "STOCKSENSE_INGEST__ADAPTERS: [0].site: String should match pattern",
         ),
         (
+            "STOCKSENSE_MQTT__SHARE_GROUP",
+            "ingest/a",
+            (
+                "STOCKSENSE_MQTT__SHARE_GROUP: a share group is one topic level without '/',"
+                " '+' or '#', not 'ingest/a'"
+            ),
+        ),
+        (
             "STOCKSENSE_INGEST__ADAPTERS",
             '[{"pattern": "tele/#", "adapter": "tasmota"}]',
             "STOCKSENSE_INGEST__ADAPTERS: [0]: a tasmota route needs a site",
