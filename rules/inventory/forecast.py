@@ -2,19 +2,22 @@
 
 From a daily demand history this module forecasts demand over the protection interval
 ``h = lead time + review period`` (days), backtests the forecast on rolling origins, and turns
-the backtest's h-step errors into safety stock with the textbook formula of
-:mod:`rules.inventory.replenishment`:
+the backtest's h-step errors into safety stock with :mod:`rules.inventory.replenishment`:
 
-    SS  = z · √(h · sigma_e² + d² · sL²)        sigma_e = RMSE of the h-day forecast errors / √h
-    ROP = forecast over h + SS
+    SS  = z · √(e_h² + d² · sL²)     e_h = RMSE of the h-day forecasts over the latest year
+    ROP = forecast over h + SS                 (sigma_e = e_h / √h per day)
 
 so the error of the forecast, not the spread of raw demand, sets the buffer (seasonality, trend
-and weekday swings that the forecast follows no longer inflate it).
+and weekday swings that the forecast follows no longer inflate it). For slow movers the reorder
+point is instead the quantile of a negative binomial count with the forecast as mean and
+``e_h² + d² · sL²`` as variance: their demand over h is mostly zero or a few lumps, and the
+normal approximation understates its upper tail.
 
 Models, chosen per SKU by the Syntetos-Boylan demand class (ADI cut-off 1.32, CV² 0.49):
 
-- smooth and erratic SKUs: Holt-Winters exponential smoothing with multiplicative weekly
-  seasonality (ETS(A,N,M)-style level and seasonal recursions);
+- smooth and erratic SKUs: Holt-Winters exponential smoothing with a damped trend and
+  multiplicative weekly seasonality, learning from Huber-cleaned days so that a promotion does
+  not lift the level for weeks after it;
 - intermittent and lumpy SKUs: SBA (Croston with the Syntetos-Boylan correction) or TSB
   (Teunter-Syntetos-Babai, which lets the demand probability decay for dying items);
 
@@ -45,7 +48,12 @@ import numpy as np
 import numpy.typing as npt
 
 from rules.inventory import InvalidParameterError
-from rules.inventory.replenishment import reorder_point, safety_stock, z_for_service_level
+from rules.inventory.replenishment import (
+    horizon_safety_stock,
+    negative_binomial_quantile,
+    reorder_point,
+    z_for_service_level,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,19 +70,32 @@ SEASON = 7
 WARMUP_DAYS = 28  # four weeks initialise the level and the weekday indices
 MIN_ORIGINS = 14  # fewer backtest origins than this give no usable error estimate
 EVAL_ORIGINS = 91  # the latest quarter of origins judges the model; earlier ones pick it
+# The latest year of origins measures the h-day error behind the safety stock: a quarter holds
+# only about 91 / h independent horizons, too few for a stable sigma, and a year sees the error
+# at every phase of the season.
+SIGMA_ORIGINS = 364
+# Huber cleaning of the observations the smoothing learns from (Gelper, Fried and Croux 2010):
+# a day further than HUBER_K sigma from its one-step forecast counts as that far, so a
+# promotion or a one-off bulk order neither lifts the level for weeks nor bends the trend.
+HUBER_K = 2.0
+SCALE_SMOOTHING = 0.02  # per day, for the running mean absolute one-step error
 
-# Smoothing constants of each candidate; the backtest picks one per SKU.
-_ETS_GRID: tuple[tuple[float, float, float], ...] = (  # (alpha, gamma, beta)
-    (0.05, 0.05, 0.0),
-    (0.1, 0.05, 0.0),
-    (0.2, 0.05, 0.0),
-    (0.35, 0.05, 0.0),
-    (0.1, 0.15, 0.0),
-    (0.1, 0.05, 0.02),
-    (0.2, 0.05, 0.05),
-    (0.35, 0.1, 0.05),
+# Smoothing constants of each candidate; the backtest picks one per SKU. A slow level (alpha
+# 0.02) suits steady sellers, whose h-day error is mostly the level's own noise; the lightly
+# damped trends (phi per day) follow a season's slope over the horizon.
+_ETS_GRID: tuple[tuple[float, float, float, float], ...] = (  # (alpha, gamma, beta, phi)
+    (0.02, 0.02, 0.0, 0.95),
+    (0.05, 0.05, 0.0, 0.95),
+    (0.1, 0.05, 0.0, 0.95),
+    (0.2, 0.05, 0.0, 0.95),
+    (0.1, 0.15, 0.0, 0.95),
+    (0.05, 0.05, 0.02, 0.99),
+    (0.1, 0.05, 0.02, 0.98),
+    (0.05, 0.05, 0.05, 0.98),
+    (0.1, 0.05, 0.05, 0.98),
+    (0.2, 0.05, 0.05, 0.95),
+    (0.35, 0.1, 0.05, 0.95),
 )
-_PHI = 0.95  # trend damping per day: a slope fades over a few weeks
 _SBA_GRID: tuple[float, ...] = (0.05, 0.1, 0.2)
 _TSB_GRID: tuple[tuple[float, float], ...] = ((0.1, 0.02), (0.1, 0.05), (0.2, 0.1))
 
@@ -88,7 +109,7 @@ class ForecastLevels:
 
     ``forecast_per_day`` is the mean daily demand forecast over the next ``horizon_days``
     (lead time + review period); ``sigma_per_day`` the per-day forecast error sigma_e behind the
-    safety stock. ``mase``, ``bias`` (mean h-day error / mean h-day demand, positive = over-
+    safety stock (the h-day RMSE over the latest year of backtest origins, divided by √h). ``mase``, ``bias`` (mean h-day error / mean h-day demand, positive = over-
     forecast) and ``pis`` (scaled periods in stock of the one-day forecasts, for intermittent
     SKUs: positive = stock would have piled up, negative = shortages) come from the backtest
     and are ``None`` when the history was too short for one. ``fell_back_to`` names the model
@@ -204,7 +225,7 @@ class _Scores:
     sel_abs: FloatArray
     ev_abs: FloatArray
     ev_err: FloatArray
-    ev_sq: FloatArray
+    sig_sq: FloatArray
     ev_act: FloatArray
     pis: FloatArray
     cfe: FloatArray
@@ -214,13 +235,19 @@ class _Scores:
     def zeros(cls, n: int, c: int) -> _Scores:
         return cls(*(np.zeros((n, c)) for _ in range(8)))
 
-    def record(self, fc_h: FloatArray, actual_h: FloatArray, sel: BoolArray, ev: BoolArray) -> None:
+    def record(
+        self,
+        fc_h: FloatArray,
+        actual_h: FloatArray,
+        masks: tuple[BoolArray, BoolArray, BoolArray, BoolArray],
+    ) -> None:
+        sel, ev, sig, _ = masks
         err = fc_h - actual_h[:, None]
         self.sel_abs += np.where(sel[:, None], np.abs(err), 0.0)
         evc = ev[:, None]
         self.ev_abs += np.where(evc, np.abs(err), 0.0)
         self.ev_err += np.where(evc, err, 0.0)
-        self.ev_sq += np.where(evc, err * err, 0.0)
+        self.sig_sq += np.where(sig[:, None], err * err, 0.0)
         self.ev_act += np.where(ev, actual_h, 0.0)[:, None]
 
     def record_daily(self, fc_1: FloatArray, actual_1: FloatArray, ev1: BoolArray) -> None:
@@ -241,6 +268,7 @@ class _Windows:
     r: IntArray
     sel_lo: IntArray
     ev_lo: IntArray
+    sig_lo: IntArray
     last: IntArray
     ev1_lo: IntArray
 
@@ -252,52 +280,84 @@ class _Windows:
         origins = last - (WARMUP_DAYS - 1) + 1
         n_eval = np.minimum(EVAL_ORIGINS, origins // 2)
         ev_lo = last - n_eval + 1
+        sel_lo = np.full_like(h, WARMUP_DAYS - 1)
         return cls(
             n_days=n_days,
             h=h,
             q=h // SEASON,
             r=h % SEASON,
-            sel_lo=np.full_like(h, WARMUP_DAYS - 1),
+            sel_lo=sel_lo,
             ev_lo=ev_lo,
+            sig_lo=np.maximum(sel_lo, last - SIGMA_ORIGINS + 1),
             last=last,
             ev1_lo=n_days - n_eval,  # the one-day forecasts of the same evaluation span
         )
 
-    def masks(self, t: int) -> tuple[BoolArray, BoolArray, BoolArray]:
+    def masks(self, t: int) -> tuple[BoolArray, BoolArray, BoolArray, BoolArray]:
+        """Whether origin ``t`` selects, judges, measures sigma, and judges the one-day forecast."""
         sel = (t >= self.sel_lo) & (t < self.ev_lo)
         ev = (t >= self.ev_lo) & (t <= self.last)
+        sig = (t >= self.sig_lo) & (t <= self.last)
         ev1 = (t + 1 >= self.ev1_lo) & (t + 1 < self.n_days)
-        return sel, ev, ev1
+        return sel, ev, sig, ev1
+
+    def rows(self, rows: IntArray) -> _Windows:
+        """The windows of SKU rows ``rows`` only."""
+        return _Windows(
+            n_days=self.n_days,
+            h=self.h[rows],
+            q=self.q[rows],
+            r=self.r[rows],
+            sel_lo=self.sel_lo[rows],
+            ev_lo=self.ev_lo[rows],
+            sig_lo=self.sig_lo[rows],
+            last=self.last[rows],
+            ev1_lo=self.ev1_lo[rows],
+        )
 
 
-def _horizon_weights(h: IntArray) -> tuple[FloatArray, FloatArray]:
+def _horizon_weights(h: IntArray, phi: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Per SKU and start phase, how the h forecast days weigh each weekday index.
 
-    Returns ``(count, damped)`` of shape ``[skus, 7 start phases, 7 weekday phases]``: for a
-    forecast whose first day has phase ``o``, ``count[o, p]`` is the number of its days with
-    phase ``p`` and ``damped[o, p]`` the sum of the damped-trend multipliers
-    ``φ + φ² + … + φ^j`` over those days ``j``.
+    Returns ``count`` of shape ``[skus, 7 start phases, 7 weekday phases]`` and ``damped`` of
+    shape ``[skus, candidates, 7, 7]``: for a forecast whose first day has phase ``o``,
+    ``count[o, p]`` is the number of its days with phase ``p`` and ``damped[c, o, p]`` the sum
+    of candidate ``c``'s damped-trend multipliers ``φ + φ² + … + φ^j`` over those days ``j``.
     """
     distinct, inverse = np.unique(h, return_inverse=True)
     count = np.zeros((distinct.size, SEASON, SEASON))
-    damped = np.zeros((distinct.size, SEASON, SEASON))
+    damped = np.zeros((distinct.size, phi.size, SEASON, SEASON))
     for k, hk in enumerate(distinct):
         j = np.arange(1, int(hk) + 1)
-        phi_j = np.cumsum(_PHI ** j.astype(np.float64))
         for o in range(SEASON):
             phase = (o + j - 1) % SEASON
             count[k, o] = np.bincount(phase, minlength=SEASON)
-            damped[k, o] = np.bincount(phase, weights=phi_j, minlength=SEASON)
+            for c, phi_c in enumerate(phi.tolist()):
+                phi_j = np.cumsum(phi_c ** j.astype(np.float64))
+                damped[k, c, o] = np.bincount(phase, weights=phi_j, minlength=SEASON)
     idx = inverse.reshape(-1)
     return count[idx], damped[idx]
 
 
+def _huber_clean(
+    y_t: FloatArray, fit: FloatArray, mad: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Day ``y_t`` with its one-step error clipped to ``HUBER_K`` sigma, and the updated mean
+    absolute error ``mad`` (of the clipped errors, so an outlier does not widen the bound)."""
+    # 1.25 · mean absolute error ≈ sigma; counts are never steadier than Poisson, which keeps
+    # a series that was flat in the warm-up able to move.
+    bound = HUBER_K * np.maximum(1.25 * mad, np.sqrt(np.maximum(fit, 1.0)))
+    resid = np.clip(y_t - fit, -bound, bound)
+    new_mad: FloatArray = SCALE_SMOOTHING * np.abs(resid) + (1.0 - SCALE_SMOOTHING) * mad
+    cleaned: FloatArray = np.maximum(fit + resid, 0.0)
+    return cleaned, new_mad
+
+
 def _run_ets(y: FloatArray, w: _Windows, csum: FloatArray) -> _Scores:
-    """Holt-Winters (level, damped trend, multiplicative weekly indices) over every candidate."""
+    """Holt-Winters (level, damped trend, multiplicative weekly indices) over every candidate,
+    learning from Huber-cleaned observations."""
     n, days = y.shape
-    alpha = np.array([a for a, _, _ in _ETS_GRID])[None, :]
-    gamma = np.array([g for _, g, _ in _ETS_GRID])[None, :]
-    beta = np.array([b for _, _, b in _ETS_GRID])[None, :]
+    alpha, gamma, beta, phi = (np.array(col)[None, :] for col in zip(*_ETS_GRID, strict=True))
     c = alpha.shape[1]
     warm = y[:, :WARMUP_DAYS]
     level0 = warm.mean(axis=1)
@@ -308,14 +368,18 @@ def _run_ets(y: FloatArray, w: _Windows, csum: FloatArray) -> _Scores:
     level = np.repeat(level0[:, None], c, axis=1)
     trend = np.zeros((n, c))
     season = np.repeat(season0[:, None, :], c, axis=1)  # [n, c, 7]
-    count, damped = _horizon_weights(w.h)
+    # Mean absolute one-step error, first from day-to-day changes over the warm-up
+    # (E|y_t - y_t-1| = √2 · E|y - mean| for independent days).
+    mad0 = np.abs(np.diff(warm, axis=1)).mean(axis=1) / math.sqrt(2.0)
+    mad = np.repeat(mad0[:, None], c, axis=1)
+    count, damped = _horizon_weights(w.h, phi[0])
     rows = np.arange(n)
     scores = _Scores.zeros(n, c)
 
     def forecast_h(origin: int) -> FloatArray:
         o = (origin + 1) % SEASON
         by_count = np.einsum("ncp,np->nc", season, count[:, o, :])
-        by_damped = np.einsum("ncp,np->nc", season, damped[:, o, :])
+        by_damped = np.einsum("ncp,ncp->nc", season, damped[:, :, o, :])
         out: FloatArray = np.maximum(level * by_count + trend * by_damped, 0.0)
         return out
 
@@ -324,17 +388,19 @@ def _run_ets(y: FloatArray, w: _Windows, csum: FloatArray) -> _Scores:
         if t == days:
             scores.final_h = forecast_h(origin)
             break
-        sel, ev, ev1 = w.masks(origin)
+        masks = w.masks(origin)
+        sel, ev, _, ev1 = masks
         if sel.any() or ev.any():
             target = np.minimum(origin + 1 + w.h, days)
             actual_h = csum[rows, target] - csum[:, origin + 1]
-            scores.record(forecast_h(origin), actual_h, sel, ev)
+            scores.record(forecast_h(origin), actual_h, masks)
         p = t % SEASON
         s_p = season[:, :, p]
-        damped_trend = _PHI * trend
+        damped_trend = phi * trend
+        fit = np.maximum(level + damped_trend, 0.0) * s_p
         if ev1.any():
-            scores.record_daily(np.maximum(level + damped_trend, 0.0) * s_p, y[:, t], ev1)
-        yt = y[:, t][:, None]
+            scores.record_daily(fit, y[:, t], ev1)
+        yt, mad = _huber_clean(y[:, t][:, None], fit, mad)
         new_level = alpha * (yt / np.maximum(s_p, 0.05)) + (1.0 - alpha) * (level + damped_trend)
         new_level = np.maximum(new_level, 0.0)
         trend = beta * (new_level - level) + (1.0 - beta) * damped_trend
@@ -377,12 +443,13 @@ def _run_intermittent(y: FloatArray, w: _Windows, csum: FloatArray) -> _Scores:
 
     for t in range(WARMUP_DAYS, days + 1):
         origin = t - 1
-        sel, ev, ev1 = w.masks(origin)
+        masks = w.masks(origin)
+        sel, ev, _, ev1 = masks
         rate = per_day()
         if sel.any() or ev.any():
             target = np.minimum(origin + 1 + w.h, days)
             actual_h = csum[np.arange(n), target] - csum[:, origin + 1]
-            scores.record(rate * w.h[:, None], actual_h, sel, ev)
+            scores.record(rate * w.h[:, None], actual_h, masks)
         if t == days:
             scores.final_h = rate * w.h[:, None]
             break
@@ -409,7 +476,8 @@ def _seasonal_naive(y: FloatArray, w: _Windows, csum: FloatArray) -> _Scores:
     scores = _Scores.zeros(n, 1)
     rows = np.arange(n)
     for origin in range(WARMUP_DAYS - 1, days):
-        sel, ev, ev1 = w.masks(origin)
+        masks = w.masks(origin)
+        sel, ev, _, ev1 = masks
         end = origin + 1
         week = csum[:, end] - csum[:, end - SEASON]
         fc_h = w.q * week + (csum[rows, end - SEASON + w.r] - csum[:, end - SEASON])
@@ -418,7 +486,7 @@ def _seasonal_naive(y: FloatArray, w: _Windows, csum: FloatArray) -> _Scores:
             break
         if sel.any() or ev.any():
             target = np.minimum(end + w.h, days)
-            scores.record(fc_h[:, None], csum[rows, target] - csum[:, end], sel, ev)
+            scores.record(fc_h[:, None], csum[rows, target] - csum[:, end], masks)
         if ev1.any():
             scores.record_daily(y[:, end - SEASON][:, None], y[:, end], ev1)
     return scores
@@ -604,7 +672,17 @@ def _plan_chunk(
         if model[i] == _MODEL_NAMES.index("none"):
             ss[i] = rop[i] = 0.0
             continue
-        ss[i] = max(0.0, safety_stock(z, fc_day[i], sigma_day[i], float(h[i]), float(lead_sd[i])))
+        ss[i] = max(0.0, horizon_safety_stock(z, sigma_h[i], fc_day[i], float(lead_sd[i])))
+    # Slow movers: the quantile of a negative binomial count with the forecast's mean and the
+    # measured variance, whose upper tail the normal approximation understates (demand over
+    # the horizon is mostly zero or a few lumps).
+    slow = np.flatnonzero(full & (cls >= 2) & (cls <= 3) & (fc_h > 0))
+    if slow.size:
+        variance = sigma_h[slow] ** 2 + (fc_day[slow] * lead_sd[slow]) ** 2
+        quantile = negative_binomial_quantile(fc_h[slow], variance, service[slow])
+        ok = np.isfinite(quantile)
+        ss[slow[ok]] = np.maximum(quantile[ok] - fc_h[slow[ok]], 0.0)
+    for i in range(n):
         rop[i] = reorder_point(fc_day[i], float(h[i]), ss[i])
     return BatchLevels(
         forecast_per_day=fc_day,
@@ -649,22 +727,14 @@ def _plan_backtested(
         if rows.size == 0:
             continue
         sub = y[rows]
-        sw = _Windows(
-            n_days=w.n_days,
-            h=w.h[rows],
-            q=w.q[rows],
-            r=w.r[rows],
-            sel_lo=w.sel_lo[rows],
-            ev_lo=w.ev_lo[rows],
-            last=w.last[rows],
-            ev1_lo=w.ev1_lo[rows],
-        )
+        sw = w.rows(rows)
         csum = np.concatenate([np.zeros((rows.size, 1)), np.cumsum(sub, axis=1)], axis=1)
         cand = runner(sub, sw, csum)
         naive = _seasonal_naive(sub, sw, csum)
         best = np.argmin(cand.sel_abs, axis=1)
         pick = np.arange(rows.size), best
         n_eval = (sw.last - sw.ev_lo + 1).astype(np.float64)
+        n_sig = (sw.last - sw.sig_lo + 1).astype(np.float64)
         model_mae = cand.ev_abs[pick] / n_eval
         naive_mae = naive.ev_abs[:, 0] / n_eval
         both_zero = (model_mae == 0) & (naive_mae == 0)
@@ -690,7 +760,7 @@ def _plan_backtested(
                 model[i] = own
                 reasons[i] = f"{_CLASS_NAMES[int(cls[i])]} demand: {_MODEL_NAMES[own]}"
             fc_h[i] = max(0.0, float(src.final_h[j, col]))
-            sigma_h[i] = math.sqrt(float(src.ev_sq[j, col]) / n_eval[j])
+            sigma_h[i] = math.sqrt(float(src.sig_sq[j, col]) / n_sig[j])
             mase[i] = float(ratio[j])
             bias[i] = float(src.ev_err[j, col]) / n_eval[j] / max(float(act_mean[j]), 1e-12)
             # Scaled PIS: periods in stock in days of mean demand per evaluated day.

@@ -21,7 +21,11 @@ from bench.forecast import (
 )
 from rules.inventory import InvalidParameterError
 from rules.inventory.forecast import BatchLevels, plan_levels, plan_levels_batch
-from rules.inventory.replenishment import safety_stock, z_for_service_level
+from rules.inventory.replenishment import (
+    negative_binomial_quantile,
+    safety_stock,
+    z_for_service_level,
+)
 from simulators.demand import RETAIL_WEEK, DemandProfile, daily_demand
 
 REGULAR = DemandProfile(
@@ -99,6 +103,57 @@ def test_model_that_loses_to_seasonal_naive_falls_back_and_says_so() -> None:
     assert "did not beat seasonal naive" in levels.reason
     assert levels.forecast_horizon == pytest.approx(history[-7:].sum())
     assert levels.sigma_per_day == 0.0
+
+
+def test_safety_stock_comes_from_the_measured_h_day_error() -> None:
+    # An exact weekly pattern with a three-day event of +60 a day every five weeks: the error
+    # of the pattern's forecast over 14 days is known, and because the event's days come
+    # together it is far above √14 times the one-day error.
+    pattern = np.array([8.0, 10.0, 12.0, 10.0, 14.0, 20.0, 6.0])
+    history = np.tile(pattern, 105)
+    for start in range(20, history.size, 35):
+        history[start : start + 3] += 60.0
+    h = 14
+    last = history.size - 1 - h
+    errors = [
+        2 * pattern.sum() - history[t + 1 : t + 1 + h].sum() for t in range(last - 363, last + 1)
+    ]
+    known = math.sqrt(float(np.mean(np.square(errors))))
+    one_day = float((history - np.tile(pattern, 105)).std())
+    levels = plan_levels(history, lead_time_days=7, review_days=7, lead_time_sd_days=1.0)
+    assert levels.model == "ets"
+    # The events do not lift the level the smoothing learns (Huber-cleaned days).
+    assert levels.forecast_per_day == pytest.approx(pattern.mean(), rel=0.1)
+    measured = levels.sigma_per_day * math.sqrt(h)
+    assert measured == pytest.approx(known, rel=0.12)
+    assert measured > 1.5 * math.sqrt(h) * one_day
+    z = z_for_service_level(0.95)
+    assert levels.safety_stock == pytest.approx(
+        z * math.sqrt(measured**2 + levels.forecast_per_day**2 * 1.0**2)
+    )
+
+
+def test_a_promotion_does_not_lift_the_forecast_after_it() -> None:
+    history = np.random.default_rng(5).poisson(20.0, 400).astype(np.float64)
+    history[-24:-10] *= 2.5  # a two-week promotion that ended ten days ago
+    levels = plan_levels(history, lead_time_days=7, review_days=7)
+    assert levels.model == "ets"
+    assert levels.forecast_per_day == pytest.approx(20.0, rel=0.2)
+
+
+def test_slow_mover_reorder_point_is_a_negative_binomial_quantile() -> None:
+    rng = np.random.default_rng(5)
+    history = np.zeros(500)
+    history[rng.choice(500, 60, replace=False)] = rng.integers(1, 6, 60)
+    levels = plan_levels(history, lead_time_days=10, review_days=4, lead_time_sd_days=2.0)
+    assert levels.model in {"sba", "tsb"}
+    variance = levels.sigma_per_day**2 * 14 + (levels.forecast_per_day * 2.0) ** 2
+    quantile = float(negative_binomial_quantile(levels.forecast_horizon, variance, 0.95))
+    assert levels.reorder_point == pytest.approx(quantile)
+    assert levels.reorder_point == round(levels.reorder_point)
+    # Above the normal approximation, whose tail is too thin for mostly-zero demand.
+    normal = safety_stock(Z_TARGET, levels.forecast_per_day, levels.sigma_per_day, 14, 2.0)
+    assert levels.safety_stock > normal
 
 
 def test_batch_rows_equal_single_calls_and_per_sku_parameters() -> None:
@@ -248,9 +303,10 @@ def test_median_mase_below_one_on_a_simulated_mix() -> None:
     )
 
 
-def test_forecast_policy_holds_the_target_that_dynamic_misses_for_the_same_stock() -> None:
+def test_forecast_policy_holds_the_target_that_dynamic_misses_with_less_stock() -> None:
     demand, kinds = simulated_with_kinds(100, 730, seed=2)
     seasonal = np.asarray(kinds) == "seasonal"
+    intermittent = np.asarray(kinds) == "intermittent"
     start = 365
     forecast = review_plans(demand, start_day=start, levels="forecast")
     dynamic = review_plans(demand, start_day=start, levels="dynamic")
@@ -262,9 +318,11 @@ def test_forecast_policy_holds_the_target_that_dynamic_misses_for_the_same_stock
     assert missed.cycle_service < SERVICE
     assert held.subset(seasonal)[0] >= SERVICE
     assert missed.subset(seasonal)[0] < SERVICE - 0.03
-    # Brought to the same realised 95 %, dynamic needs a higher z and about the same stock.
+    # Slow movers too, with the negative binomial quantile.
+    assert held.subset(intermittent)[0] >= SERVICE
+    # Brought to the same realised 95 %, dynamic needs a higher z and more stock.
     z_dynamic, dynamic_at_target = z_for_realised_service(demand, dynamic, start_day=start)
     assert dynamic_at_target.cycle_service >= SERVICE
     assert z_dynamic > Z_TARGET + 0.1
     _, forecast_at_target = z_for_realised_service(demand, forecast, start_day=start)
-    assert forecast_at_target.mean_on_hand < 1.05 * dynamic_at_target.mean_on_hand
+    assert forecast_at_target.mean_on_hand < 0.98 * dynamic_at_target.mean_on_hand
