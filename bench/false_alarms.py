@@ -282,7 +282,7 @@ async def _until(predicate: Any, *, timeout: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
-def _offset(at_ms: int, start_ms: int) -> str:
+def offset(at_ms: int, start_ms: int) -> str:
     """Simulated time since the start as ``2d 13h 05m``."""
     minutes = (at_ms - start_ms) // 60_000
     return f"{minutes // 1440}d {minutes // 60 % 24:02d}h {minutes % 60:02d}m"
@@ -318,7 +318,7 @@ def describe(one: Raise, start_ms: int) -> str:
     a = one.alert
     details = json.dumps(a.details, ensure_ascii=False, sort_keys=True)
     return (
-        f"{one.type} {one.source} at {_offset(one.at_ms, start_ms)} ({a.severity}, now {a.state},"
+        f"{one.type} {one.source} at {offset(one.at_ms, start_ms)} ({a.severity}, now {a.state},"
         f" value {a.value}, threshold {a.threshold}): {a.message} {details}"
     )
 
@@ -369,7 +369,7 @@ async def _bench(scenario: Scenario, speed: float, root: Path, *, picks: bool) -
         for one in s.false:
             print(f"  false positive: {describe(one, with_faults.start_ms)}")
         for fault in s.missed:
-            since = _offset(fault.from_ms, with_faults.start_ms)
+            since = offset(fault.from_ms, with_faults.start_ms)
             print(f"  missed: {type_} {fault.source} from {since}")
     for source, units, value in theft_losses(faulty, with_faults):
         verdict = "" if value == units else ": MISMATCH"

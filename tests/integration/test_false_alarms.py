@@ -19,6 +19,7 @@ from bench.false_alarms import (
     Expected,
     Raise,
     expected,
+    offset,
     run_week,
     score,
     table,
@@ -188,9 +189,19 @@ def test_the_benchmark_weeks_raise_every_fault_once_and_nothing_else(
         with_faults = await run_week(faulty, stack, tmp_path / "faults", speed=20_160)
         wanted = expected(faulty, with_faults.start_ms, AlertingSettings())
         scores = score(wanted, with_faults.raises)
+        start = with_faults.start_ms
+        # What went wrong, in simulated time since the start, when something did.
+        wrong = {
+            t: (
+                [(m.source, offset(m.from_ms, start), offset(m.to_ms, start)) for m in s.missed],
+                [(r.source, offset(r.at_ms, start)) for r in s.false],
+            )
+            for t, s in scores.items()
+            if s.missed or s.false
+        }
         assert {t: (s.injected, s.raised, s.true_positives) for t, s in scores.items()} == {
             t: (n, n, n) for t, n in Counter(e.type for e in wanted).items()
-        }
+        }, f"missed and false raises: {wrong}"
         assert with_faults.picks > 0
         assert with_faults.picks_failed == 0
         # Each theft's alert says exactly the units stolen: no pick drop was added to it.
