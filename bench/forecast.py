@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.forecast                       # accuracy, replay, nightly 100k
     .venv/bin/python -m bench.forecast --skus 10000 --days 730 --skip-replay
+    .venv/bin/python -m bench.forecast --skip-nightly --seed 3  # replay another year
 
 - accuracy: median MASE against seasonal naive over ``--replay-skus`` mixed SKUs;
 - replay: one simulated year of a periodic-review policy (order up to ROP + d·R when the
@@ -258,11 +259,14 @@ def accuracy(n: int, days: int) -> None:
             print(f"  model {model_name:<15} {count:>6} SKUs")
 
 
-def replay(n: int) -> None:
-    demand, kinds = simulated_with_kinds(n, 730, seed=2)
+KINDS = ("regular", "seasonal", "intermittent")
+
+
+def replay(n: int, seed: int = 2) -> None:
+    demand, kinds = simulated_with_kinds(n, 730, seed=seed)
     kind_arr = np.asarray(kinds)
     print(
-        f"replay, {n:,} mixed SKUs, days 365-729, review {REVIEW_DAYS} d, lead time "
+        f"replay, {n:,} mixed SKUs (seed {seed}), days 365-729, review {REVIEW_DAYS} d, lead time "
         f"{LEAD_DAYS:g} ± {LEAD_SD_DAYS:g} d, target cycle service {SERVICE:.0%} "
         f"(z {Z_TARGET:.3f}):"
     )
@@ -278,7 +282,7 @@ def replay(n: int) -> None:
             f"fill rate {out.fill_rate:.3f}  mean on hand {out.mean_on_hand:.1f} units/SKU  "
             f"(levels {planned_s:.1f} s)"
         )
-        for kind in ("regular", "seasonal", "intermittent"):
+        for kind in KINDS:
             service, stock = out.subset(kind_arr == kind)
             print(f"    {kind:<12} cycle service {service:.3f}  mean on hand {stock:.1f}")
         calibrated[levels] = z_for_realised_service(demand, plans, start_day=365)
@@ -292,8 +296,16 @@ def replay(n: int) -> None:
             f"  {levels:<8} reaches {SERVICE:.0%} realised cycle service at z {z:.2f}: "
             f"service {out.cycle_service:.3f}, mean on hand {out.mean_on_hand:.1f} units/SKU"
         )
-    ratio = calibrated["forecast"][1].mean_on_hand / calibrated["dynamic"][1].mean_on_hand
+        for kind in KINDS:
+            service, stock = out.subset(kind_arr == kind)
+            print(f"    {kind:<12} cycle service {service:.3f}  mean on hand {stock:.1f}")
+    d_at_target = calibrated["dynamic"][1].mean_on_hand
+    ratio = calibrated["forecast"][1].mean_on_hand / d_at_target
     print(f"  at {SERVICE:.0%} realised: forecast needs {ratio:.1%} of the dynamic policy's stock")
+    print(
+        f"  forecast at z {Z_TARGET:.3f} ({f_out.cycle_service:.3f} realised) holds "
+        f"{f_out.mean_on_hand / d_at_target:.1%} of what dynamic needs for {SERVICE:.0%}"
+    )
 
 
 def _nightly_chunk(args: tuple[int, int, int]) -> tuple[float, int]:
@@ -404,6 +416,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--chunk", type=int, default=5_000, help="SKUs per worker task")
     parser.add_argument("--replay-skus", type=int, default=1_000)
+    parser.add_argument("--seed", type=int, default=2, help="seed of the replayed demand")
     parser.add_argument("--skip-replay", action="store_true", help="nightly run only")
     parser.add_argument("--skip-nightly", action="store_true", help="accuracy and replay only")
     parser.add_argument("--refresh", action="store_true", help="only the rules' site refresh")
@@ -414,7 +427,7 @@ def main() -> None:
         return
     if not args.skip_replay:
         accuracy(args.replay_skus, 730)
-        replay(args.replay_skus)
+        replay(args.replay_skus, args.seed)
     if not args.skip_nightly:
         nightly(args.skus, args.days, args.workers, max(1, args.chunk))
 
