@@ -109,9 +109,10 @@ class ForecastLevels:
 
     ``forecast_per_day`` is the mean daily demand forecast over the next ``horizon_days``
     (lead time + review period); ``sigma_per_day`` the per-day forecast error sigma_e behind the
-    safety stock (the h-day RMSE over the latest year of backtest origins, divided by √h). ``mase``, ``bias`` (mean h-day error / mean h-day demand, positive = over-
-    forecast) and ``pis`` (scaled periods in stock of the one-day forecasts, for intermittent
-    SKUs: positive = stock would have piled up, negative = shortages) come from the backtest
+    safety stock (the h-day RMSE over the latest year of backtest origins, divided by √h).
+    ``mase``, ``bias`` (mean h-day error / mean h-day demand, positive = over-forecast) and
+    ``pis`` (scaled periods in stock of the one-day forecasts, for intermittent SKUs:
+    positive = stock would have piled up, negative = shortages) come from the backtest
     and are ``None`` when the history was too short for one. ``fell_back_to`` names the model
     used instead of the class's own when that one was not used, and ``reason`` says why.
     """
