@@ -1,5 +1,6 @@
 """Simulated Modbus devices served by pymodbus: a 4-cell shelf indicator and a temperature
-transmitter on one TCP port (unit 1 and unit 2), with scripted picks and faults.
+transmitter on one TCP port (unit 1 and unit 2), or as Modbus RTU on one serial line, with
+scripted picks and faults.
 
 Register maps (holding and input registers read the same values):
 
@@ -7,7 +8,9 @@ Register maps (holding and input registers read the same values):
   register 8: bit n set when cell n is stable; cell n as int32 grams at 100+2n.
 - temperature (unit 2): probe n (0-3) as int16 tenths of °C at n; register 10 counts reads.
 
-``python -m simulators.modbus_devices --port 5020 --pick c1:-0.5@10`` runs them.
+``python -m simulators.modbus_devices --port 5020 --pick c1:-0.5@10`` runs them on TCP;
+``--serial /dev/ttyUSB1`` serves RTU on that port instead, and ``--serial pty`` on one end of a
+:class:`~simulators.null_modem.NullModem`, printing the other end for the agent's serial_port.
 """
 
 from __future__ import annotations
@@ -20,10 +23,14 @@ import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
+from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimAction, SimData, SimDevice
+
+from simulators.null_modem import NullModem
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +48,16 @@ def _float_words(value: float) -> list[int]:
 def _int32_words(value: int) -> list[int]:
     high, low = struct.unpack(">HH", struct.pack(">i", value))
     return [high, low]
+
+
+@dataclass(frozen=True)
+class SerialLine:
+    """A serial port to serve Modbus RTU on, with its line settings."""
+
+    port: str
+    baudrate: int = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
 
 
 @dataclass
@@ -138,7 +155,7 @@ def _action(
 
 
 class Devices:
-    """Both simulated devices on one Modbus TCP server."""
+    """Both simulated devices on one Modbus server: TCP, or RTU on a serial line."""
 
     def __init__(self) -> None:
         self.shelf = Shelf()
@@ -160,11 +177,23 @@ class Devices:
                 action=_action(self.temp.registers, self.temp.faults, temp_read),
             ),
         ]
-        self.server: ModbusTcpServer | None = None
+        self.server: ModbusTcpServer | ModbusSerialServer | None = None
 
     async def serve(self, host: str, port: int) -> None:
         """Start serving in the running loop (returns once listening)."""
         self.server = ModbusTcpServer(self._devices, address=(host, port))
+        await self.server.serve_forever(background=True)
+
+    async def serve_rtu(self, line: SerialLine) -> None:
+        """Start serving Modbus RTU on ``line`` in the running loop (returns once open)."""
+        self.server = ModbusSerialServer(
+            self._devices,
+            framer=FramerType.RTU,
+            port=line.port,
+            baudrate=line.baudrate,
+            parity=line.parity,
+            stopbits=line.stopbits,
+        )
         await self.server.serve_forever(background=True)
 
     async def stop(self) -> None:
@@ -175,19 +204,28 @@ class Devices:
 
 
 class ThreadedDevices:
-    """The devices served from a thread of their own (for tests and the benchmark)."""
+    """The devices served from a thread of their own (for tests and the benchmark): on TCP
+    ``host:port``, or, given ``line``, as Modbus RTU on that serial line (``port`` unused)."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, port: int = 0, host: str = "127.0.0.1", *, line: SerialLine | None = None
+    ) -> None:
         self.devices = Devices()
         self.port = port
+        self.line = line
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(host,), daemon=True)
 
     def _run(self, host: str) -> None:
         asyncio.set_event_loop(self._loop)
+        serving = (
+            self.devices.serve(host, self.port)
+            if self.line is None
+            else self.devices.serve_rtu(self.line)
+        )
         try:
-            self._loop.run_until_complete(self.devices.serve(host, self.port))
+            self._loop.run_until_complete(serving)
             self._ready.set()
             self._loop.run_forever()
         finally:
@@ -220,14 +258,21 @@ async def _main(args: argparse.Namespace) -> None:
     devices = Devices()
     for n, kg in enumerate(args.initial):
         devices.shelf.set_kg(n, kg, unstable_reads=0)
-    await devices.serve(args.host, args.port)
-    logger.info(
-        "shelf (unit %d) and transmitter (unit %d) on %s:%d",
-        SHELF_UNIT,
-        TEMP_UNIT,
-        args.host,
-        args.port,
-    )
+    modem: NullModem | None = None
+    if args.serial is None:
+        await devices.serve(args.host, args.port)
+        where = f"{args.host}:{args.port}"
+    else:
+        port = args.serial
+        if port == "pty":
+            modem = NullModem().start()
+            port = modem.b
+        line = SerialLine(port, args.baudrate, args.parity, args.stopbits)
+        await devices.serve_rtu(line)
+        where = f"Modbus RTU {port} ({line.baudrate} {line.parity} {line.stopbits})"
+        if modem is not None:
+            where += f"; the agent's serial_port: {modem.a}"
+    logger.info("shelf (unit %d) and transmitter (unit %d) on %s", SHELF_UNIT, TEMP_UNIT, where)
     start = asyncio.get_running_loop().time()
     for cell, kg, at in sorted(args.pick, key=lambda p: p[2]):
         await asyncio.sleep(max(0.0, start + at - asyncio.get_running_loop().time()))
@@ -237,6 +282,8 @@ async def _main(args: argparse.Namespace) -> None:
         await asyncio.Event().wait()
     finally:
         await devices.stop()
+        if modem is not None:
+            modem.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -244,6 +291,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=5020, help="TCP port (default: %(default)s)")
+    parser.add_argument(
+        "--serial",
+        metavar="PORT",
+        help="serve Modbus RTU on this serial port instead of TCP; 'pty': on a null modem",
+    )
+    parser.add_argument("--baudrate", type=int, default=9600, help="RTU (default: %(default)s)")
+    parser.add_argument("--parity", choices=("N", "E", "O"), default="N", help="RTU parity")
+    parser.add_argument("--stopbits", type=int, choices=(1, 2), default=1, help="RTU stop bits")
     parser.add_argument(
         "--initial",
         type=float,
@@ -261,6 +316,8 @@ def main(argv: list[str] | None = None) -> None:
         help="take KG off CELL (c1..c4) S seconds after start; repeatable",
     )
     args = parser.parse_args(argv)
+    if args.serial == "pty" and args.parity != "N":
+        parser.error("a pty takes no parity: use --parity N with --serial pty")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     asyncio.run(_main(args))

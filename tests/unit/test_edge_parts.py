@@ -1,5 +1,6 @@
-"""Edge agent parts: config errors, register decoding, units, MT-SICS, filter, disk queue, RFID
-dedup and tag reports, the simulated LLRP reader's messages as sllurp decodes them."""
+"""Edge agent parts: config errors, the example configs, register decoding, units, MT-SICS,
+filter, disk queue, RFID dedup and tag reports, the simulated LLRP reader's messages as sllurp
+decodes them."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ from sllurp.llrp import LLRPMessage  # type: ignore[import-untyped]  # no type h
 
 from core.errors import ConfigError
 from edge.codec import convert, decode_registers, parse_mt_sics, parse_regex
-from edge.config import LlrpDevice, Register, WeightFilterConfig, parse_config
+from edge.config import (
+    LlrpDevice,
+    ModbusRtuDevice,
+    Register,
+    WeightFilterConfig,
+    load_config,
+    parse_config,
+)
 from edge.errors import ReadingError
 from edge.filters import CellFilter, TagDedup
 from edge.llrp import tag_read
@@ -27,6 +35,8 @@ from simulators.llrp_reader import (
     tag_report_data,
 )
 from simulators.llrp_reader import Tag as SimTag
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 SHELF = {
     "name": "shelf-1",
@@ -58,6 +68,30 @@ def test_config_error_names_device_and_field() -> None:
 def test_config_errors(change: dict[str, object], expected: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(expected)):
         parse_config({"site": "wh1", "devices": [dict(SHELF, **change)]})
+
+
+def test_example_configs_load() -> None:
+    protocols = {
+        path.name: sorted({d.protocol for d in load_config(path).devices})
+        for path in sorted(EXAMPLES.glob("edge-*.yaml"))
+    }
+    assert protocols == {
+        "edge-llrp.yaml": ["llrp"],
+        "edge-scale.yaml": ["serial_scale"],
+        "edge-shelf.yaml": ["modbus_tcp"],
+        "edge-temp.yaml": ["modbus_rtu"],
+    }
+    rtu = load_config(EXAMPLES / "edge-temp.yaml").devices[0]
+    assert isinstance(rtu, ModbusRtuDevice)
+    line = (rtu.serial_port, rtu.baudrate, rtu.parity, rtu.stopbits, rtu.unit_id)
+    assert line == ("/dev/ttyUSB0", 9600, "E", 1, 5)
+    t2 = rtu.registers["t2"]
+    assert (t2.function, t2.type, t2.word_order, t2.byte_order) == (
+        "input",
+        "float32",
+        "little",
+        "big",
+    )
 
 
 def test_duplicate_device_names_refused() -> None:
