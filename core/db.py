@@ -38,6 +38,25 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection to the database at ``path``, for a worker thread of its own.
+
+    It sees what other connections have committed (WAL) and never takes the write lock, so a
+    long read in a worker does not hold up the writers.
+    """
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def database_file(conn: sqlite3.Connection) -> Path | None:
+    """The file of ``conn``'s main database, None for an in-memory one."""
+    for _, name, file in conn.execute("PRAGMA database_list").fetchall():
+        if name == "main" and file:
+            return Path(file)
+    return None
+
+
 def schema_versions(conn: sqlite3.Connection) -> dict[str, int]:
     """The applied version of every component."""
     rows = conn.execute("SELECT component, version FROM schema_versions").fetchall()

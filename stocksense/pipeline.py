@@ -128,6 +128,9 @@ class Pipeline:
         await self.ingest.stop()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.rules.drain(), timeout=5)
+        # KPI snapshots still being computed are stored (and written) before the writer closes.
+        await asyncio.to_thread(self.kpi.wait, 30.0)
+        self.kpi.close()
         await self.notifier.deliver_due()
         for task in self._tasks:
             task.cancel()

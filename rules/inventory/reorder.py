@@ -9,7 +9,6 @@ suggestion_change` decides what to do about suggestions, and the planning store 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core import db
 from core.alerts import AlertCondition
 from core.influx import line
 from core.inventory import DAY_MS, InventoryStores, Sku, Suggestion
@@ -231,7 +231,7 @@ class ForecastPlanner:
         self._stores = stores
         self.store = forecasts
         self._history_days = history_days
-        self._db_path = _database_file(forecasts.conn)
+        self._db_path = db.database_file(forecasts.conn)
         self._pool: ThreadPoolExecutor | None = None
         self._site_day: dict[str, int] = {}  # site → history end (UTC midnight) planned for
         self._by_site: dict[str, dict[str, StoredForecast]] = {}
@@ -353,14 +353,6 @@ class ForecastPlanner:
         return fresh
 
 
-def _database_file(conn: sqlite3.Connection) -> Path | None:
-    """The file of ``conn``'s main database, None for an in-memory one."""
-    for _, name, file in conn.execute("PRAGMA database_list").fetchall():
-        if name == "main" and file:
-            return Path(file)
-    return None
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _SiteBatch:
     """One site's forecast batch: the SKUs and day it plans; numpy and its own reads only."""
@@ -374,7 +366,7 @@ class _SiteBatch:
     def run_on(self, path: Path) -> list[StoredForecast]:
         """Read the histories through a read-only connection of this thread and plan them."""
         started = time.perf_counter()
-        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30)
+        conn = db.connect_readonly(path)
         try:
             rows = self.run(ForecastStore(conn))
         finally:

@@ -7,14 +7,21 @@ formulas are :mod:`rules.kpi.formulas`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from core.alerts import Alert
+from core import db
+from core.alerts import Alert, AlertStores
 from core.alerts.state import route_matches
 from core.influx import line
 from core.influx_writer import BatchWriter
@@ -305,8 +312,39 @@ def _float(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One snapshot to compute: a site's period."""
+
+    site: str
+    period: Period
+    start_ms: int
+    end_ms: int
+
+
+def _compute(calculator: KpiCalculator, jobs: Sequence[_Job]) -> tuple[list[SiteKpis], list[_Job]]:
+    """The snapshots of ``jobs``, and the jobs that failed (logged)."""
+    done: list[SiteKpis] = []
+    failed: list[_Job] = []
+    for job in jobs:
+        try:
+            done.append(calculator.snapshot(job.site, job.period, job.start_ms, job.end_ms))
+        except Exception:
+            # One site's bad data (a broken timezone, a corrupt row) must not stop the others.
+            logger.exception("KPIs of site %s could not be computed", job.site)
+            failed.append(job)
+    return done, failed
+
+
 class KpiProcessor:
-    """The rules engine's KPI schedule: rolling snapshots and daily roll-ups per site."""
+    """The rules engine's KPI schedule: rolling snapshots and daily roll-ups per site.
+
+    A snapshot reads every SKU of a site (seconds for ten thousand SKUs), so with a database
+    file the due snapshots are computed in a worker thread over a read-only connection of its
+    own (``calculator_on`` builds the calculator there), one batch at a time, and stored on the
+    rules loop once done: the rules never wait for them. Without a file (an in-memory database)
+    they are computed at the tick.
+    """
 
     def __init__(
         self,
@@ -314,14 +352,21 @@ class KpiProcessor:
         store: KpiStore,
         writer: BatchWriter | None,
         config: KpiSettings,
+        *,
+        calculator_on: Callable[[sqlite3.Connection], KpiCalculator] | None = None,
+        db_path: Path | None = None,
     ) -> None:
         self._calculator = calculator
         self._store = store
         self._writer = writer
         self._config = config
+        self._calculator_on = calculator_on
+        self._db_path = db_path
         self._last_rolling_ms: int | None = None
-        # Per site, the local midnight up to which daily roll-ups are done.
+        # Per site, the local midnight up to which daily roll-ups are done (or computing).
         self._rolled_until: dict[str, int] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._running: tuple[list[_Job], Future[tuple[list[SiteKpis], list[_Job]]]] | None = None
 
     def process(self, samples: Sequence[Sample]) -> None:
         """KPIs depend on the ledger and alerts, not on single readings."""
@@ -331,21 +376,76 @@ class KpiProcessor:
         """Rolling snapshots every ``interval_s``; each local midnight passed, that day's."""
         if not self._config.enabled:
             return
+        self.collect()
+        if self._running is not None:
+            return  # the next batch starts once this one is stored
+        jobs = self._due(now_ms)
+        if not jobs:
+            return
+        calculator_on, path = self._calculator_on, self._db_path
+        if calculator_on is None or path is None:
+            self._store_results(*_compute(self._calculator, jobs))
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kpi")
+        future = self._pool.submit(self._compute_on, calculator_on, path, jobs)
+        self._running = (jobs, future)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # collected at the next tick
+        # Stored as soon as it is done, on the loop that owns the connection.
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(self.collect))
+
+    def collect(self) -> int:
+        """Store the snapshots of a finished batch; how many."""
+        if self._running is None or not self._running[1].done():
+            return 0
+        _, future = self._running
+        self._running = None
+        try:
+            done, failed = future.result()
+        except Exception:
+            logger.exception("KPI batch failed")
+            done, failed = [], []
+            self._rolled_until.clear()  # the day roll-ups are tried again
+        self._store_results(done, failed)
+        return len(done)
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait until a batch in flight is done (not stored); False on timeout."""
+        if self._running is None:
+            return True
+        _, running = futures_wait([self._running[1]], timeout=timeout_s)
+        return not running
+
+    def close(self) -> None:
+        """Store a finished batch and stop the worker (a batch still running is dropped)."""
+        self.collect()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def _due(self, now_ms: int) -> list[_Job]:
         interval_ms = round(self._config.interval_s * 1000)
         rolling_due = self._last_rolling_ms is None or now_ms - self._last_rolling_ms >= interval_ms
+        jobs: list[_Job] = []
         for site in self._calculator.sites():
             try:
-                self._daily(site, now_ms)
-                if rolling_due:
-                    start = now_ms - self._config.period_days * DAY_MS
-                    self._save(self._calculator.snapshot(site, "rolling", start, now_ms))
+                day = self._day_due(site, now_ms)
             except Exception:
-                # One site's bad data (a broken timezone, a corrupt row) must not stop the others.
-                logger.exception("KPIs of site %s could not be computed", site)
+                logger.exception("KPI day of site %s could not be scheduled", site)
+                day = None
+            if day is not None:
+                jobs.append(day)
+            if rolling_due:
+                start = now_ms - self._config.period_days * DAY_MS
+                jobs.append(_Job(site, "rolling", start, now_ms))
         if rolling_due:
             self._last_rolling_ms = now_ms
+        return jobs
 
-    def _daily(self, site: str, now_ms: int) -> None:
+    def _day_due(self, site: str, now_ms: int) -> _Job | None:
         tz = self._calculator.timezone(site)
         today = datetime.fromtimestamp(now_ms / 1000, tz).date()
         midnight = f.local_midnight_ms(today, tz)
@@ -356,15 +456,31 @@ class KpiProcessor:
             done = latest.end_ms if latest is not None else None
         if done is not None and done >= midnight:
             self._rolled_until[site] = done
-            return
-        day_start = f.local_midnight_ms(today - timedelta(days=1), tz)
-        self._save(self._calculator.snapshot(site, "day", day_start, midnight))
+            return None
         self._rolled_until[site] = midnight
+        return _Job(site, "day", f.local_midnight_ms(today - timedelta(days=1), tz), midnight)
 
-    def _save(self, snapshot: SiteKpis) -> None:
-        self._store.save(snapshot)
-        if self._writer is not None:
-            self._writer.add_nowait(kpi_lines(snapshot))
+    @staticmethod
+    def _compute_on(
+        calculator_on: Callable[[sqlite3.Connection], KpiCalculator], path: Path, jobs: list[_Job]
+    ) -> tuple[list[SiteKpis], list[_Job]]:
+        started = time.perf_counter()
+        conn = db.connect_readonly(path)
+        try:
+            result = _compute(calculator_on(conn), jobs)
+        finally:
+            conn.close()
+        logger.info("%d KPI snapshots computed in %.2f s", len(jobs), time.perf_counter() - started)
+        return result
+
+    def _store_results(self, done: Sequence[SiteKpis], failed: Sequence[_Job]) -> None:
+        for snapshot in done:
+            self._store.save(snapshot)
+            if self._writer is not None:
+                self._writer.add_nowait(kpi_lines(snapshot))
+        for job in failed:
+            if job.period == "day":
+                self._rolled_until.pop(job.site, None)  # tried again at the next tick
 
 
 def build_kpi_processor(
@@ -375,13 +491,28 @@ def build_kpi_processor(
     seed: Seed,
 ) -> KpiProcessor:
     """The KPI schedule over the pipeline's connection and writer; sites' timezones from the
-    seed."""
-    calculator = KpiCalculator(
-        InventoryStores.over(conn),
-        alerts_raised,
-        settings.alerting.routes,
+    seed. Snapshots are computed over a read-only connection of their own (see
+    :class:`KpiProcessor`)."""
+
+    def calculator(stores: InventoryStores, raised: AlertsRaised) -> KpiCalculator:
+        return KpiCalculator(
+            stores,
+            raised,
+            settings.alerting.routes,
+            settings.kpi,
+            dead_after_days=settings.inventory.dead_after_days,
+            timezones={site.id: site.timezone for site in seed.sites},
+        )
+
+    def calculator_on(worker_conn: sqlite3.Connection) -> KpiCalculator:
+        raised = AlertStores.over(worker_conn, []).state.raised_between
+        return calculator(InventoryStores.over(worker_conn), raised)
+
+    return KpiProcessor(
+        calculator(InventoryStores.over(conn), alerts_raised),
+        KpiStore(conn),
+        writer,
         settings.kpi,
-        dead_after_days=settings.inventory.dead_after_days,
-        timezones={site.id: site.timezone for site in seed.sites},
+        calculator_on=calculator_on,
+        db_path=db.database_file(conn),
     )
-    return KpiProcessor(calculator, KpiStore(conn), writer, settings.kpi)
