@@ -21,7 +21,7 @@ from edge.config import (
     ModbusTcpDevice,
     SerialScaleDevice,
 )
-from edge.devices import Driver, close_quietly, driver_for
+from edge.devices import Driver, SerialLine, close_quietly, driver_for
 from edge.errors import DeviceError, EdgeError
 from edge.filters import CellFilter
 from edge.mqtt import Forwarder, WillHolders, status_payload
@@ -141,10 +141,11 @@ class EdgeAgent:
             on_published=self._published,
         )
         self.wills = WillHolders(self.mqtt)
+        lines: dict[str, SerialLine] = {}  # Modbus RTU devices on one port share its line
         self.devices = [
             DeviceState(
                 config=d,
-                driver=driver_for(d),
+                driver=driver_for(d, lines),
                 topic=topics.build(config.site, d.kind, d.name, "data"),
                 status_topic=topics.build(config.site, d.kind, d.name, "status"),
                 key=f"{config.site}/{d.kind}/{d.name}",

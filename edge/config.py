@@ -279,6 +279,37 @@ class EdgeConfig(Strict):
             seen.add(device.name)
         return self
 
+    @model_validator(mode="after")
+    def _shared_lines(self) -> EdgeConfig:
+        # Several Modbus RTU units on one RS-485 bus share its port: one line, one setting.
+        by_port: dict[str, ModbusRtuDevice] = {}
+        units: dict[tuple[str, int], str] = {}
+        scales = {d.serial_port: d.name for d in self.devices if isinstance(d, SerialScaleDevice)}
+        for device in self.devices:
+            if not isinstance(device, ModbusRtuDevice):
+                continue
+            port = device.serial_port
+            if port in scales:
+                raise ValueError(
+                    f"serial port {port} is used by Modbus device {device.name!r} and by the"
+                    f" scale {scales[port]!r}"
+                )
+            first = by_port.setdefault(port, device)
+            mine = (device.baudrate, device.parity, device.stopbits)
+            theirs = (first.baudrate, first.parity, first.stopbits)
+            if mine != theirs:
+                raise ValueError(
+                    f"devices {first.name!r} and {device.name!r} share serial port {port} with"
+                    f" different line settings (baudrate, parity, stopbits {theirs} and {mine})"
+                )
+            other = units.setdefault((port, device.unit_id), device.name)
+            if other != device.name:
+                raise ValueError(
+                    f"devices {other!r} and {device.name!r} are both unit {device.unit_id} on"
+                    f" serial port {port}"
+                )
+        return self
+
     @property
     def agent_kind(self) -> Literal["weight", "temp", "rfid"]:
         """The kind segment of the agent's own status topic."""

@@ -25,13 +25,39 @@ logger = logging.getLogger(__name__)
 MAX_SPAN = 125  # registers per Modbus read request
 
 
+class SerialLine:
+    """One Modbus RTU serial line (an RS-485 bus) and the devices polled on it.
+
+    The devices share one client, so the port is opened once, and take turns: one request at
+    a time is on the line, as a bus master must. The line settings are the first device's (the
+    configuration refuses devices on one port with different ones).
+    """
+
+    def __init__(self, device: ModbusRtuDevice) -> None:
+        self.client = AsyncModbusSerialClient(
+            device.serial_port,
+            framer=FramerType.RTU,
+            baudrate=device.baudrate,
+            parity=device.parity,
+            stopbits=device.stopbits,
+            timeout=device.timeout_s,
+            retries=device.retries,
+            reconnect_delay=0,
+        )
+        self.turn = asyncio.Lock()
+        self.users = 0
+
+
 class ModbusDriver:
     """Reads a register map; contiguous registers of one function are read in one request."""
 
-    def __init__(self, device: ModbusTcpDevice | ModbusRtuDevice) -> None:
+    def __init__(
+        self, device: ModbusTcpDevice | ModbusRtuDevice, *, line: SerialLine | None = None
+    ) -> None:
         self.device = device
         self.low, self.high = device.value_range()
         self.client: AsyncModbusTcpClient | AsyncModbusSerialClient
+        self._line: SerialLine | None = None
         if isinstance(device, ModbusTcpDevice):
             self.client = AsyncModbusTcpClient(
                 device.host,
@@ -41,16 +67,9 @@ class ModbusDriver:
                 reconnect_delay=0,
             )
         else:
-            self.client = AsyncModbusSerialClient(
-                device.serial_port,
-                framer=FramerType.RTU,
-                baudrate=device.baudrate,
-                parity=device.parity,
-                stopbits=device.stopbits,
-                timeout=device.timeout_s,
-                retries=device.retries,
-                reconnect_delay=0,
-            )
+            self._line = line if line is not None else SerialLine(device)
+            self._line.users += 1
+            self.client = self._line.client
         self._plan = self._plan_reads()
 
     def _plan_reads(self) -> list[tuple[str, int, int]]:
@@ -76,10 +95,20 @@ class ModbusDriver:
         return plan
 
     async def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (a shared serial line once its last device closes)."""
+        if self._line is not None:
+            self._line.users -= 1
+            if self._line.users > 0:
+                return
         self.client.close()
 
     async def _read(self, function: str, start: int, count: int) -> list[int]:
+        if self._line is None:
+            return await self._request(function, start, count)
+        async with self._line.turn:
+            return await self._request(function, start, count)
+
+    async def _request(self, function: str, start: int, count: int) -> list[int]:
         if not self.client.connected and not await self.client.connect():
             raise DeviceError(f"cannot connect to {self._where()}")
         call = (
@@ -227,12 +256,19 @@ Driver = ModbusDriver | SerialScaleDriver | LlrpDriver
 
 def driver_for(
     device: ModbusTcpDevice | ModbusRtuDevice | SerialScaleDevice | LlrpDevice,
+    lines: dict[str, SerialLine] | None = None,
 ) -> Driver:
-    """The driver of a configured device."""
+    """The driver of a configured device; Modbus RTU devices on one port share its line in
+    ``lines`` (by port)."""
     if isinstance(device, SerialScaleDevice):
         return SerialScaleDriver(device)
     if isinstance(device, LlrpDevice):
         return LlrpDriver(device)
+    if isinstance(device, ModbusRtuDevice) and lines is not None:
+        line = lines.get(device.serial_port)
+        if line is None:
+            line = lines[device.serial_port] = SerialLine(device)
+        return ModbusDriver(device, line=line)
     return ModbusDriver(device)
 
 

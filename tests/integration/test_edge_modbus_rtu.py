@@ -19,10 +19,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from core import topics
+from core.influx import query_sync, rows
 from core.models import StatusMessage
 from core.settings import Settings
 from ingest.service import IngestService
-from simulators.modbus_devices import SHELF_UNIT, SerialLine, ThreadedDevices
+from simulators.modbus_devices import SHELF_UNIT, TEMP_UNIT, SerialLine, ThreadedDevices
 from simulators.null_modem import NullModem
 from stocksense.devservices import LocalStack
 from tests.conftest import wait_for
@@ -186,3 +187,60 @@ def test_rtu_shelf_readings_and_a_pulled_cable(
     ]
     assert reasons
     assert all(f"{modem.a}: no answer" in (r or "") for r in reasons)
+
+
+def test_two_units_on_one_rtu_line_take_turns(
+    settings: Settings, stack: LocalStack, modem: NullModem, rtu: ThreadedDevices, tmp_path: Path
+) -> None:
+    # An RS-485 bus: the shelf (unit 1) and the transmitter (unit 2) on one port, polled fast
+    # enough that their requests would collide if the agent did not take turns on the line.
+    site = _site()
+    rtu.devices.shelf.set_kg(3, 7.25, unstable_reads=0)
+    rtu.devices.temp.celsius[0] = 4.5
+    config = rtu_config(site, stack.mqtt_port, modem.a, tmp_path / "q.sqlite")
+    shelf = config["devices"][0]
+    shelf["registers"] = {"c4": shelf["registers"]["c4"]}
+    # A busy machine must not pass for a collision: time enough for each answer.
+    shelf.update(poll_interval_s=0.02, timeout_s=3.0, offline_after=5)
+    config["devices"].append(
+        {
+            "name": "probe-rtu",
+            "protocol": "modbus_rtu",
+            "kind": "temp",
+            "serial_port": modem.a,
+            "baudrate": BAUDRATE,
+            "parity": "N",
+            "stopbits": 2,
+            "unit_id": TEMP_UNIT,
+            "poll_interval_s": 0.02,
+            "timeout_s": 3.0,
+            "retries": 0,
+            "offline_after": 5,
+            "batch_interval_s": 0,
+            "registers": {"t0": {"address": 0, "type": "int16", "scale": 0.1}},
+        }
+    )
+    agent = Agent(tmp_path, config)
+
+    def temperatures() -> list[float]:
+        found = rows(
+            query_sync(settings.influx, f"SELECT celsius FROM temperature WHERE site='{site}'")
+        )
+        return [r["celsius"] for r in found]
+
+    def scenario(_service: IngestService) -> None:
+        agent.start()
+        try:
+            wait_for(lambda: len(weights(settings, site)) >= 1, 60, what="the shelf")
+            wait_for(lambda: len(temperatures()) >= 20, 60, what="the probe, many times")
+            rtu.devices.temp.celsius[0] = 5.0
+            wait_for(lambda: 5.0 in temperatures(), 30, what="the probe's change")
+        finally:
+            agent.stop()
+
+    run_with_ingest(only_site(settings, site), scenario)
+    assert [(r["cell"], r["grams"]) for r in weights(settings, site)] == [("c4", 7250.0)]
+    assert set(temperatures()) == {4.5, 5.0}
+    # Neither unit ever failed to answer: no request was lost in a collision.
+    for device in (DEVICE, "probe-rtu"):
+        assert [s["online"] for s in statuses(settings, site, device)] == [True, False]

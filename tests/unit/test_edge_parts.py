@@ -70,6 +70,48 @@ def test_config_errors(change: dict[str, object], expected: str) -> None:
         parse_config({"site": "wh1", "devices": [dict(SHELF, **change)]})
 
 
+RTU = {
+    "name": "rtu-1",
+    "protocol": "modbus_rtu",
+    "kind": "weight",
+    "serial_port": "/dev/ttyUSB0",
+    "unit_id": 1,
+    "registers": {"c1": {"address": 0}},
+}
+
+
+@pytest.mark.parametrize(
+    ("second", "expected"),
+    [
+        (
+            {"baudrate": 19200},
+            "devices 'rtu-1' and 'rtu-2' share serial port /dev/ttyUSB0 with different line"
+            " settings (baudrate, parity, stopbits (9600, 'N', 1) and (19200, 'N', 1))",
+        ),
+        ({"unit_id": 1}, "devices 'rtu-1' and 'rtu-2' are both unit 1 on serial port /dev/ttyUSB0"),
+        (
+            {"protocol": "serial_scale", "registers": None},
+            "serial port /dev/ttyUSB0 is used by Modbus device 'rtu-1' and by the scale 'rtu-2'",
+        ),
+    ],
+)
+def test_devices_on_one_serial_line_must_agree(second: dict[str, object], expected: str) -> None:
+    other = {k: v for k, v in {**RTU, "name": "rtu-2", "unit_id": 2, **second}.items() if v}
+    if other["protocol"] == "serial_scale":
+        other = {k: v for k, v in other.items() if k not in ("unit_id", "registers")}
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"site": "wh1", "devices": [RTU, other]}, "edge.yaml")
+    assert expected in str(caught.value)
+
+
+def test_units_on_one_serial_line_share_it() -> None:
+    config = parse_config(
+        {"site": "wh1", "devices": [RTU, {**RTU, "name": "rtu-2", "unit_id": 2},
+                                    {**RTU, "name": "rtu-3", "unit_id": 3}]},
+    )  # fmt: skip
+    assert [d.name for d in config.devices] == ["rtu-1", "rtu-2", "rtu-3"]
+
+
 def test_example_configs_load() -> None:
     protocols = {
         path.name: sorted({d.protocol for d in load_config(path).devices})
