@@ -51,6 +51,7 @@ from core.alerts.models import (
 )
 from core.alerts.outbox import OutboxStore
 from core.alerts.silences import SilenceStore
+from core.db import SqlStore
 from core.settings import WEEKDAYS, AlertingSettings, RouteSettings
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ _OCCURRENCE_RESET = """acked_by = NULL, acked_at = NULL, escalated_at = NULL,
     time_to_resolve_s = NULL"""
 
 
-class AlertStateStore:
+class AlertStateStore(SqlStore):
     """Alert lifecycle persistence: raise, clear, acknowledge, list and history.
 
     ``channels`` are the names of every configured channel; ``alerting`` holds the routes and
@@ -82,7 +83,7 @@ class AlertStateStore:
         outbox: OutboxStore,
         alerting: AlertingSettings | None = None,
     ) -> None:
-        self._conn = conn
+        super().__init__(conn)
         self.channels = channels
         self.alerting = alerting or AlertingSettings()
         self._silences = silences
@@ -159,7 +160,7 @@ class AlertStateStore:
         if existing is not None:
             if existing.pending_clear_at is not None:
                 # A flapping alert whose condition came back before it settled.
-                with self._tx():
+                with self.transaction():
                     self._conn.execute(
                         "UPDATE alerts SET pending_clear_at = NULL, updated_at = ? WHERE id = ?",
                         (now_ms(), existing.id),
@@ -181,7 +182,7 @@ class AlertStateStore:
                 (source, type_, at_ms - window_ms),
             ).fetchone()
         )
-        with self._tx():
+        with self.transaction():
             if recent is not None:
                 alert_id = int(recent["id"])
                 self._conn.execute(
@@ -253,7 +254,7 @@ class AlertStateStore:
         if existing is None:
             return None
         stamp = now_ms()
-        with self._tx():
+        with self.transaction():
             if existing.flapping or self._check_flapping(existing, at_ms, extra=1):
                 if existing.pending_clear_at is None:
                     self._conn.execute(
@@ -344,7 +345,7 @@ class AlertStateStore:
         if alert is None:
             return None
         stamp = now_ms()
-        with self._tx():
+        with self.transaction():
             if alert.state == "active":
                 self._clear(alert_id, at, stamp, note=note, by=by, cause=cause)
             else:
@@ -362,7 +363,7 @@ class AlertStateStore:
     ) -> Alert | None:
         """Give an alert to ``owner``; None if it does not exist."""
         at = at_ms or now_ms()
-        with self._tx():
+        with self.transaction():
             cur = self._conn.execute(
                 "UPDATE alerts SET owner = ?, updated_at = ? WHERE id = ?", (owner, at, alert_id)
             )
@@ -374,7 +375,7 @@ class AlertStateStore:
     def ack(self, alert_id: int, *, by: str, at_ms: int | None = None) -> Alert | None:
         """Acknowledge an alert (who and when); None if it does not exist."""
         at = at_ms or now_ms()
-        with self._tx():
+        with self.transaction():
             cur = self._conn.execute(
                 """UPDATE alerts SET acked_by = ?, acked_at = ?, updated_at = ?,
                    time_to_ack_s = MAX(0, ? - raised_at) / 1000.0 WHERE id = ?""",
@@ -435,7 +436,7 @@ class AlertStateStore:
                 continue
             alert = self._must_get(int(row["id"]))
             stamp = time.time_ns() // 1_000_000
-            with self._tx():
+            with self.transaction():
                 self._conn.execute(
                     "UPDATE alerts SET flapping = 0, updated_at = ? WHERE id = ?",
                     (stamp, alert.id),
@@ -511,7 +512,7 @@ class AlertStateStore:
         if not (targets or ack_late or resolve_late):
             return False
         stamp = time.time_ns() // 1_000_000
-        with self._tx():
+        with self.transaction():
             if ack_late:
                 self._conn.execute(
                     "UPDATE alerts SET ack_overdue_at = ?, updated_at = ? WHERE id = ?",
@@ -583,7 +584,7 @@ class AlertStateStore:
             if interval is None or now_ms - since < int(interval * 1000):
                 continue
             stamp = time.time_ns() // 1_000_000
-            with self._tx():
+            with self.transaction():
                 self._conn.execute(
                     """UPDATE alerts SET reminded_at = ?, reminders = reminders + 1,
                        updated_at = ? WHERE id = ?""",
@@ -715,9 +716,6 @@ class AlertStateStore:
             (alert_id, event, at, actor, note),
         )
 
-    def _tx(self) -> _Transaction:
-        return _Transaction(self._conn)
-
 
 def _passed(due_at: int | None, now_ms: int) -> bool:
     """A deadline is missed at exactly its time, not a millisecond later."""
@@ -732,14 +730,3 @@ def route_matches(route: RouteSettings, alert: Alert) -> bool:
         and (not route.types or alert.type in route.types)
         and (not route.severities or alert.severity in route.severities)
     )
-
-
-class _Transaction:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def __enter__(self) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
