@@ -338,12 +338,13 @@ def test_reorder_once_per_gap_and_unexplained_loss(
         assert [(s.qty, s.state, s.projected, s.trigger_level) for s in suggestions] == [
             (36.0, "suggested", 9.0, 10.0)
         ]
-        for now in (t, t + 61_000, t + 122_000):  # repeated sweeps change nothing
+        for now in (t, t + 61_000, t + 122_000):  # repeated sweeps suggest nothing new
             processor.tick(now)
         assert len(store.planning.suggestions()) == 1
+        # The open alert follows the stock: raised at 9, now at 8, the lowest so far.
         reorder = _alerts(processor, "reorder")
-        assert [(a.source, a.state, a.value, a.threshold) for a in reorder] == [
-            (f"{SITE}/COFFEE", "active", 9.0, 10.0)
+        assert [(a.source, a.state, a.value, a.peak_value, a.threshold) for a in reorder] == [
+            (f"{SITE}/COFFEE", "active", 8.0, 8.0, 10.0)
         ]
 
         # Both picks (3 and 1) had no RFID exit and no recorded pick within 60 s: one alert,
