@@ -82,7 +82,12 @@ class Pipeline:
             self.inventory = inventory(self.writer)
         else:
             self.inventory = build_inventory_processor(
-                settings, self.conn, self.alerts.state, self.writer, lifecycle=self.lifecycle
+                settings,
+                self.conn,
+                self.alerts.state,
+                self.writer,
+                lifecycle=self.lifecycle,
+                seed=seed,
             )
         self.kpi = build_kpi_processor(
             settings, self.conn, self.alerts.state.raised_between, self.writer, seed

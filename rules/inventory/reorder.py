@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -39,6 +41,27 @@ from rules.inventory.replenishment import (
 logger = logging.getLogger(__name__)
 
 
+class SiteDays:
+    """Where each site's days end: demand history is counted in local days, so a day's bucket
+    holds one working day (UTC midnight is mid-morning in Asia/Shanghai).
+
+    Days are counted back from the latest local midnight in whole 24 h steps: exact in zones
+    without daylight saving time; in one with it, the days before its last change are shifted
+    by that hour.
+    """
+
+    def __init__(self, timezones: Mapping[str, str]) -> None:
+        self._zones = {site: ZoneInfo(name) for site, name in timezones.items()}
+
+    def day_end(self, site: str, at_ms: int) -> int:
+        """The latest local midnight of ``site`` at or before ``at_ms`` (epoch ms)."""
+        tz = self._zones.get(site)
+        if tz is None:
+            return at_ms // DAY_MS * DAY_MS
+        day = datetime.fromtimestamp(at_ms / 1000, tz).date()
+        return int(datetime(day.year, day.month, day.day, tzinfo=tz).timestamp() * 1000)
+
+
 class Replenisher:
     """Reorder rules per (site, SKU), purchase suggestions and ``reorder`` alerts."""
 
@@ -49,16 +72,21 @@ class Replenisher:
         alerts: InventoryAlerts,
         write: Write,
         demand_history_days: int,
+        timezones: Mapping[str, str] | None = None,
     ) -> None:
+        """``timezones`` maps sites to IANA names: demand history is counted in the site's
+        local days (UTC for a site without one)."""
         self._stores = stores
         self._alerts = alerts
         self._write = write
         self._history_days = demand_history_days
+        self._days = SiteDays(timezones or {})
         self._levels: dict[tuple[str, str], tuple[int, float, str]] = {}
         self.forecasts = ForecastPlanner(
             stores=stores,
             forecasts=ForecastStore(stores.ledger.conn),
             history_days=demand_history_days,
+            days=self._days,
         )
 
     def rule(self, site: str, sku: Sku, *, at_ms: int) -> tuple[ReorderRule, str] | None:
@@ -190,12 +218,12 @@ class Replenisher:
 
     def _dynamic_rop(self, site: str, sku: Sku, at_ms: int) -> tuple[float, str]:
         # Levels move with whole days of history, so they are computed once per day.
-        day = at_ms // DAY_MS
+        day = self._days.day_end(site, at_ms)
         cached = self._levels.get((site, sku.sku))
         if cached is not None and cached[0] == day:
             return cached[1], cached[2]
         days = self._history_days
-        history = self._stores.ledger.daily_outflows(site, sku.sku, end_ms=day * DAY_MS, days=days)
+        history = self._stores.ledger.daily_outflows(site, sku.sku, end_ms=day, days=days)
         d_mean, d_sigma, ss, rop = dynamic_levels(
             np.array([history], dtype=np.float64),
             np.array([sku.lead_time_days]),
@@ -214,26 +242,33 @@ class Replenisher:
 class ForecastPlanner:
     """The forecast policy's levels per (site, SKU), refreshed once a day per site and stored.
 
-    The first evaluation at a site after UTC midnight (the day boundary the dynamic policy's
-    history uses too), or after a start, starts one :func:`plan_levels_batch` over the
-    ``forecast`` SKUs stocked at the site whose stored levels are not of that day (after a
-    restart the same day: none). The batch reads the ledger through a connection of its own and
-    computes in a worker thread, so the rules loop never waits for it; :meth:`collect` stores
-    its results at a later tick, and the processor then evaluates those SKUs again. Until then
-    a SKU keeps the levels stored the day before, or has none yet (no rule) when nothing was
-    stored. A SKU no batch covers, or whose lead time, its sigma, review period or service level
-    changed since, is planned alone with :func:`plan_levels` at its evaluation.
+    The first evaluation at a site after its local midnight (:class:`SiteDays`, the day boundary
+    the dynamic policy's history uses too), or after a start, starts one
+    :func:`plan_levels_batch` over the ``forecast`` SKUs stocked at the site whose stored levels
+    are not of that day (after a restart the same day: none). The batch reads the ledger through
+    a connection of its own and computes in a worker thread, so the rules loop never waits for
+    it; :meth:`collect` stores its results at a later tick, and the processor then evaluates
+    those SKUs again. Until then a SKU keeps the levels stored the day before, or has none yet
+    (no rule) when nothing was stored. A SKU no batch covers, or whose lead time, its sigma,
+    review period or service level changed since, is planned alone with :func:`plan_levels` at
+    its evaluation.
     """
 
     def __init__(
-        self, *, stores: InventoryStores, forecasts: ForecastStore, history_days: int
+        self,
+        *,
+        stores: InventoryStores,
+        forecasts: ForecastStore,
+        history_days: int,
+        days: SiteDays | None = None,
     ) -> None:
         self._stores = stores
         self.store = forecasts
         self._history_days = history_days
+        self._days = days or SiteDays({})
         self._db_path = db.database_file(forecasts.conn)
         self._pool: ThreadPoolExecutor | None = None
-        self._site_day: dict[str, int] = {}  # site → history end (UTC midnight) planned for
+        self._site_day: dict[str, int] = {}  # site → history end (local midnight) planned for
         self._by_site: dict[str, dict[str, StoredForecast]] = {}
         # site → (SKUs, history end, result) of the batch in flight
         self._pending: dict[str, tuple[frozenset[str], int, Future[list[StoredForecast]]]] = {}
@@ -250,7 +285,7 @@ class ForecastPlanner:
 
     def levels(self, site: str, sku: Sku, *, at_ms: int) -> StoredForecast | None:
         """The SKU's levels at a site for the day of ``at_ms``; None while its first batch runs."""
-        day_end = at_ms // DAY_MS * DAY_MS
+        day_end = self._days.day_end(site, at_ms)
         if self._site_day.get(site) != day_end:
             self._site_day[site] = day_end
             self._by_site[site] = self.store.for_site(site)
@@ -289,7 +324,7 @@ class ForecastPlanner:
         """
         if site in self._pending:
             return 0
-        day_end = at_ms // DAY_MS * DAY_MS
+        day_end = self._days.day_end(site, at_ms)
         held = self._by_site.get(site)
         if held is None:
             held = self._by_site[site] = self.store.for_site(site)

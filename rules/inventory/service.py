@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from core.alerts import AlertStateStore
 from core.influx_writer import BatchWriter
@@ -61,6 +61,7 @@ from rules.inventory.shelves import Touched, WeightShelves
 from rules.inventory.sweeps import StockSweeps
 from rules.inventory.weight import CellTracker
 from rules.lifecycle import AlertLifecycle
+from rules.seed import Seed
 
 logger = logging.getLogger(__name__)
 
@@ -80,9 +81,11 @@ class InventoryProcessor:
         lifecycle: AlertLifecycle | None = None,
         writer: BatchWriter | None = None,
         config: InventorySettings | None = None,
+        timezones: Mapping[str, str] | None = None,
     ) -> None:
         """``writer`` is the process's durable InfluxDB writer (started and closed by its
-        owner); without one, stock, movement and suggestion points are not written."""
+        owner); without one, stock, movement and suggestion points are not written.
+        ``timezones`` (site → IANA name) set the local days demand history is counted in."""
         self.store = store
         self.alerts = alerts
         # Alerts are raised and cleared only through the lifecycle (debounce, severity).
@@ -112,6 +115,7 @@ class InventoryProcessor:
             alerts=reporter,
             write=self._write,
             demand_history_days=config.demand_history_days,
+            timezones=timezones,
         )
         self._sweeps = StockSweeps(
             stores=store, alerts=reporter, config=config, known=self.stock_known
@@ -265,11 +269,13 @@ def build_inventory_processor(
     *,
     config: InventorySettings | None = None,
     lifecycle: AlertLifecycle | None = None,
+    seed: Seed | None = None,
 ) -> InventoryProcessor:
     """The inventory processor over the pipeline's database connection, alert store and writer.
 
     Tuning comes from ``config``, else ``settings.inventory``; alerts go through
-    ``lifecycle`` (the pipeline's shared one), else a new one over ``store``.
+    ``lifecycle`` (the pipeline's shared one), else a new one over ``store``; sites'
+    timezones from ``seed``.
     """
     return InventoryProcessor(
         store=InventoryStores.over(conn),
@@ -277,4 +283,5 @@ def build_inventory_processor(
         lifecycle=lifecycle,
         writer=writer,
         config=config or settings.inventory,
+        timezones={site.id: site.timezone for site in seed.sites} if seed is not None else None,
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import sqlite3
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from core.inventory.forecasts import ForecastStore
 from core.schema import inventory as inventory_schema
 from core.settings import InventorySettings
 from rules.inventory.forecast import ForecastLevels, plan_levels
+from rules.inventory.reorder import SiteDays
 from rules.inventory.replenishment import dynamic_levels
 from rules.inventory.service import InventoryProcessor
 from simulators.demand import RETAIL_WEEK, DemandProfile, daily_demand
@@ -179,6 +181,55 @@ def test_policy_decides_the_rule_whatever_else_the_sku_sets(conn: sqlite3.Connec
     }
     assert forecast_rop != pytest.approx(dynamic, rel=0.01)
     assert set(ForecastStore(conn).for_site(SITE)) == {"F"}
+
+
+def test_demand_history_is_counted_in_the_sites_local_days(conn: sqlite3.Connection) -> None:
+    # Asia/Shanghai is UTC+8: its midnight is 16:00 UTC, and the evaluation at 00:30 there is
+    # still the previous UTC day, whose UTC midnight would cut the history 16 h earlier.
+    local_midnight = DAY0 - 8 * 3_600_000
+    skus = [Sku(sku="F", policy="forecast"), Sku(sku="D", policy="dynamic")]
+    stores = InventoryStores.over(conn)
+    stores.load_catalog(skus=skus, ts_ms=DAY0 - 400 * DAY_MS)
+    processor = InventoryProcessor(
+        store=stores,
+        alerts=AlertStores.over(conn, []).state,
+        config=InventorySettings(settle_s=0, demand_history_days=HISTORY_DAYS),
+        timezones={SITE: "Asia/Shanghai"},
+    )
+    history = _seasonal(HISTORY_DAYS)
+    for sku in skus:
+        _book(conn, sku.sku, history, on_hand=0)
+    _settle(processor, local_midnight + 1_800_000)
+    assert ForecastStore(conn).for_site(SITE)["F"].history_end == local_midnight
+
+    def dynamic_rop(end_ms: int) -> float:
+        days = stores.ledger.daily_outflows(SITE, "D", end_ms=end_ms, days=HISTORY_DAYS)
+        rop = dynamic_levels(np.array([days]), np.array([7.0]), np.array([0.0]), np.array([0.95]))
+        return float(rop[3][0])
+
+    (dynamic,) = [s for s in stores.planning.suggestions(site=SITE) if s.sku == "D"]
+    assert dynamic.trigger_level == pytest.approx(dynamic_rop(local_midnight))
+    assert dynamic.trigger_level != pytest.approx(dynamic_rop(DAY0 - DAY_MS))  # UTC days
+
+
+@pytest.mark.parametrize(
+    ("zone", "at", "midnight"),
+    [
+        ("Asia/Shanghai", "2026-12-01T15:59:59.999+00:00", "2026-11-30T16:00:00+00:00"),
+        ("Asia/Shanghai", "2026-12-01T16:00:00+00:00", "2026-12-01T16:00:00+00:00"),
+        (None, "2026-12-01T23:59:59.999+00:00", "2026-12-01T00:00:00+00:00"),
+        # The day daylight saving time starts in Berlin is 23 h long; its midnight is still +01.
+        ("Europe/Berlin", "2026-03-29T21:59:59+00:00", "2026-03-28T23:00:00+00:00"),
+        ("Europe/Berlin", "2026-03-29T22:00:00+00:00", "2026-03-29T22:00:00+00:00"),
+    ],
+)
+def test_a_sites_day_ends_at_its_local_midnight(zone: str | None, at: str, midnight: str) -> None:
+    days = SiteDays({SITE: zone} if zone else {})
+
+    def ms(text: str) -> int:
+        return round(datetime.fromisoformat(text).timestamp() * 1000)
+
+    assert days.day_end(SITE, ms(at)) == ms(midnight)
 
 
 def test_no_rule_until_the_first_batch_is_collected(conn: sqlite3.Connection) -> None:
