@@ -85,8 +85,10 @@ RTU = {
     [
         (
             {"baudrate": 19200},
-            "devices 'rtu-1' and 'rtu-2' share serial port /dev/ttyUSB0 with different line"
-            " settings (baudrate, parity, stopbits (9600, 'N', 1) and (19200, 'N', 1))",
+            (
+                "devices 'rtu-1' and 'rtu-2' share serial port /dev/ttyUSB0 with different line"
+                " settings (baudrate, parity, stopbits (9600, 'N', 1) and (19200, 'N', 1))"
+            ),
         ),
         ({"unit_id": 1}, "devices 'rtu-1' and 'rtu-2' are both unit 1 on serial port /dev/ttyUSB0"),
         (
