@@ -1,8 +1,9 @@
-"""The virtual warehouse with one shelf and the cold room's probes behind the real edge agent
-(``stocksense edge --config``, reading the simulated Modbus devices), the rest of the scenario
-over MQTT, through the real broker, pipeline and InfluxDB at speed 1: demand, a theft and a
-receipt on the agent's shelf, a receipt on the other, and a cold-room excursion on the agent's
-probes. The ledger holds exactly what the simulation left on every cell."""
+"""The virtual warehouse with one shelf, the cold room's probes and one cell of the other shelf
+behind the real edge agent (``stocksense edge --config``, reading the simulated Modbus devices
+and serial scale), the rest of the scenario over MQTT, through the real broker, pipeline and
+InfluxDB at speed 1: demand, a theft and a receipt on the agent's shelf, a receipt on the
+scale and one on the other shelf's cell left on MQTT, and a cold-room excursion on the
+agent's probes. The ledger holds exactly what the simulation left on every cell."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from core import db
 from core.influx import query_sync, rows
 from core.inventory import InventoryStores
 from core.settings import Settings
-from simulators.edge_warehouse import EdgeBinding, EdgeWarehouse
+from simulators.edge_warehouse import EdgeBinding, EdgeWarehouse, ScaleCell
 from simulators.modbus_devices import ThreadedDevices
 from simulators.scenario import Scenario
+from simulators.serial_scale import SerialScale
 from stocksense.devservices import LocalStack, free_port
 from stocksense.pipeline import Pipeline
 from tests.conftest import until
@@ -71,7 +73,8 @@ def _scenario(site: str) -> Scenario:
                         {
                             "device": "shelf-m1",
                             "cells": [
-                                {"cell": "c1", "sku": "RICE-1KG", "units": 30, "location": "M1"}
+                                {"cell": "c1", "sku": "RICE-1KG", "units": 30, "location": "M1"},
+                                {"cell": "c2", "sku": "SUGAR-1KG", "units": 12, "location": "M2"},
                             ],
                         },
                     ],
@@ -83,11 +86,13 @@ def _scenario(site: str) -> Scenario:
                 {"sku": "TEA-500", "unit_grams": 500},
                 {"sku": "SPICE-125", "unit_grams": 125},
                 {"sku": "RICE-1KG", "unit_grams": 1000},
+                {"sku": "SUGAR-1KG", "unit_grams": 1000},
             ],
             "demand": {"COFFEE-250": {"base_per_day": 34_560, "pick_hours": every_hour}},
             "receipts": [
                 {"at": 4, "sku": "RICE-1KG", "units": 5},
                 {"at": 20, "sku": "SPICE-125", "units": 6},
+                {"at": 16, "sku": "SUGAR-1KG", "units": 4},
             ],
             "faults": [
                 {"kind": "theft", "at": 12, "device": "shelf-e1", "cell": "c2", "units": 3},
@@ -102,12 +107,18 @@ def _celsius(settings: Settings, site: str, device: str) -> set[float]:
     return {r["celsius"] for r in rows(query_sync(settings.influx, query))}
 
 
+def _weights(settings: Settings, site: str, device: str, cell: str) -> list[dict[str, Any]]:
+    where = f"site='{site}' AND device='{device}' AND cell='{cell}'"
+    return rows(query_sync(settings.influx, f"SELECT grams, stable FROM weight WHERE {where}"))
+
+
 def test_a_scenario_through_the_edge_agent_keeps_the_ledger_on_the_shelves(
     settings: Settings, stack: LocalStack, tmp_path: Path
 ) -> None:
     site = f"ew{uuid.uuid4().hex[:8]}"
     scenario = _scenario(site)
-    edge = EdgeBinding(shelf="shelf-e1", probes=["cold-1", "cold-2"])
+    rice = ScaleCell(shelf="shelf-m1", cell="c1")
+    edge = EdgeBinding(shelf="shelf-e1", probes=["cold-1", "cold-2"], scale=rice)
     cfg = only_site(settings, site)
     catalog = scenario.catalog(time.time_ns() // 1_000_000)
     conn = db.connect(cfg.sqlite_path)
@@ -119,13 +130,14 @@ def test_a_scenario_through_the_edge_agent_keeps_the_ledger_on_the_shelves(
     finally:
         conn.close()
     modbus = ThreadedDevices(free_port()).start()
+    scale = SerialScale().start()
 
     async def run() -> None:
         pipeline = Pipeline(cfg, seed=catalog, tick_interval_s=0.2)
         await pipeline.start()
         # Built once everything else is up: at speed 1 its clock starts now.
         warehouse = EdgeWarehouse(
-            scenario, edge, modbus.devices, host="127.0.0.1", port=stack.mqtt_port
+            scenario, edge, modbus.devices, host="127.0.0.1", port=stack.mqtt_port, scale=scale
         )
         config: dict[str, Any] = {
             "site": site,
@@ -160,7 +172,7 @@ def test_a_scenario_through_the_edge_agent_keeps_the_ledger_on_the_shelves(
             await pipeline.stop()
         assert booked == truth()
         # The simulation moved stock on both shelves: demand, a theft and a receipt on the
-        # agent's, a receipt on the other.
+        # agent's, a receipt on the scale and one on the other cell.
         coffee, tea, spice = (
             sim.truth[(site, sku)] for sku in ("COFFEE-250", "TEA-500", "SPICE-125")
         )
@@ -169,6 +181,14 @@ def test_a_scenario_through_the_edge_agent_keeps_the_ledger_on_the_shelves(
         assert (sim.units(site, "shelf-e1", "c2"), tea.stolen) == (17, 3)
         assert (sim.units(site, "shelf-e1", "c3"), spice.put) == (16, 6)
         assert sim.units(site, "shelf-m1", "c1") == 35
+        assert sim.units(site, "shelf-m1", "c2") == 16
+        # The agent read the rice off the scale (the warehouse's noisy grams, without a
+        # stable flag, never went out); it may have started after the receipt.
+        rice = _weights(cfg, site, "shelf-m1", "c1")
+        assert all(r["stable"] is not None for r in rice)
+        stable = {r["grams"] for r in rice if r["stable"]}
+        assert 35_000.0 in stable
+        assert stable <= {30_000.0, 35_000.0}
         # The agent read the excursion off the transmitter, and the rules raised it.
         for probe in ("cold-1", "cold-2"):
             assert _celsius(cfg, site, probe) == {4.5, 11.5}
@@ -181,4 +201,5 @@ def test_a_scenario_through_the_edge_agent_keeps_the_ledger_on_the_shelves(
     try:
         asyncio.run(run())
     finally:
+        scale.stop()
         modbus.stop()
