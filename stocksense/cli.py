@@ -328,8 +328,18 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         given, missing = ("--api", "--token-file") if args.api else ("--token-file", "--api")
         raise ConfigError(f"{given} needs {missing}: picks are recorded at an API with a token")
     settings = _settings()
+    edge_given = args.edge_shelf or args.edge_probe or args.edge_scale
+    if edge_given and args.scenario is None:
+        raise ConfigError("--edge-shelf, --edge-probe and --edge-scale need --scenario")
+    if edge_given and args.edge_config is None:
+        raise ConfigError(
+            "--edge-shelf, --edge-probe and --edge-scale need --edge-config FILE: where the"
+            " edge agent's configuration is written"
+        )
     if args.scenario is not None:
-        return _run(_simulate(settings, _scenario_warehouse(settings, args), args))
+        with contextlib.ExitStack() as servers:
+            warehouse = _scenario_warehouse(settings, args, servers)
+            return _run(_simulate(settings, warehouse, args))
     excursions = []
     if args.excursion_for is not None:
         start = SIMULATE_EXCURSION_AT_S if args.excursion_at is None else args.excursion_at
@@ -388,7 +398,9 @@ def _pick_recorder(args: argparse.Namespace, sites: list[str]) -> Any:
     return ApiPickRecorder(url, token)
 
 
-def _scenario_warehouse(settings: Settings, args: argparse.Namespace) -> Any:
+def _scenario_warehouse(
+    settings: Settings, args: argparse.Namespace, servers: contextlib.ExitStack
+) -> Any:
     from pydantic import ValidationError  # noqa: PLC0415
 
     from rules.seed import describe_errors  # noqa: PLC0415
@@ -409,13 +421,86 @@ def _scenario_warehouse(settings: Settings, args: argparse.Namespace) -> Any:
     except ValidationError as exc:
         problems = describe_errors(exc.errors())
         raise ConfigError(f"{args.scenario} with --speed/--interval: {problems}") from None
+    picks = _pick_recorder(args, [s.id for s in scenario.sites])
+    if args.edge_shelf or args.edge_probe or args.edge_scale:
+        return _edge_warehouse(settings, args, scenario, picks, servers)
     return ScenarioWarehouse(
         scenario,
         host=settings.mqtt.host,
         port=settings.mqtt.port,
         broker=settings.mqtt,
-        picks=_pick_recorder(args, [s.id for s in scenario.sites]),
+        picks=picks,
     )
+
+
+def _edge_warehouse(
+    settings: Settings,
+    args: argparse.Namespace,
+    scenario: Any,
+    picks: Any,
+    servers: contextlib.ExitStack,
+) -> Any:
+    """The scenario with some devices served as Modbus TCP and a serial scale for an edge agent,
+    whose configuration is written to ``--edge-config``."""
+    import yaml  # noqa: PLC0415
+
+    from simulators.edge_warehouse import EdgeBinding, EdgeWarehouse, ScaleCell  # noqa: PLC0415
+    from simulators.modbus_devices import ThreadedDevices  # noqa: PLC0415
+    from simulators.serial_scale import SerialScale  # noqa: PLC0415
+
+    scale_cell = None
+    if args.edge_scale is not None:
+        shelf, _, cell = args.edge_scale.partition("/")
+        if not shelf or not cell:
+            raise ConfigError(
+                f"--edge-scale {args.edge_scale!r}: give SHELF/CELL, e.g. shelf-a2/c1"
+            )
+        scale_cell = ScaleCell(shelf=shelf, cell=cell)
+    try:
+        binding = EdgeBinding(shelf=args.edge_shelf, probes=args.edge_probe or [], scale=scale_cell)
+        binding.check(scenario)
+    except ValueError as exc:
+        raise ConfigError(f"{args.scenario}: {exc}") from None
+    try:
+        modbus = ThreadedDevices(port=args.edge_modbus_port).start()
+    except (OSError, RuntimeError) as exc:
+        raise ConfigError(
+            f"--edge-modbus-port {args.edge_modbus_port}: cannot serve Modbus TCP there ({exc})"
+        ) from None
+    servers.callback(modbus.stop)
+    scale = None
+    if scale_cell is not None:
+        scale = SerialScale().start()
+        servers.callback(scale.stop)
+    warehouse = EdgeWarehouse(
+        scenario,
+        binding,
+        modbus.devices,
+        host=settings.mqtt.host,
+        port=settings.mqtt.port,
+        broker=settings.mqtt,
+        picks=picks,
+        scale=scale,
+    )
+    broker: dict[str, object] = {"host": settings.mqtt.host, "port": settings.mqtt.port}
+    if settings.mqtt.username:
+        broker["username"] = settings.mqtt.username
+    path = Path(args.edge_config)
+    config = {
+        "site": warehouse.site.id,
+        "agent_id": "edge-sim",
+        "broker": broker,
+        "queue": {"path": str(path.with_suffix(".queue.sqlite").resolve())},
+        "devices": warehouse.agent_devices("127.0.0.1", modbus.port),
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    print(
+        f"stocksense simulate: {', '.join(sorted(binding.devices()))} served for the edge agent"
+        f" (Modbus TCP 127.0.0.1:{modbus.port}{f', scale {scale.device}' if scale else ''});"
+        f" run: stocksense edge --config {path}",
+        flush=True,
+    )
+    return warehouse
 
 
 async def _sleep_unless(event: threading.Event, seconds: float) -> None:
@@ -842,6 +927,41 @@ def _simulate_parser(sub: Any) -> None:
         metavar="S",
         help="real seconds between progress lines; 0 prints only the summary"
         " (default: %(default)s)",
+    )
+    edge = simulate.add_argument_group(
+        "devices behind an edge agent (with --scenario at speed 1; docs/simulator.md)"
+    )
+    edge.add_argument(
+        "--edge-shelf",
+        metavar="DEVICE",
+        default=None,
+        help="a scenario shelf served as the simulated Modbus shelf indicator (up to 4 cells)",
+    )
+    edge.add_argument(
+        "--edge-probe",
+        metavar="DEVICE",
+        action="append",
+        default=None,
+        help="a scenario probe served on the simulated Modbus transmitter (repeatable, 4 sensors)",
+    )
+    edge.add_argument(
+        "--edge-scale",
+        metavar="SHELF/CELL",
+        default=None,
+        help="a shelf cell whose load lies on a simulated serial scale (a pseudo-terminal)",
+    )
+    edge.add_argument(
+        "--edge-modbus-port",
+        type=_port,
+        default=5020,
+        metavar="PORT",
+        help="Modbus TCP port of the simulated devices on 127.0.0.1 (default: %(default)s)",
+    )
+    edge.add_argument(
+        "--edge-config",
+        metavar="FILE",
+        default=None,
+        help="where to write the edge agent's configuration (`stocksense edge --config FILE`)",
     )
     simulate.set_defaults(func=_cmd_simulate)
 
