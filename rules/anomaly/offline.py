@@ -138,17 +138,7 @@ class OfflineDetector:
         silent_s = (ts_ms - state.last_ms) / 1000
         if silent_s <= timeout:
             return
-        self._report(
-            state,
-            at_ms=state.last_ms + round(timeout * 1000),
-            message=(
-                f"nothing from {state.device} for {silent_s:.0f} s "
-                f"(timeout {timeout:.0f} s = {self.policy.timeout_factor:g} × "
-                f"{self.interval_s(state) or 0:.0f} s interval)"
-            ),
-            silent_s=silent_s,
-            timeout_s=timeout,
-        )
+        self._report_silence(state, state.last_ms + round(timeout * 1000), silent_s, timeout)
 
     def _status(self, state: DeviceState, status: DeviceStatus, arrived_ms: int) -> None:
         if status.interval_s is not None:
@@ -184,17 +174,22 @@ class OfflineDetector:
             silent_s = (now_ms - state.last_ms) / 1000
             if silent_s <= timeout:
                 continue
-            self._report(
-                state,
-                at_ms=now_ms,
-                message=(
-                    f"nothing from {state.device} for {silent_s:.0f} s "
-                    f"(timeout {timeout:.0f} s = {self.policy.timeout_factor:g} × "
-                    f"{self.interval_s(state) or 0:.0f} s interval)"
-                ),
-                silent_s=silent_s,
-                timeout_s=timeout,
-            )
+            self._report_silence(state, now_ms, silent_s, timeout)
+
+    def _report_silence(
+        self, state: DeviceState, at_ms: int, silent_s: float, timeout: float
+    ) -> None:
+        self._report(
+            state,
+            at_ms=at_ms,
+            message=(
+                f"nothing from {state.device} for {silent_s:.0f} s "
+                f"(timeout {timeout:.0f} s = {self.policy.timeout_factor:g} × "
+                f"{self.interval_s(state) or 0:.0f} s interval)"
+            ),
+            silent_s=silent_s,
+            timeout_s=timeout,
+        )
 
     def _report(
         self,
