@@ -37,6 +37,7 @@ from rules.inventory.replenishment import (
     projected_qty,
     suggestion_change,
 )
+from rules.kpi.formulas import local_midnight_ms
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +59,7 @@ class SiteDays:
         tz = self._zones.get(site)
         if tz is None:
             return at_ms // DAY_MS * DAY_MS
-        day = datetime.fromtimestamp(at_ms / 1000, tz).date()
-        return int(datetime(day.year, day.month, day.day, tzinfo=tz).timestamp() * 1000)
+        return local_midnight_ms(datetime.fromtimestamp(at_ms / 1000, tz).date(), tz)
 
 
 class Replenisher:
