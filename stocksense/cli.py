@@ -328,7 +328,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         given, missing = ("--api", "--token-file") if args.api else ("--token-file", "--api")
         raise ConfigError(f"{given} needs {missing}: picks are recorded at an API with a token")
     settings = _settings()
-    edge_given = args.edge_shelf or args.edge_probe or args.edge_scale
+    edge_given = _edge_requested(args)
     if edge_given and args.scenario is None:
         raise ConfigError("--edge-shelf, --edge-probe and --edge-scale need --scenario")
     if edge_given and args.edge_config is None:
@@ -422,7 +422,7 @@ def _scenario_warehouse(
         problems = describe_errors(exc.errors())
         raise ConfigError(f"{args.scenario} with --speed/--interval: {problems}") from None
     picks = _pick_recorder(args, [s.id for s in scenario.sites])
-    if args.edge_shelf or args.edge_probe or args.edge_scale:
+    if _edge_requested(args):
         return _edge_warehouse(settings, args, scenario, picks, servers)
     return ScenarioWarehouse(
         scenario,
@@ -431,6 +431,11 @@ def _scenario_warehouse(
         broker=settings.mqtt,
         picks=picks,
     )
+
+
+def _edge_requested(args: argparse.Namespace) -> bool:
+    """Whether ``simulate`` was asked to serve scenario devices for an edge agent."""
+    return bool(args.edge_shelf or args.edge_probe or args.edge_scale)
 
 
 def _edge_warehouse(
@@ -443,21 +448,27 @@ def _edge_warehouse(
     """The scenario with some devices served as Modbus TCP and a serial scale for an edge agent,
     whose configuration is written to ``--edge-config``."""
     import yaml  # noqa: PLC0415
+    from pydantic import ValidationError  # noqa: PLC0415
 
+    from rules.seed import describe_errors  # noqa: PLC0415
     from simulators.edge_warehouse import EdgeBinding, EdgeWarehouse, ScaleCell  # noqa: PLC0415
     from simulators.modbus_devices import ThreadedDevices  # noqa: PLC0415
     from simulators.serial_scale import SerialScale  # noqa: PLC0415
 
     scale_cell = None
-    if args.edge_scale is not None:
-        shelf, _, cell = args.edge_scale.partition("/")
-        if not shelf or not cell:
-            raise ConfigError(
-                f"--edge-scale {args.edge_scale!r}: give SHELF/CELL, e.g. shelf-a2/c1"
-            )
-        scale_cell = ScaleCell(shelf=shelf, cell=cell)
+    shelf, _, cell = (args.edge_scale or "").partition("/")
+    if args.edge_scale is not None and not (shelf and cell):
+        raise ConfigError(f"--edge-scale {args.edge_scale!r}: give SHELF/CELL, e.g. shelf-a2/c1")
     try:
-        binding = EdgeBinding(shelf=args.edge_shelf, probes=args.edge_probe or [], scale=scale_cell)
+        if args.edge_scale is not None:
+            scale_cell = ScaleCell(shelf=shelf, cell=cell)
+        binding = EdgeBinding(
+            shelf=args.edge_shelf, probes=args.edge_probe or [], scale=scale_cell
+        )
+    except ValidationError as exc:
+        problems = describe_errors(exc.errors())
+        raise ConfigError(f"--edge-shelf, --edge-probe or --edge-scale: {problems}") from None
+    try:  # before any port is taken: a binding the scenario does not fit serves nothing
         binding.check(scenario)
     except ValueError as exc:
         raise ConfigError(f"{args.scenario}: {exc}") from None

@@ -90,6 +90,14 @@ def test_simulate_serves_the_edge_devices_and_writes_the_agents_config(
         f"stocksense simulate: {scenario}: edge: {site} has no shelf 'shelf-x'"
     )
 
+    badly_named = run_cli("simulate", "--scenario", str(scenario), "--edge-shelf", "shelf/x",
+                          "--edge-config", str(config), env=env, cwd=tmp_path)  # fmt: skip
+    assert badly_named.process.returncode == 2
+    assert badly_named.stderr[-1].startswith(
+        "stocksense simulate: --edge-shelf, --edge-probe or --edge-scale: shelf: "
+    )
+    assert not config.exists()  # nothing served, nothing written
+
     def measured(query: str) -> list[dict[str, Any]]:
         return rows(query_sync(influx, query))
 
