@@ -1,9 +1,11 @@
 """The ingest worker: MQTT in, validated readings out to InfluxDB and to the rules engine.
 
-gmqtt is the MQTT client (measured fastest on this hardware, see DESIGN). Both QoS take a
-synchronous path with no task per message. QoS 1 messages are acknowledged (PUBACK) only after
-their readings are durable: the writer hands back the packet ids of each durable batch and
-their PUBACKs go out in one write.
+gmqtt is the MQTT client (measured fastest on this hardware, see DESIGN): it keeps the
+connection, the session and every packet but PUBLISH. PUBLISH packets (QoS 0 and 1) come
+straight from its reader to :meth:`IngestService.on_publish`, with no task and no property
+parsing per message. QoS 1 messages are acknowledged (PUBACK) only after their readings are
+durable: the writer hands back the packet ids of each durable batch and their PUBACKs go out in
+one write.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class IngestService:
         # redelivers the first one instead). Tokens are generation << 16 | packet id.
         self._generation = 0
         self._waiting_stamps: set[asyncio.Task[None]] = set()
+        self._mqtt5 = False  # PUBLISH packets carry properties (set on connect)
 
     @property
     def tracked_devices(self) -> int:
@@ -117,13 +120,8 @@ class IngestService:
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message_qos1 if mqtt.qos == 1 else self._on_message_qos0
+        _take_publishes(client, self.on_publish)
         if mqtt.qos == 1:
-            # gmqtt would run the async handler as one task per message and send one PUBACK
-            # per write; taking the packet with its id lets a whole batch be acknowledged at
-            # once when it is durable (gmqtt 0.8.0, pinned: tests/integration/test_no_loss.py
-            # and test_redelivery.py fail if this stops acknowledging).
-            client._package_handler._handle_qos_1_publish_packet = self._on_publish_qos1
             self.writer.on_tokens_durable = self._acknowledge
         if mqtt.username:
             password = mqtt.password.get_secret_value() if mqtt.password else None
@@ -134,6 +132,7 @@ class IngestService:
         # applies, 20 messages by default on Mosquitto, and gmqtt acknowledges on receipt); QoS 0
         # uses 3.1.1, whose messages carry no properties to parse (about 10 % faster).
         version = MQTTv50 if mqtt.qos == 1 else MQTTv311
+        self._mqtt5 = version == MQTTv50
         await connect_gmqtt(client, mqtt, version=version)  # TLS as configured
         await asyncio.wait_for(self._subscribed.wait(), timeout=30)
 
@@ -193,18 +192,13 @@ class IngestService:
             self._sink(decoded.samples)
         return decoded, restamped, stamp_ns
 
-    def _decoder_failed(self, topic: str | bytes, payload: bytes, exc: Exception) -> None:
+    def _decoder_failed(self, topic: str, payload: bytes, exc: Exception) -> None:
         """Dead-letter a message whose decoder raised something other than PayloadError.
 
         The message is acknowledged all the same: raising from the handler would withhold the
         PUBACK, the broker would redeliver the message forever, and enough such messages fill
         the in-flight window so that nothing else is received.
         """
-        if isinstance(topic, bytes):
-            # gmqtt hands over a topic that is not UTF-8 as bytes; the decoders expect text.
-            text = topic.decode("utf-8", "backslashreplace")
-            self.dead_letter(text, payload, "bad_topic", "topic is not UTF-8 text")
-            return
         name = type(exc).__qualname__
         if name not in self._failed_types:
             self._failed_types.add(name)
@@ -320,54 +314,55 @@ class IngestService:
         )
         return restamped, stamp_ns
 
-    def _on_message_qos0(
-        self, client: Any, topic: str, payload: bytes, qos: int, props: Any
-    ) -> int:
-        del client, qos, props
-        result = self._decode(topic, payload)
-        if result is not None:
-            decoded, restamped, stamp_ns = result
-            lines = message_lines(decoded.samples, decoded.seq, restamped, stamp_ns)
-            if restamped:
-                self._stamps.sync_soon()
-            self.writer.add_nowait(lines, decoded.samples[0].ts_ms)
-        return PUBACK_SUCCESS
+    def on_publish(self, cmd: int, packet: bytes) -> None:
+        """One PUBLISH packet as read from the connection: fixed-header byte ``cmd`` and the
+        rest of the packet (topic, packet id at QoS 1, MQTT 5 properties, payload).
 
-    async def _on_message_qos1(
-        self, client: Any, topic: str, payload: bytes, qos: int, props: Any
-    ) -> int:
-        del client, qos, props
-        result = self._decode(topic, payload)
-        if result is not None:
-            decoded, restamped, stamp_ns = result
-            lines = message_lines(decoded.samples, decoded.seq, restamped, stamp_ns)
-            if restamped:
-                # The stamp is on disk before any point carrying it can be: a crash after the
-                # write and before the PUBACK must find it when the message comes back.
-                await self._stamps.synced()
-            await self.writer.add(lines, decoded.samples[0].ts_ms)
-        return PUBACK_SUCCESS
-
-    def _on_publish_qos1(self, mid: int, payload: bytes, topic: str, properties: Any) -> None:
-        """A QoS 1 PUBLISH: its PUBACK goes out once its readings are durable."""
-        del properties
-        token = self._generation << 16 | mid
-        result = self._decode(topic, payload)
+        A QoS 1 message gets its PUBACK once its readings are durable, or at once when it is
+        dead-lettered or ignored. Properties are skipped: this client announces no topic alias
+        maximum, so the broker sends none, and no other property changes what is stored.
+        """
+        qos = (cmd >> 1) & 0x03
+        position = 2 + int.from_bytes(packet[:2], "big")
+        raw_topic = packet[2:position]
+        token = None
+        if qos:
+            token = self._generation << 16 | int.from_bytes(packet[position : position + 2], "big")
+            position += 2
+        if self._mqtt5:
+            position = _after_properties(packet, position)
+        payload = packet[position:]
+        try:
+            topic = raw_topic.decode()
+        except UnicodeDecodeError:
+            text = raw_topic.decode("utf-8", "backslashreplace")
+            self.metrics.hot.received += 1
+            self.dead_letter(text, payload, "bad_topic", "topic is not UTF-8 text")
+            result = None
+        else:
+            result = self._decode(topic, payload)
         if result is None:
-            self._acknowledge([token])  # dead-lettered or ignored: nothing to wait for
+            if token is not None:
+                self._acknowledge([token])  # nothing to wait for
             return
         decoded, restamped, stamp_ns = result
         lines = message_lines(decoded.samples, decoded.seq, restamped, stamp_ns)
-        if restamped:
+        ts_ms = decoded.samples[0].ts_ms
+        if not restamped:
+            self.writer.add_nowait(lines, ts_ms, token)
+        elif token is None:
+            # QoS 0: the broker redelivers nothing, but a publisher's resend after a restart
+            # should still find the stamp; no need to hold the readings for it.
+            self._stamps.sync_soon()
+            self.writer.add_nowait(lines, ts_ms)
+        else:
             # The stamp is on disk before any point carrying it can be: a crash after the
             # write and before the PUBACK must find it when the message comes back.
             task = asyncio.get_running_loop().create_task(
-                self._add_once_stamped(lines, decoded.samples[0].ts_ms, token)
+                self._add_once_stamped(lines, ts_ms, token)
             )
             self._waiting_stamps.add(task)
             task.add_done_callback(self._waiting_stamps.discard)
-            return
-        self.writer.add_nowait(lines, decoded.samples[0].ts_ms, token)
 
     async def _add_once_stamped(self, lines: list[str], ts_ms: int, token: int) -> None:
         await self._stamps.synced()
@@ -415,9 +410,10 @@ class IngestService:
     async def stop(self) -> None:
         """Flush the writer and disconnect (the persistent session keeps what arrives meanwhile)."""
         self._stopping = True
-        # Acknowledge what is in hand while the connection is still up: make it durable, then
-        # let the handlers return so gmqtt sends their PUBACKs. Anything arriving after this is
-        # not acknowledged and the broker delivers it again to the next session.
+        # Acknowledge what is in hand while the connection is still up: once it is durable its
+        # PUBACKs are written, and a few loop turns let them out before the DISCONNECT.
+        # Anything arriving after this is not acknowledged and the broker delivers it again to
+        # the next session.
         if self._waiting_stamps:
             await asyncio.gather(*self._waiting_stamps)
         await self.writer.drain()
@@ -448,6 +444,45 @@ async def run_ingest(settings: Settings) -> int:
     finally:
         await service.stop()
     return 0
+
+
+PUBLISH = 3  # MQTT control packet type
+
+
+def _take_publishes(client: Any, on_publish: Callable[[int, bytes], None]) -> None:
+    """Hand QoS 0 and 1 PUBLISH packets from gmqtt's reader straight to ``on_publish``.
+
+    gmqtt would log each packet, parse its properties, and run the message handler through a
+    coroutine check, as a task per QoS 1 message with a PUBACK write each: about a third of
+    ingest's CPU. Every other packet (and QoS 2) takes gmqtt's own path. gmqtt 0.8.0 is
+    pinned; tests/integration/test_no_loss.py and test_redelivery.py fail if this stops
+    delivering or acknowledging.
+    """
+    handler = client._package_handler
+    dispatch = handler._handle_packet
+
+    def handle_packet(cmd: int, packet: bytes) -> None:
+        if cmd >> 4 == PUBLISH and (cmd >> 1) & 0x03 < 2:
+            on_publish(cmd, packet)
+        else:
+            dispatch(cmd, packet)
+
+    handler._handle_packet = handle_packet
+
+
+def _after_properties(packet: bytes, position: int) -> int:
+    """Where an MQTT 5 property block starting at ``position`` ends (its length is a
+    variable byte integer)."""
+    length = shift = 0
+    while True:
+        byte = packet[position]
+        position += 1
+        length |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return position + length
+        shift += 7
+        if shift > 21:
+            raise ValueError("malformed property length")
 
 
 def spool_dir(settings: Settings, client_id: str) -> Path:

@@ -1,14 +1,15 @@
 """The ingest worker's per-message outcomes: last-resort guard, device limits, bounded state.
 
-Messages go through the handler gmqtt calls, with no broker: a refused message is counted and
-dead-lettered, an accepted one is buffered for InfluxDB.
+Messages go in as the PUBLISH packets gmqtt's reader hands over, with no broker: a refused
+message is counted and dead-lettered (and acknowledged at once at QoS 1), an accepted one is
+buffered for InfluxDB.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from core.settings import IngestSettings, Settings
 from ingest import adapters
 from ingest.adapters import AdapterContext
 from ingest.decode import Decoded
-from ingest.service import PUBACK_SUCCESS, IngestService
+from ingest.service import IngestService
 
 TS = 1_767_225_600_000
 TASMOTA_ROUTE = {"pattern": "tele/+/SENSOR", "adapter": "tasmota", "site": "wh1"}
@@ -28,22 +29,85 @@ HUGE_INT_TASMOTA = b'{"DS18B20":{"Temperature":' + b"1" * 4301 + b"}}"
 SHELLY_1E308 = b'{"method":"NotifyStatus","params":{"ts":1e308,"temperature:0":{"tC":4.0}}}'
 
 
+class _Connection:
+    """The part of gmqtt's client the service uses: PUBACK writes and dead-letter publishes."""
+
+    is_connected = True
+
+    def __init__(self) -> None:
+        self._connection = self
+        self.sent = b""
+        self.published: list[tuple[str, bytes]] = []
+
+    def send_package(self, data: bytes) -> None:
+        self.sent += data
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        assert (qos, retain) == (1, False)
+        self.published.append((topic, payload))
+
+
 def _service(tmp_path: Path, **ingest: Any) -> IngestService:
-    return IngestService(Settings(data_dir=tmp_path, ingest=IngestSettings(**ingest)))
+    service = IngestService(Settings(data_dir=tmp_path, ingest=IngestSettings(**ingest)))
+    service._mqtt = _Connection()
+    return service
 
 
-def _temp(site: str, device: str, seq: int = 0) -> tuple[str, bytes]:
-    payload = {"ts": TS, "seq": seq, "readings": [{"sensor": "t1", "celsius": 4.5}]}
+# A property block a broker may add: message expiry interval (id 2, four bytes).
+EXPIRY = bytes([5, 0x02]) + (60).to_bytes(4, "big")
+
+
+def _user_properties(size: int) -> bytes:
+    """A property block of one user property (id 0x26) of about ``size`` bytes."""
+    key, value = b"origin", b"x" * (size - 11)
+    body = bytes([0x26]) + len(key).to_bytes(2, "big") + key + len(value).to_bytes(2, "big") + value
+    length, varint = len(body), b""
+    while True:
+        byte, length = length & 0x7F, length >> 7
+        varint += bytes([byte | (0x80 if length else 0)])
+        if not length:
+            return varint + body
+
+
+def _packet(
+    topic: str | bytes, payload: bytes, mid: int | None = None, properties: bytes = b""
+) -> bytes:
+    """A PUBLISH packet after its fixed header: topic, packet id (QoS 1), properties, payload."""
+    name = topic.encode() if isinstance(topic, str) else topic
+    head = len(name).to_bytes(2, "big") + name
+    if mid is not None:
+        head += mid.to_bytes(2, "big")
+    return head + properties + payload
+
+
+def _temp(site: str, device: str, seq: int = 0, ts: int = TS) -> tuple[str, bytes]:
+    payload = {"ts": ts, "seq": seq, "readings": [{"sensor": "t1", "celsius": 4.5}]}
     return topics.build(site, "temp", device), json.dumps(payload).encode()
 
 
-def _send(service: IngestService, topic: str, payload: bytes) -> None:
-    assert service._on_message_qos0(None, topic, payload, 0, None) == PUBACK_SUCCESS
+def _send(service: IngestService, topic: str | bytes, payload: bytes) -> None:
+    service.on_publish(0x30, _packet(topic, payload))
 
 
-def _send_qos1(service: IngestService, topic: str, payload: bytes) -> int:
-    result: int = asyncio.run(service._on_message_qos1(None, topic, payload, 1, None))
-    return result
+def _send_qos1(
+    service: IngestService,
+    topic: str | bytes,
+    payload: bytes,
+    mid: int = 7,
+    properties: bytes = EXPIRY,
+) -> bytes:
+    """Send at QoS 1 (MQTT 5) and return the PUBACKs written for it."""
+    connection = service._mqtt
+    before = len(connection.sent)
+    service._mqtt5 = True
+    service.on_publish(0x32, _packet(topic, payload, mid, properties))
+    service._mqtt5 = False
+    sent: bytes = connection.sent[before:]
+    return sent
+
+
+def _puback(mid: int) -> bytes:
+    return bytes([0x40, 0x02]) + mid.to_bytes(2, "big")
 
 
 def _dead(service: IngestService, reason: str) -> float:
@@ -69,8 +133,8 @@ def test_a_decoder_bug_is_dead_lettered_acknowledged_and_logged_once(
     monkeypatch.setitem(adapters.ADAPTERS, "tasmota", _broken_adapter)
     service = _service(tmp_path, adapters=[TASMOTA_ROUTE])
     with caplog.at_level(logging.ERROR, logger="ingest.service"):
-        for _ in range(3):
-            assert _send_qos1(service, "tele/d1/SENSOR", b"7") == PUBACK_SUCCESS
+        for mid in (1, 2, 0xFFFF):
+            assert _send_qos1(service, "tele/d1/SENSOR", b"7", mid) == _puback(mid)
         _send(service, "tele/d1/SENSOR", b"8")
     assert _dead(service, "internal_error") == 4
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
@@ -85,10 +149,13 @@ def test_a_decoder_bug_is_dead_lettered_acknowledged_and_logged_once(
 
 def test_a_topic_that_is_not_utf8_is_a_bad_topic(tmp_path: Path) -> None:
     service = _service(tmp_path, adapters=[TASMOTA_ROUTE])
-    # gmqtt hands such a topic over as bytes
-    topic: Any = b"tele/\xff/SENSOR"
-    _send(service, topic, b"{}")
+    _send(service, b"tele/\xff/SENSOR", b"{}")
     assert _dead(service, "bad_topic") == 1
+    dead_topic, envelope = service._mqtt.published[-1]
+    assert dead_topic == topics.DEADLETTER_TOPIC
+    assert json.loads(envelope)["topic"] == "tele/\\xff/SENSOR"
+    assert _send_qos1(service, b"tele/\xfe/SENSOR", b"{}", 9) == _puback(9)
+    assert _dead(service, "bad_topic") == 2
     assert _dead(service, "internal_error") == 0
 
 
@@ -103,9 +170,26 @@ def test_poison_payloads_are_acknowledged_with_their_reason(
     tmp_path: Path, route: dict[str, Any], topic: str, payload: bytes, reason: str
 ) -> None:
     service = _service(tmp_path, adapters=[route])
-    assert _send_qos1(service, topic, payload) == PUBACK_SUCCESS
+    assert _send_qos1(service, topic, payload) == _puback(7)
     assert _dead(service, reason) == 1
     assert _dead(service, "internal_error") == 0
+
+
+@pytest.mark.parametrize("size", [0, 6, 127, 128, 200, 16_383, 16_384, 65_000])
+def test_qos1_readings_wait_for_durability_whatever_the_properties(
+    tmp_path: Path, size: int
+) -> None:
+    """A property block of any size (one- to three-byte length) is skipped, the payload is
+    read whole, and the PUBACK of a stored message waits for its batch to be durable."""
+    service = _service(tmp_path)
+    properties = b"\x00" if size == 0 else EXPIRY if size == 6 else _user_properties(size)
+    topic, payload = _temp("wh1", "p1", ts=time.time_ns() // 1_000_000)  # not re-stamped
+    assert _send_qos1(service, topic, payload, 0x1234, properties) == b""
+    assert service.writer.buffered == 1
+    assert _readings(service) == 1
+    assert _dead(service, "invalid_json") == 0
+    service._acknowledge([0x1234, 0x10001])  # the writer's callback; the second is stale
+    assert service._mqtt.sent == _puback(0x1234)
 
 
 def test_a_deeper_canonical_topic_is_a_bad_topic(tmp_path: Path) -> None:
