@@ -4,7 +4,9 @@ A device is offline when nothing (data or status) has been seen from it for
 ``timeout_factor`` x its reporting interval, or at once when its Last Will (``online=false``,
 Tasmota ``Offline``) arrives. The interval is the one announced in its birth message
 (``interval_s``), else the median spacing of its data (for kinds that report on a schedule:
-temperature and weight; an RFID reader reports only when it reads tags), else the default.
+temperature and weight; an RFID reader reports only when it reads tags), else the default. The
+spacing is measured between readings of the same probe or cell: a gateway that publishes its
+probes one message each, all at once every minute, reports every minute, not every millisecond.
 Alert ``sensor_offline``, source ``site/kind/device``; data or a birth clears it. A silence that
 no tick saw (the rules behind a backlog) is still reported when data or a birth ends it.
 
@@ -17,7 +19,6 @@ times are old.
 from __future__ import annotations
 
 import logging
-import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 ALERT_TYPE = "sensor_offline"
 _SPACINGS = 16
 _MIN_SPACINGS = 3
+_SERIES_KEPT = 1024  # probes or cells remembered per device (their names come from the network)
 
 
 @dataclass(slots=True)
@@ -46,11 +48,30 @@ class DeviceState:
     last_data_ms: int | None = None
     announced_s: float | None = None
     spacings_s: deque[float] = field(default_factory=lambda: deque(maxlen=_SPACINGS))
+    series_ms: dict[str, int] = field(default_factory=dict)  # last reading time per probe/cell
     down_reason: str | None = None
     source: str = ""
 
     def __post_init__(self) -> None:
         self.source = f"{self.site}/{self.kind}/{self.device}"
+
+
+def _series(sample: Sample) -> str:
+    if isinstance(sample, TempSample):
+        return sample.sensor
+    if isinstance(sample, WeightSample):
+        return sample.cell
+    if isinstance(sample, TagSample):
+        return str(sample.antenna)
+    return ""
+
+
+def _median(values: deque[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def _kind(sample: Sample) -> str:
@@ -87,7 +108,7 @@ class OfflineDetector:
         if state.kind not in self.policy.learn_kinds:
             return None
         if len(state.spacings_s) >= _MIN_SPACINGS:
-            return statistics.median(state.spacings_s)
+            return _median(state.spacings_s)
         return self.policy.default_interval_s
 
     def timeout_s(self, state: DeviceState) -> float | None:
@@ -111,12 +132,19 @@ class OfflineDetector:
             if isinstance(sample, DeviceStatus):
                 self._status(state, sample, arrived_ms)
             else:
-                self._data(state, sample.ts_ms, arrived_ms)
+                self._data(state, sample, arrived_ms)
 
-    def _data(self, state: DeviceState, ts_ms: int, arrived_ms: int) -> None:
+    def _data(self, state: DeviceState, sample: Sample, arrived_ms: int) -> None:
+        ts_ms = sample.ts_ms
         self._silence_seen_late(state, ts_ms)
-        if state.last_data_ms is not None and ts_ms > state.last_data_ms:
-            state.spacings_s.append((ts_ms - state.last_data_ms) / 1000)
+        series = _series(sample)
+        previous = state.series_ms.get(series)
+        if previous is None or ts_ms > previous:
+            if previous is not None:
+                state.spacings_s.append((ts_ms - previous) / 1000)
+            elif len(state.series_ms) >= _SERIES_KEPT:
+                del state.series_ms[next(iter(state.series_ms))]
+            state.series_ms[series] = ts_ms
         if state.last_data_ms is None or ts_ms > state.last_data_ms:
             state.last_data_ms = ts_ms
         state.last_ms = max(state.last_ms, ts_ms, arrived_ms)
@@ -130,13 +158,11 @@ class OfflineDetector:
         timeout until this reading, so it is reported then, and resolved by this reading."""
         if state.last_data_ms is None or state.down_reason is not None:
             return
-        if self._lifecycle.is_tracked(state.source, ALERT_TYPE):
-            return
-        timeout = self.timeout_s(state)
-        if timeout is None:
-            return
         silent_s = (ts_ms - state.last_ms) / 1000
-        if silent_s <= timeout:
+        if silent_s <= 0 or self._lifecycle.is_tracked(state.source, ALERT_TYPE):
+            return  # no silence at all (a replay of old readings, say), or already reported
+        timeout = self.timeout_s(state)
+        if timeout is None or silent_s <= timeout:
             return
         self._report_silence(state, state.last_ms + round(timeout * 1000), silent_s, timeout)
 

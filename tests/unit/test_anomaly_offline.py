@@ -169,3 +169,49 @@ def test_a_birth_stamped_ahead_of_its_arrival_invents_no_silence(tmp_path: Path)
     detector.process([DeviceStatus(site="wh1", kind="temp", device="p1",
                                    ts_ms=T0 + 3_600_000, online=True)])  # fmt: skip
     assert store.state.list() == []
+
+
+def test_a_gateway_that_publishes_its_probes_in_bursts_is_timed_by_each_probes_spacing(
+    tmp_path: Path,
+) -> None:
+    """50 probes under one device name, one message each, a millisecond apart, every minute:
+    the interval is a minute (each probe's spacing), not the millisecond between messages."""
+    detector, store = _detector(tmp_path, timeout_factor=3, default_interval_s=600)
+    for burst in range(4):
+        start = T0 + burst * 60_000
+        for probe in range(50):
+            reading = TempSample(
+                site="wh1", device="gw", sensor=f"t{probe}", ts_ms=start + probe, celsius=4.0
+            )
+            detector.process([reading])
+            detector.tick(start + probe + 5)  # between two messages of the burst
+    last = T0 + 3 * 60_000 + 49
+    state = detector.devices[("wh1", "temp", "gw")]
+    assert detector.interval_s(state) == 60.0
+    detector.tick(last + 100_000)  # a pause between bursts is not a silence
+    assert store.state.list() == []
+    detector.tick(last + 180_000)  # exactly 3 x 60 s
+    assert store.state.list() == []
+    detector.tick(last + 180_001)
+    assert [a.source for a in store.state.list()] == ["wh1/temp/gw"]
+
+
+def test_an_even_number_of_spacings_takes_the_mean_of_the_middle_two(tmp_path: Path) -> None:
+    detector, _ = _detector(tmp_path)
+    for ts in (0, 10_000, 30_000, 60_000, 100_000):  # spacings 10, 20, 30, 40 s
+        detector.process([_temp(T0 + ts)])
+    state = detector.devices[("wh1", "temp", "p1")]
+    assert detector.interval_s(state) == 25.0
+    detector.process([_temp(T0 + 150_000)])  # and 50 s: five, the middle one
+    assert detector.interval_s(state) == 30.0
+
+
+def test_the_probes_remembered_per_device_are_bounded(tmp_path: Path) -> None:
+    detector, _ = _detector(tmp_path)
+    for probe in range(3000):
+        detector.process(
+            [TempSample(site="wh1", device="gw", sensor=f"t{probe}", ts_ms=T0, celsius=4.0)]
+        )
+    state = detector.devices[("wh1", "temp", "gw")]
+    assert len(state.series_ms) == 1024
+    assert "t2999" in state.series_ms and "t0" not in state.series_ms
