@@ -464,6 +464,8 @@ class StoreRejectingAlarm:
     clock (``now_ms``), so replays and tests drive the clear.
     """
 
+    sample_types = ()
+
     def __init__(
         self,
         alerts: AlertReporter,

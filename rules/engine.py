@@ -2,7 +2,9 @@
 
 A processor is anything with ``process(samples)`` (readings in arrival order) and
 ``tick(now_ms)`` (time-based rules: timeouts, dates). Ticks carry an explicit time so tests
-and replays drive the clock; the engine's own clock task uses wall time.
+and replays drive the clock; the engine's own clock task uses wall time. A processor may name
+the reading types it evaluates in ``sample_types``; it is then handed only messages of those
+types (a message whose readings are of mixed types goes to every processor).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -33,8 +36,14 @@ class Processor(Protocol):
         ...
 
 
+# Messages evaluated in one go before the loop gets a turn (ingest, writer, API).
+_SLICE = 2000
+
+
 class ColdChainProcessor:
     """Feeds temperature samples to the cold-chain rule."""
+
+    sample_types = (TempSample,)
 
     def __init__(self, rule: ColdChainRule) -> None:
         self.rule = rule
@@ -62,41 +71,91 @@ class RulesEngine:
         queue_size: int = 100_000,
     ) -> None:
         self.cold_chain = ColdChainRule(seed, lifecycle)
-        self.processors: list[Processor] = [ColdChainProcessor(self.cold_chain), *processors]
-        self._queue: asyncio.Queue[list[Sample]] = asyncio.Queue(maxsize=queue_size)
+        self._processors: list[Processor] = [ColdChainProcessor(self.cold_chain), *processors]
+        self._routes: dict[type[Sample], list[Processor]] = {}
+        self._pending: deque[list[Sample]] = deque()
+        self._queue_size = queue_size
+        self._wake = asyncio.Event()
+        self._drained: list[asyncio.Future[None]] = []
         self.dropped = 0
         self.processed = 0
 
+    @property
+    def processors(self) -> tuple[Processor, ...]:
+        """Every processor, in the order they evaluate."""
+        return tuple(self._processors)
+
+    @property
+    def queued(self) -> int:
+        """Messages handed over and not evaluated yet."""
+        return len(self._pending)
+
+    def add(self, processor: Processor) -> None:
+        """Run ``processor`` after the others."""
+        self._processors.append(processor)
+        self._routes.clear()
+
     def offer(self, samples: list[Sample]) -> None:
         """Hand readings over without blocking the ingest hot path; counted if the queue is full."""
-        try:
-            self._queue.put_nowait(samples)
-        except asyncio.QueueFull:
+        if len(self._pending) >= self._queue_size:
             self.dropped += len(samples)
             logger.warning("rules queue full, %d readings not evaluated", len(samples))
+            return
+        self._pending.append(samples)
+        if not self._wake.is_set():
+            self._wake.set()
 
     def process(self, samples: list[Sample]) -> None:
         """Evaluate readings synchronously."""
-        for processor in self.processors:
+        if not samples:
+            return
+        for processor in self._route(samples):
             processor.process(samples)
         self.processed += len(samples)
 
+    def _route(self, samples: list[Sample]) -> list[Processor]:
+        """The processors that evaluate this message's readings, in order."""
+        kind = type(samples[0])
+        for sample in samples:
+            if type(sample) is not kind:
+                return self._processors
+        route = self._routes.get(kind)
+        if route is None:
+            route = self._routes[kind] = [p for p in self._processors if _evaluates(p, kind)]
+        return route
+
     def tick(self, now_ms: int) -> None:
-        """Run every processor's time-based evaluation at ``now_ms``."""
-        for processor in self.processors:
+        """Run every processor's time-based evaluation at ``now_ms``, after the readings that
+        arrived before it: a tick must not judge a device silent while its readings wait."""
+        self._evaluate_pending()
+        for processor in self._processors:
             processor.tick(now_ms)
 
     async def run(self) -> None:
-        """Consume the queue until cancelled."""
+        """Evaluate what is offered until cancelled, yielding to the loop between slices."""
         while True:
-            samples = await self._queue.get()
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                self._evaluate_pending(_SLICE)
+                if self._pending:
+                    await asyncio.sleep(0)
+
+    def _evaluate_pending(self, limit: int | None = None) -> None:
+        pending = self._pending
+        count = len(pending) if limit is None else min(limit, len(pending))
+        for _ in range(count):
+            samples = pending.popleft()
             try:
                 self.process(samples)
             except Exception:
                 # One bad rule evaluation must not stop every other rule.
                 logger.exception("rule evaluation failed for %d readings", len(samples))
-            finally:
-                self._queue.task_done()
+        if not pending and self._drained:
+            waiters, self._drained = self._drained, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def run_clock(
         self, interval_s: float = 1.0, clock: Callable[[], float] = time.time
@@ -110,5 +169,14 @@ class RulesEngine:
                 logger.exception("time-based rule evaluation failed")
 
     async def drain(self) -> None:
-        """Wait until every offered reading has been evaluated."""
-        await self._queue.join()
+        """Wait until every offered reading has been evaluated (by :meth:`run`)."""
+        if not self._pending:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._drained.append(waiter)
+        await waiter
+
+
+def _evaluates(processor: Processor, kind: type[Sample]) -> bool:
+    types: tuple[type[Sample], ...] | None = getattr(processor, "sample_types", None)
+    return types is None or issubclass(kind, types)

@@ -71,6 +71,8 @@ class AlertLifecycle:
     engine's processors gets it ticked.
     """
 
+    sample_types = ()  # readings are the detectors' business
+
     def __init__(self, store: AlertStateStore, settings: AlertingSettings | None = None) -> None:
         self.store = store
         self.settings = settings or store.alerting

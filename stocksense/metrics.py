@@ -54,12 +54,10 @@ class PipelineCollector(Collector):
 
     def _rules(self) -> Iterator[Metric]:
         rules = self._pipeline.rules
-        # RulesEngine keeps its queue private and offers no depth; read it at scrape time only.
-        depth = rules._queue.qsize()
         yield GaugeMetricFamily(
             "stocksense_rules_queue_batches",
             "Reading batches handed to the rules and not evaluated yet",
-            value=depth,
+            value=rules.queued,
         )
         yield CounterMetricFamily(
             "stocksense_rules_readings_processed", "Readings evaluated", value=rules.processed

@@ -107,7 +107,7 @@ class Pipeline:
         )
         # Points InfluxDB refuses raise a store_rejecting alert, cleared after a quiet time.
         self.store_alarm = StoreRejectingAlarm(self.lifecycle, {"influxdb": self.writer})
-        self.rules.processors.append(self.store_alarm)
+        self.rules.add(self.store_alarm)
         # Approved requisitions to the ERP, when one is configured (None otherwise).
         self.erp = build_pusher(settings, conn=self.conn)
         self._tasks: list[asyncio.Task[None]] = []

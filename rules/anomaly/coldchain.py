@@ -139,6 +139,8 @@ def _split_by_day(start_ms: int, end_ms: int, tz: ZoneInfo) -> Iterator[tuple[st
 class ColdChainMonitor:
     """MKT and cumulative out-of-band time per cold zone of the seed (a processor)."""
 
+    sample_types = (TempSample,)
+
     def __init__(
         self, seed: Seed, lifecycle: AlertLifecycle, settings: AlertingSettings | None = None
     ) -> None:

@@ -60,6 +60,8 @@ class ProbeHealth:
 class SensorHealthDetector:
     """Drift and flat-line detection for temperature probes (a processor)."""
 
+    sample_types = (TempSample,)
+
     def __init__(
         self, seed: Seed, lifecycle: AlertLifecycle, policy: SensorHealthPolicy | None = None
     ) -> None:

@@ -73,6 +73,8 @@ class InventoryProcessor:
     up at the next periodic evaluation.
     """
 
+    sample_types = (WeightSample, TagSample, DeviceStatus)
+
     def __init__(
         self,
         *,

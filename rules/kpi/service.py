@@ -346,6 +346,8 @@ class KpiProcessor:
     they are computed at the tick.
     """
 
+    sample_types = ()  # KPIs come from the ledger and alerts
+
     def __init__(
         self,
         calculator: KpiCalculator,
