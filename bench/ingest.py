@@ -234,6 +234,11 @@ def run_latency(stack: LocalStack, *, rate: int, seconds: float) -> Result:
 
 
 def _peak_rss_kb() -> int:
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a worker spawned by a large
+    # parent would report the parent's peak.
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
