@@ -214,4 +214,5 @@ def test_the_probes_remembered_per_device_are_bounded(tmp_path: Path) -> None:
         )
     state = detector.devices[("wh1", "temp", "gw")]
     assert len(state.series_ms) == 1024
-    assert "t2999" in state.series_ms and "t0" not in state.series_ms
+    assert "t2999" in state.series_ms
+    assert "t0" not in state.series_ms
