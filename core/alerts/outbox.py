@@ -2,8 +2,11 @@
 
 Rows are queued in the transaction that records the event (see
 :class:`~core.alerts.state.AlertStateStore`), so an alert never goes unannounced after a crash;
-the notifier claims the due rows, marks them ``sending``, then ``sent``, ``pending`` again for
-a retry, or ``dead``.
+the notifier claims the due rows for a lease, marks each ``sending`` just before it sends it,
+then ``sent``, ``pending`` again for a retry, or ``dead``. A claim is one write transaction, so
+notifiers in several processes can share one database: each row is claimed by one of them at a
+time, and a notifier checks and renews its claim as it marks a row ``sending``, so a row whose
+lease ran out and was taken by another is not sent twice.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 
 from core.alerts.models import INFLUX_CHANNEL, Alert, AlertEvent, OutboxItem, now_ms
+from core.db import SqlStore
 
 _OUTBOX_COLUMNS = "id, channel, alert_id, event, occurrence, seq, attempts, status, last_error"
 
 
-class OutboxStore:
+class OutboxStore(SqlStore):
     """Pending deliveries feeding the notifier.
 
     ``on_enqueue`` is called by :meth:`wake` after a transaction queued deliveries (wire it to
@@ -27,7 +31,7 @@ class OutboxStore:
     def __init__(
         self, conn: sqlite3.Connection, *, on_enqueue: Callable[[], None] | None = None
     ) -> None:
-        self._conn = conn
+        super().__init__(conn)
         self.on_enqueue = on_enqueue
         self._enqueued = False
 
@@ -59,36 +63,92 @@ class OutboxStore:
             self.on_enqueue()
         self._enqueued = False
 
-    def due(self, *, now: int, limit: int = 100) -> builtins.list[OutboxItem]:
-        """Pending deliveries whose next attempt is due, oldest first."""
-        rows = self._conn.execute(
-            f"""SELECT {_OUTBOX_COLUMNS} FROM outbox
-               WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?""",  # noqa: S608
-            (now, limit),
-        )
-        return [OutboxItem.model_validate(dict(r)) for r in rows.fetchall()]
+    def claim(
+        self, *, owner: str, now: int, lease_ms: int, limit: int = 100
+    ) -> builtins.list[OutboxItem]:
+        """Claim for ``owner``, until ``now + lease_ms``, the pending rows due at ``now`` that no
+        other notifier holds, oldest first. Rows another notifier left ``sending`` past its
+        lease are pending again first (it stopped or hung mid-send: they are sent again under
+        the same key)."""
+        with self.transaction():
+            self._conn.execute(
+                """UPDATE outbox SET status = 'pending', claimed_by = NULL, claimed_until = NULL,
+                   last_error = 'interrupted while sending; sent again'
+                   WHERE status = 'sending' AND COALESCE(claimed_until, 0) < ?""",
+                (now,),
+            )
+            rows = self._conn.execute(
+                f"""UPDATE outbox SET claimed_by = ?, claimed_until = ?
+                   WHERE id IN (SELECT id FROM outbox
+                                WHERE status = 'pending' AND next_attempt_at <= ?
+                                  AND COALESCE(claimed_until, 0) < ?
+                                ORDER BY id LIMIT ?)
+                   RETURNING {_OUTBOX_COLUMNS}""",  # noqa: S608
+                (owner, now + lease_ms, now, now, limit),
+            ).fetchall()
+        return sorted((OutboxItem.model_validate(dict(r)) for r in rows), key=lambda i: i.id)
 
-    def mark_sending(self, item_ids: Iterable[int]) -> None:
-        """About to send: a crash from here to :meth:`mark_sent` leaves the row 'sending'."""
-        self._conn.executemany(
-            "UPDATE outbox SET status = 'sending' WHERE id = ?", [(i,) for i in item_ids]
-        )
+    def mark_sending(self, item_ids: Iterable[int], *, owner: str, until: int) -> bool:
+        """About to send these rows: ``sending``, and ``owner``'s claim renewed to ``until``.
+        False, and nothing changed, if any of them is no longer ``owner``'s (another notifier
+        took it over). A crash from here to :meth:`mark_sent` leaves the rows ``sending``."""
+        ids = list(item_ids)
+        marks = ",".join("?" * len(ids))
+        with self.transaction():
+            (owned,) = self._conn.execute(
+                f"""SELECT COUNT(*) FROM outbox WHERE id IN ({marks}) AND claimed_by = ?
+                   AND status IN ('pending', 'sending')""",  # noqa: S608
+                (*ids, owner),
+            ).fetchone()
+            if owned != len(ids):
+                return False
+            self._conn.execute(
+                f"""UPDATE outbox SET status = 'sending', claimed_until = ?
+                   WHERE id IN ({marks})""",  # noqa: S608
+                (until, *ids),
+            )
+        return True
 
-    def recover_sending(self) -> builtins.list[OutboxItem]:
-        """Put rows left 'sending' by a crash back to 'pending'; returns them.
+    def release(self, owner: str) -> int:
+        """Give up ``owner``'s claims on rows still pending (the end of a pass: retries, and
+        what a robot's budget left for later); returns how many."""
+        return self._conn.execute(
+            """UPDATE outbox SET claimed_by = NULL, claimed_until = NULL
+               WHERE status = 'pending' AND claimed_by = ?""",
+            (owner,),
+        ).rowcount
+
+    def recover_sending(self, worker: str) -> builtins.list[OutboxItem]:
+        """Put back to 'pending' the rows a stop of ``worker`` left 'sending' (claimed by an
+        earlier process of that name, or before claims had owners); returns them.
 
         Their outcome is unknown (the channel may have accepted the message before the crash):
         they are sent again, carrying the same idempotency key, so a receiver that
         deduplicates sees them once. Robots cannot deduplicate: we accept a rare repeated
-        message over a lost alert (at-least-once).
+        message over a lost alert (at-least-once). Rows of other live workers keep their claim;
+        those of a worker that never comes back are due again when its lease runs out.
         """
-        rows = self.outbox(status="sending")
-        if rows:
+        prefix = worker_prefix(worker)
+        mine = "claimed_by IS NULL OR substr(claimed_by, 1, ?) = ?"
+        with self.transaction():
+            rows = self._conn.execute(
+                f"""SELECT {_OUTBOX_COLUMNS} FROM outbox
+                   WHERE status = 'sending' AND ({mine}) ORDER BY id""",  # noqa: S608
+                (len(prefix), prefix),
+            ).fetchall()
             self._conn.execute(
-                """UPDATE outbox SET status = 'pending',
-                   last_error = 'interrupted while sending; sent again' WHERE status = 'sending'"""
+                f"""UPDATE outbox SET status = 'pending', claimed_by = NULL, claimed_until = NULL,
+                   last_error = 'interrupted while sending; sent again'
+                   WHERE status = 'sending' AND ({mine})""",  # noqa: S608
+                (len(prefix), prefix),
             )
-        return rows
+            # and what it had claimed without sending yet is free at once
+            self._conn.execute(
+                f"""UPDATE outbox SET claimed_by = NULL, claimed_until = NULL
+                   WHERE status = 'pending' AND claimed_by IS NOT NULL AND ({mine})""",  # noqa: S608
+                (len(prefix), prefix),
+            )
+        return [OutboxItem.model_validate(dict(r)) for r in rows]
 
     def mark_sent(self, item_id: int) -> None:
         """The channel accepted the message."""
@@ -142,3 +202,8 @@ class OutboxStore:
             (alert_id, INFLUX_CHANNEL),
         ).fetchall()
         return {str(r["channel"]): str(r["event"]) for r in rows}
+
+
+def worker_prefix(worker: str) -> str:
+    """How the claims of every process of ``worker`` begin (``claimed_by`` is ``worker#pid``)."""
+    return f"{worker}#"

@@ -150,4 +150,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX outbox_by_alert ON outbox (alert_id);
     CREATE INDEX alerts_by_owner ON alerts (owner, state);
     """,
+    # 4: rows are claimed by one notifier at a time, for a lease, so that several notifier
+    # processes can share one database without sending a row twice
+    """
+    ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE outbox ADD COLUMN claimed_until INTEGER;
+    """,
 ]

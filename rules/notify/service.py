@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ import httpx
 
 from core import db
 from core.alerts import Alert, AlertStores, OutboxItem
+from core.alerts.outbox import worker_prefix
 from core.influx import InfluxClient
 from core.settings import Settings
 from rules.lifecycle import AlertLifecycle, channel_health_hooks
@@ -55,6 +58,9 @@ MAX_BACKOFF_S = 300.0
 # Enough rows per pass that a whole storm is folded into one digest rather than many.
 DEFAULT_BATCH_LIMIT = 5000
 _KEEP_FAILURES = 100
+# How long a notifier's claim on outbox rows holds; renewed before each send, so it only has
+# to outlast one send (HTTP timeouts are 10 s).
+CLAIM_LEASE_S = 60.0
 
 
 @dataclass
@@ -125,6 +131,8 @@ def build_notifier(
         channels,
         poll_interval_s=settings.notifier.poll_interval_s,
         max_attempts=settings.notifier.max_attempts,
+        # Every worker already has an MQTT client id of its own: it names its claims too.
+        worker=settings.mqtt.client_id,
         on_channel_problem=on_problem,
         on_channel_recovered=on_recovered,
     )
@@ -133,10 +141,14 @@ def build_notifier(
 class Notifier:
     """Delivers outbox rows; one instance per process.
 
-    ``clock`` returns seconds since the epoch (inject a simulated one in tests); it drives the
-    outbox schedule and the robots' buckets. ``on_channel_problem(channel, message)`` is
-    called when a channel starts failing permanently, ``on_channel_recovered(channel)`` when
-    it accepts a message again; both may be set after construction.
+    Notifiers of several processes may share one database: each claims the rows it sends (see
+    :class:`~core.alerts.outbox.OutboxStore`), under ``worker`` (which must differ between
+    processes that run at the same time; a restarted process of the same name sends again what
+    its predecessor left mid-send). ``clock`` returns seconds since the epoch (inject a
+    simulated one in tests); it drives the outbox schedule and the robots' buckets.
+    ``on_channel_problem(channel, message)`` is called when a channel starts failing
+    permanently, ``on_channel_recovered(channel)`` when it accepts a message again; both may be
+    set after construction.
     """
 
     def __init__(
@@ -146,6 +158,7 @@ class Notifier:
         *,
         poll_interval_s: float = 0.2,
         max_attempts: int = 8,
+        worker: str = "notifier",
         clock: Clock = time.time,
         on_channel_problem: ProblemHook | None = None,
         on_channel_recovered: RecoveryHook | None = None,
@@ -158,6 +171,9 @@ class Notifier:
         self._max_attempts = max_attempts
         self._clock = clock
         self._batch_limit = batch_limit
+        self.worker = worker
+        self.owner = f"{worker_prefix(worker)}{os.getpid()}-{secrets.token_hex(4)}"
+        self._lease_ms = int(CLAIM_LEASE_S * 1000)
         self.on_channel_problem = on_channel_problem
         self.on_channel_recovered = on_channel_recovered
         self.health: dict[str, ChannelHealth] = {name: ChannelHealth() for name in self._channels}
@@ -178,7 +194,7 @@ class Notifier:
 
     def recover(self) -> int:
         """Requeue rows a crash left ``sending``; returns how many (run calls it at start)."""
-        rows = self._outbox.recover_sending()
+        rows = self._outbox.recover_sending(self.worker)
         if rows:
             logger.warning(
                 "%d deliveries were interrupted by a stop: sending them again (ids %s)",
@@ -206,13 +222,30 @@ class Notifier:
 
     async def _deliver_pass(self) -> int:
         by_channel: dict[str, list[OutboxItem]] = {}
-        for item in self._outbox.due(now=self._now_ms(), limit=self._batch_limit):
-            by_channel.setdefault(item.channel, []).append(item)
-        # Channels are independent: a slow InfluxDB or webhook must not hold up a robot.
-        counts = await asyncio.gather(
-            *(self._deliver_channel(name, items) for name, items in by_channel.items())
+        claimed = self._outbox.claim(
+            owner=self.owner, now=self._now_ms(), lease_ms=self._lease_ms, limit=self._batch_limit
         )
+        for item in claimed:
+            by_channel.setdefault(item.channel, []).append(item)
+        try:
+            # Channels are independent: a slow InfluxDB or webhook must not hold up a robot.
+            counts = await asyncio.gather(
+                *(self._deliver_channel(name, items) for name, items in by_channel.items())
+            )
+        finally:
+            if claimed:
+                self._outbox.release(self.owner)  # what a robot's budget left for later
         return sum(counts)
+
+    def _hold(self, rows: list[OutboxItem]) -> bool:
+        """Mark ``rows`` sending, renewing this notifier's claim on them; False if another
+        notifier has taken them over (this one was stalled past its lease)."""
+        if self._outbox.mark_sending(
+            (row.id for row in rows), owner=self.owner, until=self._now_ms() + self._lease_ms
+        ):
+            return True
+        logger.warning("outbox rows %s were taken over by another notifier", [r.id for r in rows])
+        return False
 
     async def _deliver_channel(self, name: str, items: list[OutboxItem]) -> int:
         robot = self._robots.get(name)
@@ -242,7 +275,8 @@ class Notifier:
             return False
         channel = self._channels[item.channel]
         health = self.health[channel.name]
-        self._outbox.mark_sending([item.id])
+        if not self._hold([item]):
+            return False
         try:
             if isinstance(channel, WebhookChannel):
                 await channel.send(alert, item.event, key=str(item.id))
@@ -320,7 +354,8 @@ class Notifier:
         for message in plan:
             if not bucket.try_acquire():
                 break  # the rest stays pending for the next pass
-            self._outbox.mark_sending(row.id for row in message.covers)
+            if not self._hold(message.covers):
+                continue  # the token is spent all the same: the robot's limit still holds
             try:
                 await robot.post(message.payload)
             except DeliveryError as exc:
