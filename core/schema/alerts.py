@@ -156,4 +156,16 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
     ALTER TABLE outbox ADD COLUMN claimed_until INTEGER;
     """,
+    # 5: a robot's budget is counted in the database, shared by every notifier posting to it
+    """
+    CREATE TABLE robot_sends (
+        channel TEXT NOT NULL,
+        sent_at REAL NOT NULL
+    );
+    CREATE INDEX robot_sends_by_channel ON robot_sends (channel, sent_at);
+    CREATE TABLE robot_pauses (
+        channel TEXT PRIMARY KEY,
+        paused_until REAL NOT NULL
+    );
+    """,
 ]

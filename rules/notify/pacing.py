@@ -4,11 +4,14 @@ Both robots allow 20 messages in any 60 s and count a sliding window of request 
 counts failed requests too; going over costs DingTalk a 10-minute throttle). A classic token
 bucket refilling continuously would allow its capacity *plus* a minute's refill inside one
 window, so the bucket here returns each token exactly ``window_s`` after it was spent: the
-number of sends in any window can never exceed ``capacity``.
+number of sends in any window can never exceed ``capacity``. :class:`SharedTokenBucket` keeps
+the same count in the database, so notifiers of several processes posting to one robot share
+its budget: the robot counts requests, not processes.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -83,6 +86,105 @@ class TokenBucket:
     def pause(self, seconds: float) -> None:
         """Send nothing for ``seconds`` (a rate-limit penalty or a backoff); never shortens one."""
         self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+
+class SharedTokenBucket(TokenBucket):
+    """A :class:`TokenBucket` whose sends and pause are rows in the database, under ``key``
+    (the channel's name): every notifier process over the database spends from one budget."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        key: str,
+        *,
+        capacity: int,
+        window_s: float,
+        clock: Clock = time.time,
+    ) -> None:
+        super().__init__(capacity=capacity, window_s=window_s, clock=clock)
+        self._conn = conn
+        self._key = key
+
+    @classmethod
+    def for_shared_robot(
+        cls,
+        conn: sqlite3.Connection,
+        key: str,
+        limit_per_minute: int = ROBOT_LIMIT_PER_MINUTE,
+        *,
+        clock: Clock = time.time,
+    ) -> SharedTokenBucket:
+        """A shared bucket with the safety margins of :meth:`TokenBucket.for_robot`."""
+        return cls(
+            conn,
+            key,
+            capacity=max(1, limit_per_minute - SAFETY_MESSAGES),
+            window_s=60.0 + SAFETY_WINDOW_S,
+            clock=clock,
+        )
+
+    @property
+    def paused_until(self) -> float:
+        """Clock time before which nothing may be sent (0 when not paused)."""
+        row = self._conn.execute(
+            "SELECT paused_until FROM robot_pauses WHERE channel = ?", (self._key,)
+        ).fetchone()
+        return 0.0 if row is None else float(row[0])
+
+    def _spent_since(self, now: float) -> list[float]:
+        rows = self._conn.execute(
+            "SELECT sent_at FROM robot_sends WHERE channel = ? AND sent_at > ? ORDER BY sent_at",
+            (self._key, now - self.window_s),
+        ).fetchall()
+        return [float(r[0]) for r in rows]
+
+    def available(self) -> int:
+        """Tokens that may be spent right now by any notifier (0 while paused)."""
+        now = self._clock()
+        if now < self.paused_until:
+            return 0
+        return self.capacity - len(self._spent_since(now))
+
+    def try_acquire(self) -> bool:
+        """Spend one token of the shared budget if one is available (one write transaction)."""
+        conn = self._conn
+        outer = conn.in_transaction
+        if not outer:
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            now = self._clock()
+            conn.execute(
+                "DELETE FROM robot_sends WHERE channel = ? AND sent_at <= ?",
+                (self._key, now - self.window_s),
+            )
+            acquired = self.available() > 0
+            if acquired:
+                conn.execute(
+                    "INSERT INTO robot_sends (channel, sent_at) VALUES (?, ?)", (self._key, now)
+                )
+        except BaseException:
+            if not outer:
+                conn.execute("ROLLBACK")
+            raise
+        if not outer:
+            conn.execute("COMMIT")
+        return acquired
+
+    def next_available_at(self) -> float:
+        """Clock time at which the next token will be available."""
+        now = self._clock()
+        spent = self._spent_since(now)
+        ready = now if len(spent) < self.capacity else spent[0] + self.window_s
+        return max(ready, self.paused_until)
+
+    def pause(self, seconds: float) -> None:
+        """Send nothing for ``seconds``, for every notifier; never shortens a pause."""
+        self._conn.execute(
+            """INSERT INTO robot_pauses (channel, paused_until) VALUES (?, ?)
+               ON CONFLICT (channel) DO UPDATE
+               SET paused_until = max(paused_until, excluded.paused_until)""",
+            (self._key, self._clock() + seconds),
+        )
 
 
 @runtime_checkable

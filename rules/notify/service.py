@@ -43,7 +43,7 @@ from rules.notify.base import Channel, DeliveryError
 from rules.notify.digest import DigestEntry
 from rules.notify.dingtalk import DingTalkChannel
 from rules.notify.influx import InfluxAlertChannel
-from rules.notify.pacing import Clock, RobotChannel, TokenBucket
+from rules.notify.pacing import Clock, RobotChannel, SharedTokenBucket, TokenBucket
 from rules.notify.render import SiteTimezones
 from rules.notify.webhook import WebhookChannel
 from rules.notify.wecom import WeComChannel
@@ -180,8 +180,11 @@ class Notifier:
         self._robots: dict[str, RobotChannel] = {
             c.name: c for c in channels if isinstance(c, RobotChannel)
         }
+        # Counted in the database: every notifier posting to a robot spends from its budget.
         self.buckets: dict[str, TokenBucket] = {
-            name: TokenBucket.for_robot(robot.rate_limit_per_minute, clock=clock)
+            name: SharedTokenBucket.for_shared_robot(
+                self._outbox.conn, name, robot.rate_limit_per_minute, clock=clock
+            )
             for name, robot in self._robots.items()
         }
         self._wake = asyncio.Event()

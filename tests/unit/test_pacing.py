@@ -19,7 +19,7 @@ from core.settings import ChannelSettings
 from rules.lifecycle import AlertLifecycle
 from rules.notify.base import DeliveryError
 from rules.notify.digest import DigestEntry
-from rules.notify.pacing import RobotChannel, TokenBucket
+from rules.notify.pacing import RobotChannel, SharedTokenBucket, TokenBucket
 from rules.notify.service import Notifier
 from rules.notify.wecom import WeComChannel
 from tests.alertutil import condition
@@ -85,6 +85,62 @@ def test_pause_blocks_and_is_never_shortened() -> None:
     assert bucket.available() == 5
 
 
+def test_a_shared_budget_is_one_budget_for_every_process(tmp_path: Path) -> None:
+    clock = FakeClock(0.0)
+    path = tmp_path / "alerts.db"
+    first, second = (
+        SharedTokenBucket.for_shared_robot(db.connect(path), "robot", 20, clock=clock)
+        for _ in range(2)
+    )
+    other = SharedTokenBucket.for_shared_robot(db.connect(path), "other", 20, clock=clock)
+    assert (first.capacity, first.window_s) == (19, 61.0)
+    rng = random.Random(11)
+    sent: list[float] = []
+    for _ in range(3000):
+        clock.advance(rng.choice([0.0, 0.05, 0.5, 1.0, 3.0]))
+        if rng.choice([first, second]).try_acquire():
+            sent.append(clock.now)
+    assert len(sent) > 100
+    for i, start in enumerate(sent):
+        assert len([t for t in sent[i:] if t - start < 61]) <= 19
+    assert other.available() == 19  # another robot has its own budget
+    clock.advance(61)
+    assert first.available() == second.available() == 19
+    for _ in range(19):
+        assert first.try_acquire()
+    assert not second.try_acquire()
+    assert second.next_available_at() == clock.now + 61
+    first.pause(600)
+    second.pause(60)  # never shortens the other's pause
+    assert second.paused_until == first.paused_until == clock.now + 600
+    assert other.paused_until == 0.0
+    clock.advance(600)
+    assert second.available() == 19
+
+
+def test_two_notifiers_on_one_database_share_a_robots_budget(tmp_path: Path) -> None:
+    clock = FakeClock(time.time() + 10)
+    store = make_store(tmp_path, ["robot"])
+    robot = ScriptedRobot()
+    first = Notifier(store, [robot], clock=clock, worker="a")
+    second = Notifier(
+        AlertStores.over(db.connect(tmp_path / "alerts.db"), ["robot"]),
+        [robot],
+        clock=clock,
+        worker="b",
+    )
+    ids = raise_many(store, 10, at_ms=int(clock() * 1000))
+    assert asyncio.run(first.deliver_due()) == 10
+    later = raise_many(store, 10, at_ms=int(clock() * 1000), probe="u")
+    # 9 tokens are left of the robot's 19: the second notifier folds its 10 into a digest
+    assert asyncio.run(second.deliver_due()) == 10
+    assert robot.posted == [
+        *({"alert": i, "event": "raised"} for i in ids),
+        {"digest": later},
+    ]
+    assert second.buckets["robot"].available() == first.buckets["robot"].available() == 8
+
+
 def test_bad_parameters_are_rejected() -> None:
     with pytest.raises(ValueError, match="capacity"):
         TokenBucket(capacity=0, window_s=60)
@@ -135,13 +191,13 @@ def make_store(tmp_path: Path, channels: list[str]) -> AlertStores:
     return AlertStores.over(db.connect(tmp_path / "alerts.db"), channels)
 
 
-def raise_many(store: AlertStores, n: int, *, at_ms: int) -> list[int]:
+def raise_many(store: AlertStores, n: int, *, at_ms: int, probe: str = "t") -> list[int]:
     ids = []
     lifecycle = AlertLifecycle(store.state)
     for i in range(n):
         alert = lifecycle.report(
             condition(
-                f"WH1/cold/t{i}",
+                f"WH1/cold/{probe}{i}",
                 at_ms=at_ms,
                 type="cold_chain_excursion",
                 severity="critical",
