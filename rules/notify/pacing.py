@@ -4,16 +4,15 @@ Both robots allow 20 messages in any 60 s and count a sliding window of request 
 counts failed requests too; going over costs DingTalk a 10-minute throttle). A classic token
 bucket refilling continuously would allow its capacity *plus* a minute's refill inside one
 window, so the bucket here returns each token exactly ``window_s`` after it was spent: the
-number of sends in any window can never exceed ``capacity``. :class:`SharedTokenBucket` keeps
-the same count in the database, so notifiers of several processes posting to one robot share
-its budget: the robot counts requests, not processes.
+number of sends in any window can never exceed ``capacity``. The sends are counted in the
+database, so notifiers of several processes posting to one robot share its budget: the robot
+counts requests, not processes.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -30,67 +29,11 @@ SAFETY_WINDOW_S = 1.0
 
 
 class TokenBucket:
-    """At most ``capacity`` sends in any ``window_s`` seconds; can be paused after a penalty."""
+    """At most ``capacity`` sends in any ``window_s`` seconds; can be paused after a penalty.
 
-    def __init__(self, *, capacity: int, window_s: float, clock: Clock = time.time) -> None:
-        if capacity < 1 or window_s <= 0:
-            raise ValueError("capacity must be >= 1 and window_s > 0")
-        self.capacity = capacity
-        self.window_s = window_s
-        self._clock = clock
-        self._spent: deque[float] = deque()
-        self._paused_until = 0.0
-
-    @classmethod
-    def for_robot(
-        cls, limit_per_minute: int = ROBOT_LIMIT_PER_MINUTE, *, clock: Clock = time.time
-    ) -> TokenBucket:
-        """A bucket with the safety margins for a robot allowing ``limit_per_minute``."""
-        return cls(
-            capacity=max(1, limit_per_minute - SAFETY_MESSAGES),
-            window_s=60.0 + SAFETY_WINDOW_S,
-            clock=clock,
-        )
-
-    def _expire(self, now: float) -> None:
-        while self._spent and now - self._spent[0] >= self.window_s:
-            self._spent.popleft()
-
-    @property
-    def paused_until(self) -> float:
-        """Clock time before which nothing may be sent (0 when not paused)."""
-        return self._paused_until
-
-    def available(self) -> int:
-        """Tokens that may be spent right now (0 while paused)."""
-        now = self._clock()
-        if now < self._paused_until:
-            return 0
-        self._expire(now)
-        return self.capacity - len(self._spent)
-
-    def try_acquire(self) -> bool:
-        """Spend one token if one is available; every request attempt must spend one."""
-        if self.available() <= 0:
-            return False
-        self._spent.append(self._clock())
-        return True
-
-    def next_available_at(self) -> float:
-        """Clock time at which the next token will be available."""
-        now = self._clock()
-        self._expire(now)
-        ready = now if len(self._spent) < self.capacity else self._spent[0] + self.window_s
-        return max(ready, self._paused_until)
-
-    def pause(self, seconds: float) -> None:
-        """Send nothing for ``seconds`` (a rate-limit penalty or a backoff); never shortens one."""
-        self._paused_until = max(self._paused_until, self._clock() + seconds)
-
-
-class SharedTokenBucket(TokenBucket):
-    """A :class:`TokenBucket` whose sends and pause are rows in the database, under ``key``
-    (the channel's name): every notifier process over the database spends from one budget."""
+    Its sends and its pause are rows in the database, under ``key`` (the channel's name), so
+    every notifier process over the database spends from one budget.
+    """
 
     def __init__(
         self,
@@ -101,20 +44,24 @@ class SharedTokenBucket(TokenBucket):
         window_s: float,
         clock: Clock = time.time,
     ) -> None:
-        super().__init__(capacity=capacity, window_s=window_s, clock=clock)
+        if capacity < 1 or window_s <= 0:
+            raise ValueError("capacity must be >= 1 and window_s > 0")
+        self.capacity = capacity
+        self.window_s = window_s
+        self._clock = clock
         self._conn = conn
         self._key = key
 
     @classmethod
-    def for_shared_robot(
+    def for_robot(
         cls,
         conn: sqlite3.Connection,
         key: str,
         limit_per_minute: int = ROBOT_LIMIT_PER_MINUTE,
         *,
         clock: Clock = time.time,
-    ) -> SharedTokenBucket:
-        """A shared bucket with the safety margins of :meth:`TokenBucket.for_robot`."""
+    ) -> TokenBucket:
+        """A bucket with the safety margins for a robot allowing ``limit_per_minute``."""
         return cls(
             conn,
             key,
@@ -139,14 +86,15 @@ class SharedTokenBucket(TokenBucket):
         return [float(r[0]) for r in rows]
 
     def available(self) -> int:
-        """Tokens that may be spent right now by any notifier (0 while paused)."""
+        """Tokens that may be spent right now, by any notifier (0 while paused)."""
         now = self._clock()
         if now < self.paused_until:
             return 0
         return self.capacity - len(self._spent_since(now))
 
     def try_acquire(self) -> bool:
-        """Spend one token of the shared budget if one is available (one write transaction)."""
+        """Spend one token if one is available (one write transaction); every request attempt
+        must spend one."""
         conn = self._conn
         outer = conn.in_transaction
         if not outer:
@@ -178,7 +126,8 @@ class SharedTokenBucket(TokenBucket):
         return max(ready, self.paused_until)
 
     def pause(self, seconds: float) -> None:
-        """Send nothing for ``seconds``, for every notifier; never shortens a pause."""
+        """Send nothing for ``seconds`` (a rate-limit penalty or a backoff), whichever notifier
+        sends; never shortens a pause."""
         self._conn.execute(
             """INSERT INTO robot_pauses (channel, paused_until) VALUES (?, ?)
                ON CONFLICT (channel) DO UPDATE

@@ -6,16 +6,18 @@ channel accepted the message that carries it. Transient failures back off expone
 permanent ones (bad signature, bad key, oversize) stop at once, are kept with the channel's
 own words, and are reported through ``on_channel_problem``.
 
-A row is marked ``sending`` just before its request goes out. A crash between the channel
-accepting a message and ``mark_sent`` leaves it ``sending``; at start the notifier sends such
-rows again (at-least-once). Webhooks carry the outbox row id as an idempotency key so the
-receiver drops the repeat; robots cannot deduplicate, and a rare repeated chat message is the
-lesser harm than a lost alert.
+Each pass claims the due rows for a lease (notifiers of several processes may share the
+database), and a row is marked ``sending`` just before its request goes out. A crash between
+the channel accepting a message and ``mark_sent`` leaves it ``sending``; at start the notifier
+sends such rows of its worker again (at-least-once). Webhooks carry the outbox row id as an
+idempotency key so the receiver drops the repeat; robots cannot deduplicate, and a rare
+repeated chat message is the lesser harm than a lost alert.
 
 Robot channels (DingTalk, WeCom) are paced by a :class:`~rules.notify.pacing.TokenBucket`
-each. When more events are pending than the bucket allows right now, they are folded into
-digest messages instead of waiting in line, so a storm reaches people within a minute without
-tripping the robot's rate limit. Other channels (InfluxDB, webhooks) get one delivery per event.
+each, counted in the database so that notifiers share it. When more events are pending than
+the bucket allows right now, they are folded into digest messages instead of waiting in line,
+so a storm reaches people within a minute without tripping the robot's rate limit. Other
+channels (InfluxDB, webhooks) get one delivery per event.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from rules.notify.base import Channel, DeliveryError
 from rules.notify.digest import DigestEntry
 from rules.notify.dingtalk import DingTalkChannel
 from rules.notify.influx import InfluxAlertChannel
-from rules.notify.pacing import Clock, RobotChannel, SharedTokenBucket, TokenBucket
+from rules.notify.pacing import Clock, RobotChannel, TokenBucket
 from rules.notify.render import SiteTimezones
 from rules.notify.webhook import WebhookChannel
 from rules.notify.wecom import WeComChannel
@@ -182,7 +184,7 @@ class Notifier:
         }
         # Counted in the database: every notifier posting to a robot spends from its budget.
         self.buckets: dict[str, TokenBucket] = {
-            name: SharedTokenBucket.for_shared_robot(
+            name: TokenBucket.for_robot(
                 self._outbox.conn, name, robot.rate_limit_per_minute, clock=clock
             )
             for name, robot in self._robots.items()

@@ -282,9 +282,10 @@ def test_every_documented_channel_is_a_valid_channel() -> None:
     assert settings.notifier.console_url.endswith("/console")
 
 
-def test_documented_limits_are_the_code_s() -> None:
+def test_documented_limits_are_the_code_s(tmp_path: Path) -> None:
     doc = " ".join((DOCS / "robots.md").read_text(encoding="utf-8").split())
-    bucket = TokenBucket.for_robot(DingTalkChannel.rate_limit_per_minute)
+    conn = db.connect(tmp_path / "a.db")
+    bucket = TokenBucket.for_robot(conn, "robot", DingTalkChannel.rate_limit_per_minute)
     assert bucket.capacity == 19
     for phrase in (
         f"at most **{bucket.capacity} messages in any {bucket.window_s:g} s** per robot",

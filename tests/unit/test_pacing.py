@@ -19,7 +19,7 @@ from core.settings import ChannelSettings
 from rules.lifecycle import AlertLifecycle
 from rules.notify.base import DeliveryError
 from rules.notify.digest import DigestEntry
-from rules.notify.pacing import RobotChannel, SharedTokenBucket, TokenBucket
+from rules.notify.pacing import RobotChannel, TokenBucket
 from rules.notify.service import Notifier
 from rules.notify.wecom import WeComChannel
 from tests.alertutil import condition
@@ -28,17 +28,26 @@ from tests.conftest import FakeClock
 # -- bucket -----------------------------------------------------------------------------------
 
 
-def test_bucket_allows_capacity_then_refuses() -> None:
+def _bucket(
+    tmp_path: Path, clock: FakeClock, *, capacity: int = 19, window_s: float = 61.0
+) -> TokenBucket:
+    return TokenBucket(
+        db.connect(tmp_path / "alerts.db"), "robot", capacity=capacity, window_s=window_s,
+        clock=clock,
+    )  # fmt: skip
+
+
+def test_bucket_allows_capacity_then_refuses(tmp_path: Path) -> None:
     clock = FakeClock()
-    bucket = TokenBucket(capacity=3, window_s=60, clock=clock)
+    bucket = _bucket(tmp_path, clock, capacity=3, window_s=60)
     assert [bucket.try_acquire() for _ in range(4)] == [True, True, True, False]
     assert bucket.available() == 0
     assert bucket.next_available_at() == 1_060.0
 
 
-def test_tokens_return_exactly_one_window_after_they_were_spent() -> None:
+def test_tokens_return_exactly_one_window_after_they_were_spent(tmp_path: Path) -> None:
     clock = FakeClock()
-    bucket = TokenBucket(capacity=2, window_s=60, clock=clock)
+    bucket = _bucket(tmp_path, clock, capacity=2, window_s=60)
     assert bucket.try_acquire()
     clock.advance(10)
     assert bucket.try_acquire()
@@ -50,51 +59,21 @@ def test_tokens_return_exactly_one_window_after_they_were_spent() -> None:
     assert bucket.available() == 2
 
 
-def test_robot_bucket_keeps_a_safety_margin() -> None:
-    bucket = TokenBucket.for_robot(20, clock=FakeClock())
+def test_robot_bucket_keeps_a_safety_margin(tmp_path: Path) -> None:
+    bucket = TokenBucket.for_robot(db.connect(tmp_path / "a.db"), "robot", 20, clock=FakeClock())
     assert bucket.capacity == 19
     assert bucket.window_s == 61.0
 
 
-def test_no_sliding_window_ever_exceeds_capacity() -> None:
-    clock = FakeClock(0.0)
-    bucket = TokenBucket.for_robot(20, clock=clock)
-    rng = random.Random(7)
-    sent: list[float] = []
-    for _ in range(5000):
-        clock.advance(rng.choice([0.0, 0.05, 0.5, 1.0, 3.0]))
-        if bucket.try_acquire():
-            sent.append(clock.now)
-    assert len(sent) > 100
-    for i, start in enumerate(sent):
-        in_window = [t for t in sent[i:] if t - start < 60]
-        assert len(in_window) <= 20
-
-
-def test_pause_blocks_and_is_never_shortened() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(capacity=5, window_s=60, clock=clock)
-    bucket.pause(600)
-    bucket.pause(60)
-    assert bucket.available() == 0
-    assert not bucket.try_acquire()
-    assert bucket.next_available_at() == 1_600.0
-    clock.advance(599)
-    assert bucket.available() == 0
-    clock.advance(1)
-    assert bucket.available() == 5
-
-
-def test_a_shared_budget_is_one_budget_for_every_process(tmp_path: Path) -> None:
+def test_no_sliding_window_ever_exceeds_capacity_across_processes(tmp_path: Path) -> None:
+    """Two buckets over separate connections to one database are one budget."""
     clock = FakeClock(0.0)
     path = tmp_path / "alerts.db"
     first, second = (
-        SharedTokenBucket.for_shared_robot(db.connect(path), "robot", 20, clock=clock)
-        for _ in range(2)
+        TokenBucket.for_robot(db.connect(path), "robot", 20, clock=clock) for _ in range(2)
     )
-    other = SharedTokenBucket.for_shared_robot(db.connect(path), "other", 20, clock=clock)
-    assert (first.capacity, first.window_s) == (19, 61.0)
-    rng = random.Random(11)
+    other = TokenBucket.for_robot(db.connect(path), "other", 20, clock=clock)
+    rng = random.Random(7)
     sent: list[float] = []
     for _ in range(3000):
         clock.advance(rng.choice([0.0, 0.05, 0.5, 1.0, 3.0]))
@@ -102,7 +81,8 @@ def test_a_shared_budget_is_one_budget_for_every_process(tmp_path: Path) -> None
             sent.append(clock.now)
     assert len(sent) > 100
     for i, start in enumerate(sent):
-        assert len([t for t in sent[i:] if t - start < 61]) <= 19
+        in_window = [t for t in sent[i:] if t - start < 61]
+        assert len(in_window) <= 19
     assert other.available() == 19  # another robot has its own budget
     clock.advance(61)
     assert first.available() == second.available() == 19
@@ -110,40 +90,26 @@ def test_a_shared_budget_is_one_budget_for_every_process(tmp_path: Path) -> None
         assert first.try_acquire()
     assert not second.try_acquire()
     assert second.next_available_at() == clock.now + 61
-    first.pause(600)
-    second.pause(60)  # never shortens the other's pause
-    assert second.paused_until == first.paused_until == clock.now + 600
-    assert other.paused_until == 0.0
-    clock.advance(600)
-    assert second.available() == 19
 
 
-def test_two_notifiers_on_one_database_share_a_robots_budget(tmp_path: Path) -> None:
-    clock = FakeClock(time.time() + 10)
-    store = make_store(tmp_path, ["robot"])
-    robot = ScriptedRobot()
-    first = Notifier(store, [robot], clock=clock, worker="a")
-    second = Notifier(
-        AlertStores.over(db.connect(tmp_path / "alerts.db"), ["robot"]),
-        [robot],
-        clock=clock,
-        worker="b",
-    )
-    ids = raise_many(store, 10, at_ms=int(clock() * 1000))
-    assert asyncio.run(first.deliver_due()) == 10
-    later = raise_many(store, 10, at_ms=int(clock() * 1000), probe="u")
-    # 9 tokens are left of the robot's 19: the second notifier folds its 10 into a digest
-    assert asyncio.run(second.deliver_due()) == 10
-    assert robot.posted == [
-        *({"alert": i, "event": "raised"} for i in ids),
-        {"digest": later},
-    ]
-    assert second.buckets["robot"].available() == first.buckets["robot"].available() == 8
+def test_pause_blocks_is_never_shortened_and_is_shared(tmp_path: Path) -> None:
+    clock = FakeClock()
+    bucket = _bucket(tmp_path, clock, capacity=5, window_s=60)
+    twin = _bucket(tmp_path, clock, capacity=5, window_s=60)
+    bucket.pause(600)
+    twin.pause(60)
+    assert bucket.available() == twin.available() == 0
+    assert not twin.try_acquire()
+    assert bucket.next_available_at() == twin.paused_until == 1_600.0
+    clock.advance(599)
+    assert bucket.available() == 0
+    clock.advance(1)
+    assert twin.available() == 5
 
 
-def test_bad_parameters_are_rejected() -> None:
+def test_bad_parameters_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="capacity"):
-        TokenBucket(capacity=0, window_s=60)
+        _bucket(tmp_path, FakeClock(), capacity=0, window_s=60)
 
 
 # -- notifier with a scripted robot ----------------------------------------------------------
@@ -393,3 +359,26 @@ def test_wecom_5xx_is_retried_and_key_never_in_errors(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     assert len(seen) == 2
+
+
+def test_two_notifiers_on_one_database_share_a_robots_budget(tmp_path: Path) -> None:
+    clock = FakeClock(time.time() + 10)
+    store = make_store(tmp_path, ["robot"])
+    robot = ScriptedRobot()
+    first = Notifier(store, [robot], clock=clock, worker="a")
+    second = Notifier(
+        AlertStores.over(db.connect(tmp_path / "alerts.db"), ["robot"]),
+        [robot],
+        clock=clock,
+        worker="b",
+    )
+    ids = raise_many(store, 10, at_ms=int(clock() * 1000))
+    assert asyncio.run(first.deliver_due()) == 10
+    later = raise_many(store, 10, at_ms=int(clock() * 1000), probe="u")
+    # 9 tokens are left of the robot's 19: the second notifier folds its 10 into a digest
+    assert asyncio.run(second.deliver_due()) == 10
+    assert robot.posted == [
+        *({"alert": i, "event": "raised"} for i in ids),
+        {"digest": later},
+    ]
+    assert second.buckets["robot"].available() == first.buckets["robot"].available() == 8
