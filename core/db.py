@@ -111,3 +111,9 @@ class SqlStore:
             self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
+
+
+def worker_prefix(worker: str) -> str:
+    """How the claims of every process of ``worker`` begin, in the queues several processes
+    share (``claimed_by`` is ``worker#`` and something unique to the process)."""
+    return f"{worker}#"

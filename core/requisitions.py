@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from core.db import SqlStore
+from core.db import SqlStore, worker_prefix
 from core.errors import StockSenseError
 from core.inventory import DAY_MS, RECEIVING_LOCATION, InventoryStores, Suggestion
 
@@ -488,23 +488,39 @@ class RequisitionStore(SqlStore):
             sql, params = sql + " WHERE status = ?", [status]
         return [_push(r) for r in self._conn.execute(sql + " ORDER BY id", params)]
 
-    def mark_sending(self, push_id: int) -> bool:
-        """Claim a pending row just before its request goes out (False: another took it)."""
+    def mark_sending(self, push_id: int, *, owner: str, at_ms: int) -> bool:
+        """Claim a pending row for ``owner`` at ``at_ms``, just before its request goes out
+        (False: another pusher or a cancellation took it)."""
         cur = self._conn.execute(
-            "UPDATE req_erp_queue SET status = 'sending', updated_at = ?"
+            "UPDATE req_erp_queue SET status = 'sending', claimed_by = ?, updated_at = ?"
             " WHERE id = ? AND status = 'pending'",
-            (now_ms(), push_id),
+            (owner, at_ms, push_id),
         )
         return cur.rowcount == 1
 
-    def recover_sending(self) -> builtins.list[ErpPush]:
-        """Rows a stop left ``sending``, made pending again (sent again with the same key)."""
-        rows = self.pushes(status="sending")
-        self._conn.execute(
-            "UPDATE req_erp_queue SET status = 'pending', updated_at = ? WHERE status = 'sending'",
-            (now_ms(),),
-        )
-        return rows
+    def recover_sending(
+        self, *, worker: str | None, stale_before: int
+    ) -> builtins.list[ErpPush]:
+        """Rows left ``sending`` by an earlier process of ``worker`` (or before rows named their
+        pusher), and rows any pusher has been sending since before ``stale_before`` (it died and
+        nobody of its name came back), made pending again: they are sent again with the same
+        key. Rows a live pusher is sending now are left alone."""
+        mine, params = "claimed_by IS NULL", []
+        if worker is not None:
+            prefix = worker_prefix(worker)
+            mine, params = f"{mine} OR substr(claimed_by, 1, ?) = ?", [len(prefix), prefix]
+        where = f"status = 'sending' AND ({mine} OR updated_at < ?)"
+        with self.transaction():
+            rows = self._conn.execute(
+                f"SELECT * FROM req_erp_queue WHERE {where} ORDER BY id",  # noqa: S608
+                (*params, stale_before),
+            ).fetchall()
+            self._conn.execute(
+                f"""UPDATE req_erp_queue SET status = 'pending', claimed_by = NULL, updated_at = ?
+                   WHERE {where}""",  # noqa: S608
+                (now_ms(), *params, stale_before),
+            )
+        return [_push(r) for r in rows]
 
     def mark_retry(self, push_id: int, *, next_attempt_at: int, error: str) -> None:
         """Count a failed attempt and schedule the next."""

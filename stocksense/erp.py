@@ -22,7 +22,9 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import random
+import secrets
 import sqlite3
 import time
 from collections.abc import Callable
@@ -32,6 +34,7 @@ import httpx
 
 from core import db
 from core.audit import AuditLog
+from core.db import worker_prefix
 from core.errors import ConfigError, StockSenseError
 from core.requisitions import ErpPush, Requisition, RequisitionError, RequisitionStore
 from core.settings import ErpSettings, Settings
@@ -43,6 +46,9 @@ SIGNATURE_HEADER = "X-StockSense-Signature"
 MATERIAL_REQUEST = "Material Request"
 MAX_BACKOFF_S = 300.0
 ACTOR = "erp-pusher"
+# A push another pusher has been sending this long is taken for dead (its request timed out
+# long ago) and sent again under its key.
+SENDING_STALE_S = 600.0
 
 
 class PushError(StockSenseError):
@@ -365,10 +371,13 @@ class ErpPusher:
         *,
         poll_interval_s: float = 2.0,
         max_attempts: int = 10,
+        worker: str = "erp-pusher",
         clock: Clock = time.time,
         owns_conn: bool = False,
     ) -> None:
         self._conn = conn
+        self.worker = worker
+        self.owner = f"{worker_prefix(worker)}{os.getpid()}-{secrets.token_hex(4)}"
         self._owns_conn = owns_conn
         self._store = RequisitionStore(conn)
         self.client = client
@@ -383,8 +392,13 @@ class ErpPusher:
         return int(self._clock() * 1000)
 
     def recover(self) -> int:
-        """Requeue rows a stop left ``sending``; returns how many (``run`` calls it first)."""
-        rows = self._store.recover_sending()
+        """Requeue rows a stop of this worker left ``sending``, and those another pusher left
+        for longer than ``SENDING_STALE_S``; returns how many (``run`` calls it first)."""
+        return self._requeue(self.worker)
+
+    def _requeue(self, worker: str | None) -> int:
+        stale_before = self._now_ms() - int(SENDING_STALE_S * 1000)
+        rows = self._store.recover_sending(worker=worker, stale_before=stale_before)
         if rows:
             logger.warning(
                 "%d ERP pushes were interrupted by a stop: sending them again with their keys"
@@ -404,6 +418,7 @@ class ErpPusher:
     async def push_due(self) -> int:
         """Try every due row once; returns how many the ERP took."""
         async with self._pass_lock:
+            self._requeue(None)  # what a pusher that died mid-send left, once it is stale
             done = 0
             for row in self._store.due(now=self._now_ms()):
                 done += await self._push(row)
@@ -415,8 +430,8 @@ class ErpPusher:
             self._store.mark_dead(row.id, error=error)
             logger.error("requisition %d not pushed: %s", row.requisition_id, error)
             return 0
-        if not self._store.mark_sending(row.id):
-            return 0  # cancelled meanwhile
+        if not self._store.mark_sending(row.id, owner=self.owner, at_ms=self._now_ms()):
+            return 0  # cancelled meanwhile, or another pusher took it
         requisition = self._store.get(row.requisition_id)
         try:
             document = await self.client.push(requisition, row.idempotency_key)
@@ -484,6 +499,8 @@ def build_pusher(
         client,
         poll_interval_s=erp.poll_interval_s,
         max_attempts=erp.max_attempts,
+        # Every worker already has an MQTT client id of its own: it names its pushes too.
+        worker=settings.mqtt.client_id,
         clock=clock,
         owns_conn=conn is None,
     )

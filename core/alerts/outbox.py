@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 
 from core.alerts.models import INFLUX_CHANNEL, Alert, AlertEvent, OutboxItem, now_ms
-from core.db import SqlStore
+from core.db import SqlStore, worker_prefix
 
 _OUTBOX_COLUMNS = "id, channel, alert_id, event, occurrence, seq, attempts, status, last_error"
 
@@ -202,8 +202,3 @@ class OutboxStore(SqlStore):
             (alert_id, INFLUX_CHANNEL),
         ).fetchall()
         return {str(r["channel"]): str(r["event"]) for r in rows}
-
-
-def worker_prefix(worker: str) -> str:
-    """How the claims of every process of ``worker`` begin (``claimed_by`` is ``worker#pid``)."""
-    return f"{worker}#"

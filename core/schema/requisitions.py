@@ -61,4 +61,9 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX req_erp_queue_due ON req_erp_queue (status, next_attempt_at);
     """,
+    # 2: a row being sent names the pusher process sending it, so that several pushers can share
+    # the database and a restarted one takes back only its own
+    """
+    ALTER TABLE req_erp_queue ADD COLUMN claimed_by TEXT;
+    """,
 ]

@@ -37,7 +37,7 @@ import httpx
 
 from core import db
 from core.alerts import Alert, AlertStores, OutboxItem
-from core.alerts.outbox import worker_prefix
+from core.db import worker_prefix
 from core.influx import InfluxClient
 from core.settings import Settings
 from rules.lifecycle import AlertLifecycle, channel_health_hooks

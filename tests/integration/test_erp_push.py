@@ -21,7 +21,7 @@ from core.inventory import InventoryStores, Sku
 from core.requisitions import RequisitionStore
 from core.settings import ErpSettings, PurchasingSettings, Settings
 from simulators.erp import MATERIAL_REQUEST, ErpNext, ErpReceiver, Odoo, WebhookErp
-from stocksense.erp import ErpPusher, build_erp_client, build_pusher
+from stocksense.erp import SENDING_STALE_S, ErpPusher, build_erp_client, build_pusher
 from tests.authutil import bearer
 
 pytestmark = pytest.mark.integration
@@ -274,6 +274,48 @@ def test_a_stop_mid_request_resends_with_the_same_key(tmp_path: Path) -> None:
         assert list(world.receiver.log.documents) == ["PR-00001"]
         keys = [r.headers["idempotency-key"] for r in world.receiver.log.requests]
         assert keys == [push.idempotency_key, push.idempotency_key]
+
+    _run(tmp_path, "webhook", scenario)
+
+
+def test_another_pusher_leaves_a_push_in_flight_until_it_is_stale(tmp_path: Path) -> None:
+    """Two pushers on one database: the second takes over a push the first was sending only
+    once that has been going on for longer than any request can last."""
+
+    async def scenario(world: World, client: httpx.AsyncClient) -> None:
+        rid = await _approved(world, client)
+        world.receiver.fail_next("timeout")
+        first = world.pusher()
+        client_b = build_erp_client(world.settings.purchasing.erp)
+        assert client_b is not None
+        other = ErpPusher(
+            db.connect(world.settings.sqlite_path), client_b, worker="worker-b",
+            clock=world.clock, owns_conn=True,
+        )  # fmt: skip
+        flight = asyncio.create_task(first.push_due())
+        made = await asyncio.to_thread(
+            world.receiver.wait_for, lambda log: len(log.documents) == 1, 10.0
+        )
+        assert made
+        assert other.recover() == 0  # the first is alive and sending it
+        assert await other.push_due() == 0
+        flight.cancel()  # the first process dies while the request is out
+        with pytest.raises(asyncio.CancelledError):
+            await flight
+        await first.aclose()
+        world.clock.skip(SENDING_STALE_S)
+        assert await other.push_due() == 0  # exactly the stale time: not yet
+        push = world.requisitions().get(rid).push
+        assert push is not None
+        assert push.status == "sending"
+        world.clock.skip(0.001)
+        assert await other.push_due() == 1
+        await other.aclose()
+        after = world.requisitions().get(rid)
+        assert (after.state, after.erp_document) == ("ordered", "PR-00001")
+        keys = {r.headers["idempotency-key"] for r in world.receiver.log.requests}
+        assert len(keys) == 1  # sent again under its key: the ERP made one document
+        assert list(world.receiver.log.documents) == ["PR-00001"]
 
     _run(tmp_path, "webhook", scenario)
 
