@@ -1,10 +1,17 @@
-"""One way for tests to hand the lifecycle a condition: only what a test cares about is named."""
+"""One way for tests to hand the lifecycle a condition (only what a test cares about is named),
+and a notifier process to deliver it."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from core.alerts import AlertCondition, Severity
+from core.settings import Settings
 
 
 def condition(
@@ -35,3 +42,24 @@ def condition(
         details=details or {},
         at_ms=at_ms,
     )
+
+
+def notify_process(
+    settings: Settings, hook_url: str, log: Path, *, client_id: str | None = None
+) -> subprocess.Popen[bytes]:
+    """`stocksense notify` over ``settings``' data dir, as a user starts it, delivering to one
+    webhook channel ``hook``; ``client_id`` names its worker (its claims on the outbox)."""
+    channels = [{"name": "hook", "kind": "webhook", "url": hook_url}]
+    env = {
+        **os.environ,
+        "STOCKSENSE_DATA_DIR": str(settings.data_dir),
+        "STOCKSENSE_NOTIFIER__CHANNELS": json.dumps(channels),
+        "STOCKSENSE_NOTIFIER__POLL_INTERVAL_S": "0.05",
+        "STOCKSENSE_INFLUX__URL": "http://127.0.0.1:9",
+    }
+    if client_id is not None:
+        env["STOCKSENSE_MQTT__CLIENT_ID"] = client_id
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "stocksense.cli", "notify"], env=env, stdout=out, stderr=out
+        )

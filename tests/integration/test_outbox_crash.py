@@ -8,10 +8,7 @@ notifier sends that row again with the same idempotency key; the receiver drops 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,7 @@ from core.alerts import AlertStores
 from core.settings import Settings
 from rules.lifecycle import AlertLifecycle
 from simulators.robots import Received, WebhookReceiver
-from tests.alertutil import condition
+from tests.alertutil import condition, notify_process
 from tests.conftest import RECENT_T0, wait_for
 
 pytestmark = pytest.mark.integration
@@ -62,21 +59,6 @@ class DedupingReceiver(WebhookReceiver):
         return 200, {"ok": True}
 
 
-def _notifier(settings: Settings, hook: WebhookReceiver, log: Path) -> subprocess.Popen[bytes]:
-    channels = [{"name": "hook", "kind": "webhook", "url": hook.url}]
-    env = {
-        **os.environ,
-        "STOCKSENSE_DATA_DIR": str(settings.data_dir),
-        "STOCKSENSE_NOTIFIER__CHANNELS": json.dumps(channels),
-        "STOCKSENSE_NOTIFIER__POLL_INTERVAL_S": "0.05",
-        "STOCKSENSE_INFLUX__URL": "http://127.0.0.1:9",
-    }
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "stocksense.cli", "notify"], env=env, stdout=out, stderr=out
-        )
-
-
 def test_notifier_sigkill_mid_delivery_delivers_all_50_once(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     store = AlertStores.over(db.connect(settings.sqlite_path), ["hook"])
@@ -91,7 +73,7 @@ def test_notifier_sigkill_mid_delivery_delivers_all_50_once(tmp_path: Path) -> N
     assert len(store.outbox.outbox(status="pending")) == TOTAL
     hook = DedupingReceiver(hold_at=HOLD_AT).start()
     log = tmp_path / "notifier.log"
-    worker = _notifier(settings, hook, log)
+    worker = notify_process(settings, hook.url, log)
     try:
         wait_for(hook.holding.is_set, timeout=30, what="the notifier mid-stream")
         wait_for(
@@ -105,7 +87,7 @@ def test_notifier_sigkill_mid_delivery_delivers_all_50_once(tmp_path: Path) -> N
         assert statuses.count("sent") == HOLD_AT - 1
         assert statuses.count("sending") == 1
         assert statuses.count("pending") == TOTAL - HOLD_AT
-        worker = _notifier(settings, hook, log)
+        worker = notify_process(settings, hook.url, log)
         wait_for(
             lambda: len(store.outbox.outbox(status="sent")) == TOTAL,
             timeout=30,

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,43 +10,13 @@ from core import db
 from core.alerts import AlertStores
 from core.settings import Settings
 from rules.lifecycle import AlertLifecycle
-from simulators.robots import Received, WebhookReceiver
-from tests.alertutil import condition
+from simulators.robots import WebhookReceiver
+from tests.alertutil import condition, notify_process
 from tests.conftest import RECENT_T0, wait_for
 
 pytestmark = pytest.mark.integration
 
 TOTAL = 120
-
-
-class CountingReceiver(WebhookReceiver):
-    """A webhook receiver that records every POST, repeats included."""
-
-    def handle(self, path: str, query: dict[str, str], raw: bytes) -> tuple[int, dict[str, Any]]:
-        """Accept everything on /hook."""
-        del query
-        if path != "/hook":
-            return 404, {"error": "not found"}
-        self.log.accepted.append(Received(at=self.clock(), body=json.loads(raw)))
-        return 200, {"ok": True}
-
-
-def _notifier(
-    settings: Settings, hook: WebhookReceiver, name: str, log: Path
-) -> subprocess.Popen[bytes]:
-    channels = [{"name": "hook", "kind": "webhook", "url": hook.url}]
-    env = {
-        **os.environ,
-        "STOCKSENSE_DATA_DIR": str(settings.data_dir),
-        "STOCKSENSE_MQTT__CLIENT_ID": name,
-        "STOCKSENSE_NOTIFIER__CHANNELS": json.dumps(channels),
-        "STOCKSENSE_NOTIFIER__POLL_INTERVAL_S": "0.05",
-        "STOCKSENSE_INFLUX__URL": "http://127.0.0.1:9",
-    }
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "stocksense.cli", "notify"], env=env, stdout=out, stderr=out
-        )
 
 
 def test_two_notifiers_on_one_database_send_each_row_once(tmp_path: Path) -> None:
@@ -64,11 +29,11 @@ def test_two_notifiers_on_one_database_send_each_row_once(tmp_path: Path) -> Non
         assert alert is not None
         ids.append(alert.id)
     # Both start on a full outbox: each sees every row due at once.
-    hook = CountingReceiver().start()
+    hook = WebhookReceiver().start()  # records every POST, repeats included
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     workers = [
-        _notifier(settings, hook, "notifier-a", logs[0]),
-        _notifier(settings, hook, "notifier-b", logs[1]),
+        notify_process(settings, hook.url, logs[0], client_id="notifier-a"),
+        notify_process(settings, hook.url, logs[1], client_id="notifier-b"),
     ]
     try:
         wait_for(
