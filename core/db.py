@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from core.schema import alerts, auth, inventory, kpi, requisitions
@@ -98,22 +98,33 @@ class SqlStore:
         """The underlying connection."""
         return self._conn
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> AbstractContextManager[None]:
         """One write transaction; nested use joins the outer one."""
-        if self._conn.in_transaction:
-            yield
-            return
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+        return write_transaction(self._conn)
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction on ``conn``; nested use joins the outer one."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def worker_prefix(worker: str) -> str:
     """How the claims of every process of ``worker`` begin, in the queues several processes
     share (``claimed_by`` is ``worker#`` and something unique to the process)."""
     return f"{worker}#"
+
+
+def claimed_by_worker(worker: str) -> tuple[str, tuple[int, str]]:
+    """SQL condition and parameters: the row's ``claimed_by`` is a process of ``worker``."""
+    prefix = worker_prefix(worker)
+    return "substr(claimed_by, 1, ?) = ?", (len(prefix), prefix)

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from core.db import SqlStore, worker_prefix
+from core.db import SqlStore, claimed_by_worker
 from core.errors import StockSenseError
 from core.inventory import DAY_MS, RECEIVING_LOCATION, InventoryStores, Suggestion
 
@@ -505,22 +505,17 @@ class RequisitionStore(SqlStore):
         pusher), and rows any pusher has been sending since before ``stale_before`` (it died and
         nobody of its name came back), made pending again: they are sent again with the same
         key. Rows a live pusher is sending now are left alone."""
-        mine, params = "claimed_by IS NULL", []
+        mine = "claimed_by IS NULL"
+        params: tuple[object, ...] = ()
         if worker is not None:
-            prefix = worker_prefix(worker)
-            mine, params = f"{mine} OR substr(claimed_by, 1, ?) = ?", [len(prefix), prefix]
-        where = f"status = 'sending' AND ({mine} OR updated_at < ?)"
-        with self.transaction():
-            rows = self._conn.execute(
-                f"SELECT * FROM req_erp_queue WHERE {where} ORDER BY id",  # noqa: S608
-                (*params, stale_before),
-            ).fetchall()
-            self._conn.execute(
-                f"""UPDATE req_erp_queue SET status = 'pending', claimed_by = NULL, updated_at = ?
-                   WHERE {where}""",  # noqa: S608
-                (now_ms(), *params, stale_before),
-            )
-        return [_push(r) for r in rows]
+            condition, params = claimed_by_worker(worker)
+            mine = f"{mine} OR {condition}"
+        rows = self._conn.execute(
+            f"""UPDATE req_erp_queue SET status = 'pending', claimed_by = NULL, updated_at = ?
+               WHERE status = 'sending' AND ({mine} OR updated_at < ?) RETURNING *""",  # noqa: S608
+            (now_ms(), *params, stale_before),
+        ).fetchall()
+        return sorted((_push(r) for r in rows), key=lambda push: push.id)
 
     def mark_retry(self, push_id: int, *, next_attempt_at: int, error: str) -> None:
         """Count a failed attempt and schedule the next."""

@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 
 from core.alerts.models import INFLUX_CHANNEL, Alert, AlertEvent, OutboxItem, now_ms
-from core.db import SqlStore, worker_prefix
+from core.db import SqlStore, claimed_by_worker
 
 _OUTBOX_COLUMNS = "id, channel, alert_id, event, occurrence, seq, attempts, status, last_error"
 
@@ -71,12 +71,7 @@ class OutboxStore(SqlStore):
         lease are pending again first (it stopped or hung mid-send: they are sent again under
         the same key)."""
         with self.transaction():
-            self._conn.execute(
-                """UPDATE outbox SET status = 'pending', claimed_by = NULL, claimed_until = NULL,
-                   last_error = 'interrupted while sending; sent again'
-                   WHERE status = 'sending' AND COALESCE(claimed_until, 0) < ?""",
-                (now,),
-            )
+            self._resend("COALESCE(claimed_until, 0) < ?", (now,))
             rows = self._conn.execute(
                 f"""UPDATE outbox SET claimed_by = ?, claimed_until = ?
                    WHERE id IN (SELECT id FROM outbox
@@ -128,27 +123,28 @@ class OutboxStore(SqlStore):
         message over a lost alert (at-least-once). Rows of other live workers keep their claim;
         those of a worker that never comes back are due again when its lease runs out.
         """
-        prefix = worker_prefix(worker)
-        mine = "claimed_by IS NULL OR substr(claimed_by, 1, ?) = ?"
+        mine, params = claimed_by_worker(worker)
         with self.transaction():
-            rows = self._conn.execute(
-                f"""SELECT {_OUTBOX_COLUMNS} FROM outbox
-                   WHERE status = 'sending' AND ({mine}) ORDER BY id""",  # noqa: S608
-                (len(prefix), prefix),
-            ).fetchall()
-            self._conn.execute(
-                f"""UPDATE outbox SET status = 'pending', claimed_by = NULL, claimed_until = NULL,
-                   last_error = 'interrupted while sending; sent again'
-                   WHERE status = 'sending' AND ({mine})""",  # noqa: S608
-                (len(prefix), prefix),
-            )
+            rows = self._resend(f"claimed_by IS NULL OR {mine}", params)
             # and what it had claimed without sending yet is free at once
             self._conn.execute(
                 f"""UPDATE outbox SET claimed_by = NULL, claimed_until = NULL
-                   WHERE status = 'pending' AND claimed_by IS NOT NULL AND ({mine})""",  # noqa: S608
-                (len(prefix), prefix),
+                   WHERE status = 'pending' AND {mine}""",  # noqa: S608
+                params,
             )
-        return [OutboxItem.model_validate(dict(r)) for r in rows]
+        return rows
+
+    def _resend(self, condition: str, params: tuple[object, ...]) -> builtins.list[OutboxItem]:
+        """Put the ``sending`` rows matching ``condition`` back to pending, to be sent again
+        under their key; returns them."""
+        rows = self._conn.execute(
+            f"""UPDATE outbox SET status = 'pending', claimed_by = NULL, claimed_until = NULL,
+               last_error = 'interrupted while sending; sent again'
+               WHERE status = 'sending' AND ({condition})
+               RETURNING {_OUTBOX_COLUMNS}""",  # noqa: S608
+            params,
+        ).fetchall()
+        return sorted((OutboxItem.model_validate(dict(r)) for r in rows), key=lambda i: i.id)
 
     def mark_sent(self, item_id: int) -> None:
         """The channel accepted the message."""

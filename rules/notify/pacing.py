@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from core.alerts import Alert, AlertEvent
+from core.db import write_transaction
 from rules.notify.digest import DigestEntry
 
 Clock = Callable[[], float]
@@ -95,27 +96,17 @@ class TokenBucket:
     def try_acquire(self) -> bool:
         """Spend one token if one is available (one write transaction); every request attempt
         must spend one."""
-        conn = self._conn
-        outer = conn.in_transaction
-        if not outer:
-            conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self._conn):
             now = self._clock()
-            conn.execute(
+            self._conn.execute(
                 "DELETE FROM robot_sends WHERE channel = ? AND sent_at <= ?",
                 (self._key, now - self.window_s),
             )
             acquired = self.available() > 0
             if acquired:
-                conn.execute(
+                self._conn.execute(
                     "INSERT INTO robot_sends (channel, sent_at) VALUES (?, ?)", (self._key, now)
                 )
-        except BaseException:
-            if not outer:
-                conn.execute("ROLLBACK")
-            raise
-        if not outer:
-            conn.execute("COMMIT")
         return acquired
 
     def next_available_at(self) -> float:
