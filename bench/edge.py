@@ -38,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from bench import proc_memory_mb
 from stocksense.devservices import free_port, mosquitto, port_open, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,12 +82,6 @@ class Sample:
 def _cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICK  # utime + stime
-
-
-def _rss_mb(pid: int, field: str) -> float:
-    """VmRSS (now) or VmHWM (peak) of ``pid`` in MB."""
-    match = re.search(rf"^{field}:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M)
-    return int(match.group(1)) / 1024 if match else float("nan")
 
 
 def _queued(path: Path) -> tuple[int, int]:
@@ -165,8 +160,8 @@ def run_case(case: str, work: Path, broker: int, modbus: int, seconds: float) ->
         time.sleep(seconds)
         last = _sample(agent.pid, queue, metrics)
         depth = _queued(queue)[1]
-        rss = _rss_mb(agent.pid, "VmRSS")
-        peak = _rss_mb(agent.pid, "VmHWM")
+        rss = proc_memory_mb(agent.pid, "VmRSS")
+        peak = proc_memory_mb(agent.pid, "VmHWM")
     finally:
         agent.terminate()
         agent.wait(30)

@@ -43,6 +43,7 @@ from typing import Any
 
 import httpx
 
+from bench import proc_memory_mb
 from core import topics
 from core.influx import query_sync
 from core.mqtt_settings import MqttSettings
@@ -234,12 +235,7 @@ def run_latency(stack: LocalStack, *, rate: int, seconds: float) -> Result:
 
 
 def _peak_rss_kb() -> int:
-    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a worker spawned by a large
-    # parent would report the parent's peak.
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(proc_memory_mb(os.getpid(), "VmHWM") * 1024)
 
 
 def _cpu_s() -> float:
