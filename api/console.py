@@ -9,7 +9,6 @@ served with local copies of Swagger UI and ReDoc, so the API's docs work without
 import asyncio
 import json
 import logging
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
@@ -93,18 +92,18 @@ class AlertWatch:
     Every lifecycle step of an alert (raised, acknowledged, assigned, escalated, cleared,
     resolved ...) appends to ``alert_events``, whose newest id is a primary-key lookup; the
     few active alerts are also compared by ``updated_at`` and their values (the latest value
-    and peak change without an event). ``PRAGMA data_version`` says first whether another
-    connection committed anything at all.
+    and peak change without an event). On SQLite, ``PRAGMA data_version`` says first whether
+    another connection committed anything at all.
     """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: db.Connection) -> None:
         self._conn = conn
         self._version = self._data_version()
         self._cursor = self._last_event()
         self._active = self._active_versions()
 
-    def _data_version(self) -> int:
-        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+    def _data_version(self) -> int | None:
+        return self._conn.data_version()
 
     def _last_event(self) -> int:
         return int(
@@ -122,7 +121,7 @@ class AlertWatch:
     def changes(self) -> list[Alert]:
         """Alerts changed since the previous call (or since this watch was made), by id."""
         version = self._data_version()
-        if version == self._version:
+        if version is not None and version == self._version:
             return []
         self._version = version
         rows = self._conn.execute(
@@ -152,7 +151,7 @@ async def alert_stream(
 ) -> AsyncIterator[str]:
     """Server-sent events: ``ready`` once, then ``alert`` with each changed alert of ``who``'s
     sites as JSON, a comment line every KEEPALIVE_S; ends after ``lifetime_s``."""
-    conn = db.connect(settings.sqlite_path)
+    conn = db.connect(settings.database)
     try:
         loop = asyncio.get_running_loop()
         watch = AlertWatch(conn)

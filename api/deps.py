@@ -1,6 +1,5 @@
 """Request dependencies shared by the routers: settings and a database connection per request."""
 
-import sqlite3
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -18,13 +17,13 @@ def get_settings(request: Request) -> Settings:
 
 def connection(
     settings: Annotated[Settings, Depends(get_settings)],
-) -> Iterator[sqlite3.Connection]:
+) -> Iterator[db.Connection]:
     """A connection for the duration of one request."""
-    conn = db.connect(settings.sqlite_path)
+    conn = db.connect(settings.database)
     try:
         yield conn
     finally:
         conn.close()
 
 
-Connection = Annotated[sqlite3.Connection, Depends(connection)]
+Connection = Annotated[db.Connection, Depends(connection)]

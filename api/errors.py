@@ -6,7 +6,6 @@ Validation errors keep FastAPI's 422 body: ``detail`` is a list naming each fiel
 """
 
 import logging
-import sqlite3
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from core import db
 from core.errors import InventoryStoreError, NotFoundError
 
 logger = logging.getLogger(__name__)
@@ -65,5 +65,5 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
     app.add_exception_handler(InventoryStoreError, _store_error)
-    app.add_exception_handler(sqlite3.IntegrityError, _constraint)
+    app.add_exception_handler(db.IntegrityError, _constraint)
     app.add_exception_handler(Exception, _unexpected)

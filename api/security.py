@@ -5,7 +5,6 @@ Every route names the permission it needs with one of the ``Can*`` parameters be
 walks the app's routes and fails on a route without one (docs/access.md lists them).
 """
 
-import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any, Protocol, TypeVar
 
@@ -14,6 +13,7 @@ from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBea
 
 from api.deps import Connection, get_settings
 from api.errors import ErrorMessage
+from core import db
 from core.audit import AuditLog
 from core.auth import PERMISSIONS, AuthStore, Principal, Role, TokenCache, same_secret
 from core.settings import Settings
@@ -164,7 +164,7 @@ def site_filters(principal: Principal, site: str | None) -> list[str | None]:
 
 
 def audit(
-    conn: sqlite3.Connection,
+    conn: db.Connection,
     principal: Principal,
     action: str,
     target: str,

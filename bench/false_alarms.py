@@ -221,7 +221,7 @@ async def run_week(
     wms = ApiPickRecorder(api.url, _wms_token(settings)) if picks else None
     warehouse = ScenarioWarehouse(scenario, host="127.0.0.1", port=stack.mqtt_port, picks=wms)
     catalog = scenario.catalog(warehouse.start_ms)
-    conn = db.connect(settings.sqlite_path)
+    conn = db.connect(settings.database)
     try:
         InventoryStores.over(conn).load_catalog(
             skus=catalog.skus, shelves=catalog.shelves, rfid_zones=catalog.rfid_zones,
@@ -265,7 +265,7 @@ async def run_week(
 
 def _wms_token(settings: Settings) -> str:
     """An API token of the WMS's user (an operator may record picks)."""
-    conn = db.connect(settings.sqlite_path)
+    conn = db.connect(settings.database)
     try:
         store = AuthStore(conn)
         store.add_user("wms", Role.OPERATOR)

@@ -4,11 +4,11 @@ when, and the record before and after, as JSON."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from pydantic import BaseModel
 
+from core import db
 from core.auth import now_ms
 
 
@@ -36,7 +36,7 @@ def _plain(value: object) -> object:
     return value
 
 
-def _entry(row: sqlite3.Row) -> AuditEntry:
+def _entry(row: db.Row) -> AuditEntry:
     data = dict(row)
     for side in ("before", "after"):
         data[side] = None if data[side] is None else json.loads(data[side])
@@ -46,7 +46,7 @@ def _entry(row: sqlite3.Row) -> AuditEntry:
 class AuditLog:
     """Append and read audit entries over one connection."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: db.Connection) -> None:
         self._conn = conn
 
     def record(
@@ -67,13 +67,13 @@ class AuditLog:
             None if side is None else json.dumps(_plain(side), sort_keys=True)
             for side in (before, after)
         ]
-        cur = self._conn.execute(
+        row_id = self._conn.insert(
             "INSERT INTO audit_log (at, actor, role, via, action, target, site, before, after)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (at_ms or now_ms(), actor, role, via, action, target, site, *sides),
         )
         row = self._conn.execute(
-            "SELECT * FROM audit_log WHERE id = ?", (cur.lastrowid,)
+            "SELECT * FROM audit_log WHERE id = ?", (row_id,)
         ).fetchone()
         return _entry(row)
 

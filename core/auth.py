@@ -13,7 +13,6 @@ import functools
 import hashlib
 import hmac
 import secrets
-import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -23,6 +22,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel
 
+from core import db
 from core.errors import AuthError
 
 TOKEN_PREFIX_CHARS = 8
@@ -160,7 +160,7 @@ class TokenCache:
             self._seen.popitem(last=False)
 
 
-def _user(row: sqlite3.Row) -> User:
+def _user(row: db.Row) -> User:
     sites = tuple(s for s in str(row["sites"]).split(",") if s)
     return User(
         id=row["id"], name=row["name"], role=row["role"], sites=sites, created_at=row["created_at"]
@@ -170,7 +170,7 @@ def _user(row: sqlite3.Row) -> User:
 class AuthStore:
     """Users, tokens, sessions and login failures over one connection."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: db.Connection) -> None:
         self._conn = conn
 
     # -- users ------------------------------------------------------------------------------
@@ -182,12 +182,12 @@ class AuthStore:
         if self.user(name) is not None:
             raise AuthError(f"user {name!r} exists already")
         password = password or secrets.token_urlsafe(12)
-        cur = self._conn.execute(
+        row_id = self._conn.insert(
             "INSERT INTO auth_users (name, role, sites, password_hash, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
             (name, role.value, ",".join(sorted(set(sites))), _hasher.hash(password), now_ms()),
         )
-        user = self._user_by_id(int(cur.lastrowid or 0))
+        user = self._user_by_id(row_id)
         assert user is not None
         return user, password
 
@@ -233,12 +233,12 @@ class AuthStore:
         if user is None:
             raise AuthError(f"no user {name!r}")
         token = _new_token()
-        cur = self._conn.execute(
+        row_id = self._conn.insert(
             "INSERT INTO auth_tokens (user_id, prefix, token_hash, label, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
             (user.id, token[:TOKEN_PREFIX_CHARS], _hasher.hash(token), label, now_ms()),
         )
-        info = next(t for t in self.tokens(name) if t.id == int(cur.lastrowid or 0))
+        info = next(t for t in self.tokens(name) if t.id == row_id)
         return info, token
 
     def tokens(self, name: str | None = None) -> builtins.list[TokenInfo]:

@@ -1,86 +1,376 @@
-"""Relational store: SQLite (WAL) by default, with ordered schema migrations per component.
+"""Relational store: SQLite (embedded, WAL) by default, or PostgreSQL; one schema for both.
 
-Services share the database, never each other's modules; the schema lives in ``core.schema``.
-Each component (alerts, inventory, auth) has its own ordered migration list and its own version
-row in ``schema_versions``, so components evolve independently.
+``STOCKSENSE_DATABASE_URL`` names the database (``sqlite:///path`` or ``postgresql://...``);
+without it the SQLite file in the data dir is used. The schema lives in ``core.schema`` and
+is migrated by Alembic (``core/migrations``): the first connection of a process to a database
+whose revision is behind brings it to the head, under a lock, so processes starting together
+migrate it once.
+
+Stores speak one SQL: ``?`` placeholders and the subset both engines share (``ON CONFLICT``,
+``RETURNING``, ``COALESCE``, ``CASE``, and ``GREATEST``/``LEAST``, which SQLite connections
+are given). :class:`Connection` runs it on either engine.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, cast
+from urllib.parse import urlsplit, urlunsplit
 
-from core.schema import alerts, auth, inventory, kpi, requisitions
+if TYPE_CHECKING:
+    import psycopg
 
 logger = logging.getLogger(__name__)
 
-COMPONENTS: dict[str, list[str]] = {
-    "alerts": alerts.MIGRATIONS,
-    "inventory": inventory.MIGRATIONS,
-    "auth": auth.MIGRATIONS,
-    "kpi": kpi.MIGRATIONS,
-    "requisitions": requisitions.MIGRATIONS,
-}
+Params = Sequence[object]
+
+# Every write transaction on PostgreSQL takes this transaction-scoped advisory lock: one writer
+# at a time, as SQLite's BEGIN IMMEDIATE gives, so each store's read-then-write stays correct
+# on both engines. The key is an arbitrary constant of this project.
+WRITE_LOCK_KEY = 0x53544B53  # "STKS"
+MIGRATION_LOCK_KEY = WRITE_LOCK_KEY + 1
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) the database at ``path`` and apply pending migrations."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    migrate(conn)
-    return conn
+class DatabaseError(Exception):
+    """The database refused or failed a statement, or cannot be reached."""
 
 
-def connect_readonly(path: Path) -> sqlite3.Connection:
-    """A read-only connection to the database at ``path``, for a worker thread of its own.
+class IntegrityError(DatabaseError):
+    """A constraint (unique key, foreign key, check) refused a change."""
 
-    It sees what other connections have committed (WAL) and never takes the write lock, so a
-    long read in a worker does not hold up the writers.
+
+class Engine(StrEnum):
+    """The database engines the relational store runs on."""
+
+    SQLITE = "sqlite"
+    POSTGRESQL = "postgresql"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the relational store lives: a SQLite file or a PostgreSQL database."""
+
+    engine: Engine
+    url: str
+    path: Path | None = None
+
+    @classmethod
+    def parse(cls, where: str | Path | Target) -> Target:
+        """A target from a URL (``sqlite:///file``, ``postgresql://...``) or a SQLite path."""
+        if isinstance(where, Target):
+            return where
+        if isinstance(where, Path):
+            return cls._sqlite(where)
+        scheme, _, rest = where.partition("://")
+        if not rest and "://" not in where:
+            return cls._sqlite(Path(where))
+        scheme = scheme.split("+", 1)[0].lower()
+        if scheme == "sqlite":
+            # SQLAlchemy's spelling: sqlite:///relative.db, sqlite:////absolute.db
+            if not rest.startswith("/") or rest == "/":
+                raise DatabaseError(f"a SQLite URL names a file: sqlite:///path, not {where!r}")
+            return cls._sqlite(Path(rest[1:]))
+        if scheme in ("postgresql", "postgres"):
+            return cls(Engine.POSTGRESQL, "postgresql://" + rest)
+        raise DatabaseError(
+            f"unsupported database URL {redacted(where)!r}: use sqlite:///path or postgresql://"
+        )
+
+    @classmethod
+    def _sqlite(cls, path: Path) -> Target:
+        path = path.expanduser().absolute()
+        return cls(Engine.SQLITE, f"sqlite:///{path}", path)
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The URL in SQLAlchemy's spelling (the psycopg 3 driver for PostgreSQL)."""
+        if self.engine is Engine.POSTGRESQL:
+            return "postgresql+psycopg://" + self.url.partition("://")[2]
+        return self.url
+
+    def __str__(self) -> str:
+        return redacted(self.url) if self.path is None else str(self.path)
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password masked, for logs and health reports."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class Row(Protocol):
+    """A result row: by position or by column name, and ``dict(row)``."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+    def keys(self) -> list[str]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+    def __len__(self) -> int: ...
+
+
+class Cursor(Protocol):
+    """The result of one statement."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection:
+    """One connection to the relational store, on either engine, in autocommit mode.
+
+    Statements outside :func:`write_transaction` commit one by one.
     """
-    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30)
-    conn.row_factory = sqlite3.Row
+
+    def __init__(self, target: Target, *, readonly: bool = False) -> None:
+        self.target = target
+        self.engine = target.engine
+        self.readonly = readonly
+
+    def execute(self, sql: str, params: Params = ()) -> Cursor:
+        """Run one statement with ``?`` placeholders."""
+        raise NotImplementedError
+
+    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        """Run one statement for each parameter row."""
+        raise NotImplementedError
+
+    def insert(self, sql: str, params: Params = ()) -> int:
+        """Run one ``INSERT`` into a table with an ``id`` key; returns the new row's id."""
+        row = self.execute(f"{sql} RETURNING id", params).fetchone()
+        return int(row[0])
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether an explicit transaction is open."""
+        raise NotImplementedError
+
+    def begin_write(self) -> None:
+        """Open a write transaction that no other writer can interleave with."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close the connection."""
+        raise NotImplementedError
+
+    def data_version(self) -> int | None:
+        """A number that changes when another connection commits, or None if the engine has
+        no cheap way to tell (then every look must read)."""
+        return None
+
+
+class SqliteConnection(Connection):
+    """A SQLite connection (WAL, foreign keys on, 30 s busy timeout)."""
+
+    def __init__(self, target: Target, *, readonly: bool = False) -> None:
+        super().__init__(target, readonly=readonly)
+        assert target.path is not None
+        if readonly:
+            raw = sqlite3.connect(
+                f"{target.path.as_uri()}?mode=ro", uri=True, timeout=30, isolation_level=None
+            )
+        else:
+            target.path.parent.mkdir(parents=True, exist_ok=True)
+            raw = sqlite3.connect(
+                target.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+        raw.row_factory = sqlite3.Row
+        for name, pick in (("greatest", max), ("least", min)):
+            function = functools.partial(_pick_non_null, pick)
+            raw.create_function(name, -1, function, deterministic=True)
+        if not readonly:
+            raw.execute("PRAGMA journal_mode=WAL")
+            raw.execute("PRAGMA synchronous=NORMAL")
+        raw.execute("PRAGMA foreign_keys=ON")
+        self.raw = raw
+
+    def execute(self, sql: str, params: Params = ()) -> Cursor:
+        try:
+            return self.raw.execute(sql, params)
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
+        except sqlite3.Error as exc:
+            raise DatabaseError(str(exc)) from exc
+
+    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        try:
+            self.raw.executemany(sql, rows)
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
+        except sqlite3.Error as exc:
+            raise DatabaseError(str(exc)) from exc
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.in_transaction
+
+    def begin_write(self) -> None:
+        self.execute("BEGIN IMMEDIATE")
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def data_version(self) -> int | None:
+        return int(self.raw.execute("PRAGMA data_version").fetchone()[0])
+
+
+def _pick_non_null(pick: Callable[[list[Any]], Any], *values: Any) -> Any:
+    """PostgreSQL's GREATEST and LEAST: NULLs are ignored, and only NULLs give NULL."""
+    present = [v for v in values if v is not None]
+    return pick(present) if present else None
+
+
+class PgRow:
+    """A PostgreSQL result row with the access of ``sqlite3.Row``."""
+
+    __slots__ = ("_names", "_values")
+
+    def __init__(self, names: dict[str, int], values: Sequence[Any]) -> None:
+        self._names = names
+        self._values = values
+
+    def __getitem__(self, key: int | str, /) -> Any:
+        if isinstance(key, str):
+            return self._values[self._names[key]]
+        return self._values[key]
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"PgRow({dict(zip(self._names, self._values, strict=True))!r})"
+
+
+class PgConnection(Connection):
+    """A PostgreSQL connection (psycopg 3, autocommit, numeric read as float)."""
+
+    def __init__(self, target: Target, *, readonly: bool = False) -> None:
+        super().__init__(target, readonly=readonly)
+        import psycopg  # noqa: PLC0415 - only deployments on PostgreSQL need the driver
+        from psycopg.types.numeric import FloatLoader  # noqa: PLC0415
+
+        self._psycopg = psycopg
+        try:
+            raw = psycopg.connect(target.url, autocommit=True, row_factory=_pg_rows)
+        except psycopg.Error as exc:
+            raise DatabaseError(f"{target}: {exc}") from exc
+        # SUM and AVG of integers are numeric: read them as the floats SQLite gives.
+        raw.adapters.register_loader("numeric", FloatLoader)
+        if readonly:
+            raw.execute("SET default_transaction_read_only = on")
+        self.raw: psycopg.Connection[PgRow] = raw
+
+    def execute(self, sql: str, params: Params = ()) -> Cursor:
+        try:
+            return cast(Cursor, self.raw.execute(_pyformat(sql), params))
+        except self._psycopg.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
+        except self._psycopg.Error as exc:
+            raise DatabaseError(str(exc)) from exc
+
+    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        try:
+            with self.raw.cursor() as cur:
+                cur.executemany(_pyformat(sql), rows)
+        except self._psycopg.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
+        except self._psycopg.Error as exc:
+            raise DatabaseError(str(exc)) from exc
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.info.transaction_status != self._psycopg.pq.TransactionStatus.IDLE
+
+    def begin_write(self) -> None:
+        self.execute("BEGIN")
+        self.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK_KEY,))
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _pg_rows(cursor: psycopg.Cursor[Any]) -> Any:
+    names = {col.name: i for i, col in enumerate(cursor.description or ())}
+    return functools.partial(PgRow, names)
+
+
+@functools.lru_cache(maxsize=2048)
+def _pyformat(sql: str) -> str:
+    """``sql`` with ``?`` placeholders in psycopg's ``%s`` style (``%`` doubled), string
+    literals left as they are."""
+    out: list[str] = []
+    quoted = False
+    for char in sql:
+        if char == "'":
+            quoted = not quoted
+        out.append("%%" if char == "%" else "%s" if char == "?" and not quoted else char)
+    return "".join(out)
+
+
+def connect(where: str | Path | Target) -> Connection:
+    """Open a connection to ``where``, bringing its schema to the current revision first."""
+    target = Target.parse(where)
+    conn = _open(target)
+    try:
+        _ensure_migrated(conn)
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
-def database_file(conn: sqlite3.Connection) -> Path | None:
-    """The file of ``conn``'s main database, None for an in-memory one."""
-    for _, name, file in conn.execute("PRAGMA database_list").fetchall():
-        if name == "main" and file:
-            return Path(file)
-    return None
+def connect_readonly(where: str | Path | Target) -> Connection:
+    """A read-only connection, for a worker thread of its own.
+
+    It sees what other connections have committed and never takes the write lock, so a long
+    read in a worker does not hold up the writers.
+    """
+    return _open(Target.parse(where), readonly=True)
 
 
-def schema_versions(conn: sqlite3.Connection) -> dict[str, int]:
-    """The applied version of every component."""
-    rows = conn.execute("SELECT component, version FROM schema_versions").fetchall()
-    return {str(r[0]): int(r[1]) for r in rows}
+def _open(target: Target, *, readonly: bool = False) -> Connection:
+    if target.engine is Engine.POSTGRESQL:
+        return PgConnection(target, readonly=readonly)
+    try:
+        return SqliteConnection(target, readonly=readonly)
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"{target}: {exc}") from exc
 
 
-def migrate(conn: sqlite3.Connection) -> dict[str, int]:
-    """Apply every pending migration of every component; return the resulting versions."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_versions "
-        "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-    )
-    current = schema_versions(conn)
-    for component, migrations in COMPONENTS.items():
-        done = current.get(component, 0)
-        for version, script in enumerate(migrations[done:], start=done + 1):
-            logger.info("applying %s schema migration %d", component, version)
-            conn.executescript(
-                f"BEGIN;\n{script}\n"
-                "INSERT INTO schema_versions (component, version)"
-                f" VALUES ('{component}', {version})"
-                " ON CONFLICT (component) DO UPDATE SET version = excluded.version;\nCOMMIT;"
-            )
-    return schema_versions(conn)
+def _ensure_migrated(conn: Connection) -> None:
+    from core.migrations import HEAD  # noqa: PLC0415 - the revisions need this module
+
+    if schema_revision(conn) == HEAD:
+        return
+    from core.migrations.run import upgrade  # noqa: PLC0415 - Alembic loads only when due
+
+    upgrade(conn)
+
+
+def schema_revision(conn: Connection) -> str | None:
+    """The Alembic revision the database is at (None before the first migration)."""
+    try:
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    except DatabaseError:
+        return None
+    return None if row is None else str(row[0])
 
 
 class SqlStore:
@@ -90,11 +380,11 @@ class SqlStore:
     (a lot and its receipt, a received suggestion and its ledger row) commits as one.
     """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     @property
-    def conn(self) -> sqlite3.Connection:
+    def conn(self) -> Connection:
         """The underlying connection."""
         return self._conn
 
@@ -104,12 +394,12 @@ class SqlStore:
 
 
 @contextmanager
-def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+def write_transaction(conn: Connection) -> Iterator[None]:
     """One write transaction on ``conn``; nested use joins the outer one."""
     if conn.in_transaction:
         yield
         return
-    conn.execute("BEGIN IMMEDIATE")
+    conn.begin_write()
     try:
         yield
     except BaseException:

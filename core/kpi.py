@@ -115,7 +115,8 @@ class KpiStore(SqlStore):
         snapshots of the site in the same transaction."""
         with self.transaction():
             self._conn.execute(
-                "INSERT OR REPLACE INTO kpi_snapshots (site, period, at, body) VALUES (?, ?, ?, ?)",
+                "INSERT INTO kpi_snapshots (site, period, at, body) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (site, period, at) DO UPDATE SET body = excluded.body",
                 (snapshot.site, snapshot.period, snapshot.end_ms, snapshot.model_dump_json()),
             )
             self._conn.execute(

@@ -16,12 +16,12 @@ from __future__ import annotations
 import builtins
 import math
 import secrets
-import sqlite3
 import time
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from core import db
 from core.db import SqlStore, claimed_by_worker
 from core.errors import StockSenseError
 from core.inventory import DAY_MS, RECEIVING_LOCATION, InventoryStores, Suggestion
@@ -152,7 +152,7 @@ class RequisitionStore(SqlStore):
     """Requisitions, approvals and the push queue over one connection; inventory effects go
     through the inventory stores over the same connection and transaction."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: db.Connection) -> None:
         super().__init__(conn)
         self.inventory = InventoryStores.over(conn)
 
@@ -203,7 +203,7 @@ class RequisitionStore(SqlStore):
                     raise RequisitionConflictError(
                         f"suggestion {draft.suggestion_id} already has requisition {taken}"
                     )
-            cur = self._conn.execute(
+            row_id = self._conn.insert(
                 """INSERT INTO req_requisitions (site, sku, qty, supplier, unit_cost, currency,
                    amount, category, suggestion_id, requested_by, required_by, note,
                    created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
@@ -224,7 +224,7 @@ class RequisitionStore(SqlStore):
                     ts_ms,
                 ),
             )
-        return self.get(int(cur.lastrowid or 0))
+        return self.get(row_id)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -574,7 +574,7 @@ class RequisitionStore(SqlStore):
         )
 
 
-def _push(row: sqlite3.Row) -> ErpPush:
+def _push(row: db.Row) -> ErpPush:
     data = dict(row)
     data.pop("created_at")
     data.pop("updated_at")

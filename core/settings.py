@@ -41,6 +41,7 @@ from pydantic_settings import (
 )
 
 from core import topics
+from core.db import DatabaseError, Target
 from core.errors import ConfigError
 from core.identifiers import Segment
 from core.mqtt_settings import MqttSettings
@@ -580,6 +581,10 @@ class Settings(BaseSettings):
     database_path: EnvPath | None = Field(
         default=None, description="SQLite file; default in data_dir"
     )
+    database_url: str | None = Field(
+        default=None,
+        description="sqlite:///file or postgresql://user:password@host:port/db; default SQLite",
+    )
     log_level: LogLevel = "INFO"
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
@@ -614,8 +619,23 @@ class Settings(BaseSettings):
 
     @property
     def sqlite_path(self) -> Path:
-        """The SQLite file holding alerts and the notification outbox."""
+        """The SQLite file of the relational store when no database URL is set."""
         return self.database_path or self.data_dir / "stocksense.db"
+
+    @property
+    def database(self) -> Target:
+        """The relational store: ``database_url`` if set, else the SQLite file."""
+        return Target.parse(self.database_url or self.sqlite_path)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, url: str | None) -> str | None:
+        if url is not None:
+            try:
+                Target.parse(url)
+            except DatabaseError as exc:
+                raise ValueError(str(exc)) from exc
+        return url
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

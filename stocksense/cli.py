@@ -600,7 +600,7 @@ def _cmd_seed(args: argparse.Namespace) -> int:
             f"{args.file} holds no catalog (no skus, shelves, rfid_zones or lots){where};"
             " seed a catalog such as examples/demo-catalog.yaml"
         )
-    conn = db.connect(settings.sqlite_path)
+    conn = db.connect(settings.database)
     try:
         counts = InventoryStores.over(conn).load_catalog(
             skus=seed.skus,

@@ -95,7 +95,7 @@ def _warehouse(catalog: Seed) -> WarehouseConfig:
 
 
 def _load_catalog(settings: Settings, catalog: Seed) -> None:
-    conn = db.connect(settings.sqlite_path)
+    conn = db.connect(settings.database)
     try:
         InventoryStores.over(conn).load_catalog(
             skus=catalog.skus,
@@ -110,7 +110,7 @@ def _load_catalog(settings: Settings, catalog: Seed) -> None:
 
 def _demo_login(settings: Settings) -> tuple[str, str]:
     """An operator login for the console of this run (its database is new each run)."""
-    conn = db.connect(settings.sqlite_path)
+    conn = db.connect(settings.database)
     try:
         user, password = AuthStore(conn).add_user(DEMO_USER, Role.OPERATOR)
     finally:
@@ -120,7 +120,7 @@ def _demo_login(settings: Settings) -> tuple[str, str]:
 
 def _scanner_token(settings: Settings) -> str:
     """An API token of the pickers' scanners (an operator may record picks)."""
-    conn = db.connect(settings.sqlite_path)
+    conn = db.connect(settings.database)
     try:
         store = AuthStore(conn)
         store.add_user(DEMO_SCANNER, Role.OPERATOR)

@@ -1,4 +1,5 @@
-"""Start real Mosquitto and InfluxDB 1.x on free loopback ports, with temp config and data dirs.
+"""Start real Mosquitto, InfluxDB 1.x and PostgreSQL on free loopback ports, with temp config
+and data dirs.
 
 Used by the demo, the test fixtures and the benchmarks. Each :class:`ManagedProcess` stops only
 the process it started. When a binary is missing and we run as root, the Debian package is
@@ -32,8 +33,13 @@ DEBIAN_PACKAGES = {
     "mosquitto": "mosquitto",
     "influxd": "influxdb",
     "mosquitto_pub": "mosquitto-clients",
+    "initdb": "postgresql",
+    "postgres": "postgresql",
 }
 SBIN_DIRS = ("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin")
+# Debian keeps the server binaries of each PostgreSQL major version off the PATH.
+POSTGRES_BIN_GLOB = "/usr/lib/postgresql/*/bin"
+POSTGRES_USER = "stocksense"
 
 
 class ServiceError(StockSenseError):
@@ -50,9 +56,9 @@ def free_port() -> int:
 
 def find_binary(name: str, *, install: bool = True) -> str:
     """Path of ``name``; installs its Debian package when missing and running as root."""
-    found = shutil.which(name) or next(
-        (str(Path(d) / name) for d in SBIN_DIRS if (Path(d) / name).exists()), None
-    )
+    postgres_bins = sorted(Path("/").glob(POSTGRES_BIN_GLOB.lstrip("/")), reverse=True)
+    dirs = [*(Path(d) for d in SBIN_DIRS), *postgres_bins]
+    found = shutil.which(name) or next((str(d / name) for d in dirs if (d / name).exists()), None)
     if found:
         return found
     package = DEBIAN_PACKAGES.get(name, name)
@@ -101,6 +107,8 @@ class ManagedProcess:
     ready: Callable[[ManagedProcess], bool]
     process: subprocess.Popen[bytes] | None = None
     extra_ports: dict[str, int] = field(default_factory=dict)
+    user: str | None = None
+    stop_signal: int = signal.SIGTERM
 
     @property
     def log_path(self) -> Path:
@@ -116,6 +124,7 @@ class ManagedProcess:
             stderr=subprocess.STDOUT,
             cwd=self.workdir,
             start_new_session=True,
+            user=self.user,
         )
         log.close()
         # A detached `stocksense services` is stopped later by another process: leave the pid.
@@ -149,7 +158,7 @@ class ManagedProcess:
         if self.process is None or self.process.poll() is not None:
             self.pid_path.unlink(missing_ok=True)
             return
-        self.process.send_signal(signal.SIGTERM)
+        self.process.send_signal(self.stop_signal)
         try:
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -282,6 +291,90 @@ bind-address = "127.0.0.1:{rpc_port}"
         ready=ready,
         extra_ports={"rpc": rpc_port},
     )
+
+
+def postgresql(workdir: Path, *, port: int | None = None, fsync: bool = True) -> ManagedProcess:
+    """A PostgreSQL server on 127.0.0.1, its cluster initialised in ``workdir/data`` (not
+    started yet). It trusts local connections of the user ``stocksense``; its database
+    ``postgres`` is there to create others from.
+
+    PostgreSQL refuses to run as root: then the cluster belongs to the Debian package's
+    ``postgres`` user, in a directory of its own under the system temp dir (``workdir`` keeps
+    the log and the pid, and ``workdir/data`` links to the cluster).
+    """
+    port = port or free_port()
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    initdb, server = find_binary("initdb"), find_binary("postgres")
+    user = "postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+    data = workdir / "data"
+    if user is not None:
+        private = Path(tempfile.mkdtemp(prefix="stocksense-pg-"))
+        shutil.chown(private, user)
+        data.symlink_to(private)
+    subprocess.run(  # noqa: S603
+        [
+            initdb,
+            "--pgdata",
+            str(data.resolve()),
+            "--username",
+            POSTGRES_USER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-locale",
+            "--no-sync",
+        ],
+        check=True,
+        user=user,
+        capture_output=True,
+    )
+    settings = {
+        "listen_addresses": "127.0.0.1",
+        "port": str(port),
+        "unix_socket_directories": str(data.resolve()),
+        "max_connections": "200",
+        "fsync": "on" if fsync else "off",
+        "synchronous_commit": "on" if fsync else "off",
+        "full_page_writes": "on" if fsync else "off",
+    }
+    argv = [server, "-D", str(data.resolve())]
+    for name, value in settings.items():
+        argv += ["-c", f"{name}={value}"]
+
+    def ready(p: ManagedProcess) -> bool:
+        import psycopg  # noqa: PLC0415 - only a PostgreSQL start needs the driver
+
+        try:
+            psycopg.connect(postgres_url(p), connect_timeout=1).close()
+        except psycopg.OperationalError:
+            return False
+        return True
+
+    return ManagedProcess(
+        name="postgresql",
+        port=port,
+        workdir=workdir,
+        argv=argv,
+        ready=ready,
+        user=user,
+        # SIGTERM would wait for every client to leave; SIGINT ends their sessions first.
+        stop_signal=signal.SIGINT,
+    )
+
+
+def postgres_url(server: ManagedProcess, database: str = "postgres") -> str:
+    """The URL of ``database`` on a server :func:`postgresql` started."""
+    return f"postgresql://{POSTGRES_USER}@127.0.0.1:{server.port}/{database}"
+
+
+def remove_postgresql(server: ManagedProcess) -> None:
+    """Delete the cluster of a stopped server (and its private directory, under root)."""
+    data = server.workdir / "data"
+    if data.is_symlink():
+        shutil.rmtree(data.resolve(), ignore_errors=True)
+        data.unlink()
+    else:
+        shutil.rmtree(data, ignore_errors=True)
 
 
 @dataclass

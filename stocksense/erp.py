@@ -25,7 +25,6 @@ import logging
 import os
 import random
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -366,7 +365,7 @@ class ErpPusher:
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: db.Connection,
         client: ErpClient,
         *,
         poll_interval_s: float = 2.0,
@@ -487,7 +486,7 @@ class ErpPusher:
 
 
 def build_pusher(
-    settings: Settings, *, conn: sqlite3.Connection | None = None, clock: Clock = time.time
+    settings: Settings, *, conn: db.Connection | None = None, clock: Clock = time.time
 ) -> ErpPusher | None:
     """The process's pusher (None without an ERP); its own connection unless given one."""
     erp = settings.purchasing.erp
@@ -495,7 +494,7 @@ def build_pusher(
     if client is None:
         return None
     return ErpPusher(
-        conn or db.connect(settings.sqlite_path),
+        conn or db.connect(settings.database),
         client,
         poll_interval_s=erp.poll_interval_s,
         max_attempts=erp.max_attempts,

@@ -54,7 +54,7 @@ class Pipeline:
         self.settings = settings
         if seed is None:
             seed = load_seed(settings.rules.seed_file) if settings.rules.seed_file else Seed()
-        self.conn = db.connect(settings.sqlite_path)
+        self.conn = db.connect(settings.database)
         # One InfluxDB client, and one durable writer with one spool, for the whole process:
         # readings from ingest and stock points from the rules share batches and the spool.
         self.influx = InfluxClient(settings.influx)

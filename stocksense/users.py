@@ -76,7 +76,7 @@ def command(args: argparse.Namespace) -> int:
     from core.settings import load_settings  # noqa: PLC0415
 
     settings = load_settings()
-    conn = db.connect(settings.sqlite_path)
+    conn = db.connect(settings.database)
     try:
         store, audit = AuthStore(conn), AuditLog(conn)
         actor = f"cli:{getpass.getuser()}"

@@ -1,17 +1,81 @@
-"""Shared fixtures: a real Mosquitto and a real InfluxDB per test session, unique names per test."""
+"""Shared fixtures: a real Mosquitto and a real InfluxDB per test session, unique names per test.
+
+The relational store is SQLite unless ``STOCKSENSE_TEST_DATABASE=postgresql``: then a private
+PostgreSQL server runs for the session, every test asking for ``database`` (or ``settings``)
+gets a fresh database of its own on it, and only those tests run.
+"""
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from core import db
 from core.mqtt_settings import MqttSettings
 from core.settings import InfluxSettings, Settings
-from stocksense.devservices import LocalStack, local_stack
+from stocksense.devservices import (
+    LocalStack,
+    ManagedProcess,
+    local_stack,
+    postgres_url,
+    postgresql,
+    remove_postgresql,
+)
+
+ENGINE = db.Engine(os.environ.get("STOCKSENSE_TEST_DATABASE", "sqlite"))
+TEMPLATE_DB = "stocksense_template"
+_database_names = itertools.count(1)
+
+
+def pytest_report_header() -> str:
+    return f"relational store: {ENGINE}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On PostgreSQL, run only the tests that use the relational store."""
+    if ENGINE is not db.Engine.POSTGRESQL:
+        return
+    keep = [i for i in items if "database" in getattr(i, "fixturenames", ())]
+    config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+    items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedProcess]:
+    """A private PostgreSQL server for the session, with a migrated template database."""
+    server = postgresql(tmp_path_factory.mktemp("postgresql"), fsync=False).start()
+    try:
+        with psycopg.connect(postgres_url(server), autocommit=True) as admin:
+            admin.execute(f"CREATE DATABASE {TEMPLATE_DB}")
+        db.connect(postgres_url(server, TEMPLATE_DB)).close()
+        yield server
+    finally:
+        server.stop()
+        remove_postgresql(server)
+
+
+@pytest.fixture
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[db.Target]:
+    """The relational store of this test: the SQLite file ``settings`` uses, or a fresh
+    PostgreSQL database cloned from the migrated template."""
+    if ENGINE is db.Engine.SQLITE:
+        yield db.Target.parse(tmp_path / "data" / "stocksense.db")
+        return
+    server: ManagedProcess = request.getfixturevalue("postgres")
+    name = f"test_{next(_database_names)}"
+    with psycopg.connect(postgres_url(server), autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    yield db.Target.parse(postgres_url(server, name))
+    with psycopg.connect(postgres_url(server), autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
 
 HOUR_MS = 3_600_000
 # A whole hour six hours back: device times in tests must be plausible to the ingest clock
@@ -27,11 +91,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 
 
 @pytest.fixture
-def settings(stack: LocalStack, tmp_path: Path) -> Settings:
+def settings(stack: LocalStack, tmp_path: Path, database: db.Target) -> Settings:
     """Settings pointing at the session's services, with a database and client id of its own."""
     unique = uuid.uuid4().hex[:10]
     return Settings(
         data_dir=tmp_path / "data",
+        database_url=database.url if database.engine is db.Engine.POSTGRESQL else None,
         mqtt=MqttSettings(port=stack.mqtt_port, client_id=f"ingest-{unique}"),
         influx=InfluxSettings(
             url=stack.influx_url, database=f"test_{unique}", flush_interval_s=0.1

@@ -7,7 +7,6 @@ report keeps its short form (status and schema versions).
 """
 
 import asyncio
-import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Literal
 
@@ -37,7 +36,7 @@ class HealthReport(BaseModel):
     """``status`` is ``down`` (HTTP 503) when any check failed."""
 
     status: Literal["ok", "down"]
-    schema_versions: dict[str, int]
+    schema_revision: str | None
     checks: dict[str, Check] | None = None
     spool_batches: int | None = None
 
@@ -59,16 +58,17 @@ async def _run(name: str, check: HealthCheck) -> tuple[str, Check]:
         return name, Check(ok=False, detail=f"no answer within {CHECK_TIMEOUT_S:.0f} s")
 
 
-def _database(settings: Settings) -> tuple[Check, dict[str, int]]:
+def _database(settings: Settings) -> tuple[Check, str | None]:
+    where = settings.database
     try:
-        conn = db.connect(settings.sqlite_path)
+        conn = db.connect(where)
         try:
-            versions = db.schema_versions(conn)
+            revision = db.schema_revision(conn)
         finally:
             conn.close()
-    except (sqlite3.Error, OSError) as exc:
-        return Check(ok=False, detail=f"{settings.sqlite_path}: {exc}"), {}
-    return Check(ok=True, detail=str(settings.sqlite_path)), versions
+    except (db.DatabaseError, OSError) as exc:
+        return Check(ok=False, detail=f"{where}: {exc}"), None
+    return Check(ok=True, detail=str(where)), revision
 
 
 @router.get(
@@ -80,10 +80,10 @@ async def health_report(
     request: Request, response: Response, settings: Annotated[Settings, Depends(get_settings)]
 ) -> HealthReport:
     """Reachability of the database and of the process's other dependencies."""
-    database, versions = _database(settings)
+    database, revision = _database(settings)
     registered: dict[str, HealthCheck] = getattr(request.app.state, "health_checks", {})
     spool: Callable[[], int] | None = getattr(request.app.state, "health_spool", None)
-    report = HealthReport(status="ok", schema_versions=versions)
+    report = HealthReport(status="ok", schema_revision=revision)
     ok = database.ok
     if registered:
         found = await asyncio.gather(*(_run(name, check) for name, check in registered.items()))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
+
+from core import db
 
 Severity = Literal["critical", "major", "minor", "warning", "info"]
 AlertState = Literal["active", "cleared"]
@@ -76,7 +77,7 @@ class Alert(BaseModel):
     time_to_resolve_s: float | None = None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Alert:
+    def from_row(cls, row: db.Row) -> Alert:
         """Build from a database row."""
         data = dict(row)
         data["details"] = json.loads(data["details"])

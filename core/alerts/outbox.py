@@ -12,9 +12,9 @@ lease ran out and was taken by another is not sent twice.
 from __future__ import annotations
 
 import builtins
-import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 
+from core import db
 from core.alerts.models import INFLUX_CHANNEL, Alert, AlertEvent, OutboxItem, now_ms
 from core.db import SqlStore, claimed_by_worker
 
@@ -29,7 +29,7 @@ class OutboxStore(SqlStore):
     """
 
     def __init__(
-        self, conn: sqlite3.Connection, *, on_enqueue: Callable[[], None] | None = None
+        self, conn: db.Connection, *, on_enqueue: Callable[[], None] | None = None
     ) -> None:
         super().__init__(conn)
         self.on_enqueue = on_enqueue
@@ -49,9 +49,9 @@ class OutboxStore(SqlStore):
         events sent more than once per occurrence (the n-th reminder)."""
         for channel in channels:
             self._conn.execute(
-                """INSERT OR IGNORE INTO outbox
+                """INSERT INTO outbox
                    (channel, alert_id, event, occurrence, seq, next_attempt_at, created_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                   VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
                 (channel, alert.id, event, alert.occurrence, seq, stamp, stamp),
             )
         self._enqueued = self._enqueued or bool(channels)

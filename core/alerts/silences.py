@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import builtins
 import logging
-import sqlite3
 
+from core import db
 from core.alerts.models import Silence, now_ms
 
 logger = logging.getLogger(__name__)
@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 class SilenceStore:
     """Silences by site/zone/type: a matching alert is recorded but notifies nobody."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: db.Connection) -> None:
         self._conn = conn
 
     def create_silence(
@@ -31,12 +31,12 @@ class SilenceStore:
         """Store a silence or maintenance window."""
         if ends_at <= starts_at:
             raise ValueError("a silence must end after it starts")
-        cur = self._conn.execute(
+        row_id = self._conn.insert(
             """INSERT INTO silences (site, zone, type, starts_at, ends_at, created_by, reason,
                created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
             (site, zone, type_, starts_at, ends_at, created_by, reason, now_ms()),
         )
-        silence = self.silence(int(cur.lastrowid or 0))
+        silence = self.silence(row_id)
         assert silence is not None
         logger.info(
             "silence %d by %s: site=%s zone=%s type=%s (%s)",

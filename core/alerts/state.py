@@ -33,12 +33,12 @@ from __future__ import annotations
 import builtins
 import json
 import logging
-import sqlite3
 import time
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from core import db
 from core.alerts.models import (
     CHANNEL_HEALTH_TYPE,
     INFLUX_CHANNEL,
@@ -76,7 +76,7 @@ class AlertStateStore(SqlStore):
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: db.Connection,
         channels: builtins.list[str],
         *,
         silences: SilenceStore,
@@ -207,7 +207,7 @@ class AlertStateStore(SqlStore):
                 )
                 self._event(alert_id, "reopened", at_ms)
             else:
-                cur = self._conn.execute(
+                row_id = self._conn.insert(
                     """INSERT INTO alerts (source, type, severity, state, site, zone, title,
                        message, value, peak_value, threshold, details, raised_at, last_seen_at,
                        updated_at, silenced_by)
@@ -230,7 +230,7 @@ class AlertStateStore(SqlStore):
                         silenced_by,
                     ),
                 )
-                alert_id = int(cur.lastrowid or 0)
+                alert_id = row_id
                 self._event(alert_id, "raised", at_ms)
             self._set_owner_and_deadlines(self._must_get(alert_id), at_ms)
             self._check_flapping(self._must_get(alert_id), at_ms, extra=0)
@@ -280,7 +280,7 @@ class AlertStateStore(SqlStore):
         self._conn.execute(
             """UPDATE alerts SET state = 'cleared', cleared_at = ?, updated_at = ?, flapping = 0,
                pending_clear_at = NULL, resolution_note = ?, resolved_by = ?, cause = ?,
-               time_to_resolve_s = MAX(0, ? - raised_at) / 1000.0 WHERE id = ?""",
+               time_to_resolve_s = GREATEST(0, ? - raised_at) / 1000.0 WHERE id = ?""",
             (at_ms, stamp, note, by, cause, at_ms, alert_id),
         )
         self._event(alert_id, "cleared" if by is None else "resolved", at_ms, actor=by, note=note)
@@ -378,7 +378,7 @@ class AlertStateStore(SqlStore):
         with self.transaction():
             cur = self._conn.execute(
                 """UPDATE alerts SET acked_by = ?, acked_at = ?, updated_at = ?,
-                   time_to_ack_s = MAX(0, ? - raised_at) / 1000.0 WHERE id = ?""",
+                   time_to_ack_s = GREATEST(0, ? - raised_at) / 1000.0 WHERE id = ?""",
                 (by, at, at, at, alert_id),
             )
             if cur.rowcount == 0:
@@ -466,17 +466,16 @@ class AlertStateStore(SqlStore):
         """
         escalating = [r for r in self.alerting.routes if r.escalate_after_s and r.escalate_to]
         shortest = min((int((r.escalate_after_s or 0) * 1000) for r in escalating), default=None)
-        aged = (
-            "(acked_at IS NULL AND escalated_at IS NULL AND raised_at <= :aged)"
-            if shortest is not None
-            else "0"
-        )
+        aged, params = "1 = 0", [now_ms, now_ms]
+        if shortest is not None:
+            aged = "(acked_at IS NULL AND escalated_at IS NULL AND raised_at <= ?)"
+            params.insert(0, now_ms - shortest)
         rows = self._conn.execute(
             f"""SELECT * FROM alerts WHERE state = 'active' AND ({aged}
-                OR (acked_at IS NULL AND ack_overdue_at IS NULL AND ack_due_at <= :now)
-                OR (resolve_overdue_at IS NULL AND resolve_due_at <= :now))
+                OR (acked_at IS NULL AND ack_overdue_at IS NULL AND ack_due_at <= ?)
+                OR (resolve_overdue_at IS NULL AND resolve_due_at <= ?))
                 ORDER BY id""",  # noqa: S608 - no values in the text
-            {"aged": now_ms - (shortest or 0), "now": now_ms},
+            params,
         ).fetchall()
         escalated: builtins.list[Alert] = []
         for row in rows:

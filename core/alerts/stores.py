@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core import db
 from core.alerts.outbox import OutboxStore
 from core.alerts.silences import SilenceStore
 from core.alerts.state import AlertStateStore
@@ -23,7 +23,7 @@ class AlertStores:
     @classmethod
     def over(
         cls,
-        conn: sqlite3.Connection,
+        conn: db.Connection,
         channels: list[str],
         *,
         alerting: AlertingSettings | None = None,

@@ -4,10 +4,10 @@ helpers."""
 from __future__ import annotations
 
 import builtins
-import sqlite3
 import time
 from typing import Any
 
+from core import db
 from core.db import SqlStore
 
 __all__ = ["SqlStore", "as_dict", "now_ms", "time_range", "where_clause"]
@@ -18,7 +18,7 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def as_dict(row: sqlite3.Row) -> dict[str, Any]:
+def as_dict(row: db.Row) -> dict[str, Any]:
     """A row as a dict of its columns."""
     return dict(row)
 

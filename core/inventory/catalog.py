@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import builtins
-import sqlite3
 from collections.abc import Iterable
 
+from core import db
 from core.errors import ConflictError, NotFoundError
 from core.inventory.base import SqlStore, as_dict, now_ms, where_clause
 from core.inventory.models import RfidZone, Shelf, Sku
@@ -29,7 +29,7 @@ class CatalogStore(SqlStore):
                 f"ON CONFLICT (sku) DO UPDATE SET {sets}, updated_at = excluded.updated_at",
                 (*data.values(), stamp, stamp),
             )
-        except sqlite3.IntegrityError as exc:
+        except db.IntegrityError as exc:
             raise ConflictError(f"SKU {sku.sku}: {_integrity(exc)}") from None
         return sku
 
@@ -49,7 +49,7 @@ class CatalogStore(SqlStore):
         self.get_sku(sku)
         try:
             self._conn.execute("DELETE FROM inv_skus WHERE sku = ?", (sku,))
-        except sqlite3.IntegrityError:
+        except db.IntegrityError:
             raise ConflictError(f"SKU {sku} is still bound to shelves or lots") from None
 
     # -- shelves ------------------------------------------------------------------------------
@@ -169,26 +169,26 @@ class CatalogStore(SqlStore):
         )
 
 
-def _sku(row: sqlite3.Row) -> Sku:
+def _sku(row: db.Row) -> Sku:
     data = as_dict(row)
     data.pop("created_at")
     data.pop("updated_at")
     return Sku.model_validate(data)
 
 
-def _shelf(row: sqlite3.Row) -> Shelf:
+def _shelf(row: db.Row) -> Shelf:
     data = as_dict(row)
     data.pop("updated_at")
     return Shelf.model_validate(data)
 
 
-def _zone(row: sqlite3.Row) -> RfidZone:
+def _zone(row: db.Row) -> RfidZone:
     data = as_dict(row)
     data.pop("updated_at")
     return RfidZone.model_validate(data)
 
 
-def _integrity(exc: sqlite3.IntegrityError) -> str:
+def _integrity(exc: db.IntegrityError) -> str:
     text = str(exc)
     if "inv_skus.gtin" in text:
         return "GTIN already belongs to another SKU"

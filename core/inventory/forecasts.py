@@ -101,7 +101,7 @@ class ForecastStore(SqlStore):
         start = end_ms - days * DAY_MS
         kinds = ", ".join("?" for _ in OUTFLOW_KINDS)
         rows = self._conn.execute(
-            f"""SELECT sku, MIN((ts - ?) / {DAY_MS}, ?) AS day, -SUM(qty) FROM inv_ledger
+            f"""SELECT sku, LEAST((ts - ?) / {DAY_MS}, ?) AS day, -SUM(qty) FROM inv_ledger
                 WHERE site = ? AND ts >= ? AND ts < ? AND kind IN ({kinds})
                 GROUP BY sku, day""",  # noqa: S608 - fixed kinds and a constant
             (start, days - 1, site, start, end_ms, *OUTFLOW_KINDS),

@@ -9,10 +9,10 @@ from __future__ import annotations
 import builtins
 import logging
 import math
-import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+from core import db
 from core.errors import ConflictError, NotFoundError
 from core.inventory.base import SqlStore, as_dict, now_ms, time_range, where_clause
 from core.inventory.catalog import CatalogStore
@@ -62,7 +62,7 @@ class OutflowPlan(Protocol):
 class LedgerStore(SqlStore):
     """Lots, stock and movements; lots and movements name SKUs of ``catalog``."""
 
-    def __init__(self, conn: sqlite3.Connection, catalog: CatalogStore) -> None:
+    def __init__(self, conn: db.Connection, catalog: CatalogStore) -> None:
         super().__init__(conn)
         self._catalog = catalog
 
@@ -76,16 +76,15 @@ class LedgerStore(SqlStore):
         cols = list(data)
         with self.transaction():
             try:
-                cur = self._conn.execute(
+                lot_id = self._conn.insert(
                     f"INSERT INTO inv_lots ({', '.join(cols)}, qty, updated_at) "  # noqa: S608 - columns come from the model
                     f"VALUES ({', '.join('?' for _ in cols)}, 0, ?)",
                     (*data.values(), now_ms()),
                 )
-            except sqlite3.IntegrityError:
+            except db.IntegrityError:
                 raise ConflictError(
                     f"lot {lot.lot} of {lot.sku} already exists at {lot.site}"
                 ) from None
-            lot_id = int(cur.lastrowid or 0)
             if qty > 0:
                 self.record(
                     ts_ms=ts_ms,
@@ -201,7 +200,7 @@ class LedgerStore(SqlStore):
         """Book one movement: ledger row, stock at the location and, if given, the lot."""
         stamp = now_ms()
         with self.transaction():
-            cur = self._conn.execute(
+            row_id = self._conn.insert(
                 """INSERT INTO inv_ledger (ts, site, location, sku, lot, qty, kind, source, ref,
                    created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (ts_ms, site, location, sku, lot, qty, kind, source, ref, stamp),
@@ -216,12 +215,12 @@ class LedgerStore(SqlStore):
             if lot is not None:
                 # A lot never goes negative: a sensor can see more leave than the lot recorded.
                 self._conn.execute(
-                    """UPDATE inv_lots SET qty = MAX(qty + ?, 0), updated_at = ?
+                    """UPDATE inv_lots SET qty = GREATEST(qty + ?, 0), updated_at = ?
                        WHERE site = ? AND sku = ? AND lot = ?""",
                     (qty, stamp, site, sku, lot),
                 )
         return LedgerEntry(
-            id=int(cur.lastrowid or 0),
+            id=row_id,
             ts=ts_ms,
             site=site,
             location=location,

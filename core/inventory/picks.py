@@ -18,11 +18,11 @@ from __future__ import annotations
 import builtins
 import hashlib
 import json
-import sqlite3
 from typing import Literal
 
 from pydantic import Field
 
+from core import db
 from core.errors import ConflictError, NotFoundError
 from core.identifiers import Ident
 from core.inventory.base import SqlStore, as_dict, time_range, where_clause
@@ -102,7 +102,7 @@ class PickList(Stored):
 class PickStore(SqlStore):
     """Recorded picks and pick lists; picks name SKUs of ``catalog``."""
 
-    def __init__(self, conn: sqlite3.Connection, catalog: CatalogStore) -> None:
+    def __init__(self, conn: db.Connection, catalog: CatalogStore) -> None:
         super().__init__(conn)
         self._catalog = catalog
 
@@ -168,13 +168,13 @@ class PickStore(SqlStore):
         return self.get_list(pick_list.site, pick_list.ref), True
 
     def _insert(self, pick: PickIn, list_ref: str | None, recorded_by: str, ts_ms: int) -> Pick:
-        cur = self._conn.execute(
+        row_id = self._conn.insert(
             """INSERT INTO inv_picks (site, sku, qty, location, ref, ts, list_ref, recorded_by,
                created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (pick.site, pick.sku, pick.qty, pick.location, pick.ref, pick.ts, list_ref,
              recorded_by, ts_ms, ts_ms),
         )  # fmt: skip
-        return self.get(int(cur.lastrowid or 0))
+        return self.get(row_id)
 
     # -- reading --------------------------------------------------------------------------------
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import builtins
-import sqlite3
 
+from core import db
 from core.errors import ConflictError, NotFoundError
 from core.inventory.base import SqlStore, as_dict, where_clause
 from core.inventory.catalog import CatalogStore
@@ -29,7 +29,7 @@ class PlanningStore(SqlStore):
     booked as a receipt in ``ledger``."""
 
     def __init__(
-        self, conn: sqlite3.Connection, catalog: CatalogStore, ledger: LedgerStore
+        self, conn: db.Connection, catalog: CatalogStore, ledger: LedgerStore
     ) -> None:
         super().__init__(conn)
         self._catalog = catalog
@@ -79,12 +79,12 @@ class PlanningStore(SqlStore):
         ts_ms: int,
     ) -> Suggestion:
         """Store a new suggestion in state ``suggested``."""
-        cur = self._conn.execute(
+        row_id = self._conn.insert(
             """INSERT INTO inv_suggestions (site, sku, qty, reason, projected, trigger_level,
                created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
             (site, sku, qty, reason, projected, trigger_level, ts_ms, ts_ms),
         )
-        return self.get_suggestion(int(cur.lastrowid or 0))
+        return self.get_suggestion(row_id)
 
     def revise_suggestion(
         self, suggestion_id: int, *, qty: float, projected: float, reason: str, ts_ms: int
@@ -180,12 +180,12 @@ class PlanningStore(SqlStore):
     def add_demand(self, line: DemandIn, *, ts_ms: int) -> Demand:
         """Store a confirmed demand line."""
         self._catalog.get_sku(line.sku)
-        cur = self._conn.execute(
+        row_id = self._conn.insert(
             """INSERT INTO inv_demand (site, sku, qty, due_at, kind, status, ref, created_at,
                updated_at) VALUES (?, ?, ?, ?, ?, 'confirmed', ?, ?, ?)""",
             (line.site, line.sku, line.qty, line.due_at, line.kind, line.ref, ts_ms, ts_ms),
         )
-        return self.get_demand(int(cur.lastrowid or 0))
+        return self.get_demand(row_id)
 
     def get_demand(self, demand_id: int) -> Demand:
         """One demand line."""
@@ -231,12 +231,12 @@ class PlanningStore(SqlStore):
     def add_inbound(self, line: InboundIn, *, ts_ms: int) -> Inbound:
         """Store an open purchase order or shipment in transit."""
         self._catalog.get_sku(line.sku)
-        cur = self._conn.execute(
+        row_id = self._conn.insert(
             """INSERT INTO inv_inbound (site, sku, qty, eta, status, ref, created_at, updated_at)
                VALUES (?, ?, ?, ?, 'open', ?, ?, ?)""",
             (line.site, line.sku, line.qty, line.eta, line.ref, ts_ms, ts_ms),
         )
-        return self.inbound(inbound_id=int(cur.lastrowid or 0))[0]
+        return self.inbound(inbound_id=row_id)[0]
 
     def inbound(
         self,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from core import db
 from core.inventory.catalog import CatalogStore
 from core.inventory.ledger import LedgerStore
 from core.inventory.models import LotIn, RfidZone, Shelf, Sku
@@ -24,7 +24,7 @@ class InventoryStores:
     picks: PickStore
 
     @classmethod
-    def over(cls, conn: sqlite3.Connection) -> InventoryStores:
+    def over(cls, conn: db.Connection) -> InventoryStores:
         """The stores over ``conn``."""
         catalog = CatalogStore(conn)
         ledger = LedgerStore(conn, catalog)

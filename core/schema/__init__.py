@@ -1,1 +1,5 @@
-"""Relational schema, one ordered migration list per component."""
+"""The relational schema: one set of tables for SQLite and PostgreSQL."""
+
+from core.schema.tables import metadata
+
+__all__ = ["metadata"]

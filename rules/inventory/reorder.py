@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -266,7 +265,7 @@ class ForecastPlanner:
         self.store = forecasts
         self._history_days = history_days
         self._days = days or SiteDays({})
-        self._db_path = db.database_file(forecasts.conn)
+        self._database = forecasts.conn.target
         self._pool: ThreadPoolExecutor | None = None
         self._site_day: dict[str, int] = {}  # site → history end (local midnight) planned for
         self._by_site: dict[str, dict[str, StoredForecast]] = {}
@@ -341,12 +340,9 @@ class ForecastPlanner:
         job = _SiteBatch(
             site=site, skus=due, day_end=day_end, history_days=self._history_days, at_ms=at_ms
         )
-        if self._db_path is None:
-            self._apply(site, job.run(self.store))
-            return len(due)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forecast")
-        future = self._pool.submit(job.run_on, self._db_path)
+        future = self._pool.submit(job.run_on, self._database)
         self._pending[site] = (frozenset(s.sku for s in due), day_end, future)
         return len(due)
 
@@ -398,10 +394,10 @@ class _SiteBatch:
     history_days: int
     at_ms: int
 
-    def run_on(self, path: Path) -> list[StoredForecast]:
+    def run_on(self, database: db.Target) -> list[StoredForecast]:
         """Read the histories through a read-only connection of this thread and plan them."""
         started = time.perf_counter()
-        conn = db.connect_readonly(path)
+        conn = db.connect_readonly(database)
         try:
             rows = self.run(ForecastStore(conn))
         finally:

@@ -42,9 +42,9 @@ InfluxDB and an outage only delays the points.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Mapping, Sequence
 
+from core import db
 from core.alerts import AlertStateStore
 from core.influx_writer import BatchWriter
 from core.inventory import InventoryStores, Sku, Suggestion
@@ -265,7 +265,7 @@ class InventoryProcessor:
 
 def build_inventory_processor(
     settings: Settings,
-    conn: sqlite3.Connection,
+    conn: db.Connection,
     store: AlertStateStore,
     writer: BatchWriter | None,
     *,

@@ -10,14 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from core import db
@@ -355,15 +353,15 @@ class KpiProcessor:
         writer: BatchWriter | None,
         config: KpiSettings,
         *,
-        calculator_on: Callable[[sqlite3.Connection], KpiCalculator] | None = None,
-        db_path: Path | None = None,
+        calculator_on: Callable[[db.Connection], KpiCalculator] | None = None,
+        database: db.Target | None = None,
     ) -> None:
         self._calculator = calculator
         self._store = store
         self._writer = writer
         self._config = config
         self._calculator_on = calculator_on
-        self._db_path = db_path
+        self._database = database
         self._last_rolling_ms: int | None = None
         # Per site, the local midnight up to which daily roll-ups are done (or computing).
         self._rolled_until: dict[str, int] = {}
@@ -384,13 +382,13 @@ class KpiProcessor:
         jobs = self._due(now_ms)
         if not jobs:
             return
-        calculator_on, path = self._calculator_on, self._db_path
-        if calculator_on is None or path is None:
+        calculator_on, database = self._calculator_on, self._database
+        if calculator_on is None or database is None:
             self._store_results(*_compute(self._calculator, jobs))
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kpi")
-        future = self._pool.submit(self._compute_on, calculator_on, path, jobs)
+        future = self._pool.submit(self._compute_on, calculator_on, database, jobs)
         self._running = (jobs, future)
         try:
             loop = asyncio.get_running_loop()
@@ -464,10 +462,12 @@ class KpiProcessor:
 
     @staticmethod
     def _compute_on(
-        calculator_on: Callable[[sqlite3.Connection], KpiCalculator], path: Path, jobs: list[_Job]
+        calculator_on: Callable[[db.Connection], KpiCalculator],
+        database: db.Target,
+        jobs: list[_Job],
     ) -> tuple[list[SiteKpis], list[_Job]]:
         started = time.perf_counter()
-        conn = db.connect_readonly(path)
+        conn = db.connect_readonly(database)
         try:
             result = _compute(calculator_on(conn), jobs)
         finally:
@@ -487,7 +487,7 @@ class KpiProcessor:
 
 def build_kpi_processor(
     settings: Settings,
-    conn: sqlite3.Connection,
+    conn: db.Connection,
     alerts_raised: AlertsRaised,
     writer: BatchWriter | None,
     seed: Seed,
@@ -506,7 +506,7 @@ def build_kpi_processor(
             timezones={site.id: site.timezone for site in seed.sites},
         )
 
-    def calculator_on(worker_conn: sqlite3.Connection) -> KpiCalculator:
+    def calculator_on(worker_conn: db.Connection) -> KpiCalculator:
         raised = AlertStores.over(worker_conn, []).state.raised_between
         return calculator(InventoryStores.over(worker_conn), raised)
 
@@ -516,5 +516,5 @@ def build_kpi_processor(
         writer,
         settings.kpi,
         calculator_on=calculator_on,
-        db_path=db.database_file(conn),
+        database=conn.target,
     )

@@ -11,11 +11,11 @@ counts requests, not processes.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from core import db
 from core.alerts import Alert, AlertEvent
 from core.db import write_transaction
 from rules.notify.digest import DigestEntry
@@ -38,7 +38,7 @@ class TokenBucket:
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: db.Connection,
         key: str,
         *,
         capacity: int,
@@ -56,7 +56,7 @@ class TokenBucket:
     @classmethod
     def for_robot(
         cls,
-        conn: sqlite3.Connection,
+        conn: db.Connection,
         key: str,
         limit_per_minute: int = ROBOT_LIMIT_PER_MINUTE,
         *,

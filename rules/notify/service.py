@@ -491,7 +491,7 @@ async def run_notifier(settings: Settings) -> None:
     Rows a previous process left ``sending`` are sent again first (see :meth:`Notifier.recover`).
     A channel failing permanently raises a ``channel_health`` alert through the store.
     """
-    conn = db.connect(settings.sqlite_path)
+    conn = db.connect(settings.database)
     influx = InfluxClient(settings.influx)
     channels = build_channels(settings, influx)
     stores = AlertStores.over(conn, [c.name for c in channels], alerting=settings.alerting)

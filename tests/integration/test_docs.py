@@ -37,6 +37,7 @@ from core import db, topics
 from core.device_registry import enrolled_devices
 from core.errors import ConfigError
 from core.influx import query_sync, rows
+from core.migrations import HEAD
 from core.settings import (
     ChannelSettings,
     IngestSettings,
@@ -561,7 +562,7 @@ def test_documented_backup_and_restore_on_a_live_database(tmp_path: Path) -> Non
     backups.mkdir()
     live = data / "stocksense.db"
     conn = db.connect(live)
-    versions = db.schema_versions(conn)
+    revision = db.schema_revision(conn)
     conn.execute("CREATE TABLE backup_probe (n INTEGER NOT NULL)")
     conn.close()
     writer = subprocess.Popen(
@@ -603,7 +604,7 @@ def test_documented_backup_and_restore_on_a_live_database(tmp_path: Path) -> Non
     # The restored database is the backup: no WAL of the replaced one replayed into it...
     assert _count(live) == counts[0]
     restored = db.connect(live)
-    assert db.schema_versions(restored) == versions
+    assert db.schema_revision(restored) == revision == HEAD
     restored.close()
     # ...and the replaced one is kept whole beside it.
     assert _count(data / "before-restore" / "stocksense.db") == crashed

@@ -6,7 +6,6 @@ nothing else raised, and nothing at all without faults)."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,13 +43,13 @@ GTIN = "06901234567892"
 
 
 @pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+def conn(tmp_path: Path) -> Iterator[db.Connection]:
     connection = db.connect(tmp_path / "inv.db")
     yield connection
     connection.close()
 
 
-def _shelf_and_portal(conn: sqlite3.Connection) -> InventoryProcessor:
+def _shelf_and_portal(conn: db.Connection) -> InventoryProcessor:
     """Rice on a shelf cell (1 kg a unit) and a dock portal that ships, with a 120 s window."""
     stores = InventoryStores.over(conn)
     stores.load_catalog(
@@ -87,7 +86,7 @@ def _rounds(processor: InventoryProcessor, units: int, start_ms: int, n: int = 1
     ],
 )
 def test_a_drop_across_a_shelf_outage_is_explained_by_an_exit_during_it(
-    conn: sqlite3.Connection, shipped_at_min: int | None, loss: float | None
+    conn: db.Connection, shipped_at_min: int | None, loss: float | None
 ) -> None:
     processor = _shelf_and_portal(conn)
     # Counted at 20; the last reading at 20 is at minute 11. The shelf is away for 90 minutes,

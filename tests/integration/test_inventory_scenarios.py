@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
@@ -74,7 +73,7 @@ class Recorder(InventoryProcessor):
 
 
 def _processor(
-    settings: Settings, conn: sqlite3.Connection, writer: BatchWriter | None = None
+    settings: Settings, conn: db.Connection, writer: BatchWriter | None = None
 ) -> Recorder:
     store = InventoryStores.over(conn)
     store.load_catalog(skus=CATALOG, shelves=SHELVES, rfid_zones=ZONES, ts_ms=T0)
@@ -434,7 +433,7 @@ def test_a_unit_read_leaving_before_its_shelf_senses_the_pick_leaves_stock_once(
     _run(settings, body)
 
 
-def _bare(settings: Settings) -> tuple[sqlite3.Connection, Recorder]:
+def _bare(settings: Settings) -> tuple[db.Connection, Recorder]:
     conn = db.connect(settings.sqlite_path)
     return conn, _processor(settings, conn)
 

@@ -12,8 +12,8 @@ import pytest
 
 from core import db
 from core.alerts import AlertStores
+from core.migrations.legacy import alerts as alerts_schema
 from core.readings import TempSample
-from core.schema import alerts as alerts_schema
 from core.settings import (
     AlertingSettings,
     DuePolicy,

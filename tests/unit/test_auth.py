@@ -39,14 +39,13 @@ def _raise(settings: Settings, site: str, source: str) -> int:
     """An active alert row of ``site``, as the rules leave one."""
     conn = db.connect(settings.sqlite_path)
     try:
-        cur = conn.execute(
+        return conn.insert(
             "INSERT INTO alerts (source, type, severity, state, site, zone, title, message,"
             " value, threshold, raised_at, updated_at) VALUES"
             " (?, 'cold_chain_excursion', 'critical', 'active', ?, 'cold', 't', 'm', 9.5, 8.0,"
             " 1000, 1000)",
             (source, site),
         )
-        return int(cur.lastrowid or 0)
     finally:
         conn.close()
 
@@ -468,7 +467,7 @@ def test_the_console_page_signs_in_and_sends_the_csrf_header() -> None:
     assert 'type="password"' in page
     assert 'headers["X-CSRF-Token"] = csrf' in page
     assert 'api("/auth/login", {method: "POST"' in page
-    assert "prompt(\"Your name" not in page  # who acted is the signed-in user, not a typed name
+    assert 'prompt("Your name' not in page  # who acted is the signed-in user, not a typed name
 
 
 def test_tokens_never_start_with_a_dash_so_their_prefix_is_no_option() -> None:

@@ -17,7 +17,8 @@ from core import db
 from core.alerts import AlertStores
 from core.inventory import DAY_MS, InventoryStores, LotIn, Shelf, Sku
 from core.inventory.forecasts import ForecastStore
-from core.schema import inventory as inventory_schema
+from core.migrations import HEAD
+from core.migrations.legacy import inventory as inventory_schema
 from core.settings import InventorySettings
 from rules.inventory.forecast import ForecastLevels, plan_levels
 from rules.inventory.reorder import SiteDays
@@ -39,14 +40,14 @@ def path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def conn(path: Path) -> Iterator[sqlite3.Connection]:
+def conn(path: Path) -> Iterator[db.Connection]:
     connection = db.connect(path)
     yield connection
     connection.close()
 
 
 def _processor(
-    conn: sqlite3.Connection, *skus: Sku, history_days: int = HISTORY_DAYS
+    conn: db.Connection, *skus: Sku, history_days: int = HISTORY_DAYS
 ) -> InventoryProcessor:
     stores = InventoryStores.over(conn)
     if skus:
@@ -58,7 +59,7 @@ def _processor(
     )
 
 
-def _book(conn: sqlite3.Connection, sku: str, daily: Sequence[float], *, on_hand: float) -> None:
+def _book(conn: db.Connection, sku: str, daily: Sequence[float], *, on_hand: float) -> None:
     """``daily`` picks on the days before DAY0 (the last one the day before), leaving
     ``on_hand`` units; one pick a day at 10:00."""
     ledger = InventoryStores.over(conn).ledger
@@ -86,7 +87,7 @@ def _seasonal(days: int, seed: int = 1) -> list[float]:
     return [float(v) for v in daily_demand(WEEKLY, days, np.random.default_rng(seed))]
 
 
-def _expected(conn: sqlite3.Connection, sku: Sku, days: int = HISTORY_DAYS) -> ForecastLevels:
+def _expected(conn: db.Connection, sku: Sku, days: int = HISTORY_DAYS) -> ForecastLevels:
     history = InventoryStores.over(conn).ledger.daily_outflows(
         SITE, sku.sku, end_ms=DAY0, days=days
     )
@@ -102,7 +103,7 @@ def _expected(conn: sqlite3.Connection, sku: Sku, days: int = HISTORY_DAYS) -> F
 # --------------------------------------------------------------------------- the rule
 
 
-def test_forecast_sku_orders_at_its_forecast_reorder_point(conn: sqlite3.Connection) -> None:
+def test_forecast_sku_orders_at_its_forecast_reorder_point(conn: db.Connection) -> None:
     tea = Sku(sku="TEA", policy="forecast", lead_time_days=5, lead_time_sigma_days=1.0,
               review_days=2, reorder_qty=100, pack_multiple=10)  # fmt: skip
     processor = _processor(conn, tea)
@@ -137,7 +138,7 @@ def test_forecast_sku_orders_at_its_forecast_reorder_point(conn: sqlite3.Connect
 
 
 def test_just_above_the_forecast_reorder_point_nothing_is_suggested(
-    conn: sqlite3.Connection,
+    conn: db.Connection,
 ) -> None:
     tea = Sku(sku="TEA", policy="forecast", lead_time_days=5, reorder_qty=50)
     processor = _processor(conn, tea)
@@ -151,7 +152,7 @@ def test_just_above_the_forecast_reorder_point_nothing_is_suggested(
     assert processor.store.planning.suggestions(site=SITE) == []
 
 
-def test_policy_decides_the_rule_whatever_else_the_sku_sets(conn: sqlite3.Connection) -> None:
+def test_policy_decides_the_rule_whatever_else_the_sku_sets(conn: db.Connection) -> None:
     history = _seasonal(HISTORY_DAYS)
     # A forecast SKU with an ERPNext reorder level and min/max set still orders at its forecast
     # ROP; a dynamic SKU with the same history gets the dynamic one; min_max gets no forecast.
@@ -183,7 +184,7 @@ def test_policy_decides_the_rule_whatever_else_the_sku_sets(conn: sqlite3.Connec
     assert set(ForecastStore(conn).for_site(SITE)) == {"F"}
 
 
-def test_demand_history_is_counted_in_the_sites_local_days(conn: sqlite3.Connection) -> None:
+def test_demand_history_is_counted_in_the_sites_local_days(conn: db.Connection) -> None:
     # Asia/Shanghai is UTC+8: its midnight is 16:00 UTC, and the evaluation at 00:30 there is
     # still the previous UTC day, whose UTC midnight would cut the history 16 h earlier.
     local_midnight = DAY0 - 8 * 3_600_000
@@ -232,7 +233,7 @@ def test_a_sites_day_ends_at_its_local_midnight(zone: str | None, at: str, midni
     assert days.day_end(SITE, ms(at)) == ms(midnight)
 
 
-def test_no_rule_until_the_first_batch_is_collected(conn: sqlite3.Connection) -> None:
+def test_no_rule_until_the_first_batch_is_collected(conn: db.Connection) -> None:
     tea = Sku(sku="TEA", policy="forecast", reorder_qty=10)
     processor = _processor(conn, tea)
     _book(conn, "TEA", _seasonal(HISTORY_DAYS), on_hand=0)  # at 0: below any reorder point
@@ -251,7 +252,7 @@ def test_no_rule_until_the_first_batch_is_collected(conn: sqlite3.Connection) ->
 
 
 def test_restart_reuses_the_days_forecast_and_the_next_day_recomputes(
-    conn: sqlite3.Connection, path: Path
+    conn: db.Connection, path: Path
 ) -> None:
     tea = Sku(sku="TEA", policy="forecast")
     first = _processor(conn, tea)
@@ -276,7 +277,7 @@ def test_restart_reuses_the_days_forecast_and_the_next_day_recomputes(
         again.close()
 
 
-def test_a_changed_lead_time_is_planned_at_once_and_stored(conn: sqlite3.Connection) -> None:
+def test_a_changed_lead_time_is_planned_at_once_and_stored(conn: db.Connection) -> None:
     tea = Sku(sku="TEA", policy="forecast", lead_time_days=7)
     processor = _processor(conn, tea)
     _book(conn, "TEA", _seasonal(HISTORY_DAYS), on_hand=1000)
@@ -291,7 +292,7 @@ def test_a_changed_lead_time_is_planned_at_once_and_stored(conn: sqlite3.Connect
     assert stored.reorder_point == pytest.approx(_expected(conn, slower).reorder_point, rel=1e-9)
 
 
-def test_batch_histories_are_the_ledgers_daily_outflows(conn: sqlite3.Connection) -> None:
+def test_batch_histories_are_the_ledgers_daily_outflows(conn: db.Connection) -> None:
     _processor(conn, Sku(sku="TEA"), Sku(sku="RICE"))
     _book(conn, "TEA", _seasonal(30), on_hand=5)
     _book(conn, "RICE", [0, 3, 0, 1], on_hand=0)
@@ -320,7 +321,7 @@ def test_batch_histories_are_the_ledgers_daily_outflows(conn: sqlite3.Connection
     ids=["no-outflows", "constant", "too-short", "sparse-and-short"],
 )
 def test_thin_histories_give_the_documented_fallback(
-    conn: sqlite3.Connection,
+    conn: db.Connection,
     daily: list[float],
     history_days: int,
     model: str,
@@ -345,25 +346,31 @@ def test_thin_histories_give_the_documented_fallback(
 
 
 def test_migration_keeps_skus_and_what_refers_to_them(tmp_path: Path) -> None:
-    conn = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("CREATE TABLE schema_versions (component TEXT PRIMARY KEY, version INTEGER)")
+    path = tmp_path / "old.db"
+    legacy = sqlite3.connect(path, isolation_level=None)
+    legacy.execute("CREATE TABLE schema_versions (component TEXT PRIMARY KEY, version INTEGER)")
     for script in inventory_schema.MIGRATIONS[:2]:
-        conn.executescript(f"BEGIN;\n{script}\nCOMMIT;")
-    conn.execute("INSERT INTO schema_versions VALUES ('inventory', 2)")
-    old = InventoryStores.over(conn)
-    conn.execute(
+        legacy.executescript(f"BEGIN;\n{script}\nCOMMIT;")
+    legacy.execute("INSERT INTO schema_versions VALUES ('inventory', 2)")
+    legacy.close()
+    # The lot is added through today's store on the old tables, as the old code would have.
+    old_conn = db.SqliteConnection(db.Target.parse(path))
+    old = InventoryStores.over(old_conn)
+    old_conn.execute(
         "INSERT INTO inv_skus (sku, policy, lead_time_days, created_at, updated_at)"
         " VALUES ('TEA', 'dynamic', 4, 1, 2)"
     )
-    conn.execute(
+    old_conn.execute(
         "INSERT INTO inv_shelves (site, device, cell, sku, location, updated_at)"
         " VALUES ('wh1', 's1', 'c1', 'TEA', 'A1', 1)"
     )
     old.ledger.add_lot(LotIn(lot="L1", sku="TEA", site=SITE, location="A1", qty=3), ts_ms=1)
+    old_conn.close()
 
-    assert db.migrate(conn)["inventory"] == len(inventory_schema.MIGRATIONS)
+    conn = db.connect(path)
+    assert db.schema_revision(conn) == HEAD
+    legacy_table = "SELECT 1 FROM sqlite_master WHERE name = 'schema_versions'"
+    assert conn.execute(legacy_table).fetchone() is None
     stores = InventoryStores.over(conn)
     assert stores.catalog.get_sku("TEA") == Sku(
         sku="TEA", policy="dynamic", lead_time_days=4, review_days=0
@@ -374,7 +381,7 @@ def test_migration_keeps_skus_and_what_refers_to_them(tmp_path: Path) -> None:
     assert [lot.qty for lot in stores.ledger.lots(site=SITE)] == [3]
     assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
     # The references still hold: a shelf of an unknown SKU is refused, a bound SKU kept.
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(db.IntegrityError):
         conn.execute(
             "INSERT INTO inv_shelves (site, device, cell, sku, location, updated_at)"
             " VALUES ('wh1', 's1', 'c2', 'NOPE', 'A2', 1)"

@@ -3,7 +3,6 @@ dead stock, imbalance and purchase suggestions, through the code ``stocksense ru
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,14 +21,14 @@ UNIT = 250.0
 
 
 @pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+def conn(tmp_path: Path) -> Iterator[db.Connection]:
     connection = db.connect(tmp_path / "inv.db")
     yield connection
     connection.close()
 
 
 def _processor(
-    conn: sqlite3.Connection, *skus: Sku, shelves: tuple[Shelf, ...] = ()
+    conn: db.Connection, *skus: Sku, shelves: tuple[Shelf, ...] = ()
 ) -> InventoryProcessor:
     stores = InventoryStores.over(conn)
     stores.load_catalog(skus=skus, shelves=shelves, ts_ms=T0)
@@ -61,7 +60,7 @@ def _weigh(processor: InventoryProcessor, cell: str, grams: float, start_ms: int
 
 
 def test_readings_reach_their_cell_and_picks_draw_fefo_at_the_shelf(
-    conn: sqlite3.Connection,
+    conn: db.Connection,
 ) -> None:
     coffee = Sku(sku="COFFEE", unit_grams=UNIT)
     tea = Sku(sku="TEA", unit_grams=500)
@@ -92,7 +91,7 @@ def test_readings_reach_their_cell_and_picks_draw_fefo_at_the_shelf(
     assert processor.cell(SITE, "shelf-9", "c1") is None
 
 
-def test_an_ambiguous_change_raises_an_alert_and_books_nothing(conn: sqlite3.Connection) -> None:
+def test_an_ambiguous_change_raises_an_alert_and_books_nothing(conn: db.Connection) -> None:
     shelf = Shelf(site=SITE, device="shelf-1", cell="c1", sku="COFFEE", location="A1")
     processor = _processor(conn, Sku(sku="COFFEE", unit_grams=UNIT), shelves=(shelf,))
     t = _weigh(processor, "c1", 4 * UNIT, T0)
@@ -107,7 +106,7 @@ def test_an_ambiguous_change_raises_an_alert_and_books_nothing(conn: sqlite3.Con
 
 
 def test_lot_dates_raise_alerts_that_clear_once_the_lot_is_empty(
-    conn: sqlite3.Connection,
+    conn: db.Connection,
 ) -> None:
     processor = _processor(conn, Sku(sku="MILK"))
     ledger = processor.store.ledger
@@ -147,7 +146,7 @@ def test_lot_dates_raise_alerts_that_clear_once_the_lot_is_empty(
 
 
 def test_dead_stock_after_n_days_without_outflow_and_clears_when_it_moves(
-    conn: sqlite3.Connection,
+    conn: db.Connection,
 ) -> None:
     processor = _processor(conn, Sku(sku="SLOW", unit_cost=3.0), Sku(sku="FAST"))
     ledger = processor.store.ledger
@@ -173,7 +172,7 @@ def test_dead_stock_after_n_days_without_outflow_and_clears_when_it_moves(
 
 
 def test_imbalances_rank_by_value_at_risk_and_clear_when_covered(
-    conn: sqlite3.Connection,
+    conn: db.Connection,
 ) -> None:
     processor = _processor(conn, Sku(sku="A", unit_cost=2.0), Sku(sku="B", unit_cost=12.5))
     stores = processor.store
@@ -200,7 +199,7 @@ def test_imbalances_rank_by_value_at_risk_and_clear_when_covered(
 # --------------------------------------------------------------------------- suggestions
 
 
-def test_suggestions_follow_the_purchase_lifecycle(conn: sqlite3.Connection) -> None:
+def test_suggestions_follow_the_purchase_lifecycle(conn: db.Connection) -> None:
     rice = Sku(sku="RICE", min_qty=10, max_qty=40, pack_multiple=6)
     processor = _processor(conn, rice)
     stores = processor.store
@@ -243,7 +242,7 @@ def test_suggestions_follow_the_purchase_lifecycle(conn: sqlite3.Connection) -> 
     assert len(stores.planning.suggestions(site=SITE, sku="RICE")) == 3
 
 
-def test_a_pending_suggestion_is_revised_when_the_gap_grows(conn: sqlite3.Connection) -> None:
+def test_a_pending_suggestion_is_revised_when_the_gap_grows(conn: db.Connection) -> None:
     processor = _processor(conn, Sku(sku="RICE", min_qty=10, max_qty=40, pack_multiple=6))
     stores = processor.store
     first = processor.evaluate_reorder(SITE, "RICE", at_ms=T0)  # nothing on hand: 40 -> 42
@@ -263,7 +262,7 @@ def test_a_pending_suggestion_is_revised_when_the_gap_grows(conn: sqlite3.Connec
 
 
 def test_a_lot_loaded_past_its_dates_is_raised_when_first_seen(
-    conn: sqlite3.Connection,
+    conn: db.Connection,
 ) -> None:
     processor = _processor(conn, Sku(sku="MILK"))
     ledger = processor.store.ledger
@@ -283,7 +282,7 @@ def test_a_lot_loaded_past_its_dates_is_raised_when_first_seen(
     ]
 
 
-def test_a_reader_outage_excuses_only_the_drops_around_it(conn: sqlite3.Connection) -> None:
+def test_a_reader_outage_excuses_only_the_drops_around_it(conn: db.Connection) -> None:
     # Judged by the times of the drop and of the outage, not by when the check runs: the rules
     # may check a drop late (a backlog) when the reader has gone offline since.
     coffee = Sku(sku="COFFEE", unit_grams=UNIT)

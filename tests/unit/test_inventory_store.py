@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,17 +29,10 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[InventoryStores]:
-    conn: sqlite3.Connection = db.connect(tmp_path / "inv.db")
+    conn: db.Connection = db.connect(tmp_path / "inv.db")
     inv = InventoryStores.over(conn)
     inv.catalog.put_sku(Sku(sku="RICE", unit_grams=1000, min_qty=5, max_qty=20, unit_cost=2.0))
     yield inv
-    conn.close()
-
-
-def test_migration_applies_once(tmp_path: Path) -> None:
-    conn = db.connect(tmp_path / "a.db")
-    assert db.schema_versions(conn)["inventory"] == len(db.COMPONENTS["inventory"])
-    assert db.migrate(conn)["inventory"] == len(db.COMPONENTS["inventory"])
     conn.close()
 
 

@@ -3,7 +3,6 @@ done, one batch at a time; the day roll-up at local midnight."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 
@@ -19,7 +18,7 @@ SETTINGS = KpiSettings()
 INTERVAL_MS = round(SETTINGS.interval_s * 1000)
 
 
-def _calculator(conn: sqlite3.Connection) -> KpiCalculator:
+def _calculator(conn: db.Connection) -> KpiCalculator:
     return KpiCalculator(
         InventoryStores.over(conn), lambda *_: [], [], SETTINGS, dead_after_days=90
     )
@@ -35,13 +34,13 @@ def test_snapshots_are_computed_off_the_loop_and_stored_once_done(tmp_path: Path
     release = threading.Event()
     workers: list[str] = []
 
-    def calculator_on(worker_conn: sqlite3.Connection) -> KpiCalculator:
+    def calculator_on(worker_conn: db.Connection) -> KpiCalculator:
         workers.append(threading.current_thread().name)
         release.wait(10)  # held until the test has looked at the store
         return _calculator(worker_conn)
 
     kpi = KpiProcessor(_calculator(conn), KpiStore(conn), None, SETTINGS,
-                       calculator_on=calculator_on, db_path=db.database_file(conn))  # fmt: skip
+                       calculator_on=calculator_on, database=conn.target)  # fmt: skip
     store = KpiStore(conn)
     try:
         now = T0 + HOUR_MS
@@ -72,11 +71,13 @@ def test_snapshots_are_computed_off_the_loop_and_stored_once_done(tmp_path: Path
         conn.close()
 
 
-def test_without_a_database_file_snapshots_are_computed_at_the_tick() -> None:
-    conn = db.connect(Path(":memory:"))
+def test_without_a_database_for_workers_snapshots_are_computed_at_the_tick(
+    tmp_path: Path,
+) -> None:
+    conn = db.connect(tmp_path / "kpi.db")
     try:
         kpi = KpiProcessor(_calculator(conn), KpiStore(conn), None, SETTINGS,
-                           calculator_on=_calculator, db_path=db.database_file(conn))  # fmt: skip
+                           calculator_on=_calculator, database=None)  # fmt: skip
         InventoryStores.over(conn).load_catalog(skus=[Sku(sku="TEA")], ts_ms=T0)
         InventoryStores.over(conn).ledger.record(
             ts_ms=T0, site="wh1", location="A", sku="TEA", qty=1, kind="receipt", source="api"

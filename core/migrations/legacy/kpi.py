@@ -1,6 +1,6 @@
 """Schema of the KPI snapshots the rules compute and the API serves (component ``kpi``).
 
-Append new migrations; never edit one that has shipped.
+Kept to bring pre-Alembic databases up to the baseline; never edit.
 """
 
 MIGRATIONS: list[str] = [

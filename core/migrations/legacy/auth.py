@@ -1,8 +1,8 @@
 """Schema of users, API tokens, console sessions, login failures and the audit log
 (component ``auth``).
 
-Append new migrations; never edit one that has shipped. Secrets are stored only as hashes:
-passwords and tokens as argon2id, session ids as SHA-256 (they are 256 random bits).
+Kept to bring pre-Alembic databases up to the baseline; never edit. Secrets are stored only
+as hashes: passwords and tokens as argon2id, session ids as SHA-256 (they are 256 random bits).
 """
 
 MIGRATIONS: list[str] = [

@@ -1,6 +1,6 @@
 """Schema of the catalog, stock ledger, lots and purchase suggestions (component ``inventory``).
 
-Append new migrations; never edit one that has shipped.
+Kept to bring pre-Alembic databases up to the baseline; never edit.
 
 The SQL sticks to what SQLite and PostgreSQL share (``TEXT``/``REAL``/``INTEGER``, ``CHECK``,
 ``ON CONFLICT``); times are epoch milliseconds in ``INTEGER`` columns. The one SQLite idiom is

@@ -1,6 +1,6 @@
 """Schema of alerts, their history and the notification outbox (component ``alerts``).
 
-Append new migrations; never edit one that has shipped.
+Kept to bring pre-Alembic databases up to the baseline; never edit.
 """
 
 MIGRATIONS: list[str] = [

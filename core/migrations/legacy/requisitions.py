@@ -1,7 +1,7 @@
 """Schema of purchase requisitions, their approvals and the ERP push queue (component
 ``requisitions``).
 
-Append new migrations; never edit one that has shipped. Same SQL subset as the inventory
+Kept to bring pre-Alembic databases up to the baseline; never edit. Same SQL subset as the inventory
 schema; times are epoch milliseconds in ``INTEGER`` columns. A requisition names its SKU and
 suggestion by value, not by foreign key: the inventory component owns those tables and may
 migrate on its own.
