@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -69,7 +70,12 @@ class Target:
         if isinstance(where, Path):
             return cls._sqlite(where)
         scheme, _, rest = where.partition("://")
-        if not rest and "://" not in where:
+        if "://" not in where:
+            if re.match(r"[A-Za-z][A-Za-z0-9+]*:", where):
+                raise DatabaseError(
+                    f"a database URL is scheme://..., not {redacted(where)!r}:"
+                    " use sqlite:///path or postgresql://"
+                )
             return cls._sqlite(Path(where))
         scheme = scheme.split("+", 1)[0].lower()
         if scheme == "sqlite":

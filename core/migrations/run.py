@@ -15,6 +15,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection as SaConnection
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.pool import NullPool
@@ -44,6 +45,11 @@ def upgrade(conn: db.Connection, revision: str = "head") -> None:
         upgrade_legacy(conn.raw)
     with _locked(conn.target) as sa_conn:
         current = MigrationContext.configure(sa_conn).get_current_revision()
+        if current is not None and not _known(current):
+            raise db.DatabaseError(
+                f"{conn.target} is at schema revision {current}, which this version of"
+                " StockSense does not know: it was migrated by a newer one"
+            )
         if current is None and inspect(sa_conn).has_table("schema_versions"):
             logger.info("adopting the legacy schema at Alembic revision %s", BASELINE)
             command.stamp(config(sa_conn), BASELINE)
@@ -51,6 +57,11 @@ def upgrade(conn: db.Connection, revision: str = "head") -> None:
         if current != revision:
             logger.info("migrating %s from revision %s to %s", conn.target, current, revision)
             command.upgrade(config(sa_conn), revision)
+
+
+def _known(revision: str) -> bool:
+    scripts = ScriptDirectory.from_config(config())
+    return any(r.revision == revision for r in scripts.walk_revisions())
 
 
 @contextmanager
