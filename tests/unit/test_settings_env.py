@@ -47,6 +47,11 @@ CASES: dict[str, tuple[str, Check, Any]] = {
     "STOCKSENSE_ENVIRONMENT": ("production", lambda s: s.environment, "production"),
     "STOCKSENSE_DATA_DIR": ("~/stocksense-data", lambda s: s.data_dir, "HOME/stocksense-data"),
     "STOCKSENSE_DATABASE_PATH": ("/srv/ss/alerts.db", lambda s: s.sqlite_path, "/srv/ss/alerts.db"),
+    "STOCKSENSE_DATABASE_URL": (
+        "postgresql://ss:pw@db.wh1.internal:5433/stocksense",
+        lambda s: (s.database.engine.value, str(s.database)),
+        ("postgresql", "postgresql://ss:***@db.wh1.internal:5433/stocksense"),
+    ),
     "STOCKSENSE_LOG_LEVEL": ("debug", lambda s: s.log_level, "DEBUG"),
     "STOCKSENSE_MQTT__HOST": ("broker.wh1.internal", lambda s: s.mqtt.host, "broker.wh1.internal"),
     "STOCKSENSE_MQTT__PORT": ("8883", lambda s: s.mqtt.port, 8883),
@@ -442,6 +447,12 @@ def test_the_readme_dotenv_example_is_read(env: pytest.MonkeyPatch, tmp_path: Pa
     ("name", "value", "message"),
     [
         ("STOCKSENSE_MQTT__QOS", "2", "STOCKSENSE_MQTT__QOS: Input should be 0 or 1, got 2"),
+        (
+            "STOCKSENSE_DATABASE_URL",
+            "mysql://root:pw@db/ss",
+            ("STOCKSENSE_DATABASE_URL: unsupported database URL"
+             " 'mysql://root:***@db/ss': use sqlite:///path or postgresql://"),
+        ),
         (
             "STOCKSENSE_MQTT__PORT",
             "70000",
