@@ -26,6 +26,15 @@ def _run(connection: object) -> None:
 handed_over = context.config.attributes.get("connection")
 if handed_over is not None:
     _run(handed_over)
+elif context.is_offline_mode():
+    # `alembic upgrade head --sql`: the SQL an upgrade would run, printed, not run.
+    context.configure(
+        url=Target.parse(Settings().database).sqlalchemy_url,
+        target_metadata=metadata,
+        literal_binds=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
 else:
     engine = create_engine(Target.parse(Settings().database).sqlalchemy_url, poolclass=NullPool)
     with engine.begin() as connection:

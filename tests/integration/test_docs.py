@@ -610,6 +610,27 @@ def test_documented_backup_and_restore_on_a_live_database(tmp_path: Path) -> Non
     assert _count(data / "before-restore" / "stocksense.db") == crashed
 
 
+def test_documented_alembic_commands_answer_as_documented(database: db.Target) -> None:
+    db.connect(database).close()
+    env = {**os.environ, "STOCKSENSE_DATABASE_URL": database.url}
+    expected = {
+        "current": f"{HEAD} (head)",
+        "check": "No new upgrade operations detected",
+        "upgrade": "CREATE TABLE inv_ledger",
+    }
+    commands = [
+        line.split("#", 1)[0].strip()
+        for line in blocks("database.md", "alembic")[""].text.strip().splitlines()
+    ]
+    assert [c.split()[1] for c in commands] == list(expected)
+    for command, answer in zip(commands, expected.values(), strict=True):
+        done = subprocess.run(
+            ["bash", "-c", command], cwd=REPO, env=env, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        assert answer in done.stdout + done.stderr
+
+
 def test_documented_logrotate_configuration_parses(tmp_path: Path) -> None:
     tool = shutil.which("logrotate") or next(
         (p for p in ("/usr/sbin/logrotate", "/sbin/logrotate") if Path(p).exists()), None
