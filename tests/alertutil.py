@@ -1,5 +1,6 @@
 """One way for tests to hand the lifecycle a condition (only what a test cares about is named),
-and a notifier process to deliver it."""
+connections to a test's database that are closed when it ends, and a notifier process to
+deliver it."""
 
 from __future__ import annotations
 
@@ -7,11 +8,34 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from core import db
 from core.alerts import AlertCondition, Severity
 from core.settings import Settings
+
+_opened: list[db.Connection] = []
+
+
+def connect(database: db.Target) -> db.Connection:
+    """``db.connect(database)``, closed when the test ends (a test module imports
+    :func:`connections_closed`): a PostgreSQL connection dropped open is a ResourceWarning,
+    which fails the test."""
+    conn = db.connect(database)
+    _opened.append(conn)
+    return conn
+
+
+@pytest.fixture(autouse=True)
+def connections_closed() -> Iterator[None]:
+    """Close the connections the test opened with :func:`connect`."""
+    yield
+    while _opened:
+        _opened.pop().close()
 
 
 def condition(
@@ -57,6 +81,8 @@ def notify_process(
         "STOCKSENSE_NOTIFIER__POLL_INTERVAL_S": "0.05",
         "STOCKSENSE_INFLUX__URL": "http://127.0.0.1:9",
     }
+    if settings.database_url is not None:
+        env["STOCKSENSE_DATABASE_URL"] = settings.database_url
     if client_id is not None:
         env["STOCKSENSE_MQTT__CLIENT_ID"] = client_id
     with log.open("ab") as out:

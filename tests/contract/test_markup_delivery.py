@@ -273,12 +273,17 @@ def test_hostile_alerts_folded_into_digests_stay_inert(
 
 
 def test_sku_name_and_supplier_from_the_api_reach_both_robots_inert(
-    dingtalk: DingTalkRobot, wecom: WeComRobot, secret: str, clock: FakeClock, tmp_path: Path
+    dingtalk: DingTalkRobot,
+    wecom: WeComRobot,
+    secret: str,
+    clock: FakeClock,
+    tmp_path: Path,
+    database: db.Target,
 ) -> None:
     name = "[Free coffee](http://evil/win)\n# CLICK NOW"
     supplier = '<font color="warning">ACME</font> @13900000000 <@lisi> evil.com'
-    settings = Settings(data_dir=tmp_path)
-    conn = db.connect(settings.sqlite_path)
+    settings = Settings(data_dir=tmp_path, database_url=database.url)
+    conn = db.connect(settings.database)
     alerts = AlertStores.over(conn, ["dingtalk-ops", "wecom-ops"])
     channels: list[Channel] = [ding_channel(dingtalk, secret, clock), wecom_channel(wecom)]
     notifier = Notifier(alerts, channels, clock=clock)

@@ -7,7 +7,6 @@ import json
 import re
 import secrets
 import time
-from pathlib import Path
 
 import pytest
 
@@ -20,7 +19,11 @@ from rules.notify.dingtalk import MAX_BODY_BYTES, DingTalkChannel
 from rules.notify.service import Notifier
 from rules.notify.wecom import WeComChannel
 from simulators.robots import DingTalkRobot, RobotLog, WeComRobot
-from tests.alertutil import condition
+from tests.alertutil import (
+    condition,
+    connect,
+    connections_closed,  # noqa: F401 - an autouse fixture
+)
 from tests.conftest import FakeClock
 
 CONSOLE = "http://127.0.0.1:8000/console"
@@ -147,10 +150,10 @@ def test_dingtalk_timestamp_must_be_within_one_hour(
 
 
 def test_dingtalk_wrong_secret_is_permanent_not_retried_and_redacted(
-    dingtalk: DingTalkRobot, clock: FakeClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    dingtalk: DingTalkRobot, clock: FakeClock, database: db.Target, caplog: pytest.LogCaptureFixture
 ) -> None:
     wrong = "SEC" + secrets.token_hex(24)
-    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["dingtalk-ops"])
+    store = AlertStores.over(connect(database), ["dingtalk-ops"])
     AlertLifecycle(store.state).report(
         condition(
             "s",
@@ -285,11 +288,13 @@ def test_wecom_oversize_is_split_so_no_40058(wecom: WeComRobot, msgtype: str) ->
     assert "".join(wecom.log.texts()).count("高于温区上限") == 400
 
 
-def test_wecom_wrong_key_is_permanent(wecom: WeComRobot, clock: FakeClock, tmp_path: Path) -> None:
+def test_wecom_wrong_key_is_permanent(
+    wecom: WeComRobot, clock: FakeClock, database: db.Target
+) -> None:
     settings = ChannelSettings.model_validate(
         {"name": "wecom-ops", "kind": "wecom", "url": wecom.url.replace(wecom.key, "wrong-key-123")}
     )
-    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["wecom-ops"])
+    store = AlertStores.over(connect(database), ["wecom-ops"])
     AlertLifecycle(store.state).report(condition("s", at_ms=int(clock() * 1000), site="WH1"))
     notifier = Notifier(store, [WeComChannel(settings, console_url=CONSOLE)], clock=clock)
 
@@ -348,9 +353,9 @@ def run_storm(
 
 
 def test_dingtalk_storm_is_paced_and_folded(
-    dingtalk: DingTalkRobot, secret: str, clock: FakeClock, tmp_path: Path
+    dingtalk: DingTalkRobot, secret: str, clock: FakeClock, database: db.Target
 ) -> None:
-    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["dingtalk-ops"])
+    store = AlertStores.over(connect(database), ["dingtalk-ops"])
     channel = DingTalkChannel(ding_settings(dingtalk, secret), console_url=CONSOLE, clock=clock)
     notifier = Notifier(store, [channel], clock=clock)
     ids = run_storm(store, notifier, clock)
@@ -366,9 +371,9 @@ def test_dingtalk_storm_is_paced_and_folded(
 
 
 def test_wecom_storm_is_paced_and_folded(
-    wecom: WeComRobot, clock: FakeClock, tmp_path: Path
+    wecom: WeComRobot, clock: FakeClock, database: db.Target
 ) -> None:
-    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["wecom-ops"])
+    store = AlertStores.over(connect(database), ["wecom-ops"])
     channel = WeComChannel(wecom_settings(wecom, at_user_ids=["zhangsan"]), console_url=CONSOLE)
     notifier = Notifier(store, [channel], clock=clock)
     ids = run_storm(store, notifier, clock)

@@ -255,7 +255,7 @@ def test_an_excursion_followed_up_to_its_resolution(
         assert stored.time_to_resolve_s == (stored.cleared_at - stored.raised_at) / 1000
 
         # -- audited ------------------------------------------------------------------------
-        conn = db.connect(cfg.sqlite_path)
+        conn = db.connect(cfg.database)
         try:
             entries = [e for e in AuditLog(conn).entries() if e.target == f"alert {raised.id}"]
         finally:

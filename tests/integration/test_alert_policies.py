@@ -146,7 +146,7 @@ def test_reorder_debounce_across_sweeps_and_severity(
             "mqtt": settings.mqtt.model_copy(update={"sites": (SITE,)}),
         }
     )
-    conn = db.connect(cfg.sqlite_path)
+    conn = db.connect(cfg.database)
     InventoryStores.over(conn).load_catalog(
         skus=CATALOG, shelves=SHELVES, rfid_zones=ZONES, ts_ms=T0
     )

@@ -20,7 +20,12 @@ from core.alerts import AlertStores
 from core.settings import Settings
 from rules.lifecycle import AlertLifecycle
 from simulators.robots import Received, WebhookReceiver
-from tests.alertutil import condition, notify_process
+from tests.alertutil import (
+    condition,
+    connect,
+    connections_closed,  # noqa: F401 - an autouse fixture
+    notify_process,
+)
 from tests.conftest import RECENT_T0, wait_for
 
 pytestmark = pytest.mark.integration
@@ -59,9 +64,11 @@ class DedupingReceiver(WebhookReceiver):
         return 200, {"ok": True}
 
 
-def test_notifier_sigkill_mid_delivery_delivers_all_50_once(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data")
-    store = AlertStores.over(db.connect(settings.sqlite_path), ["hook"])
+def test_notifier_sigkill_mid_delivery_delivers_all_50_once(
+    tmp_path: Path, database: db.Target
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", database_url=database.url)
+    store = AlertStores.over(connect(database), ["hook"])
     ids = []
     lifecycle = AlertLifecycle(store.state)
     for i in range(TOTAL):

@@ -16,7 +16,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from core import db, topics
+from core import topics
 from core.alerts import AlertStores
 from core.influx import InfluxClient, query_sync, rows
 from core.influx_writer import (
@@ -32,6 +32,10 @@ from rules.lifecycle import AlertLifecycle
 from rules.seed import Seed
 from stocksense.devservices import LocalStack, influxdb
 from stocksense.pipeline import Pipeline
+from tests.alertutil import (
+    connect,
+    connections_closed,  # noqa: F401 - an autouse fixture
+)
 from tests.conftest import RECENT_T0, Publisher, until
 
 pytestmark = pytest.mark.integration
@@ -270,7 +274,7 @@ def test_refused_lines_in_the_spool_are_isolated_on_replay(
 def test_store_rejecting_alert_raises_and_clears_after_the_quiet_time(
     settings: Settings, tmp_path: Path
 ) -> None:
-    store = AlertStores.over(db.connect(tmp_path / "alerts.db"), [])
+    store = AlertStores.over(connect(settings.database), [])
     t0 = RECENT_T0
 
     def active() -> bool:

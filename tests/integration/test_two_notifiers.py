@@ -11,7 +11,12 @@ from core.alerts import AlertStores
 from core.settings import Settings
 from rules.lifecycle import AlertLifecycle
 from simulators.robots import WebhookReceiver
-from tests.alertutil import condition, notify_process
+from tests.alertutil import (
+    condition,
+    connect,
+    connections_closed,  # noqa: F401 - an autouse fixture
+    notify_process,
+)
 from tests.conftest import RECENT_T0, wait_for
 
 pytestmark = pytest.mark.integration
@@ -19,9 +24,11 @@ pytestmark = pytest.mark.integration
 TOTAL = 120
 
 
-def test_two_notifiers_on_one_database_send_each_row_once(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data")
-    store = AlertStores.over(db.connect(settings.sqlite_path), ["hook"])
+def test_two_notifiers_on_one_database_send_each_row_once(
+    tmp_path: Path, database: db.Target
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", database_url=database.url)
+    store = AlertStores.over(connect(database), ["hook"])
     lifecycle = AlertLifecycle(store.state)
     ids = []
     for i in range(TOTAL):

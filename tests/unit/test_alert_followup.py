@@ -25,7 +25,11 @@ from core.settings import (
 from rules.coldchain import ALERT_TYPE, ColdChainRule
 from rules.lifecycle import AlertLifecycle, farther
 from rules.seed import Seed, SensorRef, Site, TempBand, Zone
-from tests.alertutil import condition
+from tests.alertutil import (
+    condition,
+    connect,
+    connections_closed,  # noqa: F401 - an autouse fixture
+)
 
 # Sunday 2026-11-22 01:00 UTC (09:00 in Shanghai).
 T0 = 1_795_309_200_000
@@ -34,8 +38,8 @@ MIN_MS = 60_000
 DOC = Path(__file__).resolve().parents[2] / "docs" / "alerts.md"
 
 
-def _stores(tmp_path: Path, alerting: AlertingSettings) -> AlertStores:
-    return AlertStores.over(db.connect(tmp_path / "a.db"), CHANNELS, alerting=alerting)
+def _stores(database: db.Target, alerting: AlertingSettings) -> AlertStores:
+    return AlertStores.over(connect(database), CHANNELS, alerting=alerting)
 
 
 def _report(life: AlertLifecycle, at_ms: int, value: float, *, severity: str = "critical") -> None:
@@ -72,7 +76,9 @@ def test_peak_is_the_value_farthest_beyond_the_threshold_on_either_side() -> Non
     assert farther(7.0, 9.0, 8.0) == 9.0  # a tie keeps the stored peak
 
 
-def _cold_rule(tmp_path: Path, alerting: AlertingSettings) -> tuple[ColdChainRule, AlertStores]:
+def _cold_rule(
+    database: db.Target, alerting: AlertingSettings
+) -> tuple[ColdChainRule, AlertStores]:
     seed = Seed(
         sites=[
             Site(
@@ -88,7 +94,7 @@ def _cold_rule(tmp_path: Path, alerting: AlertingSettings) -> tuple[ColdChainRul
             )
         ]
     )
-    stores = _stores(tmp_path, alerting)
+    stores = _stores(database, alerting)
     return ColdChainRule(seed, AlertLifecycle(stores.state, alerting)), stores
 
 
@@ -104,9 +110,9 @@ def _read(rule: ColdChainRule, at_ms: int, celsius: float) -> None:
     ],
 )
 def test_an_excursion_keeps_its_latest_and_peak_value(
-    tmp_path: Path, readings: list[float], latest: float, peak: float, threshold: float
+    database: db.Target, readings: list[float], latest: float, peak: float, threshold: float
 ) -> None:
-    rule, stores = _cold_rule(tmp_path, AlertingSettings(update_interval_s=5))
+    rule, stores = _cold_rule(database, AlertingSettings(update_interval_s=5))
     _read(rule, T0, 5.0)
     for i, celsius in enumerate(readings, start=1):
         _read(rule, T0 + i * 10_000, celsius)
@@ -118,8 +124,8 @@ def test_an_excursion_keeps_its_latest_and_peak_value(
     assert _rows(stores, "raised") == [("influxdb", 0), ("ops", 0), ("oncall", 0)]
 
 
-def test_writes_are_throttled_except_a_new_peak(tmp_path: Path) -> None:
-    stores = _stores(tmp_path, AlertingSettings(update_interval_s=5))
+def test_writes_are_throttled_except_a_new_peak(database: db.Target) -> None:
+    stores = _stores(database, AlertingSettings(update_interval_s=5))
     life = AlertLifecycle(stores.state)
     _report(life, T0, 10.0)
     _report(life, T0 + 4_999, 9.5)  # within 5 s, not a peak: not written
@@ -140,9 +146,9 @@ def test_writes_are_throttled_except_a_new_peak(tmp_path: Path) -> None:
 
 
 def test_a_condition_still_reported_after_a_person_resolved_it_is_raised_again(
-    tmp_path: Path,
+    database: db.Target,
 ) -> None:
-    stores = _stores(tmp_path, AlertingSettings(update_interval_s=0, reopen_window_s=0))
+    stores = _stores(database, AlertingSettings(update_interval_s=0, reopen_window_s=0))
     life = AlertLifecycle(stores.state)
     _report(life, T0, 10.0)
     [alert] = stores.state.list()
@@ -160,7 +166,7 @@ def test_a_condition_still_reported_after_a_person_resolved_it_is_raised_again(
 # -- owners ----------------------------------------------------------------------------------
 
 
-def test_owner_from_the_route_else_the_oncall_day_in_its_timezone(tmp_path: Path) -> None:
+def test_owner_from_the_route_else_the_oncall_day_in_its_timezone(database: db.Target) -> None:
     alerting = AlertingSettings(
         routes=[
             RouteSettings(types=("cold_chain_excursion",), channels=("ops",), owner="zhangwei"),
@@ -173,7 +179,7 @@ def test_owner_from_the_route_else_the_oncall_day_in_its_timezone(tmp_path: Path
             ),
         ],
     )
-    stores = _stores(tmp_path, alerting)
+    stores = _stores(database, alerting)
     life = AlertLifecycle(stores.state)
     _report(life, T0, 10.0)
     # Monday 2026-11-23 20:00 UTC is Tuesday 04:00 in Shanghai; Saturday is nobody's day.
@@ -205,19 +211,19 @@ def test_owner_from_the_route_else_the_oncall_day_in_its_timezone(tmp_path: Path
 # -- deadlines and escalation ------------------------------------------------------------------
 
 
-def _escalating(tmp_path: Path) -> tuple[AlertStores, AlertLifecycle]:
+def _escalating(database: db.Target) -> tuple[AlertStores, AlertLifecycle]:
     alerting = AlertingSettings(
         routes=[RouteSettings(channels=("ops",), escalate_to=("oncall",))],
         due={"critical": DuePolicy(ack_s=900, resolve_s=3600)},
     )
-    stores = _stores(tmp_path, alerting)
+    stores = _stores(database, alerting)
     life = AlertLifecycle(stores.state)
     _report(life, T0, 10.0)
     return stores, life
 
 
-def test_due_exactly_at_the_deadline_escalates_once_per_deadline(tmp_path: Path) -> None:
-    stores, life = _escalating(tmp_path)
+def test_due_exactly_at_the_deadline_escalates_once_per_deadline(database: db.Target) -> None:
+    stores, life = _escalating(database)
     [alert] = stores.state.list()
     assert (alert.ack_due_at, alert.resolve_due_at) == (T0 + 900_000, T0 + 3_600_000)
     life.tick(T0 + 899_999)
@@ -250,9 +256,9 @@ def test_due_exactly_at_the_deadline_escalates_once_per_deadline(tmp_path: Path)
 
 
 def test_a_missed_deadline_without_escalation_channels_is_recorded_only(
-    tmp_path: Path,
+    database: db.Target,
 ) -> None:
-    stores = _stores(tmp_path, AlertingSettings())  # default deadlines, no routes
+    stores = _stores(database, AlertingSettings())  # default deadlines, no routes
     life = AlertLifecycle(stores.state)
     _report(life, T0, 10.0)
     life.tick(T0 + 4 * 3_600_000)
@@ -265,13 +271,13 @@ def test_a_missed_deadline_without_escalation_channels_is_recorded_only(
 # -- reminders -------------------------------------------------------------------------------
 
 
-def test_reminder_exactly_at_the_interval_until_acknowledged(tmp_path: Path) -> None:
+def test_reminder_exactly_at_the_interval_until_acknowledged(database: db.Target) -> None:
     alerting = AlertingSettings(
         types={ALERT_TYPE: TypePolicy(remind_every_s=1800)},
         routes=[RouteSettings(channels=("ops",), remind_every_s=3600)],
         due={},
     )
-    stores = _stores(tmp_path, alerting)
+    stores = _stores(database, alerting)
     life = AlertLifecycle(stores.state)
     _report(life, T0, 10.0)
     [alert] = stores.state.list()
@@ -291,8 +297,8 @@ def test_reminder_exactly_at_the_interval_until_acknowledged(tmp_path: Path) -> 
     assert _rows(stores, "reminder") == [("ops", 1), ("ops", 2)]
 
 
-def test_no_reminders_unless_configured(tmp_path: Path) -> None:
-    stores = _stores(tmp_path, AlertingSettings(due={}))
+def test_no_reminders_unless_configured(database: db.Target) -> None:
+    stores = _stores(database, AlertingSettings(due={}))
     life = AlertLifecycle(stores.state)
     _report(life, T0, 10.0)
     life.tick(T0 + 7 * 86_400_000)
@@ -303,10 +309,10 @@ def test_no_reminders_unless_configured(tmp_path: Path) -> None:
 
 
 def test_a_person_resolves_with_note_and_cause_and_the_told_channels_hear_it(
-    tmp_path: Path,
+    database: db.Target,
 ) -> None:
     alerting = AlertingSettings(routes=[RouteSettings(channels=("ops",))])
-    stores = _stores(tmp_path, alerting)
+    stores = _stores(database, alerting)
     life = AlertLifecycle(stores.state)
     _report(life, T0, 10.0)
     [alert] = stores.state.list()
@@ -340,8 +346,8 @@ def test_a_person_resolves_with_note_and_cause_and_the_told_channels_hear_it(
     }
 
 
-def test_a_rule_clear_keeps_its_note_and_a_person_adds_the_cause(tmp_path: Path) -> None:
-    stores = _stores(tmp_path, AlertingSettings())
+def test_a_rule_clear_keeps_its_note_and_a_person_adds_the_cause(database: db.Target) -> None:
+    stores = _stores(database, AlertingSettings())
     life = AlertLifecycle(stores.state)
     _report(life, T0, 10.0)
     cleared = life.resolve("wh1/cold", ALERT_TYPE, at_ms=T0 + 600_000, note="back in band")
@@ -364,8 +370,8 @@ def test_a_rule_clear_keeps_its_note_and_a_person_adds_the_cause(tmp_path: Path)
     assert [o.event for o in stores.outbox.outbox()].count("cleared") == 3  # not sent again
 
 
-def test_reopening_starts_a_fresh_occurrence(tmp_path: Path) -> None:
-    stores = _stores(tmp_path, AlertingSettings(reopen_window_s=600, due={}))
+def test_reopening_starts_a_fresh_occurrence(database: db.Target) -> None:
+    stores = _stores(database, AlertingSettings(reopen_window_s=600, due={}))
     life = AlertLifecycle(stores.state)
     _report(life, T0, 12.0)
     [alert] = stores.state.list()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +20,10 @@ from rules.anomaly.coldchain import (
 )
 from rules.lifecycle import AlertLifecycle
 from rules.seed import Seed, SensorRef, Site, TempBand, Zone
+from tests.alertutil import (
+    connect,
+    connections_closed,  # noqa: F401 - an autouse fixture
+)
 
 T0 = 1_795_309_200_000  # 2026-11-22 01:00 UTC, 09:00 in Shanghai
 SEED = Seed(
@@ -65,8 +68,8 @@ def test_streaming_window_equals_batch_over_the_window() -> None:
     assert window.value() == pytest.approx(mean_kinetic_temperature(last), abs=1e-9)
 
 
-def _monitor(tmp_path: Path, policy: ColdChainPolicy) -> tuple[ColdChainMonitor, AlertStores]:
-    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["ops"])
+def _monitor(database: db.Target, policy: ColdChainPolicy) -> tuple[ColdChainMonitor, AlertStores]:
+    store = AlertStores.over(connect(database), ["ops"])
     alerting = AlertingSettings(cold_chain_zones={"wh1/cold": policy})
     return ColdChainMonitor(SEED, AlertLifecycle(store.state, alerting), alerting), store
 
@@ -86,11 +89,11 @@ def _feed(monitor: ColdChainMonitor, temps: list[float], *, start: int, step_s: 
         )
 
 
-def test_mkt_alert_raises_over_threshold_and_clears_below_margin(tmp_path: Path) -> None:
+def test_mkt_alert_raises_over_threshold_and_clears_below_margin(database: db.Target) -> None:
     policy = ColdChainPolicy(
         mkt_window_s=3600, mkt_min_samples=10, daily_out_limit_s=None, mkt_clear_margin_c=0.2
     )
-    monitor, store = _monitor(tmp_path, policy)
+    monitor, store = _monitor(database, policy)
     _feed(monitor, [6.0] * 30, start=T0)
     assert store.state.list() == []
     # 7 °C most of the time with warm spells: every reading but few out of band, MKT above 8
@@ -111,9 +114,9 @@ def test_mkt_alert_raises_over_threshold_and_clears_below_margin(tmp_path: Path)
     assert monitor.mkt("wh1", "cold") == pytest.approx(5.0, abs=1e-6)
 
 
-def test_cumulative_time_out_of_band_per_local_day(tmp_path: Path) -> None:
+def test_cumulative_time_out_of_band_per_local_day(database: db.Target) -> None:
     policy = ColdChainPolicy(daily_out_limit_s=600, mkt_min_samples=10_000)
-    monitor, store = _monitor(tmp_path, policy)
+    monitor, store = _monitor(database, policy)
     # local day in Shanghai starts at 16:00 UTC; T0 is 01:00 UTC (09:00 local)
     # short excursions: 3 x 4 minutes out = 720 s > 600 s, none long on its own
     pattern = [9.0] * 4 + [5.0] * 10
@@ -133,15 +136,15 @@ def test_cumulative_time_out_of_band_per_local_day(tmp_path: Path) -> None:
     assert store.state.list(type_=CUMULATIVE_TYPE)[0].state == "cleared"
 
 
-def test_a_long_gap_does_not_count_as_out(tmp_path: Path) -> None:
+def test_a_long_gap_does_not_count_as_out(database: db.Target) -> None:
     policy = ColdChainPolicy(daily_out_limit_s=600, max_gap_s=300, mkt_min_samples=10_000)
-    monitor, store = _monitor(tmp_path, policy)
+    monitor, store = _monitor(database, policy)
     _feed(monitor, [9.0, 9.0], start=T0, step_s=3600)  # probe silent for an hour after 9 °C
     assert store.state.list() == []
 
 
 def test_a_probe_counts_once_when_its_device_is_listed_under_several_sensors(
-    tmp_path: Path,
+    database: db.Target,
 ) -> None:
     seed = Seed(
         sites=[
@@ -160,7 +163,7 @@ def test_a_probe_counts_once_when_its_device_is_listed_under_several_sensors(
             )
         ]
     )
-    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["ops"])
+    store = AlertStores.over(connect(database), ["ops"])
     monitor = ColdChainMonitor(seed, AlertLifecycle(store.state))
     for i in range(5):
         monitor.process(
@@ -182,13 +185,13 @@ MIDNIGHTS = [
 
 
 def _zone_monitor(
-    tmp_path: Path, timezone: str, limit_s: float
+    database: db.Target, timezone: str, limit_s: float
 ) -> tuple[ColdChainMonitor, AlertStores]:
     seed = SEED.model_copy(
         update={"sites": [SEED.sites[0].model_copy(update={"timezone": timezone})]}
     )
     policy = ColdChainPolicy(daily_out_limit_s=limit_s, mkt_min_samples=10_000)
-    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["ops"])
+    store = AlertStores.over(connect(database), ["ops"])
     alerting = AlertingSettings(cold_chain_zones={"wh1/cold": policy})
     return ColdChainMonitor(seed, AlertLifecycle(store.state, alerting), alerting), store
 
@@ -201,9 +204,9 @@ def _read(monitor: ColdChainMonitor, device: str, ts_ms: int, celsius: float) ->
 
 @pytest.mark.parametrize(("timezone", "midnight", "yesterday", "today"), MIDNIGHTS)
 def test_a_late_reading_for_yesterday_never_resets_today(
-    tmp_path: Path, timezone: str, midnight: int, yesterday: str, today: str
+    database: db.Target, timezone: str, midnight: int, yesterday: str, today: str
 ) -> None:
-    monitor, store = _zone_monitor(tmp_path, timezone, limit_s=1800)
+    monitor, store = _zone_monitor(database, timezone, limit_s=1800)
     for i in range(21):  # p1 out of band for 20 minutes after local midnight
         _read(monitor, "p1", midnight + i * 60_000, 9.0)
     assert monitor.out_of_band_s("wh1", "cold") == {"p1/t": 1200.0}
@@ -226,9 +229,9 @@ def test_a_late_reading_for_yesterday_never_resets_today(
 
 @pytest.mark.parametrize(("timezone", "midnight", "yesterday", "today"), MIDNIGHTS)
 def test_an_interval_across_local_midnight_counts_for_both_days(
-    tmp_path: Path, timezone: str, midnight: int, yesterday: str, today: str
+    database: db.Target, timezone: str, midnight: int, yesterday: str, today: str
 ) -> None:
-    monitor, _ = _zone_monitor(tmp_path, timezone, limit_s=1800)
+    monitor, _ = _zone_monitor(database, timezone, limit_s=1800)
     for offset_s in (-90, -30, 30, 90):
         _read(monitor, "p1", midnight + offset_s * 1000, 9.0)
     _read(monitor, "p1", midnight + 150_000, 5.0)  # back in band
@@ -239,9 +242,9 @@ def test_an_interval_across_local_midnight_counts_for_both_days(
 
 @pytest.mark.parametrize(("timezone", "midnight", "yesterday", "today"), MIDNIGHTS)
 def test_a_reading_exactly_at_local_midnight_starts_the_new_day(
-    tmp_path: Path, timezone: str, midnight: int, yesterday: str, today: str
+    database: db.Target, timezone: str, midnight: int, yesterday: str, today: str
 ) -> None:
-    monitor, _ = _zone_monitor(tmp_path, timezone, limit_s=1800)
+    monitor, _ = _zone_monitor(database, timezone, limit_s=1800)
     state = monitor.zone_states("wh1", "cold")
     assert state is not None
     _read(monitor, "p1", midnight - 60_000, 9.0)
@@ -258,9 +261,9 @@ def test_a_reading_exactly_at_local_midnight_starts_the_new_day(
 
 @pytest.mark.parametrize(("timezone", "midnight", "yesterday", "today"), MIDNIGHTS)
 def test_the_minutes_before_midnight_can_put_the_old_day_over_its_limit(
-    tmp_path: Path, timezone: str, midnight: int, yesterday: str, today: str
+    database: db.Target, timezone: str, midnight: int, yesterday: str, today: str
 ) -> None:
-    monitor, store = _zone_monitor(tmp_path, timezone, limit_s=600)
+    monitor, store = _zone_monitor(database, timezone, limit_s=600)
     for k in range(11):  # out from 10.5 minutes before midnight, read every minute
         _read(monitor, "p1", midnight - 630_000 + k * 60_000, 9.0)
     assert monitor.out_of_band_s("wh1", "cold", yesterday) == {"p1/t": 600.0}

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from core import db
 from core.alerts import AlertStores
 from core.readings import DeviceStatus, TagSample, TempSample
 from core.settings import AlertingSettings, OfflinePolicy
 from rules.anomaly.offline import ALERT_TYPE, OfflineDetector
 from rules.lifecycle import AlertLifecycle
+from tests.alertutil import (
+    connect,
+    connections_closed,  # noqa: F401 - an autouse fixture
+)
 
 T0 = 1_795_309_200_000
 
 
-def _detector(tmp_path: Path, **policy: object) -> tuple[OfflineDetector, AlertStores]:
-    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["ops"])
+def _detector(database: db.Target, **policy: object) -> tuple[OfflineDetector, AlertStores]:
+    store = AlertStores.over(connect(database), ["ops"])
     alerting = AlertingSettings(offline=OfflinePolicy.model_validate(policy))
     # Arrival time 0: reading time alone decides, as these tests simulate the clock.
     detector = OfflineDetector(
@@ -28,8 +30,8 @@ def _temp(ts_ms: int, device: str = "p1", site: str = "wh1") -> TempSample:
     return TempSample(site=site, device=device, sensor="t", ts_ms=ts_ms, celsius=5.0)
 
 
-def test_timeout_uses_the_learned_interval_and_data_clears(tmp_path: Path) -> None:
-    detector, store = _detector(tmp_path, timeout_factor=3, default_interval_s=600)
+def test_timeout_uses_the_learned_interval_and_data_clears(database: db.Target) -> None:
+    detector, store = _detector(database, timeout_factor=3, default_interval_s=600)
     for i in range(6):
         detector.process([_temp(T0 + i * 10_000)])
     last = T0 + 50_000
@@ -49,8 +51,8 @@ def test_timeout_uses_the_learned_interval_and_data_clears(tmp_path: Path) -> No
     assert store.state.list()[0].cleared_at == last + 45_000
 
 
-def test_announced_interval_wins_and_default_applies_before_learning(tmp_path: Path) -> None:
-    detector, store = _detector(tmp_path, timeout_factor=2, default_interval_s=100)
+def test_announced_interval_wins_and_default_applies_before_learning(database: db.Target) -> None:
+    detector, store = _detector(database, timeout_factor=2, default_interval_s=100)
     detector.process(
         [DeviceStatus(site="wh1", kind="temp", device="p2", ts_ms=T0, online=True, interval_s=5)]
     )
@@ -61,8 +63,8 @@ def test_announced_interval_wins_and_default_applies_before_learning(tmp_path: P
     assert sorted(a.source for a in store.state.list()) == ["wh1/temp/p2", "wh1/temp/p3"]
 
 
-def test_last_will_raises_at_once_and_birth_clears(tmp_path: Path) -> None:
-    detector, store = _detector(tmp_path)
+def test_last_will_raises_at_once_and_birth_clears(database: db.Target) -> None:
+    detector, store = _detector(database)
     detector.process([_temp(T0)])
     detector.process(
         [
@@ -83,8 +85,8 @@ def test_last_will_raises_at_once_and_birth_clears(tmp_path: Path) -> None:
     assert store.state.list()[0].state == "cleared"
 
 
-def test_rfid_reader_without_heartbeat_is_not_timed_and_sites_filter(tmp_path: Path) -> None:
-    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["ops"])
+def test_rfid_reader_without_heartbeat_is_not_timed_and_sites_filter(database: db.Target) -> None:
+    store = AlertStores.over(connect(database), ["ops"])
     detector = OfflineDetector(AlertLifecycle(store.state), sites={"wh1"}, clock=lambda: 0.0)
     detector.process([TagSample(site="wh1", device="r1", antenna=1, ts_ms=T0, epc="AB")])
     detector.process([_temp(T0, site="wh9")])
@@ -93,8 +95,8 @@ def test_rfid_reader_without_heartbeat_is_not_timed_and_sites_filter(tmp_path: P
     assert list(detector.devices) == [("wh1", "rfid", "r1")]
 
 
-def test_replayed_old_readings_that_arrive_now_keep_a_device_online(tmp_path: Path) -> None:
-    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["ops"])
+def test_replayed_old_readings_that_arrive_now_keep_a_device_online(database: db.Target) -> None:
+    store = AlertStores.over(connect(database), ["ops"])
     arrival = [T0 / 1000]
     detector = OfflineDetector(
         AlertLifecycle(store.state), OfflinePolicy(timeout_factor=3), clock=lambda: arrival[0]
@@ -111,9 +113,9 @@ def test_replayed_old_readings_that_arrive_now_keep_a_device_online(tmp_path: Pa
     assert [(a.source, a.type) for a in store.state.list()] == [("wh1/temp/p1", ALERT_TYPE)]
 
 
-def test_a_silence_no_tick_saw_is_reported_when_data_returns(tmp_path: Path) -> None:
+def test_a_silence_no_tick_saw_is_reported_when_data_returns(database: db.Target) -> None:
     # The rules were behind (a backlog, a fast simulation): no tick fell inside the silence.
-    detector, store = _detector(tmp_path, timeout_factor=3, default_interval_s=600)
+    detector, store = _detector(database, timeout_factor=3, default_interval_s=600)
     for i in range(6):
         detector.process([_temp(T0 + i * 10_000)])
     last = T0 + 50_000
@@ -131,9 +133,9 @@ def test_a_silence_no_tick_saw_is_reported_when_data_returns(tmp_path: Path) -> 
     assert alert.value == 30.0
 
 
-def test_a_silence_no_tick_saw_is_reported_when_a_birth_ends_it(tmp_path: Path) -> None:
+def test_a_silence_no_tick_saw_is_reported_when_a_birth_ends_it(database: db.Target) -> None:
     # The device comes back by announcing itself before its first reading, as gateways do.
-    detector, store = _detector(tmp_path, timeout_factor=3, default_interval_s=600)
+    detector, store = _detector(database, timeout_factor=3, default_interval_s=600)
     for i in range(6):
         detector.process([_temp(T0 + i * 10_000)])
     last = T0 + 50_000
@@ -155,8 +157,8 @@ def test_a_silence_no_tick_saw_is_reported_when_a_birth_ends_it(tmp_path: Path) 
     assert alert.value == 30.0
 
 
-def test_a_birth_stamped_ahead_of_its_arrival_invents_no_silence(tmp_path: Path) -> None:
-    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["ops"])
+def test_a_birth_stamped_ahead_of_its_arrival_invents_no_silence(database: db.Target) -> None:
+    store = AlertStores.over(connect(database), ["ops"])
     arrival = [T0 / 1000]
     detector = OfflineDetector(
         AlertLifecycle(store.state), OfflinePolicy(timeout_factor=3), clock=lambda: arrival[0]
@@ -172,11 +174,11 @@ def test_a_birth_stamped_ahead_of_its_arrival_invents_no_silence(tmp_path: Path)
 
 
 def test_a_gateway_that_publishes_its_probes_in_bursts_is_timed_by_each_probes_spacing(
-    tmp_path: Path,
+    database: db.Target,
 ) -> None:
     """50 probes under one device name, one message each, a millisecond apart, every minute:
     the interval is a minute (each probe's spacing), not the millisecond between messages."""
-    detector, store = _detector(tmp_path, timeout_factor=3, default_interval_s=600)
+    detector, store = _detector(database, timeout_factor=3, default_interval_s=600)
     for burst in range(4):
         start = T0 + burst * 60_000
         for probe in range(50):
@@ -196,8 +198,8 @@ def test_a_gateway_that_publishes_its_probes_in_bursts_is_timed_by_each_probes_s
     assert [a.source for a in store.state.list()] == ["wh1/temp/gw"]
 
 
-def test_an_even_number_of_spacings_takes_the_mean_of_the_middle_two(tmp_path: Path) -> None:
-    detector, _ = _detector(tmp_path)
+def test_an_even_number_of_spacings_takes_the_mean_of_the_middle_two(database: db.Target) -> None:
+    detector, _ = _detector(database)
     for ts in (0, 10_000, 30_000, 60_000, 100_000):  # spacings 10, 20, 30, 40 s
         detector.process([_temp(T0 + ts)])
     state = detector.devices[("wh1", "temp", "p1")]
@@ -206,8 +208,8 @@ def test_an_even_number_of_spacings_takes_the_mean_of_the_middle_two(tmp_path: P
     assert detector.interval_s(state) == 30.0
 
 
-def test_the_probes_remembered_per_device_are_bounded(tmp_path: Path) -> None:
-    detector, _ = _detector(tmp_path)
+def test_the_probes_remembered_per_device_are_bounded(database: db.Target) -> None:
+    detector, _ = _detector(database)
     for probe in range(3000):
         detector.process(
             [TempSample(site="wh1", device="gw", sensor=f"t{probe}", ts_ms=T0, celsius=4.0)]

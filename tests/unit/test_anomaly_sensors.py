@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from core import db
@@ -13,6 +11,10 @@ from core.settings import AlertingSettings, SensorHealthPolicy
 from rules.anomaly.sensors import DRIFT_TYPE, STUCK_TYPE, SensorHealthDetector
 from rules.lifecycle import AlertLifecycle
 from rules.seed import Seed, SensorRef, Site, Zone
+from tests.alertutil import (
+    connect,
+    connections_closed,  # noqa: F401 - an autouse fixture
+)
 
 T0 = 1_795_309_200_000
 SEED = Seed(
@@ -25,8 +27,8 @@ SEED = Seed(
 )
 
 
-def _detector(tmp_path: Path, **policy: object) -> tuple[SensorHealthDetector, AlertStores]:
-    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["ops"])
+def _detector(database: db.Target, **policy: object) -> tuple[SensorHealthDetector, AlertStores]:
+    store = AlertStores.over(connect(database), ["ops"])
     alerting = AlertingSettings(sensor_health=SensorHealthPolicy.model_validate(policy))
     return SensorHealthDetector(SEED, AlertLifecycle(store.state, alerting)), store
 
@@ -62,14 +64,14 @@ def _run(
             )
 
 
-def test_noise_and_room_swings_raise_nothing(tmp_path: Path) -> None:
-    detector, store = _detector(tmp_path)
+def test_noise_and_room_swings_raise_nothing(database: db.Target) -> None:
+    detector, store = _detector(database)
     _run(detector, 600)
     assert store.state.list() == []
 
 
-def test_drifting_probe_is_found_and_clears_after_recalibration(tmp_path: Path) -> None:
-    detector, store = _detector(tmp_path, drift_threshold_c=1.0, drift_clear_c=0.5)
+def test_drifting_probe_is_found_and_clears_after_recalibration(database: db.Target) -> None:
+    detector, store = _detector(database, drift_threshold_c=1.0, drift_clear_c=0.5)
     _run(detector, 100)
     _run(detector, 100, start=100, drift_per_step=0.03)  # 3 °C over 50 minutes
     alerts = store.state.list()
@@ -83,8 +85,8 @@ def test_drifting_probe_is_found_and_clears_after_recalibration(tmp_path: Path) 
     assert store.state.list()[0].state == "cleared"
 
 
-def test_stuck_probe_raises_and_clears_when_it_moves(tmp_path: Path) -> None:
-    detector, store = _detector(tmp_path, stuck_samples=20, stuck_s=300, drift_threshold_c=50)
+def test_stuck_probe_raises_and_clears_when_it_moves(database: db.Target) -> None:
+    detector, store = _detector(database, stuck_samples=20, stuck_s=300, drift_threshold_c=50)
     _run(detector, 100, stuck_p3_from=50)
     alerts = store.state.list()
     assert [(a.source, a.type) for a in alerts] == [("wh1/temp/p3/t", STUCK_TYPE)]
@@ -96,8 +98,8 @@ def test_stuck_probe_raises_and_clears_when_it_moves(tmp_path: Path) -> None:
     assert store.state.list()[0].state == "cleared"
 
 
-def test_a_probe_that_never_showed_noise_is_not_stuck(tmp_path: Path) -> None:
-    detector, store = _detector(tmp_path, stuck_samples=5, stuck_s=0)
+def test_a_probe_that_never_showed_noise_is_not_stuck(database: db.Target) -> None:
+    detector, store = _detector(database, stuck_samples=5, stuck_s=0)
     for i in range(50):
         detector.process(
             [TempSample(site="wh1", device="x", sensor="t", ts_ms=T0 + i * 1000, celsius=20.0)]

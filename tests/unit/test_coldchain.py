@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from core import db
@@ -13,12 +11,16 @@ from core.settings import AlertingSettings, TypePolicy
 from rules.coldchain import ALERT_TYPE, ColdChainRule
 from rules.lifecycle import AlertLifecycle
 from rules.seed import Seed, SensorRef, Site, TempBand, Zone
+from tests.alertutil import (
+    connect,
+    connections_closed,  # noqa: F401 - an autouse fixture
+)
 
 T0 = 1_795_309_200_000
 
 
 def _rule(
-    tmp_path: Path, allowance_s: float = 60, alerting: AlertingSettings | None = None
+    database: db.Target, allowance_s: float = 60, alerting: AlertingSettings | None = None
 ) -> tuple[ColdChainRule, AlertStores]:
     seed = Seed(
         sites=[
@@ -38,7 +40,7 @@ def _rule(
             )
         ]
     )
-    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["webhook"], alerting=alerting)
+    store = AlertStores.over(connect(database), ["webhook"], alerting=alerting)
     return ColdChainRule(seed, AlertLifecycle(store.state)), store
 
 
@@ -62,8 +64,8 @@ def _feed(
         )
 
 
-def test_excursion_longer_than_allowance_raises_exactly_one_alert(tmp_path: Path) -> None:
-    rule, store = _rule(tmp_path)
+def test_excursion_longer_than_allowance_raises_exactly_one_alert(database: db.Target) -> None:
+    rule, store = _rule(database)
     _feed(rule, [5, 9, 9.5, 10, 10, 10, 10, 11, 11, 12, 12])  # out for 90 s
     alerts = store.state.list()
     assert len(alerts) == 1
@@ -84,16 +86,16 @@ def test_excursion_longer_than_allowance_raises_exactly_one_alert(tmp_path: Path
     assert [o.event for o in store.outbox.outbox()] == ["raised"]
 
 
-def test_excursion_within_allowance_raises_nothing(tmp_path: Path) -> None:
-    rule, store = _rule(tmp_path)
+def test_excursion_within_allowance_raises_nothing(database: db.Target) -> None:
+    rule, store = _rule(database)
     _feed(
         rule, [5, 9, 10, 11, 10, 9, 9, 7, 5, 1.5, 1.0, 1.2, 3]
     )  # 60 s above, 20 s below: both allowed
     assert store.state.list() == []
 
 
-def test_back_in_band_clears_and_a_new_excursion_raises_again(tmp_path: Path) -> None:
-    rule, store = _rule(tmp_path, allowance_s=20)
+def test_back_in_band_clears_and_a_new_excursion_raises_again(database: db.Target) -> None:
+    rule, store = _rule(database, allowance_s=20)
     _feed(rule, [9, 9, 9, 9, 5, 5])
     first = store.state.list()
     assert [(a.state, a.cleared_at) for a in first] == [("cleared", T0 + 40_000)]
@@ -104,8 +106,8 @@ def test_back_in_band_clears_and_a_new_excursion_raises_again(tmp_path: Path) ->
     assert [o.event for o in store.outbox.outbox()] == ["raised", "cleared", "raised"]
 
 
-def test_zone_clears_only_when_every_probe_is_back(tmp_path: Path) -> None:
-    rule, store = _rule(tmp_path, allowance_s=0)
+def test_zone_clears_only_when_every_probe_is_back(database: db.Target) -> None:
+    rule, store = _rule(database, allowance_s=0)
     _feed(rule, [9, 9], device="probe-1")
     _feed(rule, [9, 9], device="probe-2", start=T0 + 1)
     assert len(store.state.list(state="active")) == 1
@@ -115,8 +117,8 @@ def test_zone_clears_only_when_every_probe_is_back(tmp_path: Path) -> None:
     assert store.state.list(state="active") == []
 
 
-def test_unbound_probes_and_late_readings_are_ignored(tmp_path: Path) -> None:
-    rule, store = _rule(tmp_path, allowance_s=0)
+def test_unbound_probes_and_late_readings_are_ignored(database: db.Target) -> None:
+    rule, store = _rule(database, allowance_s=0)
     _feed(rule, [20, 20, 20], device="elsewhere")
     rule.evaluate(TempSample(site="wh1", device="probe-2", sensor="t9", ts_ms=T0, celsius=30))
     rule.evaluate(
@@ -130,9 +132,9 @@ def test_unbound_probes_and_late_readings_are_ignored(tmp_path: Path) -> None:
     assert len(store.state.list(state="active")) == 1
 
 
-def test_debounce_counts_from_the_first_reading_past_the_allowance(tmp_path: Path) -> None:
+def test_debounce_counts_from_the_first_reading_past_the_allowance(database: db.Target) -> None:
     policy = TypePolicy(debounce_s=30, severity="major")
-    rule, store = _rule(tmp_path, alerting=AlertingSettings(types={ALERT_TYPE: policy}))
+    rule, store = _rule(database, alerting=AlertingSettings(types={ALERT_TYPE: policy}))
     # out from T0+10 s; past the 60 s allowance at T0+80 s; 30 s later is T0+110 s
     _feed(rule, [5, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9])  # up to T0+100 s: 20 s of debounce
     assert store.state.list() == []
@@ -148,10 +150,10 @@ def test_debounce_counts_from_the_first_reading_past_the_allowance(tmp_path: Pat
 
 
 def test_excursion_ending_before_its_debounce_raises_nothing_and_starts_over(
-    tmp_path: Path,
+    database: db.Target,
 ) -> None:
     policy = TypePolicy(debounce_s=30)
-    rule, store = _rule(tmp_path, alerting=AlertingSettings(types={ALERT_TYPE: policy}))
+    rule, store = _rule(database, alerting=AlertingSettings(types={ALERT_TYPE: policy}))
     _feed(rule, [9, 9, 9, 9, 9, 9, 9, 9, 9, 5])  # past the allowance at T0+70..80 s, then back
     _feed(rule, [9, 9, 9, 9, 9, 9, 9, 9, 9], start=T0 + 100_000)  # past it at T0+170 s
     # a debounce remembered from the first excursion would have raised at T0+170 s

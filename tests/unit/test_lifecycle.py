@@ -16,15 +16,19 @@ from core.settings import AlertingSettings, RouteSettings, Settings, TypePolicy
 from rules.lifecycle import AlertLifecycle, channel_health_hooks
 from rules.notify.base import DeliveryError
 from rules.notify.service import Notifier
-from tests.alertutil import condition
+from tests.alertutil import (
+    condition,
+    connect,
+    connections_closed,  # noqa: F401 - an autouse fixture
+)
 from tests.authutil import bearer
 
 T0 = 1_795_309_200_000
 CHANNELS = ["influxdb", "ops", "oncall", "erp"]
 
 
-def _store(tmp_path: Path, alerting: AlertingSettings | None = None) -> AlertStores:
-    return AlertStores.over(db.connect(tmp_path / "a.db"), CHANNELS, alerting=alerting)
+def _store(database: db.Target, alerting: AlertingSettings | None = None) -> AlertStores:
+    return AlertStores.over(connect(database), CHANNELS, alerting=alerting)
 
 
 def _report(
@@ -55,14 +59,14 @@ def _sent_to(store: AlertStores) -> list[tuple[str, str]]:
     return [(o.channel, o.event) for o in store.outbox.outbox()]
 
 
-def test_debounce_by_duration_and_count(tmp_path: Path) -> None:
+def test_debounce_by_duration_and_count(database: db.Target) -> None:
     alerting = AlertingSettings(
         types={
             "cold_chain_mkt": TypePolicy(debounce_s=30),
             "sensor_stuck": TypePolicy(debounce_count=3),
         }
     )
-    store = _store(tmp_path, alerting)
+    store = _store(database, alerting)
     life = AlertLifecycle(store.state)
     assert _report(life, T0) is None
     assert _report(life, T0 + 20_000) is None
@@ -83,9 +87,9 @@ def test_debounce_by_duration_and_count(tmp_path: Path) -> None:
     assert len(store.state.list()) == 2
 
 
-def test_debounce_raises_exactly_at_the_duration_and_count_limits(tmp_path: Path) -> None:
+def test_debounce_raises_exactly_at_the_duration_and_count_limits(database: db.Target) -> None:
     both = TypePolicy(debounce_s=60, debounce_count=3)
-    store = _store(tmp_path, AlertingSettings(types={"cold_chain_mkt": both}))
+    store = _store(database, AlertingSettings(types={"cold_chain_mkt": both}))
     life = AlertLifecycle(store.state)
     assert _report(life, T0) is None
     assert _report(life, T0 + 59_999) is None  # seen twice, held 1 ms short
@@ -105,10 +109,10 @@ def test_debounce_raises_exactly_at_the_duration_and_count_limits(tmp_path: Path
     )
 
 
-def test_debounce_progress_is_per_source_and_type(tmp_path: Path) -> None:
+def test_debounce_progress_is_per_source_and_type(database: db.Target) -> None:
     policy = TypePolicy(debounce_s=30)
     alerting = AlertingSettings(types={"cold_chain_mkt": policy, "sensor_drift": policy})
-    life = AlertLifecycle(_store(tmp_path, alerting).state)
+    life = AlertLifecycle(_store(database, alerting).state)
     assert _report(life, T0) is None
     assert _report(life, T0 + 29_000, source="wh1/b") is None
     assert _report(life, T0 + 29_000, type_="sensor_drift") is None
@@ -132,7 +136,7 @@ def test_debounce_progress_is_per_source_and_type(tmp_path: Path) -> None:
     assert [a.source for a in life.store.list()] == ["wh1/cold"]
 
 
-def test_overridden_severity_is_what_the_routes_see(tmp_path: Path) -> None:
+def test_overridden_severity_is_what_the_routes_see(database: db.Target) -> None:
     alerting = AlertingSettings(
         types={"cold_chain_mkt": TypePolicy(severity="critical")},
         routes=[
@@ -140,27 +144,27 @@ def test_overridden_severity_is_what_the_routes_see(tmp_path: Path) -> None:
             RouteSettings(severities=("major",), channels=("ops",)),
         ],
     )
-    store = _store(tmp_path, alerting)
+    store = _store(database, alerting)
     alert = _report(AlertLifecycle(store.state), T0, severity="major")
     assert alert is not None
     assert alert.severity == "critical"
     assert _sent_to(store) == [("influxdb", "raised"), ("oncall", "raised")]
 
 
-def test_severity_override_from_settings(tmp_path: Path) -> None:
+def test_severity_override_from_settings(database: db.Target) -> None:
     store = _store(
-        tmp_path, AlertingSettings(types={"cold_chain_mkt": TypePolicy(severity="info")})
+        database, AlertingSettings(types={"cold_chain_mkt": TypePolicy(severity="info")})
     )
     alert = _report(AlertLifecycle(store.state), T0)
     assert alert is not None
     assert alert.severity == "info"
 
 
-def test_flapping_keeps_one_alert_and_bounds_notifications(tmp_path: Path) -> None:
+def test_flapping_keeps_one_alert_and_bounds_notifications(database: db.Target) -> None:
     alerting = AlertingSettings(
         flap_window_s=600, flap_max_transitions=4, flap_stable_s=300, reopen_window_s=600
     )
-    store = _store(tmp_path, alerting)
+    store = _store(database, alerting)
     life = AlertLifecycle(store.state)
     for i in range(10):  # raise/clear every 10 s, 20 transitions
         _report(life, T0 + i * 20_000)
@@ -191,9 +195,9 @@ def test_flapping_keeps_one_alert_and_bounds_notifications(tmp_path: Path) -> No
     assert events[-2:] == ["stable", "cleared"]
 
 
-def test_flapping_that_settles_active_tells_people_it_is_active(tmp_path: Path) -> None:
+def test_flapping_that_settles_active_tells_people_it_is_active(database: db.Target) -> None:
     alerting = AlertingSettings(flap_max_transitions=2, flap_stable_s=60, reopen_window_s=600)
-    store = _store(tmp_path, alerting)
+    store = _store(database, alerting)
     life = AlertLifecycle(store.state)
     _report(life, T0)
     life.resolve("wh1/cold", "cold_chain_mkt", at_ms=T0 + 1000)
@@ -215,7 +219,7 @@ def test_flapping_that_settles_active_tells_people_it_is_active(tmp_path: Path) 
     ]
 
 
-def test_routes_choose_channels_and_influx_gets_everything(tmp_path: Path) -> None:
+def test_routes_choose_channels_and_influx_gets_everything(database: db.Target) -> None:
     alerting = AlertingSettings(
         routes=[
             RouteSettings(severities=("critical",), channels=("oncall", "ops")),
@@ -223,7 +227,7 @@ def test_routes_choose_channels_and_influx_gets_everything(tmp_path: Path) -> No
         ],
         default_channels=("ops",),
     )
-    store = _store(tmp_path, alerting)
+    store = _store(database, alerting)
     life = AlertLifecycle(store.state)
     crit = _report(life, T0, severity="critical")
     reorder = _report(life, T0, source="wh1/SKU-1", type_="reorder", severity="info")
@@ -245,8 +249,8 @@ def test_routes_choose_channels_and_influx_gets_everything(tmp_path: Path) -> No
     assert sorted(cleared) == ["influxdb", "oncall", "ops"]
 
 
-def test_silence_records_but_sends_only_to_influx(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_silence_records_but_sends_only_to_influx(database: db.Target) -> None:
+    store = _store(database)
     silence = store.silences.create_silence(
         site="wh1",
         zone="cold",
@@ -278,7 +282,7 @@ def test_silence_records_but_sends_only_to_influx(tmp_path: Path) -> None:
     assert len(store.outbox.outbox(alert_id=again.id)) == 4
 
 
-def test_escalation_after_unacked_minutes_and_not_when_acked(tmp_path: Path) -> None:
+def test_escalation_after_unacked_minutes_and_not_when_acked(database: db.Target) -> None:
     alerting = AlertingSettings(
         routes=[
             RouteSettings(
@@ -289,7 +293,7 @@ def test_escalation_after_unacked_minutes_and_not_when_acked(tmp_path: Path) -> 
             )
         ]
     )
-    store = _store(tmp_path, alerting)
+    store = _store(database, alerting)
     life = AlertLifecycle(store.state)
     first = _report(life, T0, severity="critical")
     acked = _report(life, T0, source="wh1/other", severity="critical")
@@ -319,15 +323,15 @@ def test_escalation_after_unacked_minutes_and_not_when_acked(tmp_path: Path) -> 
     assert cleared == ["influxdb", "oncall", "ops"]
 
 
-def test_state_survives_a_restart(tmp_path: Path) -> None:
+def test_state_survives_a_restart(database: db.Target) -> None:
     alerting = AlertingSettings(flap_max_transitions=2, reopen_window_s=600, flap_stable_s=60)
-    store = _store(tmp_path, alerting)
+    store = _store(database, alerting)
     life = AlertLifecycle(store.state)
     _report(life, T0)
     life.resolve("wh1/cold", "cold_chain_mkt", at_ms=T0 + 1000)
     _report(life, T0 + 2000)
     # a new process: same database, fresh objects
-    store2 = AlertStores.over(db.connect(tmp_path / "a.db"), CHANNELS, alerting=alerting)
+    store2 = AlertStores.over(connect(database), CHANNELS, alerting=alerting)
     life2 = AlertLifecycle(store2.state)
     assert life2.is_open("wh1/cold", "cold_chain_mkt")
     life2.resolve("wh1/cold", "cold_chain_mkt", at_ms=T0 + 3000)
@@ -362,8 +366,10 @@ class _Recorder:
         """Nothing to close."""
 
 
-def test_channel_health_alert_raised_on_problem_and_cleared_on_recovery(tmp_path: Path) -> None:
-    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["ops", "erp"])
+def test_channel_health_alert_raised_on_problem_and_cleared_on_recovery(
+    database: db.Target,
+) -> None:
+    store = AlertStores.over(connect(database), ["ops", "erp"])
     ops, erp = _Recorder("ops"), _Recorder("erp")
     clock = [time.time() + 1]  # the outbox schedules on wall time
     notifier = Notifier(store, [ops, erp], clock=lambda: clock[0])
@@ -390,9 +396,9 @@ def test_channel_health_alert_raised_on_problem_and_cleared_on_recovery(tmp_path
     assert ("channel_health", "cleared") not in ops.got
 
 
-def test_api_silences_and_ack(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)
-    store = AlertStores.over(db.connect(settings.sqlite_path), ["ops"])
+def test_api_silences_and_ack(tmp_path: Path, database: db.Target) -> None:
+    settings = Settings(data_dir=tmp_path, database_url=database.url)
+    store = AlertStores.over(connect(settings.database), ["ops"])
 
     async def main() -> None:
         transport = httpx.ASGITransport(app=create_app(settings))

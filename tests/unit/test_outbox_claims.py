@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 from core import db
 from core.alerts import AlertStores
 from rules.lifecycle import AlertLifecycle
-from tests.alertutil import condition
+from tests.alertutil import (
+    condition,
+    connect,
+    connections_closed,  # noqa: F401 - an autouse fixture
+)
 
 T0 = 1_795_309_200_000
 LEASE = 60_000
 
 
-def _stores(path: Path) -> AlertStores:
-    return AlertStores.over(db.connect(path), ["hook"])
+def _stores(database: db.Target) -> AlertStores:
+    return AlertStores.over(connect(database), ["hook"])
 
 
 def _raise(stores: AlertStores, count: int) -> int:
@@ -28,8 +31,8 @@ def _raise(stores: AlertStores, count: int) -> int:
     return int(time.time() * 1000) + 10_000
 
 
-def test_two_notifiers_claim_disjoint_rows_and_a_lease_runs_out(tmp_path: Path) -> None:
-    a, b = _stores(tmp_path / "a.db"), _stores(tmp_path / "a.db")
+def test_two_notifiers_claim_disjoint_rows_and_a_lease_runs_out(database: db.Target) -> None:
+    a, b = _stores(database), _stores(database)
     now = _raise(a, 5)
     mine = a.outbox.claim(owner="a#1", now=now + 10, lease_ms=LEASE, limit=3)
     assert [r.id for r in mine] == [1, 2, 3]
@@ -55,8 +58,8 @@ def test_two_notifiers_claim_disjoint_rows_and_a_lease_runs_out(tmp_path: Path) 
     assert again[0].last_error == "interrupted while sending; sent again"
 
 
-def test_release_frees_the_unsent_and_keeps_the_rest(tmp_path: Path) -> None:
-    stores = _stores(tmp_path / "a.db")
+def test_release_frees_the_unsent_and_keeps_the_rest(database: db.Target) -> None:
+    stores = _stores(database)
     now = _raise(stores, 3)
     outbox = stores.outbox
     assert len(outbox.claim(owner="a#1", now=now + 10, lease_ms=LEASE)) == 3
@@ -67,8 +70,8 @@ def test_release_frees_the_unsent_and_keeps_the_rest(tmp_path: Path) -> None:
     assert [r.status for r in outbox.outbox()] == ["sent", "sending", "pending"]
 
 
-def test_a_restarted_worker_takes_back_what_it_left_and_only_that(tmp_path: Path) -> None:
-    stores = _stores(tmp_path / "a.db")
+def test_a_restarted_worker_takes_back_what_it_left_and_only_that(database: db.Target) -> None:
+    stores = _stores(database)
     now = _raise(stores, 4)
     outbox = stores.outbox
     outbox.claim(owner="w#1", now=now + 10, lease_ms=LEASE, limit=2)
@@ -89,14 +92,13 @@ def test_a_restarted_worker_takes_back_what_it_left_and_only_that(tmp_path: Path
     assert [r.id for r in claimed] == [1, 2]
 
 
-def test_threads_claiming_at_once_share_out_every_row_exactly_once(tmp_path: Path) -> None:
-    path = tmp_path / "a.db"
-    now = _raise(_stores(path), 300)
+def test_threads_claiming_at_once_share_out_every_row_exactly_once(database: db.Target) -> None:
+    now = _raise(_stores(database), 300)
     got: dict[str, list[int]] = {"a#1": [], "b#1": [], "c#1": []}
     start = threading.Barrier(len(got))
 
     def worker(owner: str) -> None:
-        outbox = _stores(path).outbox
+        outbox = _stores(database).outbox
         start.wait()
         while rows := outbox.claim(owner=owner, now=now + 1000, lease_ms=LEASE, limit=7):
             ids = [r.id for r in rows]

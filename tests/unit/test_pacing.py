@@ -6,7 +6,6 @@ import asyncio
 import random
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,32 +21,36 @@ from rules.notify.digest import DigestEntry
 from rules.notify.pacing import RobotChannel, TokenBucket
 from rules.notify.service import Notifier
 from rules.notify.wecom import WeComChannel
-from tests.alertutil import condition
+from tests.alertutil import (
+    condition,
+    connect,
+    connections_closed,  # noqa: F401 - an autouse fixture
+)
 from tests.conftest import FakeClock
 
 # -- bucket -----------------------------------------------------------------------------------
 
 
 def _bucket(
-    tmp_path: Path, clock: FakeClock, *, capacity: int = 19, window_s: float = 61.0
+    database: db.Target, clock: FakeClock, *, capacity: int = 19, window_s: float = 61.0
 ) -> TokenBucket:
     return TokenBucket(
-        db.connect(tmp_path / "alerts.db"), "robot", capacity=capacity, window_s=window_s,
+        connect(database), "robot", capacity=capacity, window_s=window_s,
         clock=clock,
     )  # fmt: skip
 
 
-def test_bucket_allows_capacity_then_refuses(tmp_path: Path) -> None:
+def test_bucket_allows_capacity_then_refuses(database: db.Target) -> None:
     clock = FakeClock()
-    bucket = _bucket(tmp_path, clock, capacity=3, window_s=60)
+    bucket = _bucket(database, clock, capacity=3, window_s=60)
     assert [bucket.try_acquire() for _ in range(4)] == [True, True, True, False]
     assert bucket.available() == 0
     assert bucket.next_available_at() == 1_060.0
 
 
-def test_tokens_return_exactly_one_window_after_they_were_spent(tmp_path: Path) -> None:
+def test_tokens_return_exactly_one_window_after_they_were_spent(database: db.Target) -> None:
     clock = FakeClock()
-    bucket = _bucket(tmp_path, clock, capacity=2, window_s=60)
+    bucket = _bucket(database, clock, capacity=2, window_s=60)
     assert bucket.try_acquire()
     clock.advance(10)
     assert bucket.try_acquire()
@@ -59,20 +62,19 @@ def test_tokens_return_exactly_one_window_after_they_were_spent(tmp_path: Path) 
     assert bucket.available() == 2
 
 
-def test_robot_bucket_keeps_a_safety_margin(tmp_path: Path) -> None:
-    bucket = TokenBucket.for_robot(db.connect(tmp_path / "a.db"), "robot", 20, clock=FakeClock())
+def test_robot_bucket_keeps_a_safety_margin(database: db.Target) -> None:
+    bucket = TokenBucket.for_robot(connect(database), "robot", 20, clock=FakeClock())
     assert bucket.capacity == 19
     assert bucket.window_s == 61.0
 
 
-def test_no_sliding_window_ever_exceeds_capacity_across_processes(tmp_path: Path) -> None:
+def test_no_sliding_window_ever_exceeds_capacity_across_processes(database: db.Target) -> None:
     """Two buckets over separate connections to one database are one budget."""
     clock = FakeClock(0.0)
-    path = tmp_path / "alerts.db"
     first, second = (
-        TokenBucket.for_robot(db.connect(path), "robot", 20, clock=clock) for _ in range(2)
+        TokenBucket.for_robot(connect(database), "robot", 20, clock=clock) for _ in range(2)
     )
-    other = TokenBucket.for_robot(db.connect(path), "other", 20, clock=clock)
+    other = TokenBucket.for_robot(connect(database), "other", 20, clock=clock)
     rng = random.Random(7)
     sent: list[float] = []
     for _ in range(3000):
@@ -92,10 +94,10 @@ def test_no_sliding_window_ever_exceeds_capacity_across_processes(tmp_path: Path
     assert second.next_available_at() == clock.now + 61
 
 
-def test_pause_blocks_is_never_shortened_and_is_shared(tmp_path: Path) -> None:
+def test_pause_blocks_is_never_shortened_and_is_shared(database: db.Target) -> None:
     clock = FakeClock()
-    bucket = _bucket(tmp_path, clock, capacity=5, window_s=60)
-    twin = _bucket(tmp_path, clock, capacity=5, window_s=60)
+    bucket = _bucket(database, clock, capacity=5, window_s=60)
+    twin = _bucket(database, clock, capacity=5, window_s=60)
     bucket.pause(600)
     twin.pause(60)
     assert bucket.available() == twin.available() == 0
@@ -107,9 +109,9 @@ def test_pause_blocks_is_never_shortened_and_is_shared(tmp_path: Path) -> None:
     assert twin.available() == 5
 
 
-def test_bad_parameters_are_rejected(tmp_path: Path) -> None:
+def test_bad_parameters_are_rejected(database: db.Target) -> None:
     with pytest.raises(ValueError, match="capacity"):
-        _bucket(tmp_path, FakeClock(), capacity=0, window_s=60)
+        _bucket(database, FakeClock(), capacity=0, window_s=60)
 
 
 # -- notifier with a scripted robot ----------------------------------------------------------
@@ -153,8 +155,8 @@ class ScriptedRobot:
         return None
 
 
-def make_store(tmp_path: Path, channels: list[str]) -> AlertStores:
-    return AlertStores.over(db.connect(tmp_path / "alerts.db"), channels)
+def make_store(database: db.Target, channels: list[str]) -> AlertStores:
+    return AlertStores.over(connect(database), channels)
 
 
 def raise_many(store: AlertStores, n: int, *, at_ms: int, probe: str = "t") -> list[int]:
@@ -182,9 +184,9 @@ def test_scripted_robot_is_a_robot_channel() -> None:
     assert isinstance(ScriptedRobot(), RobotChannel)
 
 
-def test_within_budget_each_event_is_its_own_message(tmp_path: Path) -> None:
+def test_within_budget_each_event_is_its_own_message(database: db.Target) -> None:
     clock = FakeClock(time.time() + 10)
-    store = make_store(tmp_path, ["robot"])
+    store = make_store(database, ["robot"])
     ids = raise_many(store, 5, at_ms=int(clock() * 1000))
     robot = ScriptedRobot()
     notifier = Notifier(store, [robot], clock=clock)
@@ -195,9 +197,9 @@ def test_within_budget_each_event_is_its_own_message(tmp_path: Path) -> None:
     assert notifier.buckets["robot"].available() == 14
 
 
-def test_over_budget_events_are_folded_into_a_digest(tmp_path: Path) -> None:
+def test_over_budget_events_are_folded_into_a_digest(database: db.Target) -> None:
     clock = FakeClock(time.time() + 10)
-    store = make_store(tmp_path, ["robot"])
+    store = make_store(database, ["robot"])
     ids = raise_many(store, 30, at_ms=int(clock() * 1000))
     robot = ScriptedRobot()
     notifier = Notifier(store, [robot], clock=clock)
@@ -208,9 +210,9 @@ def test_over_budget_events_are_folded_into_a_digest(tmp_path: Path) -> None:
     assert notifier.health["robot"].sent == 30
 
 
-def test_rate_limit_answer_pauses_the_robot_and_keeps_rows_pending(tmp_path: Path) -> None:
+def test_rate_limit_answer_pauses_the_robot_and_keeps_rows_pending(database: db.Target) -> None:
     clock = FakeClock(time.time() + 10)
-    store = make_store(tmp_path, ["robot"])
+    store = make_store(database, ["robot"])
     raise_many(store, 2, at_ms=int(clock() * 1000))
     robot = ScriptedRobot(outcomes=[DeliveryError("robot: 45009", retry_after_s=60.0, code=45009)])
     notifier = Notifier(store, [robot], clock=clock)
@@ -226,9 +228,9 @@ def test_rate_limit_answer_pauses_the_robot_and_keeps_rows_pending(tmp_path: Pat
     assert asyncio.run(notifier.deliver_due()) == 2
 
 
-def test_permanent_failure_is_dead_at_once_and_reported_once(tmp_path: Path) -> None:
+def test_permanent_failure_is_dead_at_once_and_reported_once(database: db.Target) -> None:
     clock = FakeClock(time.time() + 10)
-    store = make_store(tmp_path, ["robot"])
+    store = make_store(database, ["robot"])
     raise_many(store, 1, at_ms=int(clock() * 1000))
     bad_sign = DeliveryError(
         "robot: errcode 310000 sign not match", retry_after_s=None, code=310000
@@ -267,9 +269,9 @@ def test_permanent_failure_is_dead_at_once_and_reported_once(tmp_path: Path) -> 
     assert recovered == ["robot"]
 
 
-def test_transient_failure_backs_off_and_holds_the_channel(tmp_path: Path) -> None:
+def test_transient_failure_backs_off_and_holds_the_channel(database: db.Target) -> None:
     clock = FakeClock(time.time() + 10)
-    store = make_store(tmp_path, ["robot"])
+    store = make_store(database, ["robot"])
     raise_many(store, 3, at_ms=int(clock() * 1000))
     down = DeliveryError("robot: network error (ConnectError)", retry_after_s=5.0)
     robot = ScriptedRobot(outcomes=[down])
@@ -284,9 +286,9 @@ def test_transient_failure_backs_off_and_holds_the_channel(tmp_path: Path) -> No
     assert {r.status for r in store.outbox.outbox()} == {"sent"}
 
 
-def test_transient_failures_give_up_after_max_attempts(tmp_path: Path) -> None:
+def test_transient_failures_give_up_after_max_attempts(database: db.Target) -> None:
     clock = FakeClock(time.time() + 10)
-    store = make_store(tmp_path, ["robot"])
+    store = make_store(database, ["robot"])
     raise_many(store, 1, at_ms=int(clock() * 1000))
     down = DeliveryError("robot: HTTP 503", retry_after_s=5.0, code=503)
     robot = ScriptedRobot(outcomes=[down] * 3)
@@ -306,9 +308,11 @@ def test_transient_failures_give_up_after_max_attempts(tmp_path: Path) -> None:
     assert problems == ["gave up after 3 attempts: robot: HTTP 503"]
 
 
-def test_hook_errors_do_not_stop_delivery(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_hook_errors_do_not_stop_delivery(
+    database: db.Target, caplog: pytest.LogCaptureFixture
+) -> None:
     clock = FakeClock(time.time() + 10)
-    store = make_store(tmp_path, ["robot"])
+    store = make_store(database, ["robot"])
     raise_many(store, 1, at_ms=int(clock() * 1000))
     robot = ScriptedRobot(outcomes=[DeliveryError("robot: 93000", retry_after_s=None, code=93000)])
 
@@ -323,7 +327,7 @@ def test_hook_errors_do_not_stop_delivery(tmp_path: Path, caplog: pytest.LogCapt
 # -- real channel over a mock transport: 5xx retried, secrets kept out of errors --------------
 
 
-def test_wecom_5xx_is_retried_and_key_never_in_errors(tmp_path: Path) -> None:
+def test_wecom_5xx_is_retried_and_key_never_in_errors(database: db.Target) -> None:
     key = "wecom-key-0123456789"
     answers = [httpx.Response(502, text="bad gateway"), httpx.Response(200, json={"errcode": 0})]
     seen: list[str] = []
@@ -334,7 +338,7 @@ def test_wecom_5xx_is_retried_and_key_never_in_errors(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         clock = FakeClock(time.time() + 10)
-        store = make_store(tmp_path, ["wecom"])
+        store = make_store(database, ["wecom"])
         raise_many(store, 1, at_ms=int(clock() * 1000))
         settings = ChannelSettings(
             name="wecom",
@@ -361,13 +365,13 @@ def test_wecom_5xx_is_retried_and_key_never_in_errors(tmp_path: Path) -> None:
     assert len(seen) == 2
 
 
-def test_two_notifiers_on_one_database_share_a_robots_budget(tmp_path: Path) -> None:
+def test_two_notifiers_on_one_database_share_a_robots_budget(database: db.Target) -> None:
     clock = FakeClock(time.time() + 10)
-    store = make_store(tmp_path, ["robot"])
+    store = make_store(database, ["robot"])
     robot = ScriptedRobot()
     first = Notifier(store, [robot], clock=clock, worker="a")
     second = Notifier(
-        AlertStores.over(db.connect(tmp_path / "alerts.db"), ["robot"]),
+        AlertStores.over(connect(database), ["robot"]),
         [robot],
         clock=clock,
         worker="b",

@@ -18,6 +18,10 @@ from rules.inventory.service import InventoryProcessor
 from rules.lifecycle import AlertLifecycle
 from rules.seed import Seed
 from stocksense.pipeline import Pipeline
+from tests.alertutil import (
+    connect,
+    connections_closed,  # noqa: F401 - an autouse fixture
+)
 
 T0 = 1_795_309_200_000
 
@@ -37,8 +41,8 @@ class Recorder:
         self.log.append(f"{self.name}:tick@{now_ms - T0}")
 
 
-def _engine(tmp_path: Path, *processors: Recorder, queue_size: int = 100) -> RulesEngine:
-    store = AlertStores.over(db.connect(tmp_path / "a.db"), ["ops"])
+def _engine(database: db.Target, *processors: Recorder, queue_size: int = 100) -> RulesEngine:
+    store = AlertStores.over(connect(database), ["ops"])
     lifecycle = AlertLifecycle(store.state, AlertingSettings())
     return RulesEngine(Seed(), lifecycle, processors=processors, queue_size=queue_size)
 
@@ -52,14 +56,14 @@ def _weight() -> WeightSample:
 
 
 def test_each_message_goes_to_the_processors_of_its_reading_type_in_order(
-    tmp_path: Path,
+    database: db.Target,
 ) -> None:
     log: list[str] = []
     every = Recorder("every", log)
     temps = Recorder("temps", log, (TempSample,))
     stock = Recorder("stock", log, (WeightSample, TagSample))
     none = Recorder("none", log, ())
-    engine = _engine(tmp_path, every, temps, stock, none)
+    engine = _engine(database, every, temps, stock, none)
     engine.process([_temp(), _temp(1)])
     engine.process([_weight()])
     engine.process([DeviceStatus(site="wh1", kind="temp", device="p1", ts_ms=T0, online=True)])
@@ -86,9 +90,9 @@ def test_each_message_goes_to_the_processors_of_its_reading_type_in_order(
     assert engine.processors[-1] is late
 
 
-def test_a_tick_comes_after_the_readings_that_arrived_before_it(tmp_path: Path) -> None:
+def test_a_tick_comes_after_the_readings_that_arrived_before_it(database: db.Target) -> None:
     log: list[str] = []
-    engine = _engine(tmp_path, Recorder("r", log))
+    engine = _engine(database, Recorder("r", log))
     engine.offer([_temp(1)])
     engine.offer([_temp(2)])
     assert engine.queued == 2
@@ -97,9 +101,9 @@ def test_a_tick_comes_after_the_readings_that_arrived_before_it(tmp_path: Path) 
     assert engine.queued == 0
 
 
-def test_the_queue_is_bounded_and_counts_what_it_drops(tmp_path: Path) -> None:
+def test_the_queue_is_bounded_and_counts_what_it_drops(database: db.Target) -> None:
     log: list[str] = []
-    engine = _engine(tmp_path, Recorder("r", log), queue_size=2)
+    engine = _engine(database, Recorder("r", log), queue_size=2)
     for i in range(3):
         engine.offer([_temp(i), _temp(i)])
     assert (engine.queued, engine.dropped) == (2, 2)
@@ -108,9 +112,9 @@ def test_the_queue_is_bounded_and_counts_what_it_drops(tmp_path: Path) -> None:
     assert (engine.queued, engine.dropped) == (1, 2)
 
 
-def test_run_evaluates_in_slices_and_drain_waits_for_all(tmp_path: Path) -> None:
+def test_run_evaluates_in_slices_and_drain_waits_for_all(database: db.Target) -> None:
     log: list[str] = []
-    engine = _engine(tmp_path, Recorder("r", log), queue_size=10_000)
+    engine = _engine(database, Recorder("r", log), queue_size=10_000)
 
     async def scenario() -> list[int]:
         await engine.drain()  # nothing offered: returns at once
@@ -139,8 +143,10 @@ def test_run_evaluates_in_slices_and_drain_waits_for_all(tmp_path: Path) -> None
     assert 1000 in seen
 
 
-def test_the_pipeline_routes_readings_to_the_processors_that_use_them(tmp_path: Path) -> None:
-    pipeline = Pipeline(Settings(data_dir=tmp_path), seed=Seed())
+def test_the_pipeline_routes_readings_to_the_processors_that_use_them(
+    tmp_path: Path, database: db.Target
+) -> None:
+    pipeline = Pipeline(Settings(data_dir=tmp_path, database_url=database.url), seed=Seed())
     try:
         rules = pipeline.rules
 
