@@ -122,7 +122,7 @@ class TokenBucket:
         self._conn.execute(
             """INSERT INTO robot_pauses (channel, paused_until) VALUES (?, ?)
                ON CONFLICT (channel) DO UPDATE
-               SET paused_until = max(paused_until, excluded.paused_until)""",
+               SET paused_until = GREATEST(robot_pauses.paused_until, excluded.paused_until)""",
             (self._key, self._clock() + seconds),
         )
 
