@@ -581,7 +581,7 @@ class Settings(BaseSettings):
     database_path: EnvPath | None = Field(
         default=None, description="SQLite file; default in data_dir"
     )
-    database_url: str | None = Field(
+    database_url: SecretStr | None = Field(
         default=None,
         description="sqlite:///file or postgresql://user:password@host:port/db; default SQLite",
     )
@@ -625,14 +625,16 @@ class Settings(BaseSettings):
     @property
     def database(self) -> Target:
         """The relational store: ``database_url`` if set, else the SQLite file."""
-        return Target.parse(self.database_url or self.sqlite_path)
+        if self.database_url is None:
+            return Target.parse(self.sqlite_path)
+        return Target.parse(self.database_url.get_secret_value())
 
     @field_validator("database_url")
     @classmethod
-    def _known_database(cls, url: str | None) -> str | None:
+    def _known_database(cls, url: SecretStr | None) -> SecretStr | None:
         if url is not None:
             try:
-                Target.parse(url)
+                Target.parse(url.get_secret_value())
             except DatabaseError as exc:
                 raise ValueError(str(exc)) from exc
         return url
