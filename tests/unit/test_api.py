@@ -1,4 +1,4 @@
-"""API over a real SQLite database."""
+"""API over a real database (SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -16,15 +16,16 @@ from core.migrations import HEAD
 from core.settings import Settings
 from rules.lifecycle import AlertLifecycle
 from tests.alertutil import condition
-from tests.authutil import bearer
+from tests.authutil import bearer, store_settings
 
 Scenario = Callable[[httpx.AsyncClient, AlertStores], Awaitable[None]]
 
 
-def _run(tmp_path: Path, scenario: Scenario) -> None:
+def _run(database: db.Target, tmp_path: Path, scenario: Scenario) -> None:
     """Serve the app in-process through httpx's ASGI transport."""
-    settings = Settings(data_dir=tmp_path)
-    store = AlertStores.over(db.connect(settings.sqlite_path), ["webhook"])
+    settings = store_settings(database, tmp_path)
+    conn = db.connect(database)
+    store = AlertStores.over(conn, ["webhook"])
 
     async def main() -> None:
         transport = httpx.ASGITransport(app=create_app(settings))
@@ -34,15 +35,18 @@ def _run(tmp_path: Path, scenario: Scenario) -> None:
         ) as client:
             await scenario(client, store)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        conn.close()
 
 
 def _json(response: httpx.Response) -> Any:
     return response.json()
 
 
-def test_alerts_list_get_and_ack(tmp_path: Path) -> None:
-    _run(tmp_path, _list_get_and_ack)
+def test_alerts_list_get_and_ack(database: db.Target, tmp_path: Path) -> None:
+    _run(database, tmp_path, _list_get_and_ack)
 
 
 async def _list_get_and_ack(client: httpx.AsyncClient, store: AlertStores) -> None:
@@ -67,8 +71,8 @@ async def _list_get_and_ack(client: httpx.AsyncClient, store: AlertStores) -> No
     assert _json(await client.get("/health")) == {"status": "ok", "schema_revision": HEAD}
 
 
-def test_bad_input_gets_a_clear_4xx(tmp_path: Path) -> None:
-    _run(tmp_path, _bad_input)
+def test_bad_input_gets_a_clear_4xx(database: db.Target, tmp_path: Path) -> None:
+    _run(database, tmp_path, _bad_input)
 
 
 async def _bad_input(client: httpx.AsyncClient, store: AlertStores) -> None:
@@ -83,8 +87,8 @@ async def _bad_input(client: httpx.AsyncClient, store: AlertStores) -> None:
     assert (await client.get("/alerts", params={"limit": 0})).status_code == 422
 
 
-def test_ids_beyond_64_bits_are_refused_not_crashed_on(tmp_path: Path) -> None:
-    _run(tmp_path, _huge_ids)
+def test_ids_beyond_64_bits_are_refused_not_crashed_on(database: db.Target, tmp_path: Path) -> None:
+    _run(database, tmp_path, _huge_ids)
 
 
 async def _huge_ids(client: httpx.AsyncClient, store: AlertStores) -> None:
@@ -104,8 +108,8 @@ async def _huge_ids(client: httpx.AsyncClient, store: AlertStores) -> None:
     assert silence.status_code == 422
 
 
-def test_silence_bounds(tmp_path: Path) -> None:
-    _run(tmp_path, _silence_bounds)
+def test_silence_bounds(database: db.Target, tmp_path: Path) -> None:
+    _run(database, tmp_path, _silence_bounds)
 
 
 async def _silence_bounds(client: httpx.AsyncClient, store: AlertStores) -> None:
@@ -132,12 +136,18 @@ async def _silence_bounds(client: httpx.AsyncClient, store: AlertStores) -> None
     assert flag.status_code == 422
 
 
-def test_a_crash_still_answers_in_the_error_shape(tmp_path: Path) -> None:
+def test_a_crash_still_answers_in_the_error_shape(database: db.Target, tmp_path: Path) -> None:
+    # A store that cannot be opened: a file where the SQLite file's directory should be, or
+    # a PostgreSQL database that does not exist on the server.
     occupied = tmp_path / "data"
     occupied.write_text("a file where the data directory should be")
+    if database.engine is db.Engine.POSTGRESQL:
+        broken = Settings(data_dir=occupied, database_url=f"{database.url}_missing")
+    else:
+        broken = Settings(data_dir=occupied)
 
     async def fetch() -> httpx.Response:
-        app = create_app(Settings(data_dir=occupied))
+        app = create_app(broken)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             return await client.get("/alerts")

@@ -1,4 +1,4 @@
-"""Inventory API over a real SQLite database, served in-process through httpx."""
+"""Inventory API over a real database (SQLite or PostgreSQL), served in-process through httpx."""
 
 from __future__ import annotations
 
@@ -11,17 +11,16 @@ import httpx
 from api.app import create_app
 from core import db
 from core.inventory import InventoryStores
-from core.settings import Settings
-from tests.authutil import bearer
+from tests.authutil import bearer, store_settings
 
 Scenario = Callable[[httpx.AsyncClient, InventoryStores], Awaitable[None]]
 
 RICE = {"sku": "RICE", "gtin": "06901234567892", "unit_grams": 1000, "min_qty": 5, "max_qty": 20}
 
 
-def _run(tmp_path: Path, scenario: Scenario) -> None:
-    settings = Settings(data_dir=tmp_path)
-    conn = db.connect(settings.sqlite_path)
+def _run(database: db.Target, tmp_path: Path, scenario: Scenario) -> None:
+    settings = store_settings(database, tmp_path)
+    conn = db.connect(database)
 
     async def main() -> None:
         transport = httpx.ASGITransport(app=create_app(settings))
@@ -37,8 +36,8 @@ def _run(tmp_path: Path, scenario: Scenario) -> None:
         conn.close()
 
 
-def test_catalog_crud(tmp_path: Path) -> None:
-    _run(tmp_path, _catalog_crud)
+def test_catalog_crud(database: db.Target, tmp_path: Path) -> None:
+    _run(database, tmp_path, _catalog_crud)
 
 
 async def _catalog_crud(client: httpx.AsyncClient, store: InventoryStores) -> None:
@@ -68,8 +67,8 @@ async def _catalog_crud(client: httpx.AsyncClient, store: InventoryStores) -> No
     assert (await client.get("/inventory/skus/RICE")).status_code == 404
 
 
-def test_lots_stock_movements_and_report(tmp_path: Path) -> None:
-    _run(tmp_path, _lots_and_stock)
+def test_lots_stock_movements_and_report(database: db.Target, tmp_path: Path) -> None:
+    _run(database, tmp_path, _lots_and_stock)
 
 
 async def _lots_and_stock(client: httpx.AsyncClient, store: InventoryStores) -> None:
@@ -97,8 +96,8 @@ async def _lots_and_stock(client: httpx.AsyncClient, store: InventoryStores) -> 
     assert (await client.get("/inventory/report")).status_code == 404  # KPIs: GET /kpi
 
 
-def test_suggestions_demand_and_inbound(tmp_path: Path) -> None:
-    _run(tmp_path, _planning)
+def test_suggestions_demand_and_inbound(database: db.Target, tmp_path: Path) -> None:
+    _run(database, tmp_path, _planning)
 
 
 async def _planning(client: httpx.AsyncClient, store: InventoryStores) -> None:
@@ -139,8 +138,8 @@ async def _planning(client: httpx.AsyncClient, store: InventoryStores) -> None:
     assert store.planning.on_order("wh1", "RICE") == 5.0
 
 
-def test_bad_input_gets_a_clear_4xx(tmp_path: Path) -> None:
-    _run(tmp_path, _bad_input)
+def test_bad_input_gets_a_clear_4xx(database: db.Target, tmp_path: Path) -> None:
+    _run(database, tmp_path, _bad_input)
 
 
 async def _bad_input(client: httpx.AsyncClient, store: InventoryStores) -> None:
@@ -176,8 +175,10 @@ async def _bad_input(client: httpx.AsyncClient, store: InventoryStores) -> None:
     assert "not an ISO 8601 date/time or epoch ms: 'soon'" in bad_date.text
 
 
-def test_lot_changes_refuse_null_where_it_means_nothing(tmp_path: Path) -> None:
-    _run(tmp_path, _lot_nulls)
+def test_lot_changes_refuse_null_where_it_means_nothing(
+    database: db.Target, tmp_path: Path
+) -> None:
+    _run(database, tmp_path, _lot_nulls)
 
 
 async def _lot_nulls(client: httpx.AsyncClient, store: InventoryStores) -> None:
@@ -200,8 +201,8 @@ async def _lot_nulls(client: httpx.AsyncClient, store: InventoryStores) -> None:
     assert store.ledger.get_lot(lot_id).alert_at is None
 
 
-def test_numbers_are_json_numbers_within_bounds(tmp_path: Path) -> None:
-    _run(tmp_path, _numbers)
+def test_numbers_are_json_numbers_within_bounds(database: db.Target, tmp_path: Path) -> None:
+    _run(database, tmp_path, _numbers)
 
 
 async def _numbers(client: httpx.AsyncClient, store: InventoryStores) -> None:

@@ -1,4 +1,5 @@
-"""Recorded picks and WMS pick lists through the API, over a real SQLite database."""
+"""Recorded picks and WMS pick lists through the API, over a real database (SQLite or
+PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,15 @@ from core import db
 from core.audit import AuditLog
 from core.inventory import InventoryStores, Shelf, Sku
 from core.settings import Settings
-from tests.authutil import bearer
+from tests.authutil import bearer, store_settings
 
 T0 = 1_795_309_200_000
 Body = Callable[[httpx.AsyncClient, InventoryStores, Settings], Awaitable[None]]
 
 
-def _run(tmp_path: Path, body: Body, role: str = "operator") -> None:
-    settings = Settings(data_dir=tmp_path)
-    conn = db.connect(settings.sqlite_path)
+def _run(database: db.Target, tmp_path: Path, body: Body, role: str = "operator") -> None:
+    settings = store_settings(database, tmp_path)
+    conn = db.connect(database)
     stores = InventoryStores.over(conn)
     stores.load_catalog(
         skus=[Sku(sku="TEA", unit_grams=500), Sku(sku="SALT")],
@@ -46,7 +47,7 @@ def _run(tmp_path: Path, body: Body, role: str = "operator") -> None:
 PICK = {"site": "wh1", "sku": "TEA", "qty": 2, "ref": "PK-1", "ts": T0}
 
 
-def test_a_pick_is_recorded_once_and_audited(tmp_path: Path) -> None:
+def test_a_pick_is_recorded_once_and_audited(database: db.Target, tmp_path: Path) -> None:
     async def body(client: httpx.AsyncClient, stores: InventoryStores, _: Settings) -> None:
         first = await client.post("/inventory/picks", json=PICK)
         assert first.status_code == 201, first.text
@@ -66,10 +67,10 @@ def test_a_pick_is_recorded_once_and_audited(tmp_path: Path) -> None:
         entries = [e for e in AuditLog(stores.ledger.conn).entries() if e.action == "pick.record"]
         assert [(e.target, e.actor) for e in entries] == [(f"pick {pick['id']}", "wms-operator")]
 
-    _run(tmp_path, body)
+    _run(database, tmp_path, body)
 
 
-def test_bad_picks_are_refused_naming_the_problem(tmp_path: Path) -> None:
+def test_bad_picks_are_refused_naming_the_problem(database: db.Target, tmp_path: Path) -> None:
     async def body(client: httpx.AsyncClient, stores: InventoryStores, _: Settings) -> None:
         unknown = await client.post("/inventory/picks", json={**PICK, "sku": "RICE"})
         assert (unknown.status_code, unknown.json()["detail"]) == (404, "SKU RICE does not exist")
@@ -79,16 +80,16 @@ def test_bad_picks_are_refused_naming_the_problem(tmp_path: Path) -> None:
             assert refused.json()["detail"][0]["loc"] == ["body", field]
         assert stores.picks.picks() == []
 
-    _run(tmp_path, body)
+    _run(database, tmp_path, body)
 
 
-def test_a_viewer_may_not_record_picks(tmp_path: Path) -> None:
+def test_a_viewer_may_not_record_picks(database: db.Target, tmp_path: Path) -> None:
     async def body(client: httpx.AsyncClient, stores: InventoryStores, _: Settings) -> None:
         refused = await client.post("/inventory/picks", json=PICK)
         assert refused.status_code == 403
         assert refused.json()["detail"].startswith("picks.record needs the role admin, approver")
 
-    _run(tmp_path, body, role="viewer")
+    _run(database, tmp_path, body, role="viewer")
 
 
 TEA_LINE = {"sku": "TEA", "qty": 2, "location": "A1"}
@@ -101,7 +102,7 @@ WAVE: dict[str, object] = {
 }
 
 
-def test_a_pick_list_replayed_is_recorded_once(tmp_path: Path) -> None:
+def test_a_pick_list_replayed_is_recorded_once(database: db.Target, tmp_path: Path) -> None:
     async def body(client: httpx.AsyncClient, stores: InventoryStores, _: Settings) -> None:
         first = await client.post("/inventory/pick-lists", json=WAVE)
         assert first.status_code == 201, first.text
@@ -123,10 +124,10 @@ def test_a_pick_list_replayed_is_recorded_once(tmp_path: Path) -> None:
         audited = [e for e in AuditLog(stores.ledger.conn).entries() if e.action.startswith("pick")]
         assert [(e.action, e.after["lines"]) for e in audited] == [("pick_list.record", 2)]
 
-    _run(tmp_path, body)
+    _run(database, tmp_path, body)
 
 
-def test_a_pick_list_with_a_bad_line_records_nothing(tmp_path: Path) -> None:
+def test_a_pick_list_with_a_bad_line_records_nothing(database: db.Target, tmp_path: Path) -> None:
     async def body(client: httpx.AsyncClient, stores: InventoryStores, _: Settings) -> None:
         lines = [TEA_LINE, SALT_LINE, {"sku": "RICE", "qty": 1}]
         refused = await client.post("/inventory/pick-lists", json={**WAVE, "lines": lines})
@@ -136,4 +137,4 @@ def test_a_pick_list_with_a_bad_line_records_nothing(tmp_path: Path) -> None:
         assert (empty.status_code, empty.json()["detail"][0]["loc"]) == (422, ["body", "lines"])
         assert stores.picks.picks() == []
 
-    _run(tmp_path, body)
+    _run(database, tmp_path, body)

@@ -1,5 +1,5 @@
 """Sign-in, roles, sites, CSRF, login limits, CORS and the audit log, through the app as
-``create_app`` builds it, over a real SQLite database."""
+``create_app`` builds it, over a real database (SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from core import db
 from core.auth import PERMISSIONS, AuthStore, Role
 from core.inventory import InventoryStores, Sku
 from core.settings import ApiSettings, Settings
-from tests.authutil import api_token, bearer
+from tests.authutil import api_token, bearer, store_settings
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "access.md"
 SESSION_ROUTES = {("POST", "/auth/login"), ("POST", "/auth/logout")}
@@ -37,7 +37,7 @@ def _serve(settings: Settings, scenario: Scenario) -> None:
 
 def _raise(settings: Settings, site: str, source: str) -> int:
     """An active alert row of ``site``, as the rules leave one."""
-    conn = db.connect(settings.sqlite_path)
+    conn = db.connect(settings.database)
     try:
         return conn.insert(
             "INSERT INTO alerts (source, type, severity, state, site, zone, title, message,"
@@ -88,8 +88,8 @@ def test_the_spec_declares_both_ways_in_and_the_401_403_answers() -> None:
 # -- tokens, roles and sites ----------------------------------------------------------------
 
 
-def test_tokens_roles_and_sites(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)
+def test_tokens_roles_and_sites(database: db.Target, tmp_path: Path) -> None:
+    settings = store_settings(database, tmp_path)
     wh1 = _raise(settings, "wh1", "wh1/cold")
     wh2 = _raise(settings, "wh2", "wh2/cold")
     viewer = bearer(settings, "viewer", "zhao")
@@ -166,15 +166,17 @@ def test_tokens_roles_and_sites(tmp_path: Path) -> None:
     _serve(settings, scenario)
 
 
-def test_a_removed_user_or_revoked_token_is_refused_at_once(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)
+def test_a_removed_user_or_revoked_token_is_refused_at_once(
+    database: db.Target, tmp_path: Path
+) -> None:
+    settings = store_settings(database, tmp_path)
     token = api_token(settings, "viewer", "zhao")
     second = api_token(settings, "viewer", "zhao")
 
     async def scenario(client: httpx.AsyncClient, settings: Settings) -> None:
         headers = {"Authorization": f"Bearer {token}"}
         assert (await client.get("/auth/me", headers=headers)).json()["name"] == "zhao"
-        conn = db.connect(settings.sqlite_path)
+        conn = db.connect(settings.database)
         try:
             AuthStore(conn).revoke_token(token[:8])
             assert (await client.get("/alerts", headers=headers)).status_code == 401
@@ -188,9 +190,8 @@ def test_a_removed_user_or_revoked_token_is_refused_at_once(tmp_path: Path) -> N
     _serve(settings, scenario)
 
 
-def test_stored_secrets_are_argon2_hashes(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)
-    conn = db.connect(settings.sqlite_path)
+def test_stored_secrets_are_argon2_hashes(database: db.Target) -> None:
+    conn = db.connect(database)
     try:
         store = AuthStore(conn)
         _, password = store.add_user("li.wei", Role.OPERATOR, ["wh1"])
@@ -211,15 +212,15 @@ def test_stored_secrets_are_argon2_hashes(tmp_path: Path) -> None:
 
 
 def _user(settings: Settings, name: str, role: Role, sites: tuple[str, ...] = ()) -> str:
-    conn = db.connect(settings.sqlite_path)
+    conn = db.connect(settings.database)
     try:
         return AuthStore(conn).add_user(name, role, sites)[1]
     finally:
         conn.close()
 
 
-def test_console_session_with_csrf(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)
+def test_console_session_with_csrf(database: db.Target, tmp_path: Path) -> None:
+    settings = store_settings(database, tmp_path)
     password = _user(settings, "li.wei", Role.OPERATOR)
     alert = _raise(settings, "wh1", "wh1/cold")
 
@@ -256,8 +257,8 @@ def test_console_session_with_csrf(tmp_path: Path) -> None:
     _serve(settings, scenario)
 
 
-def test_sessions_expire(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, api=ApiSettings(session_ttl_s=2.0))
+def test_sessions_expire(database: db.Target, tmp_path: Path) -> None:
+    settings = store_settings(database, tmp_path, api=ApiSettings(session_ttl_s=2.0))
     password = _user(settings, "li.wei", Role.VIEWER)
 
     async def scenario(client: httpx.AsyncClient, settings: Settings) -> None:
@@ -270,8 +271,10 @@ def test_sessions_expire(tmp_path: Path) -> None:
     _serve(settings, scenario)
 
 
-def test_failed_logins_are_limited_per_name_and_per_address(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)
+def test_failed_logins_are_limited_per_name_and_per_address(
+    database: db.Target, tmp_path: Path
+) -> None:
+    settings = store_settings(database, tmp_path)
     password = _user(settings, "li.wei", Role.VIEWER)
 
     async def scenario(client: httpx.AsyncClient, settings: Settings) -> None:
@@ -289,7 +292,7 @@ def test_failed_logins_are_limited_per_name_and_per_address(tmp_path: Path) -> N
 
     # Another address may still sign in with the right password: the name is limited, and
     # the address of the failures, not the user everywhere ... until the name's count runs out.
-    conn = db.connect(settings.sqlite_path)
+    conn = db.connect(settings.database)
     try:
         conn.execute("DELETE FROM auth_login_failures WHERE key LIKE 'user:%'")
     finally:
@@ -312,8 +315,8 @@ def test_failed_logins_are_limited_per_name_and_per_address(tmp_path: Path) -> N
     asyncio.run(other_address())
 
 
-def test_unknown_names_count_against_the_address(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, api=ApiSettings(login_max_failures=3))
+def test_unknown_names_count_against_the_address(database: db.Target, tmp_path: Path) -> None:
+    settings = store_settings(database, tmp_path, api=ApiSettings(login_max_failures=3))
 
     async def scenario(client: httpx.AsyncClient, settings: Settings) -> None:
         codes = [
@@ -335,9 +338,9 @@ def test_unknown_names_count_against_the_address(tmp_path: Path) -> None:
     [((), None), (("https://erp.wh1.internal",), "https://erp.wh1.internal")],
 )
 def test_cors_is_off_unless_origins_are_configured(
-    tmp_path: Path, origins: tuple[str, ...], expected: str | None
+    database: db.Target, tmp_path: Path, origins: tuple[str, ...], expected: str | None
 ) -> None:
-    settings = Settings(data_dir=tmp_path, api=ApiSettings(cors_origins=origins))
+    settings = store_settings(database, tmp_path, api=ApiSettings(cors_origins=origins))
     headers = bearer(settings, "viewer", "erp")
 
     async def scenario(client: httpx.AsyncClient, settings: Settings) -> None:
@@ -352,8 +355,8 @@ def test_cors_is_off_unless_origins_are_configured(
     _serve(settings, scenario)
 
 
-def test_sign_in_can_be_turned_off(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, api=ApiSettings(auth=False))
+def test_sign_in_can_be_turned_off(database: db.Target, tmp_path: Path) -> None:
+    settings = store_settings(database, tmp_path, api=ApiSettings(auth=False))
     alert = _raise(settings, "wh1", "wh1/cold")
 
     async def scenario(client: httpx.AsyncClient, settings: Settings) -> None:
@@ -372,10 +375,10 @@ def _entries(response: httpx.Response) -> list[dict[str, Any]]:
     return body
 
 
-def test_every_change_is_audited_with_before_and_after(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)
+def test_every_change_is_audited_with_before_and_after(database: db.Target, tmp_path: Path) -> None:
+    settings = store_settings(database, tmp_path)
     alert = _raise(settings, "wh1", "wh1/cold")
-    conn = db.connect(settings.sqlite_path)
+    conn = db.connect(settings.database)
     try:
         inventory = InventoryStores.over(conn)
         suggestion = inventory.planning.add_suggestion(
