@@ -82,7 +82,7 @@ def notify_process(
         "STOCKSENSE_INFLUX__URL": "http://127.0.0.1:9",
     }
     if settings.database_url is not None:
-        env["STOCKSENSE_DATABASE_URL"] = settings.database_url
+        env["STOCKSENSE_DATABASE_URL"] = settings.database.url
     if client_id is not None:
         env["STOCKSENSE_MQTT__CLIENT_ID"] = client_id
     with log.open("ab") as out:
