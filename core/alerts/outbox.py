@@ -19,6 +19,10 @@ from core.alerts.models import INFLUX_CHANNEL, Alert, AlertEvent, OutboxItem, no
 from core.db import SqlStore, claimed_by_worker
 
 _OUTBOX_COLUMNS = "id, channel, alert_id, event, occurrence, seq, attempts, status, last_error"
+# A claim is a write transaction, so claims never interleave on either engine. On PostgreSQL the
+# due rows are also locked as they are picked, skipping rows another transaction holds: a claim
+# stays one-row-one-owner even if it ever runs beside the write lock. SQLite has no row locks.
+_LOCK_PICKED = {db.Engine.POSTGRESQL: " FOR UPDATE SKIP LOCKED"}
 
 
 class OutboxStore(SqlStore):
@@ -70,6 +74,7 @@ class OutboxStore(SqlStore):
         other notifier holds, oldest first. Rows another notifier left ``sending`` past its
         lease are pending again first (it stopped or hung mid-send: they are sent again under
         the same key)."""
+        lock = _LOCK_PICKED.get(self._conn.engine, "")
         with self.transaction():
             self._resend("COALESCE(claimed_until, 0) < ?", (now,))
             rows = self._conn.execute(
@@ -77,7 +82,7 @@ class OutboxStore(SqlStore):
                    WHERE id IN (SELECT id FROM outbox
                                 WHERE status = 'pending' AND next_attempt_at <= ?
                                   AND COALESCE(claimed_until, 0) < ?
-                                ORDER BY id LIMIT ?)
+                                ORDER BY id LIMIT ?{lock})
                    RETURNING {_OUTBOX_COLUMNS}""",  # noqa: S608
                 (owner, now + lease_ms, now, now, limit),
             ).fetchall()
@@ -107,11 +112,12 @@ class OutboxStore(SqlStore):
     def release(self, owner: str) -> int:
         """Give up ``owner``'s claims on rows still pending (the end of a pass: retries, and
         what a robot's budget left for later); returns how many."""
-        return self._conn.execute(
-            """UPDATE outbox SET claimed_by = NULL, claimed_until = NULL
-               WHERE status = 'pending' AND claimed_by = ?""",
-            (owner,),
-        ).rowcount
+        with self.transaction():
+            return self._conn.execute(
+                """UPDATE outbox SET claimed_by = NULL, claimed_until = NULL
+                   WHERE status = 'pending' AND claimed_by = ?""",
+                (owner,),
+            ).rowcount
 
     def recover_sending(self, worker: str) -> builtins.list[OutboxItem]:
         """Put back to 'pending' the rows a stop of ``worker`` left 'sending' (claimed by an
