@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import closing
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from core.settings import Settings
 from rules.lifecycle import AlertLifecycle
 from stocksense.apiserver import ApiServer
 from tests.alertutil import condition
-from tests.authutil import bearer
+from tests.authutil import bearer, store_settings
 
 SCRIPT = STATIC / "console.js"
 PAGE = STATIC / "console.html"
@@ -173,41 +174,46 @@ def test_assets_have_their_types_and_unknown_ones_are_404(tmp_path: Path) -> Non
 # -- the alert stream --------------------------------------------------------------------
 
 
-def _lifecycle(settings: Settings) -> tuple[AlertLifecycle, AlertStores]:
-    stores = AlertStores.over(db.connect(settings.sqlite_path), [])
-    return AlertLifecycle(stores.state), stores
+@pytest.fixture
+def stores(database: db.Target) -> Iterator[AlertStores]:
+    """The alert stores over a connection of the test's own to its database."""
+    conn = db.connect(database)
+    try:
+        yield AlertStores.over(conn, [])
+    finally:
+        conn.close()
 
 
-def test_the_watch_sees_each_kind_of_change_once(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)
-    lifecycle, stores = _lifecycle(settings)
+def test_the_watch_sees_each_kind_of_change_once(database: db.Target, stores: AlertStores) -> None:
+    lifecycle = AlertLifecycle(stores.state)
     cold = lifecycle.report(condition("wh1/cold", at_ms=1000, type="cold", value=9.0))
     assert cold is not None
-    watch = AlertWatch(db.connect(settings.sqlite_path))
-    assert watch.changes() == []
+    with closing(db.connect(database)) as watched:
+        watch = AlertWatch(watched)
+        assert watch.changes() == []
 
-    stores.state.ack(cold.id, by="li.wei")
-    assert [(a.id, a.acked_by) for a in watch.changes()] == [(cold.id, "li.wei")]
-    assert watch.changes() == []  # told once
+        stores.state.ack(cold.id, by="li.wei")
+        assert [(a.id, a.acked_by) for a in watch.changes()] == [(cold.id, "li.wei")]
+        assert watch.changes() == []  # told once
 
-    door = lifecycle.report(condition("wh1/door", at_ms=2000, type="door"))
-    assert door is not None
-    assert [a.id for a in watch.changes()] == [door.id]
+        door = lifecycle.report(condition("wh1/door", at_ms=2000, type="door"))
+        assert door is not None
+        assert [a.id for a in watch.changes()] == [door.id]
 
-    # A later reading of an open alert changes its value without a lifecycle event.
-    assert stores.state.update_active(
-        "wh1/cold", "cold", value=10.5, peak_value=10.5, title="t", message="m", details={},
-        at_ms=5000,
-    )  # fmt: skip
-    assert [(a.id, a.value) for a in watch.changes()] == [(cold.id, 10.5)]
+        # A later reading of an open alert changes its value without a lifecycle event.
+        assert stores.state.update_active(
+            "wh1/cold", "cold", value=10.5, peak_value=10.5, title="t", message="m", details={},
+            at_ms=5000,
+        )  # fmt: skip
+        assert [(a.id, a.value) for a in watch.changes()] == [(cold.id, 10.5)]
 
-    lifecycle.resolve("wh1/door", "door", at_ms=9000)
-    changed = watch.changes()
-    assert [(a.id, a.state) for a in changed] == [(door.id, "cleared")]
+        lifecycle.resolve("wh1/door", "door", at_ms=9000)
+        changed = watch.changes()
+        assert [(a.id, a.state) for a in changed] == [(door.id, "cleared")]
 
 
-def test_a_stream_ends_by_itself(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)
+def test_a_stream_ends_by_itself(database: db.Target, tmp_path: Path) -> None:
+    settings = store_settings(database, tmp_path)
     who = Principal(name="li.wei", role=Role.VIEWER, via="session")
 
     async def read_all() -> list[str]:
@@ -231,10 +237,10 @@ async def _events(response: httpx.Response) -> AsyncIterator[tuple[str, dict[str
 
 
 def test_the_stream_pushes_changes_of_the_callers_sites_through_the_server(
-    tmp_path: Path,
+    database: db.Target, stores: AlertStores, tmp_path: Path
 ) -> None:
-    settings = Settings(data_dir=tmp_path)
-    lifecycle, stores = _lifecycle(settings)
+    settings = store_settings(database, tmp_path)
+    lifecycle = AlertLifecycle(stores.state)
     wh1 = lifecycle.report(condition("wh1/cold", at_ms=1000, type="cold", site="wh1"))
     wh2 = lifecycle.report(condition("wh2/cold", at_ms=1000, type="cold", site="wh2"))
     assert wh1 is not None
