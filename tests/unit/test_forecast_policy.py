@@ -1,4 +1,4 @@
-"""The ``forecast`` reorder policy in the inventory processor over a real SQLite database: which
+"""The ``forecast`` reorder policy in the inventory processor over a real database: which
 rule a SKU gets, the daily batch off the rules thread, the stored levels, restarts, parameter
 changes, the fallbacks of thin histories, and the migration that brought the policy in."""
 
@@ -35,13 +35,8 @@ WEEKLY = DemandProfile(
 
 
 @pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return tmp_path / "inv.db"
-
-
-@pytest.fixture
-def conn(path: Path) -> Iterator[db.Connection]:
-    connection = db.connect(path)
+def conn(database: db.Target) -> Iterator[db.Connection]:
+    connection = db.connect(database)
     yield connection
     connection.close()
 
@@ -252,7 +247,7 @@ def test_no_rule_until_the_first_batch_is_collected(conn: db.Connection) -> None
 
 
 def test_restart_reuses_the_days_forecast_and_the_next_day_recomputes(
-    conn: db.Connection, path: Path
+    conn: db.Connection, database: db.Target
 ) -> None:
     tea = Sku(sku="TEA", policy="forecast")
     first = _processor(conn, tea)
@@ -260,7 +255,7 @@ def test_restart_reuses_the_days_forecast_and_the_next_day_recomputes(
     _settle(first, DAY0 + 60_000)
     stored = ForecastStore(conn).get(SITE, "TEA")
 
-    again = db.connect(path)
+    again = db.connect(database)
     try:
         restarted = _processor(again)
         restarted.tick(DAY0 + 3_600_000)

@@ -1,10 +1,9 @@
-"""The inventory processor over a real SQLite database and alert store: shelves, lot dates,
+"""The inventory processor over a real database and alert store: shelves, lot dates,
 dead stock, imbalance and purchase suggestions, through the code ``stocksense run`` runs."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -21,8 +20,8 @@ UNIT = 250.0
 
 
 @pytest.fixture
-def conn(tmp_path: Path) -> Iterator[db.Connection]:
-    connection = db.connect(tmp_path / "inv.db")
+def conn(database: db.Target) -> Iterator[db.Connection]:
+    connection = db.connect(database)
     yield connection
     connection.close()
 

@@ -4,7 +4,6 @@ done, one batch at a time; the day roll-up at local midnight."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 from core import db
 from core.inventory import InventoryStores, Sku
@@ -24,8 +23,8 @@ def _calculator(conn: db.Connection) -> KpiCalculator:
     )
 
 
-def test_snapshots_are_computed_off_the_loop_and_stored_once_done(tmp_path: Path) -> None:
-    conn = db.connect(tmp_path / "kpi.db")
+def test_snapshots_are_computed_off_the_loop_and_stored_once_done(database: db.Target) -> None:
+    conn = db.connect(database)
     stores = InventoryStores.over(conn)
     stores.load_catalog(skus=[Sku(sku="TEA", unit_cost=2.0)], ts_ms=T0)
     stores.ledger.record(
@@ -72,9 +71,9 @@ def test_snapshots_are_computed_off_the_loop_and_stored_once_done(tmp_path: Path
 
 
 def test_without_a_database_for_workers_snapshots_are_computed_at_the_tick(
-    tmp_path: Path,
+    database: db.Target,
 ) -> None:
-    conn = db.connect(tmp_path / "kpi.db")
+    conn = db.connect(database)
     try:
         kpi = KpiProcessor(_calculator(conn), KpiStore(conn), None, SETTINGS,
                            calculator_on=_calculator, database=None)  # fmt: skip
