@@ -190,6 +190,8 @@ def _zone(row: db.Row) -> RfidZone:
 
 def _integrity(exc: db.IntegrityError) -> str:
     text = str(exc)
-    if "inv_skus.gtin" in text:
+    # SQLite names the column ("UNIQUE constraint failed: inv_skus.gtin"), PostgreSQL the
+    # constraint ('violates unique constraint "inv_skus_gtin_key"').
+    if "inv_skus.gtin" in text or "inv_skus_gtin_key" in text:
         return "GTIN already belongs to another SKU"
     return text

@@ -1,4 +1,4 @@
-"""Inventory store over a real SQLite database: catalog, ledger, lots, suggestions, seed."""
+"""Inventory store over a real database: catalog, ledger, lots, suggestions, seed."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[InventoryStores]:
-    conn: db.Connection = db.connect(tmp_path / "inv.db")
+def store(database: db.Target) -> Iterator[InventoryStores]:
+    conn: db.Connection = db.connect(database)
     inv = InventoryStores.over(conn)
     inv.catalog.put_sku(Sku(sku="RICE", unit_grams=1000, min_qty=5, max_qty=20, unit_cost=2.0))
     yield inv
@@ -63,9 +63,9 @@ def test_seed_errors_name_the_item(tmp_path: Path) -> None:
         load_seed(path)
 
 
-def test_demo_catalog_loads(tmp_path: Path) -> None:
+def test_demo_catalog_loads(database: db.Target) -> None:
     seed = load_seed(EXAMPLES / "demo-catalog.yaml")
-    conn = db.connect(tmp_path / "demo.db")
+    conn = db.connect(database)
     inv = InventoryStores.over(conn)
     counts = inv.load_catalog(
         skus=seed.skus, shelves=seed.shelves, rfid_zones=seed.rfid_zones, lots=seed.lots, ts_ms=T0
@@ -135,6 +135,20 @@ def test_shelf_needs_a_known_sku(store: InventoryStores) -> None:
     assert shelf.location == "s1/c1"
     with pytest.raises(ConflictError, match="still bound"):
         store.catalog.delete_sku("RICE")
+
+
+def test_a_gtin_belongs_to_one_sku_and_a_lot_is_added_once(store: InventoryStores) -> None:
+    store.catalog.put_sku(Sku(sku="TEA", gtin="06901234567892"))
+    with pytest.raises(ConflictError) as taken:
+        store.catalog.put_sku(Sku(sku="COFFEE", gtin="06901234567892"))
+    assert str(taken.value) == "SKU COFFEE: GTIN already belongs to another SKU"
+    assert [s.sku for s in store.catalog.skus()] == ["RICE", "TEA"]
+    store.ledger.add_lot(LotIn(lot="L1", sku="RICE", site="wh1", location="A", qty=2), ts_ms=T0)
+    with pytest.raises(ConflictError, match="lot L1 of RICE already exists at wh1"):
+        store.ledger.add_lot(LotIn(lot="L1", sku="RICE", site="wh1", location="A", qty=3), ts_ms=T0)
+    # Nothing of the refused lot was booked.
+    assert [lot.qty for lot in store.ledger.lots(site="wh1")] == [2]
+    assert store.ledger.on_hand("wh1", "RICE") == 2
 
 
 # --------------------------------------------------------------------------- outflows
