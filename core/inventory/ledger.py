@@ -114,8 +114,10 @@ class LedgerStore(SqlStore):
         if in_stock:
             sql += (" AND" if params else " WHERE") + " qty > 0"
         rows = self._conn.execute(
+            # Undated receipts first among equal dates on both engines, as the FEFO key of
+            # rules.inventory.expiry has it (PostgreSQL would sort NULLs last).
             sql + " ORDER BY COALESCE(removal_at, expiration_at) IS NULL,"
-            " COALESCE(removal_at, expiration_at), received_at, lot",
+            " COALESCE(removal_at, expiration_at), received_at NULLS FIRST, lot",
             params,
         )
         return [Lot.model_validate(as_dict(r)) for r in rows]

@@ -151,6 +151,20 @@ def test_a_gtin_belongs_to_one_sku_and_a_lot_is_added_once(store: InventoryStore
     assert store.ledger.on_hand("wh1", "RICE") == 2
 
 
+def test_lots_in_fefo_order_put_an_undated_receipt_first_among_equal_dates(
+    store: InventoryStores,
+) -> None:
+    removal = T0 + 10 * DAY_MS
+    for lot, received in (("L1", T0 - DAY_MS), ("L2", None), ("L3", None)):
+        store.ledger.add_lot(
+            LotIn(lot=lot, sku="RICE", site="wh1", location="A", qty=1, removal_at=removal,
+                  received_at=received),
+            ts_ms=T0,
+        )  # fmt: skip
+    store.ledger.add_lot(LotIn(lot="L0", sku="RICE", site="wh1", location="A", qty=1), ts_ms=T0)
+    assert [lot.lot for lot in store.ledger.lots(site="wh1")] == ["L2", "L3", "L1", "L0"]
+
+
 # --------------------------------------------------------------------------- outflows
 
 
