@@ -1,13 +1,13 @@
 """Purchase requisitions: the approval rules at their band edges, the state machine, roles
 and sites, the audit trail and receipts into stock, through the app as ``create_app`` builds
-it over a real SQLite database (no ERP configured: orders are recorded by hand)."""
+it over a real database, SQLite or PostgreSQL (no ERP configured: orders are recorded by hand)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from core.requisitions import (
     amount_of,
 )
 from core.settings import ApprovalRule, PurchasingSettings, Settings, load_settings
-from tests.authutil import bearer
+from tests.authutil import bearer, store_settings
 
 # -- the approval rules -------------------------------------------------------------------------
 
@@ -102,11 +102,16 @@ def test_rules_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 STATES = list(TRANSITIONS)
 
 
-def _store(tmp_path: Path) -> RequisitionStore:
-    conn = db.connect(tmp_path / "ss.db")
-    store = RequisitionStore(conn)
-    store.inventory.catalog.put_sku(Sku(sku="RICE", unit_cost=2.5, supplier="Acme"))
-    return store
+@pytest.fixture
+def store(database: db.Target) -> Iterator[RequisitionStore]:
+    """The requisition store over the test's database, with a RICE SKU in the catalog."""
+    conn = db.connect(database)
+    try:
+        found = RequisitionStore(conn)
+        found.inventory.catalog.put_sku(Sku(sku="RICE", unit_cost=2.5, supplier="Acme"))
+        yield found
+    finally:
+        conn.close()
 
 
 def _in_state(store: RequisitionStore, state: str) -> int:
@@ -148,9 +153,8 @@ def _step(store: RequisitionStore, rid: int, to: str) -> None:
 @pytest.mark.parametrize("to", STATES[1:])
 @pytest.mark.parametrize("start", STATES)
 def test_the_state_machine_allows_exactly_its_transitions(
-    tmp_path: Path, start: str, to: str
+    store: RequisitionStore, start: str, to: str
 ) -> None:
-    store = _store(tmp_path)
     rid = _in_state(store, start)
     assert store.get(rid).state == start
     if to in TRANSITIONS[start]:
@@ -170,8 +174,7 @@ def test_terminal_states_have_no_way_out() -> None:
     ]
 
 
-def test_approvals_need_distinct_people_other_than_the_requester(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_approvals_need_distinct_people_other_than_the_requester(store: RequisitionStore) -> None:
     r = store.create(
         Draft(site="wh1", sku="RICE", qty=10), currency="CNY", requested_by="ana", ts_ms=1
     )
@@ -201,7 +204,7 @@ class Api:
     def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
         self.settings = settings
         self.client = client
-        self.conn = db.connect(settings.sqlite_path)
+        self.conn = db.connect(settings.database)
         self.inventory = InventoryStores.over(self.conn)
         self.headers: dict[str, dict[str, str]] = {}
         for name, role, sites in (
@@ -229,9 +232,9 @@ class Api:
         ).id
 
 
-def _run(tmp_path: Path, scenario: Scenario, **purchasing: Any) -> None:
-    settings = Settings(data_dir=tmp_path, purchasing=PurchasingSettings(**purchasing))
-    conn = db.connect(settings.sqlite_path)
+def _run(database: db.Target, tmp_path: Path, scenario: Scenario, **purchasing: Any) -> None:
+    settings = store_settings(database, tmp_path, purchasing=PurchasingSettings(**purchasing))
+    conn = db.connect(database)
     InventoryStores.over(conn).catalog.put_sku(Sku.model_validate(RICE))
     conn.close()
 
@@ -247,8 +250,8 @@ def _run(tmp_path: Path, scenario: Scenario, **purchasing: Any) -> None:
     asyncio.run(main())
 
 
-def test_a_suggestion_becomes_a_prefilled_draft(tmp_path: Path) -> None:
-    _run(tmp_path, _prefilled, categories={"RICE": "food"})
+def test_a_suggestion_becomes_a_prefilled_draft(database: db.Target, tmp_path: Path) -> None:
+    _run(database, tmp_path, _prefilled, categories={"RICE": "food"})
 
 
 async def _prefilled(api: Api) -> None:
@@ -279,8 +282,8 @@ async def _prefilled(api: Api) -> None:
     )
 
 
-def test_bad_input_is_refused_with_a_message(tmp_path: Path) -> None:
-    _run(tmp_path, _bad_input)
+def test_bad_input_is_refused_with_a_message(database: db.Target, tmp_path: Path) -> None:
+    _run(database, tmp_path, _bad_input)
 
 
 async def _bad_input(api: Api) -> None:
@@ -318,7 +321,9 @@ async def _bad_input(api: Api) -> None:
     # At 25.00 each: 4,999.00 / 5,000.00 / 50,000.00 / 50,001.00
     [(199.96, 0), (200, 1), (2_000, 1), (2_000.04, 2)],
 )
-def test_submission_applies_the_rules(tmp_path: Path, qty: float, approvals: int) -> None:
+def test_submission_applies_the_rules(
+    database: db.Target, tmp_path: Path, qty: float, approvals: int
+) -> None:
     async def scenario(api: Api) -> None:
         r = await api.ok("ana", "POST", "/requisitions", {"site": "wh1", "sku": "RICE", "qty": qty})
         submitted = await api.ok("ana", "POST", f"/requisitions/{r['id']}/submit")
@@ -330,11 +335,11 @@ def test_submission_applies_the_rules(tmp_path: Path, qty: float, approvals: int
             assert after["state"] == ("approved" if n == approvals else "submitted")
         assert (await api.ok("vic", "GET", f"/requisitions/{r['id']}"))["state"] == "approved"
 
-    _run(tmp_path, scenario)
+    _run(database, tmp_path, scenario)
 
 
-def test_roles_sites_and_the_requester(tmp_path: Path) -> None:
-    _run(tmp_path, _roles_and_sites)
+def test_roles_sites_and_the_requester(database: db.Target, tmp_path: Path) -> None:
+    _run(database, tmp_path, _roles_and_sites)
 
 
 async def _roles_and_sites(api: Api) -> None:
@@ -388,8 +393,8 @@ async def _roles_and_sites(api: Api) -> None:
     assert [x["id"] for x in listed.json()] == [rid]
 
 
-def test_each_step_is_audited_with_before_and_after(tmp_path: Path) -> None:
-    _run(tmp_path, _audited)
+def test_each_step_is_audited_with_before_and_after(database: db.Target, tmp_path: Path) -> None:
+    _run(database, tmp_path, _audited)
 
 
 async def _audited(api: Api) -> None:
@@ -409,8 +414,10 @@ async def _audited(api: Api) -> None:
     assert actions == ["requisition.create", "requisition.submit", "requisition.approve"]
 
 
-def test_ordered_by_hand_then_received_in_one_go_closes_the_suggestion(tmp_path: Path) -> None:
-    _run(tmp_path, _received_whole)
+def test_ordered_by_hand_then_received_in_one_go_closes_the_suggestion(
+    database: db.Target, tmp_path: Path
+) -> None:
+    _run(database, tmp_path, _received_whole)
 
 
 async def _received_whole(api: Api) -> None:
@@ -447,8 +454,8 @@ async def _received_whole(api: Api) -> None:
     assert again.status_code == 409
 
 
-def test_received_in_parts_books_each_part_once(tmp_path: Path) -> None:
-    _run(tmp_path, _received_in_parts)
+def test_received_in_parts_books_each_part_once(database: db.Target, tmp_path: Path) -> None:
+    _run(database, tmp_path, _received_in_parts)
 
 
 async def _received_in_parts(api: Api) -> None:
@@ -485,8 +492,8 @@ async def _received_in_parts(api: Api) -> None:
     assert api.inventory.ledger.on_hand("wh1", "RICE") == 130.0
 
 
-def test_cancelling_an_order_closes_its_suggestion(tmp_path: Path) -> None:
-    _run(tmp_path, _cancelled)
+def test_cancelling_an_order_closes_its_suggestion(database: db.Target, tmp_path: Path) -> None:
+    _run(database, tmp_path, _cancelled)
 
 
 async def _cancelled(api: Api) -> None:
@@ -508,7 +515,9 @@ async def _cancelled(api: Api) -> None:
     assert second.status_code == 201
 
 
-def test_with_an_erp_configured_orders_are_not_recorded_by_hand(tmp_path: Path) -> None:
+def test_with_an_erp_configured_orders_are_not_recorded_by_hand(
+    database: db.Target, tmp_path: Path
+) -> None:
     async def scenario(api: Api) -> None:
         rid = (await api.ok("ana", "POST", "/requisitions", {"site": "wh1", "sku": "RICE",
                                                              "qty": 1}))["id"]  # fmt: skip
@@ -522,7 +531,9 @@ def test_with_an_erp_configured_orders_are_not_recorded_by_hand(tmp_path: Path) 
         cancelled = await api.ok("ana", "POST", f"/requisitions/{rid}/cancel")
         assert cancelled["push"]["status"] == "cancelled"
 
-    _run(tmp_path, scenario, erp={"kind": "webhook", "url": "http://erp", "secret": "k3y"})
+    _run(
+        database, tmp_path, scenario, erp={"kind": "webhook", "url": "http://erp", "secret": "k3y"}
+    )
 
 
 def test_production_refuses_placeholder_erp_secrets() -> None:
