@@ -110,7 +110,7 @@ def test_every_dashboard_panel_has_data_after_a_simulated_week(
     warehouse = ScenarioWarehouse(scenario, host="127.0.0.1", port=stack.mqtt_port)
     start_ms = warehouse.start_ms
     catalog = scenario.catalog(start_ms)
-    conn = db.connect(cfg.sqlite_path)
+    conn = db.connect(cfg.database)
     try:
         stores = InventoryStores.over(conn)
         stores.load_catalog(

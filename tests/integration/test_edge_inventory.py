@@ -35,7 +35,7 @@ def run_pipeline(
 ) -> None:
     """The whole pipeline for ``site`` alone, with the catalog loaded, around ``body``."""
     settings = only_site(settings, site)
-    conn = db.connect(settings.sqlite_path)
+    conn = db.connect(settings.database)
     store = InventoryStores.over(conn)
     store.load_catalog(skus=skus, shelves=shelves, ts_ms=RECENT_T0)
 

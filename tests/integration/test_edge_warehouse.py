@@ -121,7 +121,7 @@ def test_a_scenario_through_the_edge_agent_keeps_the_ledger_on_the_shelves(
     edge = EdgeBinding(shelf="shelf-e1", probes=["cold-1", "cold-2"], scale=rice)
     cfg = only_site(settings, site)
     catalog = scenario.catalog(time.time_ns() // 1_000_000)
-    conn = db.connect(cfg.sqlite_path)
+    conn = db.connect(cfg.database)
     try:
         InventoryStores.over(conn).load_catalog(
             skus=catalog.skus, shelves=catalog.shelves, rfid_zones=catalog.rfid_zones,

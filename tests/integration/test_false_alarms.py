@@ -43,8 +43,8 @@ GTIN = "06901234567892"
 
 
 @pytest.fixture
-def conn(tmp_path: Path) -> Iterator[db.Connection]:
-    connection = db.connect(tmp_path / "inv.db")
+def conn(database: db.Target) -> Iterator[db.Connection]:
+    connection = db.connect(database)
     yield connection
     connection.close()
 

@@ -51,7 +51,7 @@ def _history() -> list[float]:
 
 
 def _load(settings: Settings, history: list[float]) -> None:
-    conn = db.connect(settings.sqlite_path)
+    conn = db.connect(settings.database)
     try:
         stores = InventoryStores.over(conn)
         start = DAY_END - HISTORY_DAYS * DAY_MS

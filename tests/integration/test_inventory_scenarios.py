@@ -131,7 +131,7 @@ def _run(settings: Settings, body: Callable[[Pipeline, Recorder], Awaitable[None
     settings = settings.model_copy(
         update={"mqtt": settings.mqtt.model_copy(update={"sites": (SITE,)})}
     )
-    conn = db.connect(settings.sqlite_path)
+    conn = db.connect(settings.database)
     influx = InfluxClient(settings.influx)
 
     async def scenario() -> None:
@@ -434,7 +434,7 @@ def test_a_unit_read_leaving_before_its_shelf_senses_the_pick_leaves_stock_once(
 
 
 def _bare(settings: Settings) -> tuple[db.Connection, Recorder]:
-    conn = db.connect(settings.sqlite_path)
+    conn = db.connect(settings.database)
     return conn, _processor(settings, conn)
 
 

@@ -46,7 +46,7 @@ def test_the_pipeline_computes_stores_serves_and_writes_site_kpis(settings: Sett
         }
     )
     seed = Seed(sites=[Site(id=SITE, timezone="Asia/Shanghai")])
-    conn = db.connect(cfg.sqlite_path)
+    conn = db.connect(cfg.database)
     stores = InventoryStores.over(conn)
     stores.load_catalog(
         skus=[Sku(sku="TEA", unit_cost=2.5, min_qty=1, max_qty=40)],
@@ -107,7 +107,7 @@ def test_the_pipeline_computes_stores_serves_and_writes_site_kpis(settings: Sett
 
     asyncio.run(scenario())
 
-    conn = db.connect(cfg.sqlite_path)
+    conn = db.connect(cfg.database)
     try:
         kpis = KpiStore(conn)
         day = kpis.latest(SITE, "day")

@@ -80,7 +80,7 @@ def _running(
             "mqtt": settings.mqtt.model_copy(update={"sites": (SITE,)}),
         }
     )
-    conn = db.connect(cfg.sqlite_path)
+    conn = db.connect(cfg.database)
     stores = InventoryStores.over(conn)
     stores.load_catalog(skus=SKUS, shelves=SHELVES, ts_ms=T0)
     before(stores)

@@ -49,7 +49,7 @@ def test_a_simulated_week_keeps_the_ledger_on_the_shelves_and_raises_every_fault
     wms = ApiPickRecorder(api.url, api_token(cfg, "operator", "wms"))
     warehouse = ScenarioWarehouse(scenario, host="127.0.0.1", port=stack.mqtt_port, picks=wms)
     catalog = scenario.catalog(warehouse.start_ms)
-    conn = db.connect(cfg.sqlite_path)
+    conn = db.connect(cfg.database)
     try:
         InventoryStores.over(conn).load_catalog(
             skus=catalog.skus,
@@ -208,7 +208,7 @@ def test_stocksense_simulate_records_the_picks_at_a_running_api(
     loaded = load_scenario(scenario)
     before = loaded.start_ms(time.time_ns() // 1_000_000)
     catalog = loaded.catalog(before)
-    conn = db.connect(settings.sqlite_path)  # the database of the API and the CLI below
+    conn = db.connect(settings.database)  # the database of the API and the CLI below
     try:
         InventoryStores.over(conn).load_catalog(
             skus=catalog.skus, shelves=catalog.shelves, rfid_zones=catalog.rfid_zones,
@@ -216,7 +216,11 @@ def test_stocksense_simulate_records_the_picks_at_a_running_api(
         )  # fmt: skip
     finally:
         conn.close()
-    env = stack_env(stack, tmp_path)
+    # The API started below must open this test's database, on either engine.
+    on_url = (
+        {} if settings.database_url is None else {"STOCKSENSE_DATABASE_URL": settings.database.url}
+    )
+    env = stack_env(stack, tmp_path, **on_url)
     port = str(free_port())
     url = f"http://127.0.0.1:{port}"
     api = Cli("api", "--port", port, env=env, cwd=tmp_path)
