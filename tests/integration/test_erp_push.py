@@ -19,10 +19,10 @@ from core import db
 from core.errors import ConfigError
 from core.inventory import InventoryStores, Sku
 from core.requisitions import RequisitionStore
-from core.settings import ErpSettings, PurchasingSettings, Settings
+from core.settings import ErpSettings, PurchasingSettings
 from simulators.erp import MATERIAL_REQUEST, ErpNext, ErpReceiver, Odoo, WebhookErp
 from stocksense.erp import SENDING_STALE_S, ErpPusher, build_erp_client, build_pusher
-from tests.authutil import bearer
+from tests.authutil import bearer, store_settings
 
 pytestmark = pytest.mark.integration
 
@@ -72,11 +72,12 @@ def _receiver(kind: str) -> tuple[ErpReceiver, ErpSettings]:
 class World:
     """The API app over a fresh database, users, a suggestion, and the ERP receiver."""
 
-    def __init__(self, tmp_path: Path, kind: str) -> None:
+    def __init__(self, database: db.Target, tmp_path: Path, kind: str) -> None:
         self.receiver, erp = _receiver(kind)
         self.receiver.start()
-        self.settings = Settings(data_dir=tmp_path, purchasing=PurchasingSettings(erp=erp))
-        self.conn = db.connect(self.settings.sqlite_path)
+        purchasing = PurchasingSettings(erp=erp)
+        self.settings = store_settings(database, tmp_path, purchasing=purchasing)
+        self.conn = db.connect(database)
         self.inventory = InventoryStores.over(self.conn)
         self.inventory.catalog.put_sku(
             Sku(sku="RICE", unit_cost=25.0, supplier="Acme Rice", lead_time_days=3)
@@ -105,8 +106,8 @@ class World:
 Scenario = Callable[[World, httpx.AsyncClient], Awaitable[None]]
 
 
-def _run(tmp_path: Path, kind: str, scenario: Scenario) -> None:
-    world = World(tmp_path, kind)
+def _run(database: db.Target, tmp_path: Path, kind: str, scenario: Scenario) -> None:
+    world = World(database, tmp_path, kind)
 
     async def main() -> None:
         transport = httpx.ASGITransport(app=create_app(world.settings))
@@ -141,7 +142,9 @@ def _creates(receiver: ErpReceiver) -> int:
 
 
 @pytest.mark.parametrize("kind", ["webhook", "erpnext", "odoo"])
-def test_one_document_despite_two_failures_and_a_restart(tmp_path: Path, kind: str) -> None:
+def test_one_document_despite_two_failures_and_a_restart(
+    database: db.Target, tmp_path: Path, kind: str
+) -> None:
     async def scenario(world: World, client: httpx.AsyncClient) -> None:
         rid = await _approved(world, client)
         world.receiver.fail_next("503", "timeout")
@@ -206,7 +209,7 @@ def test_one_document_despite_two_failures_and_a_restart(tmp_path: Path, kind: s
         )
         _check_shape(kind, world.receiver, after.push.idempotency_key)
 
-    _run(tmp_path, kind, scenario)
+    _run(database, tmp_path, kind, scenario)
 
 
 def _check_shape(kind: str, receiver: ErpReceiver, key: str) -> None:
@@ -247,7 +250,7 @@ def _check_shape(kind: str, receiver: ErpReceiver, key: str) -> None:
         assert (line["product_id"], line["product_qty"], line["price_unit"]) == (41, 400.0, 25.0)
 
 
-def test_a_stop_mid_request_resends_with_the_same_key(tmp_path: Path) -> None:
+def test_a_stop_mid_request_resends_with_the_same_key(database: db.Target, tmp_path: Path) -> None:
     async def scenario(world: World, client: httpx.AsyncClient) -> None:
         rid = await _approved(world, client)
         world.receiver.fail_next("timeout")
@@ -275,10 +278,12 @@ def test_a_stop_mid_request_resends_with_the_same_key(tmp_path: Path) -> None:
         keys = [r.headers["idempotency-key"] for r in world.receiver.log.requests]
         assert keys == [push.idempotency_key, push.idempotency_key]
 
-    _run(tmp_path, "webhook", scenario)
+    _run(database, tmp_path, "webhook", scenario)
 
 
-def test_another_pusher_leaves_a_push_in_flight_until_it_is_stale(tmp_path: Path) -> None:
+def test_another_pusher_leaves_a_push_in_flight_until_it_is_stale(
+    database: db.Target, tmp_path: Path
+) -> None:
     """Two pushers on one database: the second takes over a push the first was sending only
     once that has been going on for longer than any request can last."""
 
@@ -289,7 +294,7 @@ def test_another_pusher_leaves_a_push_in_flight_until_it_is_stale(tmp_path: Path
         client_b = build_erp_client(world.settings.purchasing.erp)
         assert client_b is not None
         other = ErpPusher(
-            db.connect(world.settings.sqlite_path), client_b, worker="worker-b",
+            db.connect(world.settings.database), client_b, worker="worker-b",
             clock=world.clock, owns_conn=True,
         )  # fmt: skip
         flight = asyncio.create_task(first.push_due())
@@ -317,10 +322,12 @@ def test_another_pusher_leaves_a_push_in_flight_until_it_is_stale(tmp_path: Path
         assert len(keys) == 1  # sent again under its key: the ERP made one document
         assert list(world.receiver.log.documents) == ["PR-00001"]
 
-    _run(tmp_path, "webhook", scenario)
+    _run(database, tmp_path, "webhook", scenario)
 
 
-def test_a_refused_document_is_given_up_and_pushed_again_after_a_fix(tmp_path: Path) -> None:
+def test_a_refused_document_is_given_up_and_pushed_again_after_a_fix(
+    database: db.Target, tmp_path: Path
+) -> None:
     async def scenario(world: World, client: httpx.AsyncClient) -> None:
         assert isinstance(world.receiver, ErpNext)
         world.receiver.items.clear()  # RICE is not in the ERP's item master yet
@@ -345,11 +352,11 @@ def test_a_refused_document_is_given_up_and_pushed_again_after_a_fix(tmp_path: P
         await pusher.aclose()
         assert world.requisitions().get(rid).erp_document == "MAT-MR-2026-00001"
 
-    _run(tmp_path, "erpnext", scenario)
+    _run(database, tmp_path, "erpnext", scenario)
 
 
 @pytest.mark.parametrize("kind", ["erpnext", "odoo"])
-def test_refused_credentials_stop_at_once(tmp_path: Path, kind: str) -> None:
+def test_refused_credentials_stop_at_once(database: db.Target, tmp_path: Path, kind: str) -> None:
     async def scenario(world: World, client: httpx.AsyncClient) -> None:
         rid = await _approved(world, client)
         erp = world.settings.purchasing.erp
@@ -370,7 +377,7 @@ def test_refused_credentials_stop_at_once(tmp_path: Path, kind: str) -> None:
         assert "nope" not in push.last_error
         assert world.receiver.log.documents == {}
 
-    _run(tmp_path, kind, scenario)
+    _run(database, tmp_path, kind, scenario)
 
 
 def test_an_erp_without_its_settings_is_refused_at_start() -> None:
@@ -381,7 +388,7 @@ def test_an_erp_without_its_settings_is_refused_at_start() -> None:
     assert build_erp_client(ErpSettings()) is None
 
 
-def test_the_running_pusher_orders_what_is_approved(tmp_path: Path) -> None:
+def test_the_running_pusher_orders_what_is_approved(database: db.Target, tmp_path: Path) -> None:
     """``run`` as the pipeline starts it: recovers, then drains the queue as approvals come."""
 
     async def scenario(world: World, client: httpx.AsyncClient) -> None:
@@ -401,7 +408,7 @@ def test_the_running_pusher_orders_what_is_approved(tmp_path: Path) -> None:
         assert ordered == "PR-00001"
         assert list(world.receiver.log.documents) == ["PR-00001"]
 
-    _run(tmp_path, "webhook", scenario)
+    _run(database, tmp_path, "webhook", scenario)
 
 
 async def _until_ordered(world: World, rid: int) -> str:
