@@ -311,6 +311,12 @@ class PgConnection(Connection):
     def close(self) -> None:
         self.raw.close()
 
+    def __del__(self) -> None:
+        # As a dropped sqlite3 connection does: close quietly (psycopg would warn).
+        raw = getattr(self, "raw", None)
+        if raw is not None and not raw.closed:
+            raw.close()
+
 
 def _pg_rows(cursor: psycopg.Cursor[Any]) -> Any:
     names = {col.name: i for i, col in enumerate(cursor.description or ())}
