@@ -152,6 +152,18 @@ class AlertStateStore(SqlStore):
         alert cleared less than ``reopen_window_s`` before ``at_ms`` is reopened instead of a
         new one being created (``created`` is True: it is a new occurrence).
         """
+        existing = self.active(condition.source, condition.type)
+        if existing is not None and existing.pending_clear_at is None:
+            return existing, False
+        # Looked up again inside the write transaction: another process raising the same
+        # alert at the same moment waits for this one, then finds it active.
+        with self.transaction():
+            alert, created = self._raise(condition)
+        if created:
+            self._outbox.wake()
+        return alert, created
+
+    def _raise(self, condition: AlertCondition) -> tuple[Alert, bool]:
         source, type_, at_ms = condition.source, condition.type, condition.at_ms
         severity, site, zone = condition.severity, condition.site, condition.zone
         title, message = condition.title, condition.message
@@ -239,7 +251,6 @@ class AlertStateStore(SqlStore):
                     alert_id, "silenced", at_ms, actor=silence.created_by, note=silence.reason
                 )
             self._enqueue(self._must_get(alert_id), "raised", stamp, at_ms=at_ms)
-        self._outbox.wake()
         return self._must_get(alert_id), True
 
     def clear(
@@ -250,11 +261,14 @@ class AlertStateStore(SqlStore):
         A flapping alert (or one this clear would make flap) stays active with the clear
         held until it settles (see :meth:`settle_flapping`).
         """
-        existing = self.active(source, type_)
-        if existing is None:
+        if self.active(source, type_) is None:
             return None
         stamp = now_ms()
         with self.transaction():
+            # Again inside the transaction: another process may have cleared it meanwhile.
+            existing = self.active(source, type_)
+            if existing is None:
+                return None
             if existing.flapping or self._check_flapping(existing, at_ms, extra=1):
                 if existing.pending_clear_at is None:
                     self._conn.execute(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -441,3 +442,34 @@ def test_api_silences_and_ack(tmp_path: Path, database: db.Target) -> None:
             assert missing.status_code == 404
 
     asyncio.run(main())
+
+
+def test_processes_raising_and_clearing_one_alert_at_once_record_it_once(
+    database: db.Target,
+) -> None:
+    stores = [_store(database) for _ in range(6)]
+    start = threading.Barrier(len(stores))
+    raised: list[bool] = []
+    cleared: list[bool] = []
+    errors: list[BaseException] = []
+
+    def race(store: AlertStores) -> None:
+        try:
+            start.wait(timeout=10)
+            raised.append(store.state.raise_alert(condition("wh1/cold", at_ms=T0))[1])
+            start.wait(timeout=10)
+            cleared.append(store.state.clear("wh1/cold", "sensor_offline", at_ms=T0 + 1)
+                           is not None)  # fmt: skip
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=race, args=(s,)) for s in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert sorted(raised) == [False] * 5 + [True]
+    assert sorted(cleared) == [False] * 5 + [True]
+    events = [e["event"] for e in stores[0].state.events(1)]
+    assert events == ["raised", "cleared"]
