@@ -490,17 +490,20 @@ class RequisitionStore(SqlStore):
 
     def mark_sending(self, push_id: int, *, owner: str, at_ms: int) -> bool:
         """Claim a pending row for ``owner`` at ``at_ms``, just before its request goes out
-        (False: another pusher or a cancellation took it)."""
-        cur = self._conn.execute(
-            "UPDATE req_erp_queue SET status = 'sending', claimed_by = ?, updated_at = ?"
-            " WHERE id = ? AND status = 'pending'",
-            (owner, at_ms, push_id),
-        )
-        return cur.rowcount == 1
+        (False: another pusher or a cancellation took it).
 
-    def recover_sending(
-        self, *, worker: str | None, stale_before: int
-    ) -> builtins.list[ErpPush]:
+        Like every write to the queue it takes the write lock, so it cannot slip between what
+        a cancellation read and wrote: on PostgreSQL a lone statement would not wait for it.
+        """
+        with self.transaction():
+            cur = self._conn.execute(
+                "UPDATE req_erp_queue SET status = 'sending', claimed_by = ?, updated_at = ?"
+                " WHERE id = ? AND status = 'pending'",
+                (owner, at_ms, push_id),
+            )
+            return cur.rowcount == 1
+
+    def recover_sending(self, *, worker: str | None, stale_before: int) -> builtins.list[ErpPush]:
         """Rows left ``sending`` by an earlier process of ``worker`` (or before rows named their
         pusher), and rows any pusher has been sending since before ``stale_before`` (it died and
         nobody of its name came back), made pending again: they are sent again with the same
@@ -510,28 +513,32 @@ class RequisitionStore(SqlStore):
         if worker is not None:
             condition, params = claimed_by_worker(worker)
             mine = f"{mine} OR {condition}"
-        rows = self._conn.execute(
-            f"""UPDATE req_erp_queue SET status = 'pending', claimed_by = NULL, updated_at = ?
-               WHERE status = 'sending' AND ({mine} OR updated_at < ?) RETURNING *""",  # noqa: S608
-            (now_ms(), *params, stale_before),
-        ).fetchall()
+        with self.transaction():
+            rows = self._conn.execute(
+                f"""UPDATE req_erp_queue SET status = 'pending', claimed_by = NULL,
+                   updated_at = ? WHERE status = 'sending' AND ({mine} OR updated_at < ?)
+                   RETURNING *""",  # noqa: S608 - fixed conditions, values as parameters
+                (now_ms(), *params, stale_before),
+            ).fetchall()
         return sorted((_push(r) for r in rows), key=lambda push: push.id)
 
     def mark_retry(self, push_id: int, *, next_attempt_at: int, error: str) -> None:
         """Count a failed attempt and schedule the next."""
-        self._conn.execute(
-            """UPDATE req_erp_queue SET status = 'pending', attempts = attempts + 1,
-               next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?""",
-            (next_attempt_at, error, now_ms(), push_id),
-        )
+        with self.transaction():
+            self._conn.execute(
+                """UPDATE req_erp_queue SET status = 'pending', attempts = attempts + 1,
+                   next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?""",
+                (next_attempt_at, error, now_ms(), push_id),
+            )
 
     def mark_dead(self, push_id: int, *, error: str) -> None:
         """Give up on a row (permanent failure or attempts exhausted)."""
-        self._conn.execute(
-            """UPDATE req_erp_queue SET status = 'dead', attempts = attempts + 1,
-               last_error = ?, updated_at = ? WHERE id = ?""",
-            (error, now_ms(), push_id),
-        )
+        with self.transaction():
+            self._conn.execute(
+                """UPDATE req_erp_queue SET status = 'dead', attempts = attempts + 1,
+                   last_error = ?, updated_at = ? WHERE id = ?""",
+                (error, now_ms(), push_id),
+            )
 
     def complete_push(self, push_id: int, *, document: str, ts_ms: int) -> Requisition:
         """The ERP holds the document: the row is done and the requisition ordered."""

@@ -8,6 +8,7 @@ import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from core.requisitions import (
 )
 from core.settings import ApprovalRule, PurchasingSettings, Settings, load_settings
 from tests.authutil import bearer, store_settings
+from tests.conftest import wait_for
 
 # -- the approval rules -------------------------------------------------------------------------
 
@@ -190,6 +192,42 @@ def test_approvals_need_distinct_people_other_than_the_requester(store: Requisit
     assert twice.push is not None
     assert (twice.push.status, twice.push.target, twice.push.attempts) == ("pending", "webhook", 0)
     assert twice.push.idempotency_key.startswith(f"stocksense-req-{r.id}-")
+
+
+def _waiting_for_the_write_lock(conn: db.Connection) -> bool:
+    """Whether another PostgreSQL session waits for the write transactions' advisory lock."""
+    row = conn.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    ).fetchone()
+    return int(row[0]) > 0
+
+
+def test_a_claim_waits_for_a_cancellation_that_read_the_push_pending(
+    database: db.Target, store: RequisitionStore
+) -> None:
+    r = store.create(
+        Draft(site="wh1", sku="RICE", qty=10), currency="CNY", requested_by="ana", ts_ms=1
+    )
+    push = store.submit(r.id, approvals_required=0, erp_target="webhook", ts_ms=2).push
+    assert push is not None
+    pusher = RequisitionStore(db.connect(database))
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool, store.transaction():
+            assert store.get(r.id).push == push  # the cancellation has read it pending ...
+            claim = pool.submit(pusher.mark_sending, push.id, owner="erp#1", at_ms=3)
+            if database.engine is db.Engine.POSTGRESQL:
+                # ... and the pusher's claim waits for it (SQLite's write lock makes it wait).
+                other = db.connect(database)
+                try:
+                    wait_for(lambda: _waiting_for_the_write_lock(other), what="a waiting claim")
+                finally:
+                    other.close()
+            store.cancel(r.id, ts_ms=4)
+        assert claim.result(timeout=30) is False
+    finally:
+        pusher.conn.close()
+    after = store.get(r.id)
+    assert (after.state, after.push is not None and after.push.status) == ("cancelled", "cancelled")
 
 
 # -- through the API ----------------------------------------------------------------------------
