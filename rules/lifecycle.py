@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from core.alerts import CHANNEL_HEALTH_TYPE, Alert, AlertCondition, AlertStateStore
 from core.readings import Sample
 from core.settings import AlertingSettings
+from rules.sites import keeps
 
 logger = logging.getLogger(__name__)
 
@@ -73,14 +74,24 @@ class AlertLifecycle:
 
     sample_types = ()  # readings are the detectors' business
 
-    def __init__(self, store: AlertStateStore, settings: AlertingSettings | None = None) -> None:
+    def __init__(
+        self,
+        store: AlertStateStore,
+        settings: AlertingSettings | None = None,
+        *,
+        sites: Collection[str] = (),
+    ) -> None:
+        """``sites`` are the sites this worker keeps (empty: every site): the open alerts of
+        others are theirs to keep current and clear."""
         self.store = store
         self.settings = settings or store.alerting
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._current: dict[tuple[str, str], _Current] = {}
         # Conditions known to have an open alert: repeated reports cost no database query.
         self._open: set[tuple[str, str]] = {
-            (a.source, a.type) for a in store.list(state="active", limit=1_000_000)
+            (a.source, a.type)
+            for a in store.list(state="active", limit=1_000_000)
+            if keeps(sites, a.site)
         }
 
     def is_open(self, source: str, type_: str) -> bool:

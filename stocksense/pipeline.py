@@ -68,12 +68,16 @@ class Pipeline:
             self.conn, [c.name for c in self.channels], alerting=settings.alerting
         )
         # The one lifecycle every rule raises and clears alerts through (debounce, severity).
-        self.lifecycle = AlertLifecycle(self.alerts.state, settings.alerting)
+        # A worker partitioned by site (mqtt.sites) keeps only its sites' alerts, stock and
+        # KPIs; the other workers on the same database keep theirs.
+        self.lifecycle = AlertLifecycle(
+            self.alerts.state, settings.alerting, sites=settings.mqtt.sites
+        )
         self.anomaly = build_processors(
             seed,
             self.alerts.state,
             settings.alerting,
-            sites=anomaly_sites,
+            sites=anomaly_sites if anomaly_sites is not None else settings.mqtt.sites or None,
             clock=clock,
             lifecycle=self.lifecycle,
         )

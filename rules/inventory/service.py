@@ -42,7 +42,7 @@ InfluxDB and an outage only delays the points.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from core import db
 from core.alerts import AlertStateStore
@@ -62,6 +62,7 @@ from rules.inventory.sweeps import StockSweeps
 from rules.inventory.weight import CellTracker
 from rules.lifecycle import AlertLifecycle
 from rules.seed import Seed
+from rules.sites import keeps
 
 logger = logging.getLogger(__name__)
 
@@ -84,10 +85,13 @@ class InventoryProcessor:
         writer: BatchWriter | None = None,
         config: InventorySettings | None = None,
         timezones: Mapping[str, str] | None = None,
+        sites: Collection[str] = (),
     ) -> None:
         """``writer`` is the process's durable InfluxDB writer (started and closed by its
         owner); without one, stock, movement and suggestion points are not written.
-        ``timezones`` (site → IANA name) set the local days demand history is counted in."""
+        ``timezones`` (site → IANA name) set the local days demand history is counted in;
+        sweeps cover only ``sites`` (empty: every site)."""
+        self._sites = sites
         self.store = store
         self.alerts = alerts
         # Alerts are raised and cleared only through the lifecycle (debounce, severity).
@@ -120,7 +124,7 @@ class InventoryProcessor:
             timezones=timezones,
         )
         self._sweeps = StockSweeps(
-            stores=store, alerts=reporter, config=config, known=self.stock_known
+            stores=store, alerts=reporter, config=config, known=self.stock_known, sites=sites
         )
         self._picks = RecordedPicks(
             stores=store,
@@ -256,7 +260,8 @@ class InventoryProcessor:
         self.reload_catalog()
         self._sweeps.run(now_ms, {s.sku: s.unit_cost for s in self._skus.values()})
         for site, sku in self.store.ledger.stocked_pairs():
-            self._reorder_if_known(site, sku, now_ms)
+            if keeps(self._sites, site):
+                self._reorder_if_known(site, sku, now_ms)
 
     def _write(self, lines: Sequence[str]) -> None:
         if self.influx is not None:
@@ -286,4 +291,5 @@ def build_inventory_processor(
         writer=writer,
         config=config or settings.inventory,
         timezones={site.id: site.timezone for site in seed.sites} if seed is not None else None,
+        sites=settings.mqtt.sites,
     )

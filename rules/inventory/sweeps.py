@@ -10,7 +10,7 @@ until then they neither raise nor clear its alerts.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Literal
 
 from core.alerts import AlertCondition
@@ -20,6 +20,7 @@ from rules.inventory.ageing import SkuActivity, ageing_figures
 from rules.inventory.alerting import InventoryAlerts
 from rules.inventory.expiry import LotDateReached, lot_dates_reached
 from rules.inventory.imbalance import DemandLine, InboundLine, find_imbalances
+from rules.sites import keeps
 
 LOT_DATE_TYPES = ("expired_on_shelf", "expiry_alert")
 
@@ -36,8 +37,11 @@ class StockSweeps:
         alerts: InventoryAlerts,
         config: InventorySettings,
         known: Known = lambda site, sku, at_ms: True,
+        sites: Collection[str] = (),
     ) -> None:
+        """``sites`` are the sites this worker keeps (empty: every site)."""
         self._stores = stores
+        self._sites = sites
         self._alerts = alerts
         self._config = config
         self._known = known
@@ -59,6 +63,8 @@ class StockSweeps:
         since, self._lots_checked_ms = self._lots_checked_ms, now_ms
         live: set[tuple[str, str]] = set()
         for lot in self._stores.ledger.lots(in_stock=True):
+            if not keeps(self._sites, lot.site):
+                continue
             for reached in lot_dates_reached(lot, now_ms=now_ms):
                 recent = since is not None and since < reached.due_ms
                 condition = _lot_condition(lot, reached, reached.due_ms if recent else now_ms)
@@ -72,6 +78,8 @@ class StockSweeps:
         dead_after = self._config.dead_after_days
         live: set[tuple[str, str]] = set()
         for site, sku in ledger.stocked_pairs():
+            if not keeps(self._sites, site):
+                continue
             if not self._known(site, sku, now_ms):
                 live.add((f"{site}/{sku}", "dead_stock"))  # held as it is until known
                 continue
@@ -116,6 +124,7 @@ class StockSweeps:
         demand = [
             DemandLine(site=d.site, sku=d.sku, qty=d.qty, due_ms=d.due_at)
             for d in planning.demand(status="confirmed")
+            if keeps(self._sites, d.site)
         ]
         keys = {(d.site, d.sku) for d in demand}
         items = find_imbalances(

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
@@ -36,6 +36,7 @@ from core.settings import KpiSettings, RouteSettings, Settings
 from rules.inventory.ageing import days_of_supply, inventory_turnover
 from rules.kpi import formulas as f
 from rules.seed import Seed
+from rules.sites import keeps
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +63,12 @@ class KpiCalculator:
         *,
         dead_after_days: float,
         timezones: dict[str, str] | None = None,
+        sites: Collection[str] = (),
     ) -> None:
         """``alerts_raised(site, start_ms, end_ms)`` gives the alerts raised at a site in the
         period; ``routes`` tell each alert's escalation time; ``timezones`` maps sites to
-        IANA names (UTC otherwise)."""
+        IANA names (UTC otherwise); only ``sites`` are computed (empty: every site)."""
+        self._sites = sites
         self._stores = stores
         self._alerts_raised = alerts_raised
         self._routes = routes
@@ -84,7 +87,7 @@ class KpiCalculator:
     def sites(self) -> list[str]:
         """Sites with stock rows, and sites the seed names."""
         found = {site for site, _ in self._stores.ledger.stocked_pairs()}
-        return sorted(found | set(self._timezones))
+        return sorted(s for s in found | set(self._timezones) if keeps(self._sites, s))
 
     def snapshot(self, site: str, period: Period, start_ms: int, end_ms: int) -> SiteKpis:
         """Every KPI of ``site`` over ``[start_ms, end_ms)``."""
@@ -504,6 +507,7 @@ def build_kpi_processor(
             settings.kpi,
             dead_after_days=settings.inventory.dead_after_days,
             timezones={site.id: site.timezone for site in seed.sites},
+            sites=settings.mqtt.sites,
         )
 
     def calculator_on(worker_conn: db.Connection) -> KpiCalculator:
