@@ -612,7 +612,7 @@ def _cmd_seed(args: argparse.Namespace) -> int:
     finally:
         conn.close()
     loaded = ", ".join(f"{n} {what}" for what, n in counts.items())
-    print(f"loaded into {settings.sqlite_path}: {loaded}")
+    print(f"loaded into {settings.database}: {loaded}")
     return EXIT_OK
 
 

@@ -294,6 +294,6 @@ def _print_where_to_look(settings: Settings, mqtt_port: int) -> None:
     query = "SELECT * FROM alerts"
     print(f"  try: curl -G {influx.url}/query --data-urlencode db={influx.database} \\")
     print(f"         --data-urlencode 'q={query}'")
-    print(f"SQLite (alerts, outbox, catalog, ledger): {settings.sqlite_path}")
+    print(f"database (alerts, outbox, catalog, ledger): {settings.database}")
     print(f"Dead letters: mosquitto_sub -p {mqtt_port} -t stocksense/v1/_deadletter -v")
     print(f"Logs and service data: {settings.data_dir}")
