@@ -201,9 +201,10 @@ class AuthStore:
         return None if row is None else _user(row)
 
     def users(self) -> builtins.list[User]:
-        """Every user, by name."""
-        rows = self._conn.execute("SELECT * FROM auth_users ORDER BY name").fetchall()
-        return [_user(r) for r in rows]
+        """Every user, by name (in code point order: a PostgreSQL database's collation may
+        order names otherwise than SQLite)."""
+        rows = self._conn.execute("SELECT * FROM auth_users").fetchall()
+        return sorted((_user(r) for r in rows), key=lambda user: user.name)
 
     def remove_user(self, name: str) -> User:
         """Delete a user with their tokens and sessions."""

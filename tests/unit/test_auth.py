@@ -208,6 +208,18 @@ def test_stored_secrets_are_argon2_hashes(database: db.Target) -> None:
     assert len(token) == 43
 
 
+def test_users_are_listed_by_name_in_code_point_order(database: db.Target) -> None:
+    conn = db.connect(database)
+    try:
+        store = AuthStore(conn)
+        for name in ("zhao", "li_wei", "Wang", "li.wei", "liwei", "陈杰"):
+            store.add_user(name, Role.VIEWER)
+        listed = [user.name for user in store.users()]
+    finally:
+        conn.close()
+    assert listed == ["Wang", "li.wei", "li_wei", "liwei", "zhao", "陈杰"]
+
+
 # -- console sessions -------------------------------------------------------------------------
 
 
