@@ -22,6 +22,7 @@ import pytest
 import requests
 import schemathesis
 from fastapi import FastAPI
+from hypothesis import HealthCheck, settings
 from schemathesis import APIOperation, Case
 from schemathesis.checks import (
     content_type_conformance,
@@ -41,7 +42,7 @@ from core.inventory import InventoryStores, LotIn, RfidZone, Shelf, Sku
 from core.settings import Settings
 from rules.lifecycle import AlertLifecycle
 from tests.alertutil import condition
-from tests.authutil import api_token
+from tests.authutil import api_token, store_settings
 
 BASE_URL = "http://testserver"
 MAX_EXAMPLES = 25
@@ -77,9 +78,9 @@ AnyCase = Case[APIOperation[Any, Any, Any, Any]]
 Send = Callable[[AnyCase], httpx.Response]
 
 
-def _seed(settings: Settings) -> None:
+def _seed(database: db.Target) -> None:
     """A few records of each kind, so that some generated ids hit rows (ids start at 1)."""
-    conn = db.connect(settings.sqlite_path)
+    conn = db.connect(database)
     try:
         inventory = InventoryStores.over(conn)
         inventory.catalog.put_sku(
@@ -123,20 +124,20 @@ def _seed(settings: Settings) -> None:
 
 
 # The spec is read at collection; the app reads its settings per request, so the database can
-# be given to it (and seeded) when the tests run.
+# be given to it (and seeded) when the tests run: each operation's test gets a seeded database
+# of its own (SQLite or PostgreSQL), which every generated request of that operation shares.
 APP = create_app(Settings())
 schema = schemathesis.openapi.from_dict(APP.openapi(), config=CONFIG)
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
-    settings = Settings(data_dir=Path(tmp_path_factory.mktemp("api-schema")))
-    _seed(settings)
-    APP.state.settings = settings
+@pytest.fixture
+def app(database: db.Target, tmp_path: Path) -> FastAPI:
+    _seed(database)
+    APP.state.settings = store_settings(database, tmp_path)
     return APP
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def send(app: FastAPI) -> Iterator[Send]:
     """Send a case to the app in-process; a crash comes back as the 500 a server would send.
 
@@ -171,6 +172,8 @@ def send(app: FastAPI) -> Iterator[Send]:
 
 
 @schema.parametrize()
+# The database is the operation's, shared by its generated requests on purpose: as a server's.
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_api_matches_its_spec(case: AnyCase, send: Send) -> None:
     response = send(case)
     excluded = [positive_data_acceptance] if case.operation.label in CROSS_FIELD_RULES else []
@@ -209,8 +212,9 @@ def _inputs(spec: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def test_every_input_is_bounded_in_the_spec() -> None:
-    """What the generator cannot be relied on to try: every integer fits SQLite's signed
-    64-bit INTEGER, every number has a finite range, every string a length or a pattern."""
+    """What the generator cannot be relied on to try: every integer fits a signed 64-bit
+    column (SQLite's INTEGER, PostgreSQL's BIGINT), every number has a finite range, every
+    string a length or a pattern."""
     unbounded = []
     for where, node in _inputs(APP.openapi()):
         kind = node.get("type")
