@@ -15,6 +15,9 @@ INT64_MAX = 2**63 - 1  # SQLite INTEGER is signed 64-bit; a larger id cannot eve
 MAX_EPOCH_MS = 253_402_300_800_000
 MAX_QTY = 1e9  # units, grams: far beyond any warehouse, far from float precision trouble
 MAX_TEXT = 1000
+# Free text may hold any character but NUL, which PostgreSQL text cannot store: refused on both
+# engines, so the API answers alike (a 422, not a 500) whichever holds the data.
+NO_NUL = r"^[^\x00]*$"
 
 # The ISO 8601 texts a timestamp field accepts besides epoch ms: a UTC date, optionally with a
 # time. Years from 1970 (no negative epoch), no 29 February (not every year has one); the parser
@@ -40,7 +43,7 @@ Segment = Annotated[
 ]
 Antenna = Annotated[int, Path(ge=1, le=64)]
 IdentFilter = Annotated[str | None, Query(pattern=IDENT_PATTERN)]
-TextFilter = Annotated[str | None, Query(min_length=1, max_length=128)]
+TextFilter = Annotated[str | None, Query(min_length=1, max_length=128, pattern=NO_NUL)]
 EpochFilter = Annotated[int | None, Query(ge=0, le=INT64_MAX, description="Epoch ms")]
 
 Timestamp = Annotated[
@@ -62,4 +65,4 @@ EpochInt = Annotated[int, Field(ge=0, le=MAX_EPOCH_MS), Integral]
 Quantity = Annotated[float, Field(gt=0, le=MAX_QTY, allow_inf_nan=False)]
 Amount = Annotated[float, Field(ge=0, le=MAX_QTY, allow_inf_nan=False)]
 Days = Annotated[float, Field(ge=0, le=3650, allow_inf_nan=False)]
-Text = Annotated[str, Field(max_length=MAX_TEXT)]
+Text = Annotated[str, Field(max_length=MAX_TEXT, pattern=NO_NUL)]

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.deps import Connection, get_settings
 from api.errors import answers, invalid
-from api.fields import MAX_TEXT, EpochFilter, EpochInt, RowId, TextFilter
+from api.fields import MAX_TEXT, NO_NUL, EpochFilter, EpochInt, RowId, TextFilter
 from api.security import (
     CanAck,
     CanRead,
@@ -40,8 +40,8 @@ CanAssign = Annotated[Principal, Depends(allow("alerts.assign"))]
 CanResolve = Annotated[Principal, Depends(allow("alerts.resolve"))]
 
 
-Who = Annotated[str, Field(min_length=1, max_length=128)]
-Match = Annotated[str, Field(min_length=1, max_length=128)]
+Who = Annotated[str, Field(min_length=1, max_length=128, pattern=NO_NUL)]
+Match = Annotated[str, Field(min_length=1, max_length=128, pattern=NO_NUL)]
 
 
 class AckRequest(BaseModel):
@@ -61,7 +61,7 @@ class AssignRequest(BaseModel):
 class ResolveRequest(BaseModel):
     """A person closing an alert: what was done and why it happened, both required."""
 
-    note: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)] = Field(
+    note: Annotated[str, Field(min_length=1, max_length=MAX_TEXT, pattern=NO_NUL)] = Field(
         description="What was found and done"
     )
     cause: Cause = Field(description="The cause category")
@@ -113,7 +113,7 @@ class SilenceRequest(BaseModel):
     created_by: Who | None = Field(
         default=None, description="Ignored with sign-in on: the signed-in user is recorded"
     )
-    reason: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
+    reason: Annotated[str, Field(min_length=1, max_length=MAX_TEXT, pattern=NO_NUL)]
 
     @model_validator(mode="after")
     def _one_end(self) -> "SilenceRequest":
@@ -173,6 +173,7 @@ def delete_silence(
         Query(
             min_length=1,
             max_length=128,
+            pattern=NO_NUL,
             description="Ignored with sign-in on: the signed-in user is recorded",
         ),
     ] = None,

@@ -24,7 +24,16 @@ from api.bodies import (
 )
 from api.deps import Connection
 from api.errors import answers, invalid
-from api.fields import Antenna, EpochFilter, IdentFilter, Quantity, RowId, Segment, Timestamp
+from api.fields import (
+    NO_NUL,
+    Antenna,
+    EpochFilter,
+    IdentFilter,
+    Quantity,
+    RowId,
+    Segment,
+    Timestamp,
+)
 from api.security import (
     CanEditCatalog,
     CanEditLots,
@@ -537,7 +546,7 @@ def add_inbound(
 
 # ------------------------------------------------------------------------------ picks
 
-Ref = Annotated[str, Field(min_length=1, max_length=128)]
+Ref = Annotated[str, Field(min_length=1, max_length=128, pattern=NO_NUL)]
 
 
 class PickRequest(PickIn):

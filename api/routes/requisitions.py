@@ -16,6 +16,7 @@ from api.bodies import STRICT
 from api.deps import Connection, get_settings
 from api.errors import answers
 from api.fields import (
+    NO_NUL,
     Amount,
     IdentFilter,
     Integral,
@@ -46,12 +47,12 @@ CanRequest = Annotated[Principal, Depends(allow("requisitions.create"))]
 CanApprove = Annotated[Principal, Depends(allow("requisitions.approve"))]
 Config = Annotated[Settings, Depends(get_settings)]
 
-Who = Annotated[str, Field(min_length=1, max_length=128)]
+Who = Annotated[str, Field(min_length=1, max_length=128, pattern=NO_NUL)]
 # A row id in a JSON body: JSON readers hold numbers as doubles, exact only up to 2**53 - 1,
 # so a larger bound would let a reader round an out-of-range id into range.
 BodyRowId = Annotated[int, Field(ge=1, le=2**53 - 1), Integral]
-Supplier = Annotated[str, Field(min_length=1, max_length=140)]
-Document = Annotated[str, Field(min_length=1, max_length=140)]
+Supplier = Annotated[str, Field(min_length=1, max_length=140, pattern=NO_NUL)]
+Document = Annotated[str, Field(min_length=1, max_length=140, pattern=NO_NUL)]
 _BY = "Ignored with sign-in on: the signed-in user is recorded"
 
 

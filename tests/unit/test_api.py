@@ -155,3 +155,21 @@ def test_a_crash_still_answers_in_the_error_shape(database: db.Target, tmp_path:
     response = asyncio.run(fetch())
     assert response.status_code == 500
     assert response.json() == {"detail": "internal error"}
+
+
+def test_text_with_a_nul_character_is_refused_on_either_engine(
+    database: db.Target, tmp_path: Path
+) -> None:
+    _run(database, tmp_path, _nul_text)
+
+
+async def _nul_text(client: httpx.AsyncClient, store: AlertStores) -> None:
+    # PostgreSQL text cannot hold U+0000: a 422 naming the field on both engines, not a 500.
+    silence = {"created_by": "li.wei", "reason": "de\x00frost", "duration_s": 60}
+    refused = await client.post("/alerts/silences", json=silence)
+    assert refused.status_code == 422
+    assert [e["loc"] for e in refused.json()["detail"]] == [["body", "reason"]]
+    listed = await client.get("/alerts", params={"owner": "li\x00wei"})
+    assert listed.status_code == 422
+    assert [e["loc"] for e in listed.json()["detail"]] == [["query", "owner"]]
+    assert store.silences.silences() == []
