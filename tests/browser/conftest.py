@@ -26,7 +26,7 @@ from core.settings import Settings
 from rules.lifecycle import AlertLifecycle
 from stocksense.apiserver import ApiServer
 from tests.alertutil import condition
-from tests.authutil import bearer
+from tests.authutil import bearer, store_settings
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Playwright
@@ -100,7 +100,7 @@ USERS = {
 def seed(settings: Settings) -> dict[str, str]:
     """Users of each role, three SKUs with stock (one out, one low), lots with dates, a purchase
     suggestion and two active alerts; the password of each role's user."""
-    conn = db.connect(settings.sqlite_path)
+    conn = db.connect(settings.database)
     try:
         auth = AuthStore(conn)
         passwords = {}
@@ -170,10 +170,10 @@ class ServerThread:
 
 
 @pytest.fixture
-def console(tmp_path: Path) -> Iterator[Console]:
-    """A seeded database behind a running API, with a submitted requisition made through it
-    by the buyer (so the approver may approve it)."""
-    settings = Settings(data_dir=tmp_path / "data")
+def console(database: db.Target, tmp_path: Path) -> Iterator[Console]:
+    """A seeded database (the test's, SQLite or PostgreSQL) behind a running API, with a
+    submitted requisition made through it by the buyer (so the approver may approve it)."""
+    settings = store_settings(database, tmp_path / "data")
     passwords = seed(settings)
     running = ServerThread(settings)
     try:

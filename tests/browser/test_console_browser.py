@@ -251,7 +251,7 @@ def test_alert_changes_arrive_without_a_reload(page: Page, console: Console) -> 
     other = bearer(console.settings, "operator", "zhou.lan")
     console.post("/alerts/2/ack", {}, other)
     expect(page.locator('tr[data-alert="2"]')).to_contain_text("acknowledged by zhou.lan")
-    conn = db.connect(console.settings.sqlite_path)
+    conn = db.connect(console.settings.database)
     try:
         AlertLifecycle(AlertStores.over(conn, []).state).report(
             condition("wh1/door-3", at_ms=SEED_MS + 120_000, type="door_open", severity="minor",
