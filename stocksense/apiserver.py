@@ -25,7 +25,9 @@ def bind(host: str, port: int, *, what: str, fix: str) -> socket.socket:
     of an error deep inside the server after the pipeline is already up.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # Named TCP, not protocol 0: asyncio sets TCP_NODELAY on accepted sockets only then, and
+    # without it every keep-alive response after the first waits ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     # Same options as uvicorn: a port in TIME_WAIT after a restart is not "in use".
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
