@@ -274,6 +274,8 @@ inv_stock = Table(
     _int("updated_at", nullable=False),
     PrimaryKeyConstraint("site", "location", "sku"),
 )
+# The stock of one SKU (at a site or at all), the ERP's most frequent question.
+Index("inv_stock_by_sku", inv_stock.c.sku, inv_stock.c.site)
 
 inv_ledger = Table(
     "inv_ledger",
@@ -294,6 +296,8 @@ inv_ledger = Table(
 )
 Index("inv_ledger_by_sku", inv_ledger.c.site, inv_ledger.c.sku, inv_ledger.c.ts)
 Index("inv_ledger_by_time", inv_ledger.c.ts)
+# Movements of one SKU across sites, without scanning every site's ledger.
+Index("inv_ledger_by_sku_only", inv_ledger.c.sku, inv_ledger.c.ts)
 
 inv_suggestions = Table(
     "inv_suggestions",
