@@ -26,6 +26,9 @@ from core import db
 from core.errors import AuthError
 
 TOKEN_PREFIX_CHARS = 8
+# A token's last use is recorded to the minute: an ERP polling every second would otherwise
+# write (and on PostgreSQL wait for a durable commit) on every request.
+TOKEN_USE_RESOLUTION_MS = 60_000
 
 _hasher = PasswordHasher()
 
@@ -285,8 +288,11 @@ class AuthStore:
             user = self._user_by_id(int(row["user_id"]))
             if user is None:
                 return None
+            at = now_ms()
             self._conn.execute(
-                "UPDATE auth_tokens SET last_used_at = ? WHERE id = ?", (now_ms(), row["id"])
+                "UPDATE auth_tokens SET last_used_at = ? WHERE id = ?"
+                " AND (last_used_at IS NULL OR last_used_at <= ?)",
+                (at, row["id"], at - TOKEN_USE_RESOLUTION_MS),
             )
             return Principal(name=user.name, role=user.role, sites=user.sites, via="token")
         return None

@@ -497,3 +497,30 @@ def test_the_users_command_offers_exactly_the_roles() -> None:
     from stocksense.users import ROLES  # noqa: PLC0415
 
     assert tuple(role.value for role in Role) == ROLES
+
+
+def test_a_tokens_last_use_is_recorded_to_the_minute(database: db.Target) -> None:
+    conn = db.connect(database)
+    try:
+        store = AuthStore(conn)
+        store.add_user("erp", Role.VIEWER)
+        info, token = store.create_token("erp", label="ERP")
+        assert info.last_used_at is None
+        assert store.principal_for_token(token) is not None
+        (first,) = store.tokens("erp")
+        used = first.last_used_at
+        assert used is not None
+        # Used again within the minute: no write.
+        conn.execute(
+            "UPDATE auth_tokens SET last_used_at = ? WHERE id = ?", (used - 59_000, info.id)
+        )
+        assert store.principal_for_token(token) is not None
+        assert store.tokens("erp")[0].last_used_at == used - 59_000
+        # Over a minute since: recorded again.
+        conn.execute(
+            "UPDATE auth_tokens SET last_used_at = ? WHERE id = ?", (used - 61_000, info.id)
+        )
+        assert store.principal_for_token(token) is not None
+        assert (store.tokens("erp")[0].last_used_at or 0) >= used
+    finally:
+        conn.close()
