@@ -1,5 +1,7 @@
 """Request dependencies shared by the routers: settings and a database connection per request."""
 
+import threading
+import weakref
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -15,15 +17,28 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
+_pool_made = threading.Lock()
+
+
+def _pool(request: Request, settings: Settings) -> db.ConnectionPool:
+    """The app's connection pool, made (and the database migrated) on its first request."""
+    pool: db.ConnectionPool | None = getattr(request.app.state, "db_pool", None)
+    if pool is None:
+        with _pool_made:
+            pool = getattr(request.app.state, "db_pool", None)
+            if pool is None:
+                pool = db.ConnectionPool(settings.database)
+                request.app.state.db_pool = pool
+                weakref.finalize(request.app, pool.close)
+    return pool
+
+
 def connection(
-    settings: Annotated[Settings, Depends(get_settings)],
+    request: Request, settings: Annotated[Settings, Depends(get_settings)]
 ) -> Iterator[db.Connection]:
-    """A connection for the duration of one request."""
-    conn = db.connect(settings.database)
-    try:
+    """A connection for the duration of one request, lent by the app's pool."""
+    with _pool(request, settings).connection() as conn:
         yield conn
-    finally:
-        conn.close()
 
 
 Connection = Annotated[db.Connection, Depends(connection)]

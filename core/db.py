@@ -267,21 +267,31 @@ class PgRow:
 class PgConnection(Connection):
     """A PostgreSQL connection (psycopg 3, autocommit, numeric read as float)."""
 
-    def __init__(self, target: Target, *, readonly: bool = False) -> None:
+    def __init__(
+        self,
+        target: Target,
+        *,
+        readonly: bool = False,
+        pooled: psycopg.Connection[PgRow] | None = None,
+    ) -> None:
+        """A new connection, or one lent by a :class:`ConnectionPool` (``pooled``), which
+        goes back to the pool instead of being closed."""
         super().__init__(target, readonly=readonly)
         import psycopg  # noqa: PLC0415 - only deployments on PostgreSQL need the driver
-        from psycopg.types.numeric import FloatLoader  # noqa: PLC0415
 
         self._psycopg = psycopg
+        self._owned = pooled is None
+        if pooled is not None:
+            self.raw: psycopg.Connection[PgRow] = pooled
+            return
         try:
             raw = psycopg.connect(target.url, autocommit=True, row_factory=_pg_rows)
         except psycopg.Error as exc:
             raise DatabaseError(f"{target}: {exc}") from exc
-        # SUM and AVG of integers are numeric: read them as the floats SQLite gives.
-        raw.adapters.register_loader("numeric", FloatLoader)
+        _configure_pg(raw)
         if readonly:
             raw.execute("SET default_transaction_read_only = on")
-        self.raw: psycopg.Connection[PgRow] = raw
+        self.raw = raw
 
     def execute(self, sql: str, params: Params = ()) -> Cursor:
         try:
@@ -309,13 +319,21 @@ class PgConnection(Connection):
         self.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK_KEY,))
 
     def close(self) -> None:
-        self.raw.close()
+        if self._owned:
+            self.raw.close()
 
     def __del__(self) -> None:
         # As a dropped sqlite3 connection does: close quietly (psycopg would warn).
         raw = getattr(self, "raw", None)
-        if raw is not None and not raw.closed:
+        if getattr(self, "_owned", False) and raw is not None and not raw.closed:
             raw.close()
+
+
+def _configure_pg(raw: psycopg.Connection[Any]) -> None:
+    from psycopg.types.numeric import FloatLoader  # noqa: PLC0415
+
+    # SUM and AVG of integers are numeric: read them as the floats SQLite gives.
+    raw.adapters.register_loader("numeric", FloatLoader)
 
 
 def _pg_rows(cursor: psycopg.Cursor[Any]) -> Any:
@@ -374,6 +392,65 @@ def _ensure_migrated(conn: Connection) -> None:
     from core.migrations.run import upgrade  # noqa: PLC0415 - Alembic loads only when due
 
     upgrade(conn)
+
+
+class ConnectionPool:
+    """Connections to one database kept open and lent out, for a process serving many short
+    requests (the API): a new PostgreSQL connection costs the server a process and several
+    milliseconds. A SQLite connection costs next to nothing: one is opened per use.
+
+    The database is migrated once, when the pool is made.
+    """
+
+    def __init__(self, where: str | Path | Target, *, max_size: int = 10) -> None:
+        self.target = Target.parse(where)
+        connect(self.target).close()
+        self._pool: Any = None
+        if self.target.engine is Engine.POSTGRESQL:
+            from psycopg_pool import ConnectionPool as PsycopgPool  # noqa: PLC0415
+
+            self._pool = PsycopgPool(
+                self.target.url,
+                min_size=1,
+                max_size=max_size,
+                kwargs={"autocommit": True, "row_factory": _pg_rows},
+                configure=_configure_pg,
+                # One round trip on lending: a connection the server dropped (a restart, a
+                # failover) is replaced instead of failing the request.
+                check=PsycopgPool.check_connection,
+                name="stocksense",
+                open=True,
+            )
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A connection for one unit of work; an open transaction is rolled back after it."""
+        if self._pool is None:
+            conn = _open(self.target)
+            try:
+                yield conn
+            finally:
+                conn.close()
+            return
+        from psycopg_pool import PoolTimeout  # noqa: PLC0415
+
+        try:
+            with self._pool.connection() as raw:
+                conn = PgConnection(self.target, pooled=raw)
+                try:
+                    yield conn
+                finally:
+                    # The pool would commit it; a SQLite connection closed with one open
+                    # rolls it back. Both engines alike: back.
+                    if not raw.closed and conn.in_transaction:
+                        conn.execute("ROLLBACK")
+        except PoolTimeout as exc:
+            raise DatabaseError(f"{self.target}: no connection free within the timeout") from exc
+
+    def close(self) -> None:
+        """Close every connection of the pool."""
+        if self._pool is not None:
+            self._pool.close()
 
 
 def schema_revision(conn: Connection) -> str | None:

@@ -264,3 +264,25 @@ def test_a_relative_sqlite_url_is_relative_to_the_working_directory() -> None:
 def test_an_unknown_database_url_is_refused(where: str) -> None:
     with pytest.raises(db.DatabaseError, match="sqlite:///"):
         db.Target.parse(where)
+
+
+def test_a_pool_lends_connections_again_and_rolls_back_what_a_use_left_open(
+    database: db.Target,
+) -> None:
+    pool = db.ConnectionPool(database, max_size=2)
+    try:
+        with pool.connection() as conn:
+            conn.begin_write()
+            conn.execute("INSERT INTO robot_pauses (channel, paused_until) VALUES ('r', 1)")
+        with pool.connection() as conn:
+            assert not conn.in_transaction
+            assert conn.execute("SELECT COUNT(*) FROM robot_pauses").fetchone()[0] == 0
+            assert db.schema_revision(conn) == HEAD
+        if database.engine is db.Engine.POSTGRESQL:
+            backends = set()
+            for _ in range(3):
+                with pool.connection() as conn:
+                    backends.add(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+            assert len(backends) == 1  # one connection, lent three times
+    finally:
+        pool.close()
