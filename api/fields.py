@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import Path, Query
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
-from core.identifiers import IDENT_PATTERN, PATH_SEGMENT_PATTERN
+from core.identifiers import IDENT_PATTERN, NO_NUL, PATH_SEGMENT_PATTERN
 from core.inventory import EpochMs
 
 INT64_MAX = 2**63 - 1  # SQLite INTEGER is signed 64-bit; a larger id cannot even be looked up
@@ -15,9 +15,6 @@ INT64_MAX = 2**63 - 1  # SQLite INTEGER is signed 64-bit; a larger id cannot eve
 MAX_EPOCH_MS = 253_402_300_800_000
 MAX_QTY = 1e9  # units, grams: far beyond any warehouse, far from float precision trouble
 MAX_TEXT = 1000
-# Free text may hold any character but NUL, which PostgreSQL text cannot store: refused on both
-# engines, so the API answers alike (a 422, not a 500) whichever holds the data.
-NO_NUL = r"^[^\x00]*$"
 
 # The ISO 8601 texts a timestamp field accepts besides epoch ms: a UTC date, optionally with a
 # time. Years from 1970 (no negative epoch), no 29 February (not every year has one); the parser

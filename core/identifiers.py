@@ -47,3 +47,8 @@ Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Ident = Annotated[str, Field(pattern=IDENT_PATTERN)]
 UserName = Annotated[str, Field(pattern=USER_NAME_PATTERN)]
 EpcHex = Annotated[str, Field(pattern=EPC_HEX_PATTERN)]
+
+# Free text may hold any character but NUL, which PostgreSQL text cannot store: refused on both
+# engines alike, so a model answers the same (a validation error, not a database error)
+# whichever engine holds the data.
+NO_NUL = r"^[^\x00]*$"

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.deps import Connection, get_settings
 from api.errors import answers, invalid
-from api.fields import MAX_TEXT, NO_NUL, EpochFilter, EpochInt, RowId, TextFilter
+from api.fields import MAX_TEXT, EpochFilter, EpochInt, RowId, TextFilter
 from api.security import (
     CanAck,
     CanRead,
@@ -32,6 +32,7 @@ from core.alerts import (
     now_ms,
 )
 from core.auth import Principal
+from core.identifiers import NO_NUL
 from core.settings import Settings
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])

@@ -25,7 +25,6 @@ from api.bodies import (
 from api.deps import Connection
 from api.errors import answers, invalid
 from api.fields import (
-    NO_NUL,
     Antenna,
     EpochFilter,
     IdentFilter,
@@ -47,7 +46,7 @@ from api.security import (
 )
 from core.auth import Principal
 from core.errors import ConflictError, NotFoundError
-from core.identifiers import IDENT_PATTERN
+from core.identifiers import IDENT_PATTERN, NO_NUL
 from core.inventory import (
     CatalogStore,
     Demand,

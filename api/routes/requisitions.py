@@ -16,7 +16,6 @@ from api.bodies import STRICT
 from api.deps import Connection, get_settings
 from api.errors import answers
 from api.fields import (
-    NO_NUL,
     Amount,
     IdentFilter,
     Integral,
@@ -27,7 +26,7 @@ from api.fields import (
 )
 from api.security import CanRead, actor, allow, audit, check_site, site_filters, visible
 from core.auth import Principal
-from core.identifiers import Ident
+from core.identifiers import NO_NUL, Ident
 from core.inventory import RECEIVING_LOCATION
 from core.requisitions import (
     ApprovalRefusedError,

@@ -17,7 +17,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from core.epc import gtin_check_digit
-from core.identifiers import Ident
+from core.identifiers import NO_NUL, Ident
 
 DAY_MS = 86_400_000
 
@@ -117,7 +117,7 @@ class Sku(Record):
 
     sku: Ident
     gtin: Gtin | None = None
-    name: str = ""
+    name: str = Field(default="", pattern=NO_NUL)
     unit_grams: Positive | None = None
     weight_tolerance: float = Field(default=0.2, gt=0, lt=0.5)
     unit_cost: NonNegative = 0.0
@@ -131,7 +131,7 @@ class Sku(Record):
     reorder_level: NonNegative | None = None
     reorder_qty: NonNegative | None = None
     pack_multiple: NonNegative = 1.0
-    supplier: str | None = None
+    supplier: str | None = Field(default=None, pattern=NO_NUL)
     home_zone: Ident | None = None
 
     @model_validator(mode="after")
@@ -265,7 +265,7 @@ class DemandIn(Record):
     qty: Positive
     due_at: EpochMs
     kind: DemandKind = "sales"
-    ref: str | None = Field(default=None, max_length=128)
+    ref: str | None = Field(default=None, max_length=128, pattern=NO_NUL)
 
 
 class Demand(DemandIn):
@@ -283,7 +283,7 @@ class InboundIn(Record):
     sku: Ident
     qty: Positive
     eta: EpochMs | None = None
-    ref: str | None = Field(default=None, max_length=128)
+    ref: str | None = Field(default=None, max_length=128, pattern=NO_NUL)
 
 
 class Inbound(InboundIn):

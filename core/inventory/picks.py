@@ -24,7 +24,7 @@ from pydantic import Field
 
 from core import db
 from core.errors import ConflictError, NotFoundError
-from core.identifiers import Ident
+from core.identifiers import NO_NUL, Ident
 from core.inventory.base import SqlStore, as_dict, time_range, where_clause
 from core.inventory.catalog import CatalogStore
 from core.inventory.models import EpochMs, Positive, Record, Stored
@@ -42,7 +42,7 @@ class PickIn(Record):
     sku: Ident
     qty: Positive
     location: Ident | None = None
-    ref: str = Field(min_length=1, max_length=128)
+    ref: str = Field(min_length=1, max_length=128, pattern=NO_NUL)
     ts: EpochMs
 
 
@@ -76,13 +76,13 @@ class PickLine(Record):
     qty: Positive
     location: Ident | None = None
     ts: EpochMs | None = None
-    ref: str | None = Field(default=None, min_length=1, max_length=128)
+    ref: str | None = Field(default=None, min_length=1, max_length=128, pattern=NO_NUL)
 
 
 class PickListIn(Record):
     """A pick list from a WMS: ``ref`` is its idempotency key at the site."""
 
-    ref: str = Field(min_length=1, max_length=128)
+    ref: str = Field(min_length=1, max_length=128, pattern=NO_NUL)
     site: Ident
     ts: EpochMs
     lines: builtins.list[PickLine] = Field(min_length=1, max_length=MAX_LINES)

@@ -173,6 +173,18 @@ async def _bad_input(client: httpx.AsyncClient, store: InventoryStores) -> None:
     )
     assert bad_date.status_code == 422
     assert "not an ISO 8601 date/time or epoch ms: 'soon'" in bad_date.text
+    # PostgreSQL text cannot hold U+0000: a 422 naming the field on both engines, not a 500.
+    for path, body, field in [
+        ("/inventory/skus", {**RICE, "sku": "RICE2", "name": "ri\x00ce"}, "name"),
+        ("/inventory/skus", {**RICE, "sku": "RICE3", "supplier": "a\x00b"}, "supplier"),
+        ("/inventory/demand", {"site": "wh1", "sku": "RICE", "qty": 1, "due_at": 1,
+                               "ref": "SO\x001"}, "ref"),
+        ("/inventory/picks", {"site": "wh1", "sku": "RICE", "qty": 1, "ref": "P\x001",
+                              "ts": 1_900_000}, "ref"),
+    ]:  # fmt: skip
+        refused = await client.post(path, json=body)
+        assert refused.status_code == 422, (path, refused.text)
+        assert [e["loc"][-1] for e in refused.json()["detail"]] == [field]
 
 
 def test_lot_changes_refuse_null_where_it_means_nothing(
