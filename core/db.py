@@ -17,6 +17,7 @@ import functools
 import logging
 import re
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import urlsplit, urlunsplit
+
+from core.errors import StoreError
 
 if TYPE_CHECKING:
     import psycopg
@@ -39,8 +42,8 @@ WRITE_LOCK_KEY = 0x53544B53  # "STKS"
 MIGRATION_LOCK_KEY = WRITE_LOCK_KEY + 1
 
 
-class DatabaseError(Exception):
-    """The database refused or failed a statement, or cannot be reached."""
+class DatabaseError(StoreError):
+    """The relational store refused or failed a statement, or cannot be reached."""
 
 
 class IntegrityError(DatabaseError):
@@ -133,7 +136,7 @@ class Cursor(Protocol):
     def __iter__(self) -> Iterator[Any]: ...
 
 
-class Connection:
+class Connection(ABC):
     """One connection to the relational store, on either engine, in autocommit mode.
 
     Statements outside :func:`write_transaction` commit one by one.
@@ -144,13 +147,13 @@ class Connection:
         self.engine = target.engine
         self.readonly = readonly
 
+    @abstractmethod
     def execute(self, sql: str, params: Params = ()) -> Cursor:
         """Run one statement with ``?`` placeholders."""
-        raise NotImplementedError
 
+    @abstractmethod
     def executemany(self, sql: str, rows: Iterable[Params]) -> None:
         """Run one statement for each parameter row."""
-        raise NotImplementedError
 
     def insert(self, sql: str, params: Params = ()) -> int:
         """Run one ``INSERT`` into a table with an ``id`` key; returns the new row's id."""
@@ -158,17 +161,17 @@ class Connection:
         return int(row[0])
 
     @property
+    @abstractmethod
     def in_transaction(self) -> bool:
         """Whether an explicit transaction is open."""
-        raise NotImplementedError
 
+    @abstractmethod
     def begin_write(self) -> None:
         """Open a write transaction that no other writer can interleave with."""
-        raise NotImplementedError
 
+    @abstractmethod
     def close(self) -> None:
         """Close the connection."""
-        raise NotImplementedError
 
     def data_version(self) -> int | None:
         """A number that changes when another connection commits, or None if the engine has
