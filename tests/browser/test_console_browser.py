@@ -71,7 +71,10 @@ def width(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def page(browser: Browser, width: str) -> Iterator[Page]:
+def page(browser: Browser, width: str, console: Console) -> Iterator[Page]:
+    # Made after the console's server and closed before it stops: a page left open would
+    # reconnect its event stream to a server shutting down, leaving an accepted socket behind.
+    del console
     w, h = WIDTHS[width]
     context = browser.new_context(viewport={"width": w, "height": h}, locale="en-GB")
     try:
