@@ -2,7 +2,6 @@
 
     .venv/bin/python -m bench.api [--skus 100000] [--ledger-rows 10000000] [--rate 200]
                                   [--duration 30] [--route-duration 10] [--connections 20]
-                                  [--index without,with] [--variants shipped,nodelay]
 
 Starts a private PostgreSQL (fsync on), migrates a database and loads it server-side
 (``INSERT ... SELECT ... FROM generate_series``): ``--skus`` SKUs at two sites, their stock at
@@ -12,10 +11,7 @@ database as users run it, and wrk (``bench/api.lua``) requests a random SKU, sit
 request, paced by wrk's ``delay()`` to ``--rate`` requests/s: one run of the mix the console
 and ERP/WMS poll, then one run per route. Prints the achieved rate, latency percentiles,
 errors, the API's peak RSS, and the plans (EXPLAIN ANALYZE) of the SQL the stores run for those
-routes. The runs go first against ``stocksense api`` as shipped, then against one whose
-listening socket has TCP_NODELAY (``--variants``); all of it on the schema as migrated, then
-again after creating ``PROPOSED_INDEX`` (``--index``; labelled as such in the output).
-Prints figures, asserts nothing.
+routes. Prints figures, asserts nothing.
 """
 
 from __future__ import annotations
@@ -64,8 +60,6 @@ PATHS = {
     "movements_any_site": "/inventory/movements?sku=K&limit=100",
 }
 # The one index this benchmark proposes; the 'with' phase creates it on the loaded data.
-PROPOSED_INDEX = "CREATE INDEX IF NOT EXISTS inv_stock_by_sku ON inv_stock (sku, site)"
-PHASES = {"without": "schema as migrated", "with": "WITH THE PROPOSED INDEX"}
 
 
 def sku_digits(skus: int) -> int:
@@ -314,31 +308,10 @@ def api_token(url: str) -> str:
         conn.close()
 
 
-# ``stocksense api`` whose listening socket is created with IPPROTO_TCP: asyncio sets
-# TCP_NODELAY only on sockets whose ``proto`` is IPPROTO_TCP, and accepted sockets inherit the
-# ``proto`` of the listening one, which ``stocksense.apiserver.bind`` leaves 0.
-NODELAY_LAUNCHER = """
-import socket, sys
-import stocksense.apiserver as server
-from stocksense import cli
-shipped = server.bind
-def bind(*args, **kwargs):
-    sock = shipped(*args, **kwargs)
-    return socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
-server.bind = bind
-sys.exit(cli.main(sys.argv[1:]))
-"""
-VARIANTS = {
-    "shipped": "stocksense api as shipped",
-    "nodelay": "stocksense api with TCP_NODELAY (listening socket made with IPPROTO_TCP)",
-}
-
-
 class ApiProcess:
-    """``stocksense api`` as users start it, over the benchmark's database (``nodelay``: with
-    its listening socket made with IPPROTO_TCP, see NODELAY_LAUNCHER)."""
+    """``stocksense api`` as users start it, over the benchmark's database."""
 
-    def __init__(self, url: str, data_dir: Path, *, nodelay: bool = False) -> None:
+    def __init__(self, url: str, data_dir: Path) -> None:
         self.port = devservices.free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {
@@ -351,7 +324,8 @@ class ApiProcess:
             self.process = subprocess.Popen(
                 [
                     sys.executable,
-                    *(["-c", NODELAY_LAUNCHER] if nodelay else ["-m", "stocksense.cli"]),
+                    "-m",
+                    "stocksense.cli",
                     "api",
                     "--port",
                     str(self.port),
@@ -456,18 +430,18 @@ def report(name: str, figures: dict[str, Any], delay: int) -> None:
     )
 
 
-def run_variant(url: str, root: Path, variant: str, label: str, bench: Wrk) -> None:
+def run_api(url: str, root: Path, bench: Wrk) -> None:
     """The mixed run and the per-route runs against one ``stocksense api`` process."""
     args = bench.args
-    data_dir = root / f"data-{variant}-{len(list(root.glob('data-*')))}"
+    data_dir = root / "data"
     data_dir.mkdir()
-    api = ApiProcess(url, data_dir, nodelay=variant == "nodelay")
+    api = ApiProcess(url, data_dir)
     try:
         api.prime(bench.token)
         bench.base = api.base
         print(
-            f"wrk against {VARIANTS[variant]}: {args.connections} connections paced"
-            f" to {args.rate:.0f} req/s ({label}; latencies in ms; delay = wrk"
+            f"wrk against stocksense api: {args.connections} connections paced"
+            f" to {args.rate:.0f} req/s (latencies in ms; delay = wrk"
             f" delay() per request in ms; load average {loadavg()}):"
         )
         print(
@@ -525,17 +499,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--routes", default=",".join(ROUTES), help="per-route runs (comma separated; '' none)"
     )
-    parser.add_argument(
-        "--variants",
-        default=",".join(VARIANTS),
-        help="API processes to load, in turn: "
-        + "; ".join(f"{k}: {v}" for k, v in VARIANTS.items()),
-    )
-    parser.add_argument(
-        "--index",
-        default=",".join(PHASES),
-        help=f"phases, in turn: 'without', then 'with' {PROPOSED_INDEX}",
-    )
     args = parser.parse_args(argv)
     wrk = wrk_binary()
     print(f"load average {loadavg()} on {os.cpu_count()} CPUs before the run")
@@ -552,21 +515,9 @@ def main(argv: list[str] | None = None) -> int:
                 row = conn.execute("SELECT max(id) FROM alerts").fetchone()
                 assert row is not None
                 max_alert_id = int(row[0])
-            for phase in filter(None, args.index.split(",")):
-                if phase == "with":
-                    with psycopg.connect(server.url, autocommit=True) as conn:
-                        began = time.perf_counter()
-                        conn.execute(PROPOSED_INDEX.encode())
-                        conn.execute("ANALYZE inv_stock")
-                    took = time.perf_counter() - began
-                    print(f"WITH THE PROPOSED INDEX: {PROPOSED_INDEX} ({took:.1f} s)")
-                label = PHASES[phase]
-                print(f"Query plans ({label}):")
-                plans(server.url, args.skus)
-                for variant in filter(None, args.variants.split(",")):
-                    run_variant(
-                        server.url, root, variant, label, Wrk(wrk, "", token, args, max_alert_id)
-                    )
+            print("Query plans:")
+            plans(server.url, args.skus)
+            run_api(server.url, root, Wrk(wrk, "", token, args, max_alert_id))
             print("Routes:")
             for name, path in PATHS.items():
                 print(f"  {name:<19} {path}")
