@@ -20,7 +20,7 @@ import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -62,7 +62,7 @@ class Target:
     """Where the relational store lives: a SQLite file or a PostgreSQL database."""
 
     engine: Engine
-    url: str
+    url: str = field(repr=False)  # may hold a password
     path: Path | None = None
 
     @classmethod

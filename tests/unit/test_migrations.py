@@ -286,3 +286,9 @@ def test_a_pool_lends_connections_again_and_rolls_back_what_a_use_left_open(
             assert len(backends) == 1  # one connection, lent three times
     finally:
         pool.close()
+
+
+def test_a_targets_repr_never_shows_its_password() -> None:
+    target = db.Target.parse("postgresql://ss:s3cret@db.example/stock")
+    assert "s3cret" not in repr(target)
+    assert "s3cret" not in str(target)
