@@ -21,15 +21,19 @@ _pool_made = threading.Lock()
 
 
 def _pool(request: Request, settings: Settings) -> db.ConnectionPool:
-    """The app's connection pool, made (and the database migrated) on its first request."""
+    """The app's connection pool to the database its settings name, made (and the database
+    migrated) on the first request; settings naming another database get a pool of their own."""
+    target = settings.database
     pool: db.ConnectionPool | None = getattr(request.app.state, "db_pool", None)
-    if pool is None:
+    if pool is None or pool.target != target:
         with _pool_made:
             pool = getattr(request.app.state, "db_pool", None)
-            if pool is None:
-                pool = db.ConnectionPool(settings.database)
+            if pool is None or pool.target != target:
+                replaced, pool = pool, db.ConnectionPool(target)
                 request.app.state.db_pool = pool
                 weakref.finalize(request.app, pool.close)
+                if replaced is not None:
+                    replaced.close()
     return pool
 
 
