@@ -269,7 +269,7 @@ def test_an_unknown_database_url_is_refused(where: str) -> None:
 def test_a_pool_lends_connections_again_and_rolls_back_what_a_use_left_open(
     database: db.Target,
 ) -> None:
-    pool = db.ConnectionPool(database, max_size=2)
+    pool = db.ConnectionPool(database, max_size=1)
     try:
         with pool.connection() as conn:
             conn.begin_write()
@@ -283,7 +283,7 @@ def test_a_pool_lends_connections_again_and_rolls_back_what_a_use_left_open(
             for _ in range(3):
                 with pool.connection() as conn:
                     backends.add(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
-            assert len(backends) == 1  # one connection, lent three times
+            assert len(backends) == 1  # the one connection of the pool, lent three times
     finally:
         pool.close()
 
