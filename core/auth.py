@@ -270,30 +270,33 @@ class AuthStore:
         """Who ``token`` belongs to, or None for an unknown or revoked token."""
         key = _digest(token)
         known = cache.get(key) if cache is not None else None
+        # The token and its user in one round trip: this runs on every API request.
         rows = self._conn.execute(
-            "SELECT t.id, t.token_hash, t.user_id FROM auth_tokens t WHERE t.prefix = ?",
+            "SELECT t.id AS token_id, t.token_hash, t.last_used_at, u.*"
+            " FROM auth_tokens t JOIN auth_users u ON u.id = t.user_id WHERE t.prefix = ?",
             (token[:TOKEN_PREFIX_CHARS],),
         ).fetchall()
         for row in rows:
+            token_id, token_hash = int(row["token_id"]), str(row["token_hash"])
             if known is not None:
-                if (row["id"], row["token_hash"]) != known:
+                if (token_id, token_hash) != known:
                     continue
             else:
                 try:
-                    _hasher.verify(str(row["token_hash"]), token)
+                    _hasher.verify(token_hash, token)
                 except (VerificationError, InvalidHashError):
                     continue
                 if cache is not None:
-                    cache.put(key, (int(row["id"]), str(row["token_hash"])))
-            user = self._user_by_id(int(row["user_id"]))
-            if user is None:
-                return None
+                    cache.put(key, (token_id, token_hash))
             at = now_ms()
-            self._conn.execute(
-                "UPDATE auth_tokens SET last_used_at = ? WHERE id = ?"
-                " AND (last_used_at IS NULL OR last_used_at <= ?)",
-                (at, row["id"], at - TOKEN_USE_RESOLUTION_MS),
-            )
+            last_used = row["last_used_at"]
+            if last_used is None or int(last_used) <= at - TOKEN_USE_RESOLUTION_MS:
+                self._conn.execute(
+                    "UPDATE auth_tokens SET last_used_at = ? WHERE id = ?"
+                    " AND (last_used_at IS NULL OR last_used_at <= ?)",
+                    (at, token_id, at - TOKEN_USE_RESOLUTION_MS),
+                )
+            user = _user(row)
             return Principal(name=user.name, role=user.role, sites=user.sites, via="token")
         return None
 
