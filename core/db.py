@@ -17,6 +17,8 @@ import functools
 import logging
 import re
 import sqlite3
+import time
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -405,10 +407,14 @@ class ConnectionPool:
     The database is migrated once, when the pool is made.
     """
 
-    def __init__(self, where: str | Path | Target, *, max_size: int = 10) -> None:
+    def __init__(
+        self, where: str | Path | Target, *, max_size: int = 10, check_idle_s: float = 5.0
+    ) -> None:
         self.target = Target.parse(where)
         connect(self.target).close()
         self._pool: Any = None
+        self._check_idle_s = check_idle_s
+        self._returned_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
         if self.target.engine is Engine.POSTGRESQL:
             from psycopg_pool import ConnectionPool as PsycopgPool  # noqa: PLC0415
 
@@ -418,12 +424,25 @@ class ConnectionPool:
                 max_size=max_size,
                 kwargs={"autocommit": True, "row_factory": _pg_rows},
                 configure=_configure_pg,
-                # One round trip on lending: a connection the server dropped (a restart, a
-                # failover) is replaced instead of failing the request.
-                check=PsycopgPool.check_connection,
+                check=self._check,
+                reset=self._returned,
                 name="stocksense",
                 open=True,
             )
+
+    def _returned(self, raw: psycopg.Connection[Any]) -> None:
+        self._returned_at[raw] = time.monotonic()
+
+    def _check(self, raw: psycopg.Connection[Any]) -> None:
+        """Test a connection idle for ``check_idle_s`` or more with one round trip before
+        lending it, so one the server dropped meanwhile (a restart, a failover) is replaced
+        instead of failing the request. One in use moments ago is lent as it is: a check on
+        every lending would double the round trips of a one-query request."""
+        from psycopg_pool import ConnectionPool as PsycopgPool  # noqa: PLC0415
+
+        returned = self._returned_at.get(raw)
+        if returned is None or time.monotonic() - returned >= self._check_idle_s:
+            PsycopgPool.check_connection(raw)
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:

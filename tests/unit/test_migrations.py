@@ -288,6 +288,37 @@ def test_a_pool_lends_connections_again_and_rolls_back_what_a_use_left_open(
         pool.close()
 
 
+@pytest.mark.parametrize("check_idle_s", [0.0, 3600.0])
+def test_a_pool_checks_a_connection_idle_past_the_bound_before_lending_it(
+    database: db.Target, check_idle_s: float
+) -> None:
+    if database.engine is not db.Engine.POSTGRESQL:
+        pytest.skip("a SQLite pool opens a connection per use")
+    pool = db.ConnectionPool(database, max_size=1, check_idle_s=check_idle_s)
+    try:
+        with pool.connection() as conn:
+            first = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        killer = db.connect(database)
+        try:
+            # It returns once the backend has exited.
+            killer.execute("SELECT pg_terminate_backend(?, 10000)", (first,))
+        finally:
+            killer.close()
+        if check_idle_s == 0.0:
+            # Idle for at least the bound: checked, found dead and replaced before lending.
+            with pool.connection() as conn:
+                assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] != first
+        else:
+            # Used moments ago: lent unchecked; its failure is the request's, and the pool
+            # replaces the broken connection for the next one.
+            with pytest.raises(db.DatabaseError), pool.connection() as conn:
+                conn.execute("SELECT 1")
+            with pool.connection() as conn:
+                assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] != first
+    finally:
+        pool.close()
+
+
 def test_a_targets_repr_never_shows_its_password() -> None:
     target = db.Target.parse("postgresql://ss:s3cret@db.example/stock")
     assert "s3cret" not in repr(target)
