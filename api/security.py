@@ -89,7 +89,7 @@ class Guard(Protocol):
 
     permission: str
 
-    def __call__(
+    async def __call__(
         self, principal: Annotated[Principal, Depends(current_principal)]
     ) -> Principal: ...
 
@@ -98,7 +98,7 @@ def allow(permission: str) -> Guard:
     """A dependency returning the caller if their role holds ``permission`` (403 otherwise)."""
     roles = PERMISSIONS[permission]
 
-    def guard(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    async def guard(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         if principal.role not in roles:
             allowed = ", ".join(sorted(roles))
             raise HTTPException(

@@ -71,7 +71,7 @@ class ResolveRequest(BaseModel):
     )
 
 
-def alert_stores(
+async def alert_stores(
     conn: Connection, settings: Annotated[Settings, Depends(get_settings)]
 ) -> AlertStores:
     """Alert stores over the request's connection, with the configured channels: a resolved
@@ -83,12 +83,12 @@ def alert_stores(
 Stores = Annotated[AlertStores, Depends(alert_stores)]
 
 
-def alert_state_store(stores: Stores) -> AlertStateStore:
+async def alert_state_store(stores: Stores) -> AlertStateStore:
     """Alerts and their history."""
     return stores.state
 
 
-def silence_store(stores: Stores) -> SilenceStore:
+async def silence_store(stores: Stores) -> SilenceStore:
     """Silences and maintenance windows."""
     return stores.silences
 

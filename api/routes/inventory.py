@@ -80,7 +80,7 @@ from core.requisitions import RequisitionStore
 router = APIRouter(prefix="/inventory", tags=["inventory"])
 
 
-def inventory_stores(conn: Connection) -> InventoryStores:
+async def inventory_stores(conn: Connection) -> InventoryStores:
     """The inventory stores over the request's connection."""
     return InventoryStores.over(conn)
 
@@ -88,22 +88,22 @@ def inventory_stores(conn: Connection) -> InventoryStores:
 Stores = Annotated[InventoryStores, Depends(inventory_stores)]
 
 
-def catalog_store(stores: Stores) -> CatalogStore:
+async def catalog_store(stores: Stores) -> CatalogStore:
     """SKUs, shelves and antenna bindings."""
     return stores.catalog
 
 
-def ledger_store(stores: Stores) -> LedgerStore:
+async def ledger_store(stores: Stores) -> LedgerStore:
     """Lots, stock and movements."""
     return stores.ledger
 
 
-def planning_store(stores: Stores) -> PlanningStore:
+async def planning_store(stores: Stores) -> PlanningStore:
     """Suggestions, demand and inbound lines."""
     return stores.planning
 
 
-def pick_store(stores: Stores) -> PickStore:
+async def pick_store(stores: Stores) -> PickStore:
     """Recorded picks and pick lists."""
     return stores.picks
 

@@ -55,7 +55,7 @@ Document = Annotated[str, Field(min_length=1, max_length=140, pattern=NO_NUL)]
 _BY = "Ignored with sign-in on: the signed-in user is recorded"
 
 
-def requisition_store(conn: Connection) -> RequisitionStore:
+async def requisition_store(conn: Connection) -> RequisitionStore:
     """The requisition store over the request's connection."""
     return RequisitionStore(conn)
 
