@@ -9,6 +9,7 @@ InfluxDB and count the points.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -63,10 +64,14 @@ def test_restamped_message_published_twice_and_after_restart_keeps_its_points(
     messages = [_payload(1, STALE_T0, 2), _payload(2, STALE_T0, 2), _payload(3, STALE_T0, 2)]
     messages.append(_payload(4, RECENT_T0, 2))  # a plausible one, for contrast
 
+    broker_port = settings.mqtt.port
+
     async def deliver(copies: int) -> int:
         """Publish ``copies`` of every message to a fresh worker; its re-stamped readings."""
         service = IngestService(settings)
+        before = _own_connections_to(broker_port)
         await service.start()
+        (worker_port,) = _own_connections_to(broker_port) - before
         try:
             for _ in range(copies):
                 for payload in messages:
@@ -79,6 +84,13 @@ def test_restamped_message_published_twice_and_after_restart_keeps_its_points(
             )
         finally:
             await service.stop()
+        # A worker connecting with the same client id takes the session over at once, and the
+        # broker would drop PUBACKs of the old connection it has not read yet: the restart
+        # below waits for the broker to have closed its end, so read everything on it.
+        await until(
+            lambda: not _broker_side_open(broker_port, worker_port),
+            what="the broker closing the worker's connection",
+        )
         return int(service.metrics.value("stocksense_ingest_clock_skew_total"))
 
     assert asyncio.run(deliver(2)) == 12
@@ -146,16 +158,47 @@ def _worker(settings: Settings, metrics_port: int, log: Path) -> subprocess.Pope
 
 def _queued_at(port: int) -> int:
     """Bytes received by the kernel for the sockets of ``port`` and not yet read."""
-    total = 0
+    return sum(
+        int(fields[4].split(":")[1], 16)
+        for fields in _tcp_table()
+        if _port(fields[1]) == port and fields[3] == "01"  # ESTABLISHED
+    )
+
+
+def _tcp_table() -> Iterator[list[str]]:
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with Path(table).open() as fh:
             next(fh)
             for line in fh:
-                fields = line.split()
-                local_port = int(fields[1].rsplit(":", 1)[1], 16)
-                if local_port == port and fields[3] == "01":  # ESTABLISHED
-                    total += int(fields[4].split(":")[1], 16)
-    return total
+                yield line.split()
+
+
+def _port(address: str) -> int:
+    return int(address.rsplit(":", 1)[1], 16)
+
+
+def _own_connections_to(port: int) -> set[int]:
+    """Local ports of this process's established connections to ``port``."""
+    inodes = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = str(fd.readlink())
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    return {
+        _port(fields[1])
+        for fields in _tcp_table()
+        if _port(fields[2]) == port and fields[3] == "01" and fields[9] in inodes
+    }
+
+
+def _broker_side_open(port: int, peer_port: int) -> bool:
+    """Whether the broker's socket of a connection from ``peer_port`` is still open
+    (established, or closed by the peer and not yet by the broker)."""
+    return any(
+        _port(fields[1]) == port and _port(fields[2]) == peer_port and fields[3] in ("01", "08")
+        for fields in _tcp_table()
+    )
 
 
 def _count(influx: InfluxSettings, query: str) -> int:
