@@ -91,17 +91,39 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 
 
 @pytest.fixture
-def settings(stack: LocalStack, tmp_path: Path, database: db.Target) -> Settings:
+def settings(stack: LocalStack, tmp_path: Path, database: db.Target) -> Iterator[Settings]:
     """Settings pointing at the session's services, with a database and client id of its own."""
     unique = uuid.uuid4().hex[:10]
-    return Settings(
+    client_id = f"ingest-{unique}"
+    yield Settings(
         data_dir=tmp_path / "data",
         database_url=database.url if database.engine is db.Engine.POSTGRESQL else None,
-        mqtt=MqttSettings(port=stack.mqtt_port, client_id=f"ingest-{unique}"),
+        mqtt=MqttSettings(port=stack.mqtt_port, client_id=client_id),
         influx=InfluxSettings(
             url=stack.influx_url, database=f"test_{unique}", flush_interval_s=0.1
         ),
     )
+    end_session(stack.mqtt_port, client_id)
+
+
+def end_session(port: int, client_id: str) -> None:
+    """Have the broker drop the persistent session of ``client_id``.
+
+    A worker's session outlives the test: left in place, it queues every later test's
+    messages, and the session broker's work grows with each test.
+    """
+    import paho.mqtt.client as mqtt  # noqa: PLC0415
+    from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
+
+    # A clean start ends the stored session, and expiry 0 keeps none after this one.
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.connect("127.0.0.1", port, clean_start=True)
+    client.loop_start()
+    try:
+        wait_for(client.is_connected, timeout=10, what=f"a clean session for {client_id}")
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
