@@ -11,7 +11,7 @@ import itertools
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import psycopg
@@ -38,13 +38,46 @@ def pytest_report_header() -> str:
     return f"relational store: {ENGINE}"
 
 
+# Which tests opened the relational store when they last passed on SQLite (node id -> bool),
+# kept in pytest's cache: a test that never opens it runs alike on both engines.
+STORE_USE_KEY = "stocksense/store-use"
+_store_use: dict[str, bool] = {}
+_passed = pytest.StashKey[bool]()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On PostgreSQL, run only the tests that use the relational store."""
+    """On PostgreSQL, run only the tests that use the relational store: those asking for a
+    database, less those that passed on SQLite without ever opening one."""
     if ENGINE is not db.Engine.POSTGRESQL:
         return
-    keep = [i for i in items if "database" in getattr(i, "fixturenames", ())]
+    known: dict[str, bool] = config.cache.get(STORE_USE_KEY, {}) if config.cache else {}
+    asking = [i for i in items if "database" in getattr(i, "fixturenames", ())]
+    keep = [i for i in asking if known.get(i.nodeid, True)]
     config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+    if len(asking) > len(keep):
+        skipped = len(asking) - len(keep)
+        print(
+            f"\nrelational store: {skipped} test{'s' if skipped != 1 else ''} asking for a"
+            " database never opened one when passing on SQLite (pytest cache): not run here"
+        )
     items[:] = keep
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    del call
+    report = yield
+    if report.when == "call":
+        item.stash[_passed] = report.passed
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _store_use and session.config.cache is not None:
+        known = session.config.cache.get(STORE_USE_KEY, {})
+        session.config.cache.set(STORE_USE_KEY, {**known, **_store_use})
 
 
 @pytest.fixture(scope="session")
@@ -67,6 +100,9 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[db.Targ
     PostgreSQL database cloned from the migrated template."""
     if ENGINE is db.Engine.SQLITE:
         yield db.Target.parse(tmp_path / "data" / "stocksense.db")
+        opened = next(tmp_path.rglob("stocksense.db"), None) is not None
+        if opened or request.node.stash.get(_passed, False):
+            _store_use[request.node.nodeid] = opened
         return
     server: ManagedProcess = request.getfixturevalue("postgres")
     name = f"test_{next(_database_names)}"
