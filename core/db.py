@@ -21,7 +21,7 @@ import time
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -469,10 +469,71 @@ class ConnectionPool:
         except PoolTimeout as exc:
             raise DatabaseError(f"{self.target}: no connection free within the timeout") from exc
 
+    def lend_on_use(self) -> LentOnUse:
+        """A connection taken from the pool on its first statement (see :class:`LentOnUse`)."""
+        return LentOnUse(self)
+
     def close(self) -> None:
         """Close every connection of the pool."""
         if self._pool is not None:
             self._pool.close()
+
+
+class LentOnUse(Connection):
+    """A pool's connection taken on the first statement, in the thread that runs it, and given
+    back by :meth:`release` (or ``close``).
+
+    An API request runs its sign-in check and its route in two worker threads: this hands one
+    connection from the first to the second without a hand-over of its own, and a request that
+    never reaches the store takes none. Used by one thread at a time.
+    """
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        super().__init__(pool.target)
+        self._pool = pool
+        self._lease: ExitStack | None = None
+        self._conn: Connection | None = None
+
+    def _taken(self) -> Connection:
+        if self._conn is None:
+            lease = ExitStack()
+            self._conn = lease.enter_context(self._pool.connection())
+            self._lease = lease
+        return self._conn
+
+    def execute(self, sql: str, params: Params = ()) -> Cursor:
+        return self._taken().execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        self._taken().executemany(sql, rows)
+
+    def insert(self, sql: str, params: Params = ()) -> int:
+        return self._taken().insert(sql, params)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn is not None and self._conn.in_transaction
+
+    def begin_write(self) -> None:
+        self._taken().begin_write()
+
+    def data_version(self) -> int | None:
+        return self._taken().data_version()
+
+    @property
+    def taken(self) -> bool:
+        """Whether a connection is held (then :meth:`release` gives it back)."""
+        return self._conn is not None
+
+    def release(self) -> None:
+        """Give the connection back (rolling back a transaction left open); a later statement
+        takes one again."""
+        lease, self._lease, self._conn = self._lease, None, None
+        if lease is not None:
+            lease.close()
+
+    def close(self) -> None:
+        self.release()
 
 
 def schema_revision(conn: Connection) -> str | None:

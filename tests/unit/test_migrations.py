@@ -288,6 +288,36 @@ def test_a_pool_lends_connections_again_and_rolls_back_what_a_use_left_open(
         pool.close()
 
 
+def test_a_connection_lent_on_use_is_taken_by_its_first_statement_and_given_back(
+    database: db.Target,
+) -> None:
+    pool = db.ConnectionPool(database, max_size=1)
+    try:
+        lent = pool.lend_on_use()
+        assert not lent.taken
+        assert not lent.in_transaction
+        lent.begin_write()
+        lent.execute("INSERT INTO robot_pauses (channel, paused_until) VALUES ('r', 1)")
+        assert lent.taken
+        assert lent.in_transaction
+        lent.release()  # rolls the open transaction back and gives the connection back
+        assert not lent.taken
+        assert not lent.in_transaction
+        # The pool's only connection is free again, and the insert is gone.
+        with pool.connection() as conn:
+            assert conn.execute("SELECT COUNT(*) FROM robot_pauses").fetchone()[0] == 0
+        # Used again after its release, it takes a connection again.
+        assert lent.execute("SELECT COUNT(*) FROM robot_pauses").fetchone()[0] == 0
+        lent.executemany(
+            "INSERT INTO robot_pauses (channel, paused_until) VALUES (?, ?)", [("s", 2), ("t", 3)]
+        )
+        assert lent.execute("SELECT COUNT(*) FROM robot_pauses").fetchone()[0] == 2
+        lent.close()
+        assert not lent.taken
+    finally:
+        pool.close()
+
+
 @pytest.mark.parametrize("check_idle_s", [0.0, 3600.0])
 def test_a_pool_checks_a_connection_idle_past_the_bound_before_lending_it(
     database: db.Target, check_idle_s: float
