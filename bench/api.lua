@@ -73,8 +73,10 @@ function request()
   return wrk.format("GET", PATHS[pick()]())
 end
 
+-- Uniform in [0, 2 * delay]: the same mean, but connections do not fall into step (with one
+-- fixed delay they would all send at the same moment, a burst of -c requests at a time).
 function delay()
-  return delay_ms
+  return math.random(0, 2 * delay_ms)
 end
 
 function done(summary, latency, requests)
