@@ -8,10 +8,10 @@ Starts a private PostgreSQL (fsync on), migrates a database and loads it server-
 one or two locations, lots for 30 % of them, ``--ledger-rows`` ledger movements over 90 days and
 20,000 alerts (300 active) with their events. Then a ``stocksense api`` subprocess serves that
 database as users run it, and wrk (``bench/api.lua``) requests a random SKU, site or alert per
-request, paced by wrk's ``delay()`` to ``--rate`` requests/s: one run of the mix the console
-and ERP/WMS poll, then one run per route. Prints the achieved rate, latency percentiles,
-errors, the API's peak RSS, and the plans (EXPLAIN ANALYZE) of the SQL the stores run for those
-routes. Prints figures, asserts nothing.
+request, paced by wrk's ``delay()`` (drawn around a mean) to ``--rate`` requests/s: one run of
+the mix the console and ERP/WMS poll, then one run per route. Prints the achieved rate,
+latency percentiles, the API's CPU per request, errors, its peak RSS, and the plans (EXPLAIN
+ANALYZE) of the SQL the stores run for those routes. Prints figures, asserts nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench import proc_memory_mb
+from bench import proc_cpu_s, proc_memory_mb
 from core import db
 from core.alerts import AlertStores
 from core.auth import AuthStore, Role
@@ -408,24 +408,27 @@ class Wrk:
         figures["non2xx"] = int(non2xx[0].split(":")[1]) if non2xx else 0
         return figures
 
-    def paced(self, route: str, seconds: float) -> tuple[dict[str, Any], int]:
+    def paced(self, route: str, seconds: float, api_pid: int) -> tuple[dict[str, Any], int, float]:
         """A calibrated run: a 3 s warm-up at the nominal delay measures the time each request
-        takes, the delay is then shortened by it so the connections offer ``--rate``."""
+        takes, the delay is then shortened by it so the connections offer ``--rate``. Returns
+        wrk's figures, the delay and the CPU seconds the API process spent in the run."""
         connections, rate = self.args.connections, self.args.rate
         nominal = round(connections * 1000 / rate)
         warm = self.run(route, 3, nominal)
         busy_ms = max(connections * 1000 / max(warm["rate"], 1e-9) - nominal, 0.0)
         delay = max(round(connections * 1000 / rate - busy_ms), 0)
-        return self.run(route, seconds, delay), delay
+        cpu_before = proc_cpu_s(api_pid)
+        figures = self.run(route, seconds, delay)
+        return figures, delay, proc_cpu_s(api_pid) - cpu_before
 
 
-def report(name: str, figures: dict[str, Any], delay: int) -> None:
+def report(name: str, figures: dict[str, Any], delay: int, cpu_ms: float) -> None:
     ms = {k: figures[k] / 1000 for k in ("p50", "p75", "p90", "p99", "max")}
     errors = sum(figures[k] for k in ("connect", "read", "write", "timeout"))
     print(
         f"  {name:<19} {figures['requests']:>8,} {figures['rate']:>7.1f} {delay:>6}"
         f" {ms['p50']:>7.1f} {ms['p75']:>7.1f} {ms['p90']:>7.1f} {ms['p99']:>7.1f}"
-        f" {ms['max']:>8.1f} {figures['non2xx']:>7} {errors:>6}",
+        f" {ms['max']:>8.1f} {cpu_ms:>7.2f} {figures['non2xx']:>7} {errors:>6}",
         flush=True,
     )
 
@@ -441,18 +444,19 @@ def run_api(url: str, root: Path, bench: Wrk) -> None:
         bench.base = api.base
         print(
             f"wrk against stocksense api: {args.connections} connections paced"
-            f" to {args.rate:.0f} req/s (latencies in ms; delay = wrk"
-            f" delay() per request in ms; load average {loadavg()}):"
+            f" to {args.rate:.0f} req/s (latencies in ms; delay = mean wrk delay() per"
+            f" request in ms; cpu/req = the API process's CPU ms per request; load average"
+            f" {loadavg()}):"
         )
         print(
             f"  {'route':<19} {'requests':>8} {'req/s':>7} {'delay':>6} {'p50':>7}"
-            f" {'p75':>7} {'p90':>7} {'p99':>7} {'max':>8} {'non-2xx':>7} {'errors':>6}"
+            f" {'p75':>7} {'p90':>7} {'p99':>7} {'max':>8} {'cpu/req':>7} {'non-2xx':>7}"
+            f" {'errors':>6}"
         )
-        figures, delay = bench.paced("mix", args.duration)
-        report("mix", figures, delay)
-        for route in filter(None, args.routes.split(",")):
-            figures, delay = bench.paced(route, args.route_duration)
-            report(route, figures, delay)
+        for route in ["mix", *filter(None, args.routes.split(","))]:
+            seconds = args.duration if route == "mix" else args.route_duration
+            figures, delay, cpu_s = bench.paced(route, seconds, api.process.pid)
+            report(route, figures, delay, 1000 * cpu_s / max(figures["requests"], 1))
         print(f"  API peak RSS {api.peak_rss_mb():.0f} MB; load average {loadavg()}")
     finally:
         api.stop()
