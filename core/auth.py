@@ -13,6 +13,7 @@ import functools
 import hashlib
 import hmac
 import secrets
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -31,6 +32,25 @@ TOKEN_PREFIX_CHARS = 8
 TOKEN_USE_RESOLUTION_MS = 60_000
 
 _hasher = PasswordHasher()
+# An Argon2 hash or check takes 64 MiB and tens of milliseconds of a core: at most two at once
+# per process, so a burst (many connections' first request with a new token, a flood of
+# logins) queues for them instead of taking 64 MiB each at the same moment.
+HASHING_AT_ONCE = 2
+_hashing = threading.BoundedSemaphore(HASHING_AT_ONCE)
+
+
+def _hash(secret: str) -> str:
+    with _hashing:
+        return _hasher.hash(secret)
+
+
+def _matches(stored: str, secret: str) -> bool:
+    """Whether ``secret`` is the one hashed in ``stored``."""
+    with _hashing:
+        try:
+            return _hasher.verify(stored, secret)
+        except (VerificationError, InvalidHashError):
+            return False
 
 
 @functools.cache
@@ -38,7 +58,7 @@ def _dummy_hash() -> str:
     """Compared against when the user does not exist, so an unknown name costs as much as a
     wrong password and response times do not tell which names exist. Made on first use, not at
     import: every ``stocksense`` command imports this module, and a hash costs 64 MiB."""
-    return _hasher.hash(secrets.token_urlsafe(16))
+    return _hash(secrets.token_urlsafe(16))
 
 
 def _new_token() -> str:
@@ -147,6 +167,12 @@ class TokenCache:
     def __init__(self, size: int = 1024) -> None:
         self._size = size
         self._seen: OrderedDict[str, tuple[int, str]] = OrderedDict()
+        # A fixed set of locks, not one per token: keys come from callers, valid or not.
+        self._stripes = [threading.Lock() for _ in range(16)]
+
+    def verifying(self, key: str) -> threading.Lock:
+        """The lock to hold while verifying the token of ``key`` (one token, one lock)."""
+        return self._stripes[int(key[:8], 16) % len(self._stripes)]
 
     def get(self, key: str) -> tuple[int, str] | None:
         """The verified (row id, hash) for ``key``."""
@@ -188,7 +214,7 @@ class AuthStore:
         row_id = self._conn.insert(
             "INSERT INTO auth_users (name, role, sites, password_hash, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
-            (name, role.value, ",".join(sorted(set(sites))), _hasher.hash(password), now_ms()),
+            (name, role.value, ",".join(sorted(set(sites))), _hash(password), now_ms()),
         )
         user = self._user_by_id(row_id)
         assert user is not None
@@ -223,9 +249,7 @@ class AuthStore:
             "SELECT password_hash FROM auth_users WHERE name = ?", (name,)
         ).fetchone()
         stored = str(row["password_hash"]) if row is not None else _dummy_hash()
-        try:
-            _hasher.verify(stored, password)
-        except (VerificationError, InvalidHashError):
+        if not _matches(stored, password):
             return None
         return self.user(name) if row is not None else None
 
@@ -240,7 +264,7 @@ class AuthStore:
         row_id = self._conn.insert(
             "INSERT INTO auth_tokens (user_id, prefix, token_hash, label, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
-            (user.id, token[:TOKEN_PREFIX_CHARS], _hasher.hash(token), label, now_ms()),
+            (user.id, token[:TOKEN_PREFIX_CHARS], _hash(token), label, now_ms()),
         )
         info = next(t for t in self.tokens(name) if t.id == row_id)
         return info, token
@@ -282,12 +306,18 @@ class AuthStore:
                 if (token_id, token_hash) != known:
                     continue
             else:
-                try:
-                    _hasher.verify(token_hash, token)
-                except (VerificationError, InvalidHashError):
-                    continue
-                if cache is not None:
-                    cache.put(key, (token_id, token_hash))
+                verified = (token_id, token_hash)
+                if cache is None:
+                    if not _matches(token_hash, token):
+                        continue
+                else:
+                    # Concurrent first requests with one token: the first verifies it, the
+                    # others wait for it and find it in the cache.
+                    with cache.verifying(key):
+                        if cache.get(key) != verified:
+                            if not _matches(token_hash, token):
+                                continue
+                            cache.put(key, verified)
             at = now_ms()
             last_used = row["last_used_at"]
             if last_used is None or int(last_used) <= at - TOKEN_USE_RESOLUTION_MS:

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 
 from api.app import create_app
 from api.security import PUBLIC_PATHS, access_table, route_access
+from core import auth as auth_module
 from core import db
-from core.auth import PERMISSIONS, AuthStore, Role
+from core.auth import PERMISSIONS, AuthStore, Role, TokenCache
 from core.inventory import InventoryStores, Sku
 from core.settings import ApiSettings, Settings
 from tests.authutil import api_token, bearer, store_settings
@@ -524,3 +527,97 @@ def test_a_tokens_last_use_is_recorded_to_the_minute(database: db.Target) -> Non
         assert (store.tokens("erp")[0].last_used_at or 0) >= used
     finally:
         conn.close()
+
+
+class _CountingHasher(PasswordHasher):
+    """Argon2 as configured, counting checks and the most running at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checks = 0
+        self.running = 0
+        self.most_at_once = 0
+        self._lock = threading.Lock()
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:  # noqa: A002
+        with self._lock:
+            self.checks += 1
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            return super().verify(hash, password)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+def _at_once(count: int, call: Callable[[int], object]) -> list[object]:
+    """``call(i)`` for ``i < count``, each in its own thread, released together."""
+    start = threading.Barrier(count)
+    results: list[object] = [None] * count
+
+    def run(i: int) -> None:
+        start.wait()
+        results[i] = call(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return results
+
+
+def test_concurrent_first_uses_of_a_token_verify_it_once(
+    database: db.Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup = db.connect(database)
+    try:
+        store = AuthStore(setup)
+        store.add_user("erp", Role.VIEWER)
+        token = store.create_token("erp")[1]
+    finally:
+        setup.close()
+    hasher = _CountingHasher()
+    monkeypatch.setattr(auth_module, "_hasher", hasher)
+    cache = TokenCache()
+
+    def first_use(_: int) -> object:
+        conn = db.connect(database)
+        try:
+            return AuthStore(conn).principal_for_token(token, cache)
+        finally:
+            conn.close()
+
+    found = _at_once(8, first_use)
+    assert [getattr(p, "name", None) for p in found] == ["erp"] * 8
+    assert hasher.checks == 1
+    assert hasher.most_at_once == 1
+
+
+def test_argon2_checks_run_at_most_two_at_once(
+    database: db.Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup = db.connect(database)
+    try:
+        store = AuthStore(setup)
+        tokens = []
+        for i in range(6):
+            store.add_user(f"u{i}", Role.VIEWER)
+            tokens.append(store.create_token(f"u{i}")[1])
+    finally:
+        setup.close()
+    hasher = _CountingHasher()
+    monkeypatch.setattr(auth_module, "_hasher", hasher)
+
+    def use(i: int) -> object:
+        conn = db.connect(database)
+        try:
+            return AuthStore(conn).principal_for_token(tokens[i], TokenCache())
+        finally:
+            conn.close()
+
+    found = _at_once(6, use)
+    assert [getattr(p, "name", None) for p in found] == [f"u{i}" for i in range(6)]
+    assert hasher.checks == 6
+    assert 1 <= hasher.most_at_once <= auth_module.HASHING_AT_ONCE == 2
