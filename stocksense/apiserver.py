@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
 
 from api.app import create_app
 from api.routes.health import HealthCheck, install
@@ -114,3 +116,36 @@ class ApiServer(AsgiServer):
         if sock is None:
             sock = bind(host, port, what="API port", fix="stop it or pass another --port")
         super().__init__(app, sock)
+
+
+def worker_app() -> FastAPI:
+    """The app of one ``stocksense api --workers N`` process: settings from its environment,
+    which it inherits from the command."""
+    from core.settings import load_settings  # noqa: PLC0415
+    from stocksense.cli import configure_logging  # noqa: PLC0415
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+def serve_workers(sock: socket.socket, workers: int) -> None:
+    """Serve the API from ``workers`` processes sharing the listening socket ``sock``, until
+    SIGINT or SIGTERM.
+
+    One Python process runs on one core at a time: its requests queue behind each other's
+    CPU. uvicorn's supervisor starts the processes, restarts one that dies, and stops them
+    all on a signal; the kernel hands each new connection to one of them.
+    """
+    config = uvicorn.Config(
+        "stocksense.apiserver:worker_app",
+        factory=True,
+        workers=workers,
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        sock.close()

@@ -37,6 +37,7 @@ EXIT_UNAVAILABLE = 1
 EXIT_CONFIG = 2
 SIMULATE_EXCURSION_AT_S = 30.0
 STOP_HINT = "Ctrl-C or SIGTERM stops it"
+MAX_API_WORKERS = 64
 EXIT_CODES = (
     "Exit codes: 0 done, or stopped by SIGINT or SIGTERM after stopping everything the command\n"
     "started; 1 a service it needs stayed unreachable or failed; 2 bad configuration or\n"
@@ -44,7 +45,8 @@ EXIT_CODES = (
 )
 
 
-def _logging(level: str) -> None:
+def configure_logging(level: str) -> None:
+    """Log at ``level`` to stderr, with the chattiest libraries at WARNING."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     for noisy in ("httpx", "httpcore", "gmqtt"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -57,7 +59,7 @@ def _settings() -> Settings:
     from core.settings import load_settings, unknown_variables  # noqa: PLC0415
 
     settings = load_settings()
-    _logging(settings.log_level)
+    configure_logging(settings.log_level)
     for name in unknown_variables():
         logger.warning(
             "%s is not a StockSense setting and is ignored: check its spelling against the"
@@ -141,7 +143,7 @@ def _url_host(host: str) -> str:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from stocksense.demo import run_demo  # noqa: PLC0415 - keep CLI start-up light
 
-    _logging("WARNING" if not args.verbose else "INFO")
+    configure_logging("WARNING" if not args.verbose else "INFO")
     return _run(
         run_demo(
             Path(args.data_dir),
@@ -209,14 +211,15 @@ async def _run_everything(settings: Settings, args: argparse.Namespace) -> int:
             await api.start()
             stack.push_async_callback(api.stop)
             lines.append(
-                f"API {api.url} (health {api.url}/health), console"
-                f" {settings.notifier.console_url}"
+                f"API {api.url} (health {api.url}/health), console {settings.notifier.console_url}"
             )
         if metrics_sock is not None:
             metrics = AsgiServer(metrics_app(pipeline, collector), metrics_sock)
             await metrics.start()
             stack.push_async_callback(metrics.stop)
-            lines.append(f"Prometheus metrics at http://{_url_host('0.0.0.0')}:{metrics.port}/metrics")  # noqa: S104
+            lines.append(
+                f"Prometheus metrics at http://{_url_host('0.0.0.0')}:{metrics.port}/metrics"
+            )  # noqa: S104
         for line in lines:
             print(f"stocksense run: {line}")
         print(f"stocksense run: running; {STOP_HINT}", flush=True)
@@ -250,7 +253,31 @@ async def _ingest(settings: Settings) -> int:
 
 def _cmd_api(args: argparse.Namespace) -> int:
     settings = _settings()
+    if args.workers > 1:
+        return _api_workers(settings, args)
     return _run(_api(settings, args))
+
+
+def _api_workers(settings: Settings, args: argparse.Namespace) -> int:
+    from core import db  # noqa: PLC0415
+    from stocksense.apiserver import bind, serve_workers  # noqa: PLC0415
+
+    sock = bind(args.host, args.port, what="API port", fix="stop it or pass another --port")
+    try:
+        # Migrated here, once, before any worker: a database that cannot be reached or
+        # migrated is this command's error, not each worker's.
+        db.connect(settings.database).close()
+    except BaseException:
+        sock.close()
+        raise
+    host, port = sock.getsockname()[:2]
+    print(
+        f"stocksense api: API http://{host}:{port} from {args.workers} processes"
+        " (docs /docs, console /console, health /health)"
+    )
+    print(f"stocksense api: running; {STOP_HINT}", flush=True)
+    serve_workers(sock, args.workers)
+    return EXIT_OK
 
 
 async def _api(settings: Settings, args: argparse.Namespace) -> int:
@@ -280,7 +307,7 @@ def _exports(stack: LocalStack) -> None:
 def _cmd_services(args: argparse.Namespace) -> int:
     from stocksense.devservices import stop_stack  # noqa: PLC0415
 
-    _logging("INFO")
+    configure_logging("INFO")
     if args.stop is not None:
         root = Path(args.stop)
         stopped = stop_stack(root)
@@ -462,9 +489,7 @@ def _edge_warehouse(
     try:
         if args.edge_scale is not None:
             scale_cell = ScaleCell(shelf=shelf, cell=cell)
-        binding = EdgeBinding(
-            shelf=args.edge_shelf, probes=args.edge_probe or [], scale=scale_cell
-        )
+        binding = EdgeBinding(shelf=args.edge_shelf, probes=args.edge_probe or [], scale=scale_cell)
     except ValidationError as exc:
         problems = describe_errors(exc.errors())
         raise ConfigError(f"--edge-shelf, --edge-probe or --edge-scale: {problems}") from None
@@ -640,7 +665,7 @@ def _cmd_edge(args: argparse.Namespace) -> int:
     from edge.config import load_config  # noqa: PLC0415
 
     config = load_config(Path(args.config))
-    _logging(args.log_level)
+    configure_logging(args.log_level)
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # we log each failed poll once
     return _run(_edge(config))
 
@@ -699,6 +724,14 @@ def _not_negative(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must not be below 0")
     return value
+
+
+def _workers(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_API_WORKERS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of processes (1-{MAX_API_WORKERS})"
+        )
+    return int(text)
 
 
 def _port(text: str) -> int:
@@ -811,6 +844,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     api.add_argument(
         "--port", type=_port, default=8000, help="TCP port to listen on (default: %(default)s)"
+    )
+    api.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="processes serving the port, one CPU core each at most (default: %(default)s)",
     )
     api.set_defaults(func=_cmd_api)
 
