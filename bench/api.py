@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.api [--skus 100000] [--ledger-rows 10000000] [--rate 200]
                                   [--duration 30] [--route-duration 10] [--connections 20]
+                                  [--api-workers 1]
 
 Starts a private PostgreSQL (fsync on), migrates a database and loads it server-side
 (``INSERT ... SELECT ... FROM generate_series``): ``--skus`` SKUs at two sites, their stock at
@@ -311,7 +312,7 @@ def api_token(url: str) -> str:
 class ApiProcess:
     """``stocksense api`` as users start it, over the benchmark's database."""
 
-    def __init__(self, url: str, data_dir: Path) -> None:
+    def __init__(self, url: str, data_dir: Path, workers: int = 1) -> None:
         self.port = devservices.free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {
@@ -329,6 +330,8 @@ class ApiProcess:
                     "api",
                     "--port",
                     str(self.port),
+                    "--workers",
+                    str(workers),
                 ],
                 env=env,
                 stdout=log,
@@ -353,8 +356,22 @@ class ApiProcess:
         )
         answer.raise_for_status()
 
+    def processes(self) -> list[int]:
+        """The pids serving requests: the command, or its worker processes."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        spawned = [
+            int(pid)
+            for pid in children.read_text().split()
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        return spawned or [self.process.pid]
+
+    def cpu_s(self) -> float:
+        """CPU seconds used so far by the processes serving requests."""
+        return sum(proc_cpu_s(pid) for pid in self.processes())
+
     def peak_rss_mb(self) -> float:
-        return proc_memory_mb(self.process.pid, "VmHWM")
+        return sum(proc_memory_mb(pid, "VmHWM") for pid in self.processes())
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -408,7 +425,9 @@ class Wrk:
         figures["non2xx"] = int(non2xx[0].split(":")[1]) if non2xx else 0
         return figures
 
-    def paced(self, route: str, seconds: float, api_pid: int) -> tuple[dict[str, Any], int, float]:
+    def paced(
+        self, route: str, seconds: float, api_cpu_s: Callable[[], float]
+    ) -> tuple[dict[str, Any], int, float]:
         """A calibrated run: a 3 s warm-up at the nominal delay measures the time each request
         takes, the delay is then shortened by it so the connections offer ``--rate``. Returns
         wrk's figures, the delay and the CPU seconds the API process spent in the run."""
@@ -417,9 +436,9 @@ class Wrk:
         warm = self.run(route, 3, nominal)
         busy_ms = max(connections * 1000 / max(warm["rate"], 1e-9) - nominal, 0.0)
         delay = max(round(connections * 1000 / rate - busy_ms), 0)
-        cpu_before = proc_cpu_s(api_pid)
+        cpu_before = api_cpu_s()
         figures = self.run(route, seconds, delay)
-        return figures, delay, proc_cpu_s(api_pid) - cpu_before
+        return figures, delay, api_cpu_s() - cpu_before
 
 
 def report(name: str, figures: dict[str, Any], delay: int, cpu_ms: float) -> None:
@@ -438,12 +457,13 @@ def run_api(url: str, root: Path, bench: Wrk) -> None:
     args = bench.args
     data_dir = root / "data"
     data_dir.mkdir()
-    api = ApiProcess(url, data_dir)
+    api = ApiProcess(url, data_dir, args.api_workers)
     try:
         api.prime(bench.token)
         bench.base = api.base
         print(
-            f"wrk against stocksense api: {args.connections} connections paced"
+            f"wrk against stocksense api --workers {args.api_workers}:"
+            f" {args.connections} connections paced"
             f" to {args.rate:.0f} req/s (latencies in ms; delay = mean wrk delay() per"
             f" request in ms; cpu/req = the API process's CPU ms per request; load average"
             f" {loadavg()}):"
@@ -455,9 +475,12 @@ def run_api(url: str, root: Path, bench: Wrk) -> None:
         )
         for route in ["mix", *filter(None, args.routes.split(","))]:
             seconds = args.duration if route == "mix" else args.route_duration
-            figures, delay, cpu_s = bench.paced(route, seconds, api.process.pid)
+            figures, delay, cpu_s = bench.paced(route, seconds, api.cpu_s)
             report(route, figures, delay, 1000 * cpu_s / max(figures["requests"], 1))
-        print(f"  API peak RSS {api.peak_rss_mb():.0f} MB; load average {loadavg()}")
+        print(
+            f"  API peak RSS {api.peak_rss_mb():.0f} MB (its processes together);"
+            f" load average {loadavg()}"
+        )
     finally:
         api.stop()
 
@@ -500,6 +523,9 @@ def main(argv: list[str] | None = None) -> int:
         "--route-duration", type=float, default=10.0, help="seconds of each per-route run"
     )
     parser.add_argument("--connections", type=int, default=20, help="wrk connections")
+    parser.add_argument(
+        "--api-workers", type=int, default=1, help="stocksense api --workers (processes)"
+    )
     parser.add_argument(
         "--routes", default=",".join(ROUTES), help="per-route runs (comma separated; '' none)"
     )
