@@ -211,15 +211,14 @@ async def _run_everything(settings: Settings, args: argparse.Namespace) -> int:
             await api.start()
             stack.push_async_callback(api.stop)
             lines.append(
-                f"API {api.url} (health {api.url}/health), console {settings.notifier.console_url}"
+                f"API {api.url} (health {api.url}/health), console"
+                f" {settings.notifier.console_url}"
             )
         if metrics_sock is not None:
             metrics = AsgiServer(metrics_app(pipeline, collector), metrics_sock)
             await metrics.start()
             stack.push_async_callback(metrics.stop)
-            lines.append(
-                f"Prometheus metrics at http://{_url_host('0.0.0.0')}:{metrics.port}/metrics"
-            )  # noqa: S104
+            lines.append(f"Prometheus metrics at http://{_url_host('0.0.0.0')}:{metrics.port}/metrics")  # noqa: S104
         for line in lines:
             print(f"stocksense run: {line}")
         print(f"stocksense run: running; {STOP_HINT}", flush=True)
@@ -489,7 +488,9 @@ def _edge_warehouse(
     try:
         if args.edge_scale is not None:
             scale_cell = ScaleCell(shelf=shelf, cell=cell)
-        binding = EdgeBinding(shelf=args.edge_shelf, probes=args.edge_probe or [], scale=scale_cell)
+        binding = EdgeBinding(
+            shelf=args.edge_shelf, probes=args.edge_probe or [], scale=scale_cell
+        )
     except ValidationError as exc:
         problems = describe_errors(exc.errors())
         raise ConfigError(f"--edge-shelf, --edge-probe or --edge-scale: {problems}") from None
