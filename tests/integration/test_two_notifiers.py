@@ -52,6 +52,12 @@ def test_two_notifiers_on_one_database_send_each_row_once(
         assert more is not None
         ids.append(more.id)
         wait_for(lambda: len(hook.log.accepted) >= TOTAL + 1, timeout=30, what="one more")
+        # The robot has the last message before its sender marks the row sent.
+        wait_for(
+            lambda: {o.status for o in store.outbox.outbox()} == {"sent"},
+            timeout=30,
+            what="every row marked sent",
+        )
     finally:
         for worker in workers:
             worker.terminate()
