@@ -568,28 +568,35 @@ def _at_once(count: int, call: Callable[[int], object]) -> list[object]:
     return results
 
 
+def _viewer_tokens(database: db.Target, names: list[str]) -> list[str]:
+    """A token for each of the new viewers ``names``."""
+    conn = db.connect(database)
+    try:
+        store = AuthStore(conn)
+        for name in names:
+            store.add_user(name, Role.VIEWER)
+        return [store.create_token(name)[1] for name in names]
+    finally:
+        conn.close()
+
+
+def _principal(database: db.Target, token: str, cache: TokenCache) -> object:
+    """Who ``token`` is, looked up over a connection of its own."""
+    conn = db.connect(database)
+    try:
+        return AuthStore(conn).principal_for_token(token, cache)
+    finally:
+        conn.close()
+
+
 def test_concurrent_first_uses_of_a_token_verify_it_once(
     database: db.Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    setup = db.connect(database)
-    try:
-        store = AuthStore(setup)
-        store.add_user("erp", Role.VIEWER)
-        token = store.create_token("erp")[1]
-    finally:
-        setup.close()
+    (token,) = _viewer_tokens(database, ["erp"])
     hasher = _CountingHasher()
     monkeypatch.setattr(auth_module, "_hasher", hasher)
     cache = TokenCache()
-
-    def first_use(_: int) -> object:
-        conn = db.connect(database)
-        try:
-            return AuthStore(conn).principal_for_token(token, cache)
-        finally:
-            conn.close()
-
-    found = _at_once(8, first_use)
+    found = _at_once(8, lambda _: _principal(database, token, cache))
     assert [getattr(p, "name", None) for p in found] == ["erp"] * 8
     assert hasher.checks == 1
     assert hasher.most_at_once == 1
@@ -598,26 +605,10 @@ def test_concurrent_first_uses_of_a_token_verify_it_once(
 def test_argon2_checks_run_at_most_two_at_once(
     database: db.Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    setup = db.connect(database)
-    try:
-        store = AuthStore(setup)
-        tokens = []
-        for i in range(6):
-            store.add_user(f"u{i}", Role.VIEWER)
-            tokens.append(store.create_token(f"u{i}")[1])
-    finally:
-        setup.close()
+    tokens = _viewer_tokens(database, [f"u{i}" for i in range(6)])
     hasher = _CountingHasher()
     monkeypatch.setattr(auth_module, "_hasher", hasher)
-
-    def use(i: int) -> object:
-        conn = db.connect(database)
-        try:
-            return AuthStore(conn).principal_for_token(tokens[i], TokenCache())
-        finally:
-            conn.close()
-
-    found = _at_once(6, use)
+    found = _at_once(6, lambda i: _principal(database, tokens[i], TokenCache()))
     assert [getattr(p, "name", None) for p in found] == [f"u{i}" for i in range(6)]
     assert hasher.checks == 6
     assert 1 <= hasher.most_at_once <= auth_module.HASHING_AT_ONCE == 2
